@@ -1,0 +1,5 @@
+"""``python -m interleave``: the same as the ``interleave`` command."""
+
+from .cli import main
+
+main()

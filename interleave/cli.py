@@ -1,0 +1,177 @@
+"""The ``interleave`` command: ``explore`` a program for failing schedules, ``replay`` one.
+
+Exit codes: 0 no failure within the budget; 1 a failure found (or reproduced by replay);
+2 bad input, a replay that does not fit, or a program interleave cannot control.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from . import strategies
+from .explore import DEFAULT_RUNS, DEFAULT_TIME_LIMIT, NondeterministicProgram, Progress, Report, explore, replay
+from .program import BadInput
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _bad_input(message: str) -> None:
+    click.echo(f"interleave: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="interleave-sct", prog_name="interleave")
+def cli() -> None:
+    """Find the thread interleaving that breaks your code.
+
+    interleave runs ordinary threading code under a deterministic scheduler (every
+    thread a greenlet, time virtual), explores schedules, and reports the first failure
+    (an exception in any thread, a deadlock, a hang) shrunk to a minimal schedule, with
+    a token that replays it exactly.
+
+    \b
+    Examples:
+      interleave explore examples/lost_update.py
+      interleave explore targets/nio_throttle.py::fixed --time-limit 30
+      interleave replay examples/lost_update.py 1.311.2997fcf7.d.aedaaaaab4aqi.u7vnlqi
+    """
+
+
+@cli.command("explore")
+@click.argument("target", metavar="PATH[::FUNC]")
+@click.option("--runs", type=click.IntRange(min=1), help=f"Stop after this many runs (default {DEFAULT_RUNS:,} when no --time-limit).")
+@click.option("--time-limit", type=click.FloatRange(min=0), help=f"Stop after this many seconds (default {DEFAULT_TIME_LIMIT:g} when no --runs).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Makes the whole exploration reproducible.")
+@click.option("--strategy", type=click.Choice(strategies.NAMES), default="portfolio", show_default=True,
+              help="portfolio: bounded enumeration, PCT and random walk taking turns; random: uniform random walk; "
+                   "pct: probabilistic concurrency testing; dfs: every schedule, by increasing preemptions.")
+@click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True, help="PCT bug depth d.")
+@click.option("--max-preemptions", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Bound for the enumeration (dfs, and the portfolio's dfs share).")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Step bound of one run; past it the run is a hang (default 100,000).")
+@click.option("--max-pauses", type=click.IntRange(min=0), help="Pauses per run: a runnable thread held while time jumps (default 2).")
+@click.option("--max-faults", type=click.IntRange(min=0), help="Faults per run for programs that model them (default 2).")
+@click.option("--granularity", type=click.Choice(["line", "opcode"]), default="line", show_default=True,
+              help="Switch points at every line of your code, or at every bytecode.")
+@click.option("--shrink-time", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds allowed for shrinking a failure.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write the report as JSON here.")
+def explore_command(target: str, json_path: str | None, **options: Any) -> None:
+    """Run PATH's FUNC (default: main) under many schedules until one fails.
+
+    FUNC takes no arguments and is ordinary threading code: it does not import
+    interleave. Each run executes the file afresh. A failure is shrunk to a minimal
+    schedule, printed as a trace, and given a replay token.
+    """
+    progress = _progress_printer() if sys.stderr.isatty() else None
+    try:
+        report = explore(target, on_progress=progress, **options)
+    except BadInput as exc:
+        _bad_input(str(exc))
+        return
+    except NondeterministicProgram as exc:
+        _bad_input(str(exc))
+        return
+    if progress is not None:
+        click.echo("\r\033[K", nl=False, err=True)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report.to_json(), f, indent=2)
+    _print_report(report)
+    if report.uncontrolled is not None:
+        _bad_input(f"cannot explore: the program used {report.uncontrolled}; results would not be trustworthy")
+    if report.nondeterministic is not None:
+        _bad_input(report.nondeterministic)
+    sys.exit(EXIT_FAILURE if report.failure is not None else EXIT_OK)
+
+
+def _progress_printer() -> Any:
+    def show(p: Progress) -> None:
+        rate = p.runs / p.elapsed_s if p.elapsed_s else 0
+        click.echo(f"\r\033[Kexploring: {p.runs:,} runs, {p.steps:,} steps, {p.elapsed_s:.1f}s ({rate:,.0f} runs/s)",
+                   nl=False, err=True)
+
+    return show
+
+
+def _print_report(report: Report) -> None:
+    head = f"{report.runs:,} runs, {report.distinct_schedules:,} distinct schedules, {report.elapsed_s:.2f}s " \
+           f"[{report.strategy}, seed {report.seed}]"
+    failure = report.failure
+    if failure is None:
+        if report.interrupted:
+            click.echo(f"interleave: interrupted; no failure in {head}")
+        elif report.uncontrolled is None and report.nondeterministic is None:
+            click.echo(f"interleave: no failure in {head}")
+        _print_confidence(report)
+        return
+    click.echo(f"interleave: FAILURE ({failure.kind}) {failure.message}")
+    click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s; shrunk from "
+               f"{_n(failure.original_preemptions, 'preemption')} / {failure.original_steps:,} steps to "
+               f"{_n(failure.preemptions, 'preemption')} / {failure.steps:,} steps "
+               f"({failure.shrink_attempts} replays{'' if failure.minimal else ', shrink time ran out'})")
+    click.echo("")
+    click.echo(failure.trace)
+    if failure.kind != "hang":
+        click.echo("")
+        click.echo(failure.details)
+    click.echo("")
+    click.echo("Replay it:")
+    click.echo(f"  interleave replay {report.target} {failure.replay}")
+
+
+def _print_confidence(report: Report) -> None:
+    if report.complete:
+        click.echo("  every schedule of the program was run: no schedule fails")
+    elif report.exhausted and report.bound is not None:
+        click.echo(f"  exhausted: every schedule with at most {_n(report.bound, 'preemption')} was run, none fails")
+    elif report.bound is not None and report.bound >= 0:
+        click.echo(f"  every schedule with at most {_n(report.bound, 'preemption')} was run, none fails")
+    for name, c in report.confidence.items():
+        d = name.rsplit("_", 1)[1]
+        click.echo(f"  PCT d={d}: each run finds a depth-{d} bug with probability >= 1/(n*k^{int(d) - 1}) = "
+                   f"{c['per_run_probability']:.2g} (n={c['threads']}, k={c['steps_k']}); "
+                   f"{c['runs_for_99_percent']:,} runs give 99%")
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+@cli.command("replay")
+@click.argument("target", metavar="PATH[::FUNC]")
+@click.argument("token")
+def replay_command(target: str, token: str) -> None:
+    """Run exactly the schedule in TOKEN and print its trace.
+
+    Exit 1 when the failure is reproduced, 0 if the schedule ran without failing, 2 if
+    the token is corrupt or does not fit the program as it is now.
+    """
+    try:
+        outcome = replay(target, token)
+    except BadInput as exc:
+        _bad_input(str(exc))
+        return
+    click.echo(outcome.trace)
+    if outcome.failure is None:
+        click.echo(f"interleave: the schedule ran without failing ({outcome.steps:,} steps)")
+        sys.exit(EXIT_OK)
+    if outcome.failure.kind != "hang":
+        click.echo("")
+        click.echo(outcome.failure.details)
+    click.echo(f"interleave: reproduced ({outcome.failure.kind}) {outcome.failure.message}")
+    sys.exit(EXIT_FAILURE)
+
+
+def main() -> None:
+    """Console entry point: fixes the hash seed (so runs repeat across processes), then runs."""
+    if os.environ.get("PYTHONHASHSEED") != "0" and os.environ.get("INTERLEAVE_NO_REEXEC") != "1":
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable, "-m", "interleave", *sys.argv[1:]])
+    cli(prog_name="interleave")

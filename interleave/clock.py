@@ -1,0 +1,69 @@
+"""Virtual time: a clock that only moves when the scheduler says so.
+
+Every run starts at the same instant. Time advances only when the scheduler jumps to
+the next deadline (all threads blocked, or a pause chosen by the strategy), so
+``time.sleep(3600)`` costs nothing and every run sees the same timestamps.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+#: What ``time.monotonic()`` and ``time.perf_counter()`` return when a run starts.
+MONOTONIC_START = 10_000.0
+#: What ``time.time()`` returns when a run starts (2026-01-01T00:00:00Z).
+EPOCH_START = 1_767_225_600.0
+
+
+class Clock:
+    """Virtual monotonic time plus the deadlines of timed waits.
+
+    Deadlines are kept in a heap with lazy deletion: cancelling a timer bumps the
+    waiter's generation, and stale heap entries are skipped when they surface.
+    """
+
+    __slots__ = ("now", "_heap", "_seq")
+
+    def __init__(self) -> None:
+        self.now = MONOTONIC_START
+        self._heap: list[tuple[float, int, Any, int]] = []
+        self._seq = 0
+
+    def elapsed(self) -> float:
+        return self.now - MONOTONIC_START
+
+    def wall(self) -> float:
+        return EPOCH_START + (self.now - MONOTONIC_START)
+
+    def add(self, deadline: float, waiter: Any, generation: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (deadline, self._seq, waiter, generation))
+
+    def _drop_stale(self) -> None:
+        heap = self._heap
+        while heap and heap[0][2].timer_generation != heap[0][3]:
+            heapq.heappop(heap)
+
+    def next_deadline(self) -> float | None:
+        self._drop_stale()
+        return self._heap[0][0] if self._heap else None
+
+    def has_timers(self) -> bool:
+        self._drop_stale()
+        return bool(self._heap)
+
+    def advance_to_next(self) -> list[Any]:
+        """Jump to the earliest deadline and return every waiter due then, in timer order."""
+        deadline = self.next_deadline()
+        if deadline is None:
+            return []
+        if deadline > self.now:
+            self.now = deadline
+        due = []
+        heap = self._heap
+        while heap and heap[0][0] <= self.now:
+            _, _, waiter, generation = heapq.heappop(heap)
+            if waiter.timer_generation == generation:
+                due.append(waiter)
+        return due

@@ -1,0 +1,139 @@
+"""What went wrong in a run, described in the program's terms (its files, lines and threads)."""
+
+from __future__ import annotations
+
+import linecache
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .files import is_user_file
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler, VThread
+
+EXCEPTION, DEADLOCK, HANG = "exception", "deadlock", "hang"
+
+
+@dataclass
+class Failure:
+    """A failing run: its kind, a one-line message and the details a person needs."""
+
+    kind: str
+    message: str
+    details: str
+    #: What makes two failures "the same" for shrinking: kind plus where it happened.
+    place: tuple = field(default=())
+    thread: str | None = None
+
+    def same_as(self, other: Failure | None) -> bool:
+        return other is not None and other.kind == self.kind and other.place == self.place
+
+
+def source_line(filename: str, lineno: int) -> str:
+    return linecache.getline(filename, lineno).strip()
+
+
+def user_location(frame: Any) -> str | None:
+    """``file:line`` of the innermost frame of the user's code, walking outwards."""
+    frame = innermost_user_frame(frame)
+    if frame is None:
+        return None
+    return f"{_short(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def innermost_user_frame(frame: Any) -> Any:
+    while frame is not None and not is_user_file(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
+def _short(filename: str) -> str:
+    import os
+
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if rel.startswith("..") else rel
+
+
+def exception_failure(exc: BaseException, thread_name: str) -> Failure:
+    """An uncaught exception, with the program's own traceback (interleave frames dropped)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename)]
+    lines = ["Traceback (most recent call last):"]
+    lines += [line.rstrip("\n") for line in traceback.format_list(frames)]
+    lines += [line.rstrip("\n") for line in traceback.format_exception_only(type(exc), exc)]
+    where = frames[-1] if frames else None
+    text = str(exc)
+    message = f"{type(exc).__name__}{': ' + text if text else ''} in {thread_name}"
+    if where is not None:
+        message += f" at {_short(where.filename)}:{where.lineno}"
+    place = (type(exc).__name__, where.filename if where else None, where.lineno if where else None)
+    return Failure(EXCEPTION, message, "\n".join(lines), place, thread_name)
+
+
+def api_name(frame: Any) -> str | None:
+    """The library call the user's code is blocked in, e.g. ``Condition.wait``."""
+    outer = None
+    while frame is not None and not is_user_file(frame.f_code.co_filename):
+        outer = frame
+        frame = frame.f_back
+    if outer is None:
+        return None
+    return getattr(outer.f_code, "co_qualname", outer.f_code.co_name)
+
+
+def blocked_thread_report(sched: Scheduler, blocked: list[VThread]) -> Failure:
+    """A deadlock: each blocked thread, the line it waits on, what for, and who holds it."""
+    rows = []
+    place = []
+    for vt in blocked:
+        frame = vt.greenlet.gr_frame if vt.greenlet is not None and vt.greenlet.gr_frame else None
+        if frame is None and vt is sched.current:
+            import sys
+
+            frame = sys._getframe(2)
+        user = innermost_user_frame(frame)
+        api = api_name(frame) or "wait"
+        where = f"{_short(user.f_code.co_filename)}:{user.f_lineno}" if user else "?"
+        src = source_line(user.f_code.co_filename, user.f_lineno) if user else ""
+        rows.append(f"  {vt.name} blocked in {api} at {where}: {src}")
+        rows.append(f"      waits for {_waits_for(vt, api)}")
+        place.append((vt.name, where))
+    names = ", ".join(vt.name for vt in blocked)
+    message = f"deadlock: every thread is blocked ({names}) and no timer is pending"
+    details = "Deadlock: every live thread is blocked and no timer is pending.\n" + "\n".join(rows)
+    return Failure(DEADLOCK, message, details, tuple(sorted(place)))
+
+
+def _waits_for(vt: VThread, api: str) -> str:
+    obj = vt.waiting_on
+    if vt.frozen:
+        return "its process to be resumed (it is paused)"
+    holder = getattr(obj, "holder", None)
+    if api.endswith("join") and holder is not None:
+        return f"{holder.name} to finish"
+    if holder is vt:
+        return f"a wake-up ({api.split('.')[0]} notify/set/release) that no thread will send"
+    if holder is not None:
+        return f"{type(obj).__name__} {getattr(obj, 'label', '')} held by {holder.name}".replace("  ", " ")
+    return repr(obj)
+
+
+def hang_failure(sched: Scheduler, vt: VThread, frame: Any) -> Failure:
+    user = innermost_user_frame(frame)
+    where = f"{_short(user.f_code.co_filename)}:{user.f_lineno}" if user else "?"
+    message = f"hang: still running after {sched.max_steps} steps ({vt.name} at {where})"
+    details = f"Hang: the run went past the step bound of {sched.max_steps} steps; {vt.name} was at {where}."
+    return Failure(HANG, message, details, ("hang",), vt.name)
+
+
+def loop_lines(steps: list[tuple[str, str, int]], tail: int = 2000, top: int = 6) -> list[str]:
+    """The lines executed most often at the end of a run: where a hang loops."""
+    counts = Counter(steps[-tail:])
+    out = []
+    for (thread, filename, lineno), n in counts.most_common(top):
+        out.append(f"  {n:5d}x {thread:<12} {_short(filename)}:{lineno}  {source_line(filename, lineno)}")
+    return out

@@ -1,0 +1,44 @@
+"""Which source files are the user's: those get line switch points and show in traces.
+
+Everything else (the standard library, installed packages, interleave itself, greenlet,
+frozen modules, code compiled from strings) runs atomically between switch points.
+"""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from functools import lru_cache
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _system_prefixes() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    prefixes = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    prefixes |= {os.path.realpath(p) for p in prefixes}
+    return tuple(os.path.join(p, "") for p in prefixes) + (_PACKAGE_DIR,)
+
+
+_SYSTEM = _system_prefixes()
+
+
+@lru_cache(maxsize=None)
+def is_user_file(filename: str) -> bool:
+    """True for a real source file of the program under test."""
+    if not filename or filename.startswith("<"):
+        return False
+    if "site-packages" in filename or "dist-packages" in filename:
+        return False
+    absolute = os.path.abspath(filename)
+    return not absolute.startswith(_SYSTEM) and not os.path.realpath(absolute).startswith(_SYSTEM)
+
+
+@lru_cache(maxsize=None)
+def is_threading_internal(filename: str) -> bool:
+    """True for the stdlib modules whose primitives we build on (no switch points inside)."""
+    base = os.path.basename(filename)
+    return base in _INTERNAL_BASENAMES and not is_user_file(filename)
+
+
+_INTERNAL_BASENAMES = {"threading.py", "queue.py", "thread.py", "_base.py", "_threading_local.py"}

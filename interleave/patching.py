@@ -1,0 +1,197 @@
+"""Installs the controlled primitives for the length of one run, and takes them out again.
+
+What is replaced, and why at that level:
+
+* ``threading``'s private bindings of ``_thread`` (thread start, locks, identity, the
+  tstate sentinel or 3.13's thread handle) and of the clock: every stdlib primitive is
+  built on them, so Condition, Event, Semaphore, Barrier, Timer, the queues and
+  ThreadPoolExecutor keep their exact stdlib code and semantics.
+* ``time``'s clock functions, ``queue``'s import-time binding of ``monotonic``, and any
+  name the user's modules bound before the run (``from time import sleep``).
+* Real locks that the user's modules created before the run (module globals) are swapped
+  for controlled twins, the same twin every run.
+* Things that cannot be controlled (real sockets, processes, ``select``) are replaced by
+  tripwires that stop the run with a message naming them.
+
+Outside a run nothing here is installed: the stdlib behaves exactly as usual.
+"""
+
+from __future__ import annotations
+
+import _thread
+import random
+import sys
+import threading
+import time
+from itertools import count
+from typing import Any, Callable
+
+from . import primitives as P
+from .files import is_user_file
+from .scheduler import Scheduler
+
+_threading_local = __import__("_threading_local")  # bind its helpers now, outside any run
+import queue  # noqa: E402  (imported after _threading_local on purpose: both are patched)
+
+_MISSING = object()
+PY313 = sys.version_info >= (3, 13)
+
+#: ``(module, attribute)`` pairs replaced in every run, with their controlled values.
+_STATIC: list[tuple[Any, str, Any]] = [
+    *[(time, name, fn) for name, fn in P.CONTROLLED_TIME.items()],
+    (threading, "_time", P.monotonic),
+    (threading, "_allocate_lock", P.allocate_lock),
+    (threading, "Lock", P.Lock),
+    (threading, "RLock", P.RLock),
+    (threading, "get_ident", P.get_ident),
+    (threading, "get_native_id", P.get_ident),
+    (threading, "excepthook", P.excepthook),
+    (threading, "local", _threading_local.local),
+    (threading, "_trace_hook", None),
+    (threading, "_profile_hook", None),
+    (_thread, "start_new_thread", P.start_new_thread),
+    (_thread, "start_new", P.start_new_thread),
+    (_thread, "allocate_lock", P.allocate_lock),
+    (_thread, "allocate", P.allocate_lock),
+    (_thread, "get_ident", P.get_ident),
+    (queue, "time", P.monotonic),
+    (queue, "SimpleQueue", queue._PySimpleQueue),
+]
+if PY313:
+    _STATIC += [
+        (threading, "_start_joinable_thread", P.start_joinable_thread),
+        (threading, "_ThreadHandle", P.ThreadHandle),
+        (_thread, "start_joinable_thread", P.start_joinable_thread),
+    ]
+else:
+    _STATIC += [
+        (threading, "_start_new_thread", P.start_new_thread),
+        (threading, "_set_sentinel", P.set_sentinel),
+    ]
+
+_REAL_LOCK_TYPES = {type(_thread.allocate_lock()): P.Lock, _thread.RLock: P.RLock}
+
+
+def _tripwire(what: str) -> Callable[..., Any]:
+    def tripwire(*args: Any, **kwargs: Any) -> Any:
+        from .scheduler import active
+
+        sched = active()
+        if sched is None:
+            raise RuntimeError(f"interleave tripwire for {what} called outside a run")
+        sched.fail_uncontrolled(f"{what} (real I/O or a real process, which interleave cannot schedule)")
+
+    return tripwire
+
+
+_UNCONTROLLED = {
+    "socket": ["socket", "create_connection", "socketpair", "create_server"],
+    "subprocess": ["Popen", "run", "call", "check_call", "check_output"],
+    "select": ["select", "poll", "epoll"],
+    "selectors": ["DefaultSelector"],
+    "os": ["fork", "system", "popen", "wait", "waitpid"],
+    "multiprocessing": ["Process", "Pool"],
+}
+
+
+class Patcher:
+    """Applies and undoes the run-time replacements; one instance serves many runs."""
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[Any, str, Any]] = []
+        self._adopted: dict[int, tuple[Any, Any]] = {}  # id(real lock) -> (real, twin)
+        self._scanned_modules = -1
+        self._bindings: list[tuple[dict, str, Any, Any]] = []
+        self._random_state: Any = None
+        self._shutdown_lock = P.Lock()
+        self._known_threads: set[int] = set()
+
+    # ------------------------------------------------------------- bindings
+
+    def _scan_bindings(self) -> None:
+        """Find names in the user's modules bound to real clock functions or real locks."""
+        if len(sys.modules) == self._scanned_modules:
+            return
+        self._scanned_modules = len(sys.modules)
+        replacements = {id(P.REAL_TIME[name]): fn for name, fn in P.CONTROLLED_TIME.items()}
+        bindings = []
+        for module in list(sys.modules.values()):
+            filename = getattr(module, "__file__", None)
+            if not filename or not is_user_file(filename):
+                continue
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict):
+                continue
+            for name, value in list(namespace.items()):
+                new = replacements.get(id(value))
+                if new is None and type(value) in _REAL_LOCK_TYPES:
+                    new = self._twin(value)
+                if new is not None:
+                    bindings.append((namespace, name, value, new))
+        self._bindings = bindings
+
+    def _twin(self, real: Any) -> Any:
+        entry = self._adopted.get(id(real))
+        if entry is None:
+            entry = (real, _REAL_LOCK_TYPES[type(real)]())
+            self._adopted[id(real)] = entry
+        return entry[1]
+
+    # ------------------------------------------------------------- apply/undo
+
+    def apply(self) -> None:
+        saved = self._saved
+        for module, name, value in _STATIC:
+            saved.append((module, name, getattr(module, name, _MISSING)))
+            setattr(module, name, value)
+        saved.append((threading, "_counter", threading._counter))
+        threading._counter = count(1).__next__
+        futures_thread = sys.modules.get("concurrent.futures.thread")
+        if futures_thread is not None:
+            saved.append((futures_thread, "_global_shutdown_lock", futures_thread._global_shutdown_lock))
+            saved.append((futures_thread, "_shutdown", futures_thread._shutdown))
+            futures_thread._global_shutdown_lock = self._shutdown_lock
+        for module_name, names in _UNCONTROLLED.items():
+            module = sys.modules.get(module_name)
+            if module is None:
+                continue
+            for name in names:
+                if hasattr(module, name):
+                    saved.append((module, name, getattr(module, name)))
+                    setattr(module, name, _tripwire(f"{module_name}.{name}"))
+        self._scan_bindings()
+        for namespace, name, _old, new in self._bindings:
+            namespace[name] = new
+        self._known_threads = set(threading._active) | {id(t) for t in threading._limbo}
+        self._random_state = random.getstate()
+        random.seed(0)
+
+    def restore(self, sched: Scheduler | None = None) -> None:
+        for namespace, name, old, _new in self._bindings:
+            namespace[name] = old
+        for module, name, value in reversed(self._saved):
+            if value is _MISSING:
+                delattr(module, name)
+            else:
+                setattr(module, name, value)
+        self._saved.clear()
+        random.setstate(self._random_state)
+        self._forget_run_threads(sched)
+
+    def _forget_run_threads(self, sched: Scheduler | None) -> None:
+        """Remove the run's threads from threading's registries so nothing outlives the run."""
+        with threading._active_limbo_lock:
+            for ident in [i for i in threading._active if i not in self._known_threads]:
+                del threading._active[ident]
+            for thread in [t for t in threading._limbo if id(t) not in self._known_threads]:
+                del threading._limbo[thread]
+        if not PY313:
+            with threading._shutdown_locks_lock:
+                threading._shutdown_locks.difference_update(
+                    [lock for lock in threading._shutdown_locks if isinstance(lock, P.Lock)]
+                )
+        futures_thread = sys.modules.get("concurrent.futures.thread")
+        if futures_thread is not None and sched is not None:
+            run_threads = {id(vt.thread_obj) for vt in sched.threads if vt.thread_obj is not None}
+            for thread in [t for t in list(futures_thread._threads_queues) if id(t) in run_threads]:
+                futures_thread._threads_queues.pop(thread, None)

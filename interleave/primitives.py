@@ -1,0 +1,357 @@
+"""Controlled stand-ins for the lowest layer of Python threading: ``_thread`` and ``time``.
+
+The standard library builds Condition, Event, Semaphore, Barrier, Timer, Thread, the
+queues and ThreadPoolExecutor in pure Python on top of a handful of ``_thread``
+functions and the clock. Replacing only that layer (see :mod:`interleave.patching`) gives
+every higher-level primitive its exact stdlib semantics (FIFO notify, Barrier breaking,
+queue timeouts...) while every block, wake-up and timeout goes through the scheduler.
+
+Each stand-in works in two modes: inside a run it talks to the active scheduler; outside
+any run (an object made at import time and used later) it behaves exactly like the real
+primitive, which it creates lazily.
+"""
+
+from __future__ import annotations
+
+import _thread
+import sys
+import time as _time
+from typing import Any, Callable
+
+from .scheduler import Scheduler, VThread, active
+
+_real_allocate_lock = _thread.allocate_lock
+_real_rlock = _thread.RLock
+_real_get_ident = _thread.get_ident
+
+REAL_TIME = {
+    name: getattr(_time, name)
+    for name in ("sleep", "monotonic", "monotonic_ns", "time", "time_ns", "perf_counter", "perf_counter_ns")
+}
+
+
+def _label(sched: Scheduler, kind: str) -> str:
+    n = sched.extra.get(kind, 0) + 1
+    sched.extra[kind] = n
+    return f"{kind}-{n}"
+
+
+class Lock:
+    """A non-reentrant lock, like ``threading.Lock`` (any thread may release it)."""
+
+    __slots__ = ("_real", "_run", "_locked", "holder", "_waiters", "label", "__weakref__")
+
+    def __init__(self) -> None:
+        self._real: Any = None
+        self._run: Scheduler | None = None
+        self._locked = False
+        self.holder: VThread | None = None
+        self._waiters: list[VThread] = []
+        self.label = "Lock"
+
+    def _fresh(self, sched: Scheduler) -> None:
+        # Made before this run (or in an earlier one): it starts this run free.
+        self._run = sched
+        self._locked = False
+        self.holder = None
+        self._waiters = []
+        self.label = _label(sched, type(self).__name__)
+
+    def _outside(self) -> Any:
+        if self._real is None:
+            self._real = _real_allocate_lock()
+        return self._real
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        sched = active()
+        if sched is None:
+            return self._outside().acquire(blocking, timeout)
+        if self._run is not sched:
+            self._fresh(sched)
+        if not blocking and timeout != -1:
+            raise ValueError("can't specify a timeout for a non-blocking call")
+        if timeout < 0 and timeout != -1:
+            raise ValueError("timeout value must be a non-negative number")
+        cur = sched.current
+        if self._locked:
+            if not blocking or timeout == 0:
+                return False
+            deadline = None if timeout == -1 else sched.clock.now + timeout
+            while self._locked:
+                self._waiters.append(cur)
+                try:
+                    woken = sched.block(self, deadline)
+                finally:
+                    self._waiters.remove(cur)
+                if not woken and self._locked:
+                    return False
+        self._locked = True
+        self.holder = cur
+        if sched.recorder is not None:
+            sched.recorder.event(sched, "acquire", self.label)
+        return True
+
+    def release(self) -> None:
+        sched = active()
+        if sched is None:
+            self._outside().release()
+            return
+        if self._run is not sched:
+            self._fresh(sched)
+        if not self._locked:
+            raise RuntimeError("release unlocked lock")
+        self._locked = False
+        self.holder = None
+        if sched.recorder is not None:
+            sched.recorder.event(sched, "release", self.label)
+        for waiter in self._waiters:
+            sched.wake(waiter)
+
+    def locked(self) -> bool:
+        sched = active()
+        if sched is None:
+            return self._outside().locked()
+        return self._locked if self._run is sched else False
+
+    def _at_fork_reinit(self) -> None:
+        self._real = None
+        self._run = None
+        self._locked = False
+
+    __enter__ = acquire
+    acquire_lock = acquire
+    release_lock = release
+    locked_lock = locked
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "locked" if self.locked() else "unlocked"
+        return f"<interleave {self.label} {state}>"
+
+
+class RLock(Lock):
+    """A reentrant lock, like ``threading.RLock``: only its owner may release it."""
+
+    __slots__ = ("_count",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self._count = 0
+
+    def _fresh(self, sched: Scheduler) -> None:
+        super()._fresh(sched)
+        self._count = 0
+
+    def _outside(self) -> Any:
+        if self._real is None:
+            self._real = _real_rlock()
+        return self._real
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        sched = active()
+        if sched is None:
+            return self._outside().acquire(blocking, timeout)
+        if self._run is not sched:
+            self._fresh(sched)
+        if self._locked and self.holder is sched.current:
+            self._count += 1
+            return True
+        if not super().acquire(blocking, timeout):
+            return False
+        self._count = 1
+        return True
+
+    __enter__ = acquire
+
+    def release(self) -> None:
+        sched = active()
+        if sched is None:
+            self._outside().release()
+            return
+        if self._run is not sched:
+            self._fresh(sched)
+        if not self._locked or self.holder is not sched.current:
+            raise RuntimeError("cannot release un-acquired lock")
+        self._count -= 1
+        if self._count == 0:
+            super().release()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    # The protocol threading.Condition uses to wait on an RLock held several times.
+    def _is_owned(self) -> bool:
+        sched = active()
+        if sched is None:
+            return self._outside()._is_owned()
+        return self._run is sched and self._locked and self.holder is sched.current
+
+    def _release_save(self) -> Any:
+        sched = active()
+        if sched is None:
+            return self._outside()._release_save()
+        if not self._is_owned():
+            raise RuntimeError("cannot release un-acquired lock")
+        count = self._count
+        self._count = 1
+        self.release()
+        return count
+
+    def _acquire_restore(self, state: Any) -> None:
+        sched = active()
+        if sched is None:
+            self._outside()._acquire_restore(state)
+            return
+        self.acquire()
+        self._count = state
+
+    def _recursion_count(self) -> int:
+        sched = active()
+        if sched is None:
+            return self._outside()._recursion_count()
+        return self._count if self._is_owned() else 0
+
+
+def allocate_lock() -> Lock:
+    return Lock()
+
+
+def get_ident() -> int:
+    sched = active()
+    return sched.current.ident if sched is not None else _real_get_ident()
+
+
+def start_new_thread(function: Callable[..., Any], args: tuple, kwargs: dict | None = None) -> int:
+    """``_thread.start_new_thread``: a new virtual thread (a real one outside a run)."""
+    sched = active()
+    if sched is None:
+        return _thread.start_new_thread(function, args, kwargs or {})
+    thread_obj = getattr(function, "__self__", None)
+    name = getattr(thread_obj, "name", None)
+    daemon = getattr(thread_obj, "daemon", True)
+    vt = sched.spawn(function, args, kwargs, name=name, daemon=bool(daemon), thread_obj=thread_obj)
+    return vt.ident
+
+
+def set_sentinel() -> Lock:
+    """``_thread._set_sentinel`` (3.11, 3.12): a lock released when the calling thread ends."""
+    sched = active()
+    if sched is None:
+        return _thread._set_sentinel()
+    lock = Lock()
+    sched.current.sentinel = lock
+    return lock
+
+
+class ThreadHandle:
+    """``_thread._ThreadHandle`` (3.13): what ``Thread.join`` and ``is_alive`` consult."""
+
+    def __init__(self) -> None:
+        self.ident: int | None = None
+        self._done = Lock()
+        self._done.acquire()
+        self._is_done = False
+
+    def is_done(self) -> bool:
+        return self._is_done
+
+    def _set_done(self) -> None:
+        if not self._is_done:
+            self._is_done = True
+            self._done.release()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._is_done:
+            return
+        if timeout is None or timeout < 0:
+            timeout = -1
+        if self._done.acquire(True, timeout):
+            self._done.release()
+
+
+def start_joinable_thread(function: Callable[..., Any], handle: Any = None, daemon: bool = True) -> Any:
+    """``_thread.start_joinable_thread`` (3.13)."""
+    sched = active()
+    if sched is None or (handle is not None and not isinstance(handle, ThreadHandle)):
+        if sched is not None:
+            sched.fail_uncontrolled("a threading.Thread created before the run started")
+        return _thread.start_joinable_thread(function, handle=handle, daemon=daemon)
+    if handle is None:
+        handle = ThreadHandle()
+    thread_obj = getattr(function, "__self__", None)
+    vt = sched.spawn(function, (), None, name=getattr(thread_obj, "name", None), daemon=bool(daemon), thread_obj=thread_obj)
+    vt.sentinel = handle._done
+    handle.ident = vt.ident
+    return handle
+
+
+def excepthook(args: Any) -> None:
+    """``threading.excepthook`` during a run: an uncaught exception in a thread is a failure."""
+    sched = active()
+    if sched is None or args.exc_type is SystemExit:
+        return
+    sched.fail_with_exception(args.exc_value)
+
+
+# ----------------------------------------------------------------------------- time
+
+
+def sleep(seconds: float) -> None:
+    sched = active()
+    if sched is None:
+        REAL_TIME["sleep"](seconds)
+        return
+    if not isinstance(seconds, (int, float)):
+        raise TypeError(f"'{type(seconds).__name__}' object cannot be interpreted as an integer or float")
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    sched.sleep(seconds)
+
+
+def monotonic() -> float:
+    sched = active()
+    return sched.clock.now if sched is not None else REAL_TIME["monotonic"]()
+
+
+def monotonic_ns() -> int:
+    sched = active()
+    return int(sched.clock.now * 1e9) if sched is not None else REAL_TIME["monotonic_ns"]()
+
+
+def perf_counter() -> float:
+    sched = active()
+    return sched.clock.now if sched is not None else REAL_TIME["perf_counter"]()
+
+
+def perf_counter_ns() -> int:
+    sched = active()
+    return int(sched.clock.now * 1e9) if sched is not None else REAL_TIME["perf_counter_ns"]()
+
+
+def time() -> float:
+    sched = active()
+    return sched.clock.wall() if sched is not None else REAL_TIME["time"]()
+
+
+def time_ns() -> int:
+    sched = active()
+    return int(sched.clock.wall() * 1e9) if sched is not None else REAL_TIME["time_ns"]()
+
+
+CONTROLLED_TIME = {
+    "sleep": sleep,
+    "monotonic": monotonic,
+    "monotonic_ns": monotonic_ns,
+    "time": time,
+    "time_ns": time_ns,
+    "perf_counter": perf_counter,
+    "perf_counter_ns": perf_counter_ns,
+}
+
+PY313 = sys.version_info >= (3, 13)
+__all__ = [
+    "Lock", "RLock", "allocate_lock", "get_ident", "start_new_thread", "set_sentinel",
+    "ThreadHandle", "start_joinable_thread", "excepthook", "CONTROLLED_TIME", "REAL_TIME",
+]

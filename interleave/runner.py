@@ -1,0 +1,77 @@
+"""One run of a program: patching on, scheduler, tracer, and the main thread's life.
+
+The main virtual thread executes the target's module afresh, calls FUNC, then does what
+the interpreter does at exit: it runs threading's exit hooks (ThreadPoolExecutor joins
+its workers there) and the run lasts until every non-daemon thread has finished.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from . import tracing
+from .patching import Patcher
+from .program import Program
+from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
+
+DEFAULT_MAX_STEPS = 100_000
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything besides the choices that decides how a run goes."""
+
+    max_steps: int = DEFAULT_MAX_STEPS
+    max_pauses: int = 2
+    max_faults: int = 2
+    granularity: str = tracing.LINE
+
+    def code(self) -> str:
+        """Compact form for replay tokens."""
+        g = "o" if self.granularity == tracing.OPCODE else "l"
+        return f"{g}{self.max_steps}p{self.max_pauses}f{self.max_faults}"
+
+    @classmethod
+    def from_code(cls, code: str) -> RunConfig:
+        granularity = tracing.OPCODE if code[0] == "o" else tracing.LINE
+        steps, rest = code[1:].split("p")
+        pauses, faults = rest.split("f")
+        return cls(int(steps), int(pauses), int(faults), granularity)
+
+
+class Runner:
+    """Runs a program again and again, each time under the chooser it is given."""
+
+    def __init__(self, program: Program, config: RunConfig) -> None:
+        self.program = program
+        self.config = config
+        self.patcher = Patcher()
+        self._install = tracing.installer(config.granularity)
+
+    def run(self, chooser: Chooser, recorder: Recorder | None = None) -> RunResult:
+        sched = Scheduler(
+            chooser,
+            max_steps=self.config.max_steps,
+            max_pauses=self.config.max_pauses,
+            max_faults=self.config.max_faults,
+            recorder=recorder,
+            install_tracer=self._install,
+        )
+        main_name, main_ident = threading.current_thread().name, _thread.get_ident()
+        self.patcher.apply()
+        try:
+            return sched.run(self._main, main_ident=main_ident, main_name=main_name)
+        finally:
+            self.patcher.restore(sched)
+
+    def _main(self) -> Any:
+        function = self.program.entry()
+        sched = active()
+        if sched is not None and sched.recorder is not None:
+            sched.recorder.event(sched, "enter", self.program.func_name)
+        function()
+        for hook in reversed(list(threading._threading_atexits)):
+            hook()

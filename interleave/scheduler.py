@@ -1,0 +1,604 @@
+"""The scheduler: one run of a program, every thread a greenlet, every switch decided here.
+
+Each virtual thread is a greenlet whose parent is the *hub* (the greenlet that called
+:meth:`Scheduler.run`). Threads hand control to each other directly at switch points;
+when a thread finishes its greenlet returns to the hub, which picks the next one.
+
+At every switch point where more than one thing could happen next, the scheduler asks
+the strategy (:mod:`interleave.strategies`) to choose among the *options*: the indices
+of the runnable threads, plus :data:`JUMP` (let virtual time pass to the next deadline
+while threads are still runnable) when a timer is pending and the pause budget allows.
+Choices that differ from the *default* (keep running the current thread; when it cannot
+continue, the next runnable thread in round-robin order) are recorded as *deviations*,
+keyed by ``(thread index, steps that thread has taken, sub-decision)``. Those keys stay
+meaningful when other deviations are removed, which is what replay and shrinking need.
+
+The scheduler knows nothing about the CLI, pytest or how programs are loaded.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import greenlet
+
+from .clock import Clock
+from .failures import Failure, api_name, blocked_thread_report, exception_failure, hang_failure, user_location
+
+#: The option meaning "let virtual time jump to the next deadline now".
+JUMP = -1
+
+RUNNABLE, BLOCKED, FINISHED = "runnable", "blocked", "finished"
+
+#: After this many consecutive steps of one thread, the default schedule hands over to
+#: the next runnable thread (as an OS scheduler would), so a spin-wait is not a hang.
+TIME_SLICE = 1000
+
+_pythonapi = ctypes.pythonapi
+_pythonapi.PyThreadState_Get.restype = ctypes.c_void_p
+_leave_tracing = _pythonapi.PyThreadState_LeaveTracing
+_leave_tracing.argtypes = [ctypes.c_void_p]
+_leave_tracing.restype = None
+_enter_tracing = _pythonapi.PyThreadState_EnterTracing
+_enter_tracing.argtypes = [ctypes.c_void_p]
+_enter_tracing.restype = None
+
+
+class Chooser(Protocol):
+    """What the scheduler asks at every decision. See :mod:`interleave.strategies`."""
+
+    def choose(self, sched: Scheduler, options: list[int], default: int, preemptive: bool) -> int:
+        ...
+
+
+class RunAborted(BaseException):
+    """Raised inside a thread that must stop now (the run is over)."""
+
+
+class Uncontrolled(Exception):
+    """The program used something the scheduler cannot control (a real socket, a process...)."""
+
+
+@dataclass
+class Deviation:
+    thread: int
+    steps: int
+    sub: int
+    choice: int
+    cost: int
+
+    def key(self) -> tuple[int, int, int]:
+        return (self.thread, self.steps, self.sub)
+
+
+@dataclass
+class RunResult:
+    """What one run did: how it ended and the choices that made it."""
+
+    failure: Failure | None
+    deviations: list[Deviation]
+    steps: int
+    decisions: int
+    threads: int
+    preemptions: int
+    elapsed_virtual: float
+    uncontrolled: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class VThread:
+    """A virtual thread: one greenlet and its scheduling state."""
+
+    __slots__ = (
+        "index", "ident", "name", "daemon", "greenlet", "state", "steps", "streak",
+        "waiting_on", "timer_generation", "timed_out", "sentinel", "thread_obj", "frozen",
+        "group",
+    )
+
+    def __init__(self, index: int, ident: int, name: str, daemon: bool) -> None:
+        self.index = index
+        self.ident = ident
+        self.name = name
+        self.daemon = daemon
+        self.greenlet: greenlet.greenlet | None = None
+        self.state = RUNNABLE
+        self.steps = 0
+        self.streak = 0
+        self.waiting_on: Any = None
+        self.timer_generation = 0
+        self.timed_out = False
+        self.sentinel: Any = None
+        self.thread_obj: Any = None
+        self.frozen = False
+        self.group: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<VThread {self.index} {self.name} {self.state}>"
+
+
+class Recorder(Protocol):
+    def step(self, sched: Scheduler, thread: VThread, frame: Any) -> None: ...
+    def event(self, sched: Scheduler, kind: str, detail: str) -> None: ...
+
+
+_active: Scheduler | None = None
+_get_real_ident = __import__("_thread").get_ident
+
+
+def active() -> Scheduler | None:
+    """The scheduler running on this OS thread, or None outside a run."""
+    sched = _active
+    if sched is not None and sched.os_ident == _get_real_ident():
+        return sched
+    return None
+
+
+class Scheduler:
+    """Runs one program once under a chooser and records what happened."""
+
+    def __init__(
+        self,
+        chooser: Chooser,
+        *,
+        max_steps: int = 100_000,
+        max_pauses: int = 2,
+        max_faults: int = 2,
+        recorder: Recorder | None = None,
+        install_tracer: Callable[[Scheduler], Callable[[], None]] | None = None,
+    ) -> None:
+        self.chooser = chooser
+        self.max_steps = max_steps
+        self.pauses_left = max_pauses
+        self.faults_left = max_faults
+        self.recorder = recorder
+        self._install_tracer = install_tracer
+        self.clock = Clock()
+        self.threads: list[VThread] = []
+        self.runnable: list[int] = []
+        self.current: VThread | None = None
+        self.steps = 0
+        self.decisions = 0
+        self.preemptions = 0
+        self.deviations: list[Deviation] = []
+        self.failure: Failure | None = None
+        self.uncontrolled: str | None = None
+        self.tearing_down = False
+        self.os_ident = _get_real_ident()
+        self.hub: greenlet.greenlet | None = None
+        self._tstate = _pythonapi.PyThreadState_Get()
+        self._last_key = (-1, -1)
+        self._sub = 0
+        self.extra: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ threads
+
+    def spawn(
+        self,
+        fn: Callable[..., Any],
+        args: tuple = (),
+        kwargs: dict | None = None,
+        *,
+        name: str | None = None,
+        daemon: bool = True,
+        ident: int | None = None,
+        thread_obj: Any = None,
+    ) -> VThread:
+        """Create a runnable virtual thread that will call ``fn(*args, **kwargs)``."""
+        index = len(self.threads)
+        vt = VThread(
+            index,
+            ident if ident is not None else 0x7F00_0000_0000 + index * 0x1000,
+            name or f"thread-{index}",
+            daemon,
+        )
+        vt.thread_obj = thread_obj
+        if self.current is not None:
+            vt.group = self.current.group
+        vt.greenlet = greenlet.greenlet(lambda: self._thread_body(vt, fn, args, kwargs or {}), parent=self.hub)
+        self.threads.append(vt)
+        bisect.insort(self.runnable, index)
+        if self.recorder is not None and self.current is not None:
+            self.recorder.event(self, "start", vt.name)
+        return vt
+
+    def _thread_body(self, vt: VThread, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        try:
+            fn(*args, **kwargs)
+        except (greenlet.GreenletExit, RunAborted):
+            pass
+        except KeyboardInterrupt:
+            self.extra["interrupted"] = True
+        except BaseException as exc:  # noqa: BLE001 - any exception of the program is a finding
+            if not self.tearing_down and not isinstance(exc, SystemExit):
+                self.fail_with_exception(exc, vt)
+        finally:
+            if not self.tearing_down:
+                self._on_exit(vt)
+
+    def _on_exit(self, vt: VThread) -> None:
+        vt.state = FINISHED
+        i = bisect.bisect_left(self.runnable, vt.index)
+        if i < len(self.runnable) and self.runnable[i] == vt.index:
+            del self.runnable[i]
+        if vt.sentinel is not None and vt.sentinel.locked():
+            vt.sentinel.release()
+        if self.recorder is not None:
+            self.recorder.event(self, "exit", vt.name)
+
+    def by_ident(self, ident: int) -> VThread | None:
+        for vt in self.threads:
+            if vt.ident == ident:
+                return vt
+        return None
+
+    # ---------------------------------------------------------------- the run
+
+    def run(self, main: Callable[[], Any], *, main_ident: int, main_name: str = "MainThread") -> RunResult:
+        """Run ``main`` as virtual thread 0 until every non-daemon thread is done or a failure."""
+        global _active
+        if _active is not None and _active.os_ident == self.os_ident:
+            raise RuntimeError("an interleave run is already active on this thread")
+        self.hub = greenlet.getcurrent()
+        main_vt = self.spawn(main, name=main_name, daemon=False, ident=main_ident)
+        self.current = main_vt
+        _active = self
+        uninstall = self._install_tracer(self) if self._install_tracer else None
+        try:
+            main_vt.greenlet.switch()
+            while self.failure is None and self.uncontrolled is None and not self._done() and "interrupted" not in self.extra:
+                nxt = self._pick_next(in_trace=False, hub=True)
+                if nxt is None:
+                    break
+                self.current = nxt
+                nxt.streak = 0
+                nxt.greenlet.switch()
+        finally:
+            if uninstall is not None:
+                uninstall()
+            self._teardown()
+            _active = None
+        return RunResult(
+            failure=self.failure,
+            deviations=self.deviations,
+            steps=self.steps,
+            decisions=self.decisions,
+            threads=len(self.threads),
+            preemptions=self.preemptions,
+            elapsed_virtual=self.clock.elapsed(),
+            uncontrolled=self.uncontrolled,
+            extra=self.extra,
+        )
+
+    def _done(self) -> bool:
+        return all(vt.state == FINISHED or vt.daemon for vt in self.threads)
+
+    def _teardown(self) -> None:
+        """Stop every thread still alive, running its ``finally`` blocks without switching."""
+        self.tearing_down = True
+        budget = _TeardownBudget()
+        previous = sys.gettrace()
+        sys.settrace(budget.trace)
+        try:
+            for vt in self.threads:
+                g = vt.greenlet
+                if g is not None and g:  # started and not dead
+                    try:
+                        g.throw(greenlet.GreenletExit)
+                    except BaseException:  # noqa: BLE001 - a dying thread's last words are ignored
+                        pass
+                    if g:
+                        _graveyard.append(g)  # refuses to die: keep it from running at GC time
+                vt.greenlet = None
+        finally:
+            sys.settrace(previous)
+
+    # ------------------------------------------------------------ switch points
+
+    def line(self, frame: Any) -> None:
+        """Switch point for a traced line (or opcode) of the program; called from the tracer."""
+        cur = self.current
+        cur.steps += 1
+        self.steps += 1
+        if self.recorder is not None:
+            self.recorder.step(self, cur, frame)
+        if self.steps > self.max_steps:
+            self.fail_hang(frame, in_trace=True)
+        if len(self.runnable) == 1 and not (self.pauses_left > 0 and self.clock.has_timers()):
+            cur.streak += 1
+            return
+        self._switch_point(in_trace=True, yielding=False)
+
+    def yield_point(self) -> None:
+        """A point where the current thread offers to let others run (``sleep(0)``)."""
+        self.steps += 1
+        self.current.steps += 1
+        if self.steps > self.max_steps:
+            self.fail_hang()
+        self._switch_point(in_trace=False, yielding=True)
+
+    def op_point(self) -> None:
+        """Switch point before an operation on a primitive called from untraced code."""
+        self.steps += 1
+        self.current.steps += 1
+        if self.steps > self.max_steps:
+            self.fail_hang()
+        if len(self.runnable) > 1:
+            self._switch_point(in_trace=False, yielding=False)
+
+    def _switch_point(self, *, in_trace: bool, yielding: bool) -> None:
+        cur = self.current
+        cur.streak += 1
+        nxt = self._pick_next(in_trace=in_trace, yielding=yielding)
+        if nxt is not None and nxt is not cur:
+            self._switch(nxt, in_trace)
+
+    def _pick_next(self, *, in_trace: bool, yielding: bool = False, hub: bool = False) -> VThread | None:
+        """Decide who runs next; jumps the clock when nobody can run. None: the run is over."""
+        cur = self.current
+        while True:
+            runnable = self.runnable
+            cur_runnable = cur.state == RUNNABLE and not cur.frozen and not hub
+            jump_ok = self.pauses_left > 0 and bool(runnable) and self.clock.has_timers()
+            if not runnable:
+                if self.clock.has_timers():
+                    self._advance_clock()
+                    continue
+                self.fail_deadlock()
+                return None
+            if cur_runnable and not yielding and cur.streak < TIME_SLICE:
+                default = cur.index
+            else:
+                i = bisect.bisect_right(runnable, cur.index)
+                default = runnable[i] if i < len(runnable) else runnable[0]
+            if len(runnable) == 1 and not jump_ok:
+                return self.threads[runnable[0]]
+            options = runnable + [JUMP] if jump_ok else runnable
+            choice = self._decide(options, default, cur_runnable and not yielding)
+            if choice == JUMP:
+                self.pauses_left -= 1
+                self._advance_clock()
+                continue
+            return self.threads[choice]
+
+    def _decide(self, options: list[int], default: int, preemptive: bool) -> int:
+        cur = self.current
+        key = (cur.index, cur.steps)
+        if key == self._last_key:
+            self._sub += 1
+        else:
+            self._last_key = key
+            self._sub = 0
+        self.decisions += 1
+        choice = self.chooser.choose(self, options, default, preemptive)
+        if choice != default:
+            cost = 1 if choice == JUMP or (preemptive and choice != cur.index) else 0
+            self.preemptions += cost
+            self.deviations.append(Deviation(cur.index, cur.steps, self._sub, choice, cost))
+            if self.recorder is not None:
+                if choice == JUMP:
+                    self.recorder.event(self, "pause", f"{cur.name} paused while time passes")
+                elif cost:
+                    self.recorder.event(self, "preempt", f"{cur.name} -> {self.threads[choice].name}")
+        return choice
+
+    def decision_key(self) -> tuple[int, int, int]:
+        """The key the next decision would be recorded under (for replaying strategies)."""
+        cur = self.current
+        if (cur.index, cur.steps) == self._last_key:
+            return (cur.index, cur.steps, self._sub)
+        return (cur.index, cur.steps, 0)
+
+    def _advance_clock(self) -> None:
+        before = self.clock.now
+        for vt in self.clock.advance_to_next():
+            vt.timed_out = True
+            self.wake(vt)
+        if self.recorder is not None:
+            self.recorder.event(self, "clock", f"+{self.clock.now - before:g}s")
+
+    def _switch(self, target: VThread, in_trace: bool) -> None:
+        self.current = target
+        target.streak = 0
+        if in_trace:
+            _leave_tracing(self._tstate)
+            try:
+                target.greenlet.switch()
+            finally:
+                _enter_tracing(self._tstate)
+        else:
+            target.greenlet.switch()
+
+    # --------------------------------------------------------------- blocking
+
+    def block(self, waiting_on: Any, deadline: float | None = None) -> bool:
+        """Block the current thread until :meth:`wake`; False if the deadline passed first."""
+        if self.tearing_down:
+            raise greenlet.GreenletExit
+        cur = self.current
+        cur.state = BLOCKED
+        cur.waiting_on = waiting_on
+        cur.timed_out = False
+        i = bisect.bisect_left(self.runnable, cur.index)
+        if i < len(self.runnable) and self.runnable[i] == cur.index:
+            del self.runnable[i]
+        if deadline is not None:
+            cur.timer_generation += 1
+            self.clock.add(deadline, cur, cur.timer_generation)
+        if self.recorder is not None:
+            self.recorder.event(self, "block", describe_wait(waiting_on, sys._getframe(1)))
+        nxt = self._pick_next(in_trace=False)
+        if nxt is None:
+            self.abort()
+        if nxt is not cur:
+            self._switch(nxt, in_trace=False)
+        if self.tearing_down:
+            raise greenlet.GreenletExit
+        cur.waiting_on = None
+        return not cur.timed_out
+
+    def wake(self, vt: VThread) -> None:
+        """Make a blocked thread runnable again (its timer, if any, is cancelled)."""
+        if vt.state != BLOCKED:
+            return
+        vt.state = RUNNABLE
+        vt.timer_generation += 1
+        if not vt.frozen:
+            bisect.insort(self.runnable, vt.index)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            self.yield_point()
+            return
+        self.block(_Sleep(seconds), self.clock.now + seconds)
+
+    # ---------------------------------------------------------------- faults
+
+    def fault_choice(self, label: str, options: int) -> int:
+        """A fault decision (0 = no fault): explored, shrunk and replayed like a preemption."""
+        if self.faults_left <= 0 or options < 2:
+            return 0
+        cur = self.current
+        key = (cur.index, cur.steps)
+        if key == self._last_key:
+            self._sub += 1
+        else:
+            self._last_key = key
+            self._sub = 0
+        self.decisions += 1
+        fault_options = [-(k + 2) for k in range(options)]  # -2 means option 0, -3 option 1...
+        choice = self.chooser.choose(self, fault_options, -2, False)
+        picked = -choice - 2
+        if picked != 0:
+            self.faults_left -= 1
+            self.preemptions += 1
+            self.deviations.append(Deviation(cur.index, cur.steps, self._sub, choice, 1))
+            if self.recorder is not None:
+                self.recorder.event(self, "fault", f"{label}: option {picked}")
+        return picked
+
+    def freeze(self, threads: list[VThread], frozen: bool) -> None:
+        """Hold threads out of scheduling (a paused process) or release them."""
+        for vt in threads:
+            if vt.state == FINISHED:
+                continue
+            vt.frozen = frozen
+            i = bisect.bisect_left(self.runnable, vt.index)
+            present = i < len(self.runnable) and self.runnable[i] == vt.index
+            if frozen and present:
+                del self.runnable[i]
+            elif not frozen and not present and vt.state == RUNNABLE:
+                bisect.insort(self.runnable, vt.index)
+        if frozen and self.current in threads:
+            nxt = self._pick_next(in_trace=False)
+            if nxt is None:
+                self.abort()
+            self._switch(nxt, in_trace=False)
+
+    def kill(self, threads: list[VThread]) -> None:
+        """Crash threads: they never run again (their greenlets are stopped at teardown)."""
+        for vt in threads:
+            if vt.state == FINISHED:
+                continue
+            vt.state = FINISHED
+            vt.timer_generation += 1
+            i = bisect.bisect_left(self.runnable, vt.index)
+            if i < len(self.runnable) and self.runnable[i] == vt.index:
+                del self.runnable[i]
+            if vt.sentinel is not None and vt.sentinel.locked():
+                vt.sentinel.release()
+        if self.current in threads:
+            nxt = self._pick_next(in_trace=False)
+            if nxt is None:
+                self.abort()
+            self._switch(nxt, in_trace=False)
+
+    # --------------------------------------------------------------- failures
+
+    def abort(self, in_trace: bool = False) -> None:
+        """Leave the current thread for good and hand control back to the hub."""
+        if greenlet.getcurrent() is self.hub:
+            return
+        if in_trace:
+            _leave_tracing(self._tstate)
+            try:
+                self.hub.switch()
+            finally:
+                _enter_tracing(self._tstate)
+        else:
+            self.hub.switch()
+        raise greenlet.GreenletExit
+
+    def fail(self, failure: Failure, in_trace: bool = False) -> None:
+        if self.failure is None and not self.tearing_down:
+            self.failure = failure
+        self.abort(in_trace)
+
+    def fail_with_exception(self, exc: BaseException, vt: VThread | None = None) -> None:
+        if isinstance(exc, KeyboardInterrupt):
+            self.extra["interrupted"] = True
+        elif self.failure is None and not self.tearing_down:
+            self.failure = exception_failure(exc, (vt or self.current).name)
+        if vt is None:
+            self.abort()
+
+    def fail_deadlock(self) -> None:
+        blocked = [vt for vt in self.threads if vt.state == BLOCKED or vt.frozen]
+        if self.failure is None:
+            self.failure = blocked_thread_report(self, blocked)
+
+    def fail_hang(self, frame: Any = None, in_trace: bool = False) -> None:
+        self.fail(hang_failure(self, self.current, frame or sys._getframe(1)), in_trace)
+
+    def fail_uncontrolled(self, what: str) -> None:
+        if self.uncontrolled is None and not self.tearing_down:
+            where = user_location(sys._getframe(1))
+            self.uncontrolled = f"{what} at {where}" if where else what
+        self.abort()
+
+
+class _Sleep:
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return f"sleep({self.seconds:g})"
+
+
+def describe_wait(obj: Any, frame: Any) -> str:
+    """``in Thread.join``, ``in Lock.acquire (Lock-1 held by Thread-2)``: for traces."""
+    api = api_name(frame) or type(obj).__name__
+    holder = getattr(obj, "holder", None)
+    if isinstance(obj, _Sleep):
+        return f"in {obj!r}"
+    if api.endswith(".acquire") and holder is not None:
+        return f"in {api} ({obj.label} held by {holder.name})"
+    return f"in {api}"
+
+
+class _TeardownBudget:
+    """A tracer for teardown: a thread that loops in its ``finally`` blocks is stopped."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self.lines = 0
+
+    def trace(self, frame: Any, event: str, arg: Any) -> Any:
+        return self._local
+
+    def _local(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            self.lines += 1
+            if self.lines > self.LIMIT:
+                raise greenlet.GreenletExit
+        return self._local
+
+
+#: Greenlets that would not die at teardown; kept alive so the GC never resumes them.
+_graveyard: list[greenlet.greenlet] = []

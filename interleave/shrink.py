@@ -1,0 +1,110 @@
+"""Shrinking a failing schedule to a 1-minimal one.
+
+A schedule is its list of deviations from the default order. Shrinking replays edited
+lists (deviations that no longer fit are skipped) and keeps an edit when the run fails
+the same way (same kind, same place). Chunks are removed first (delta debugging), then
+single deviations until none can go: removing any one preemption, pause or fault left
+makes the failure disappear or change. Each accepted run's own recorded deviations
+become the new schedule, so the result always replays exactly.
+
+Removing deviations cannot turn a schedule into a different one that needs fewer
+preemptions, so afterwards a bounded enumeration looks for the same failure with fewer
+preemptions; whatever it finds is shrunk in turn.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .failures import Failure
+from .runner import Runner
+from .scheduler import Deviation, RunResult
+from .strategies.dfs import BoundedDFS
+from .strategies.replay import Replay
+
+
+@dataclass
+class ShrinkResult:
+    deviations: list[Deviation]
+    result: RunResult
+    attempts: int
+    minimal: bool  # False when the time budget ran out first
+
+
+def shrink(runner: Runner, target: Failure, deviations: list[Deviation], result: RunResult,
+           time_budget: float = 30.0) -> ShrinkResult:
+    """Shrink to a 1-minimal schedule, then look for one with fewer preemptions and shrink that."""
+    deadline = time.monotonic() + time_budget
+    shrunk = _remove_deviations(runner, target, deviations, result, deadline)
+    attempts = shrunk.attempts
+    while shrunk.result.preemptions > 0 and time.monotonic() < deadline:
+        search_until = min(deadline, time.monotonic() + max(1.0, (deadline - time.monotonic()) / 2))
+        found, tried = _search_fewer_preemptions(runner, target, shrunk.result.preemptions - 1, search_until)
+        attempts += tried
+        if found is None:
+            break
+        shrunk = _remove_deviations(runner, target, found.deviations, found, deadline)
+        attempts += shrunk.attempts
+    shrunk.attempts = attempts
+    shrunk.minimal = shrunk.minimal and time.monotonic() < deadline
+    return shrunk
+
+
+def _search_fewer_preemptions(runner: Runner, target: Failure, bound: int,
+                              until: float) -> tuple[RunResult | None, int]:
+    """Enumerate schedules by increasing preemptions (at most ``bound``) for the same failure."""
+    dfs = BoundedDFS(bound)
+    tried = 0
+    while time.monotonic() < until and dfs.begin_run(tried):
+        run = runner.run(dfs)
+        dfs.end_run(run)
+        tried += 1
+        if target.same_as(run.failure) and run.preemptions <= bound:
+            return run, tried
+    return None, tried
+
+
+def _remove_deviations(runner: Runner, target: Failure, deviations: list[Deviation], result: RunResult,
+                       deadline: float) -> ShrinkResult:
+    best, best_result = list(deviations), result
+    attempts = 0
+
+    def attempt(candidate: list[Deviation]) -> RunResult | None:
+        nonlocal attempts
+        attempts += 1
+        run = runner.run(Replay(candidate, strict=False))
+        return run if target.same_as(run.failure) else None
+
+    def out_of_time() -> bool:
+        return time.monotonic() > deadline
+
+    # Delta debugging over chunks, from halves down to single deviations.
+    chunks = 2
+    while len(best) > 1 and not out_of_time():
+        size = max(1, -(-len(best) // chunks))
+        for start in range(0, len(best), size):
+            run = attempt(best[:start] + best[start + size:])
+            if run is not None:
+                best, best_result = run.deviations, run
+                chunks = max(chunks - 1, 2)
+                break
+            if out_of_time():
+                break
+        else:
+            if size == 1:
+                break
+            chunks = min(chunks * 2, len(best))
+    # 1-minimality: repeat single removals until a full pass removes nothing.
+    changed = True
+    while changed and not out_of_time():
+        changed = False
+        for i in range(len(best)):
+            run = attempt(best[:i] + best[i + 1:])
+            if run is not None:
+                best, best_result = run.deviations, run
+                changed = True
+                break
+            if out_of_time():
+                break
+    return ShrinkResult(best, best_result, attempts, minimal=not out_of_time())

@@ -1,0 +1,29 @@
+"""Search strategies behind one small interface (:class:`Strategy`)."""
+
+from __future__ import annotations
+
+from .base import Strategy
+from .dfs import BoundedDFS, Nondeterminism
+from .pct import PCT
+from .portfolio import Portfolio
+from .random_walk import RandomWalk
+from .replay import Replay, ScheduleMismatch
+
+NAMES = ("portfolio", "random", "pct", "dfs")
+
+
+def make(name: str, *, seed: int = 0, depth: int = 3, max_preemptions: int = 2) -> Strategy:
+    """Build a strategy by its ``--strategy`` name."""
+    if name == "portfolio":
+        return Portfolio(seed, max_preemptions)
+    if name == "random":
+        return RandomWalk(seed)
+    if name == "pct":
+        return PCT(seed, depth)
+    if name == "dfs":
+        return BoundedDFS(max_preemptions)
+    raise ValueError(f"unknown strategy {name!r} (choose from {', '.join(NAMES)})")
+
+
+__all__ = ["Strategy", "BoundedDFS", "PCT", "Portfolio", "RandomWalk", "Replay", "ScheduleMismatch",
+           "Nondeterminism", "make", "NAMES"]

@@ -1,0 +1,129 @@
+"""Systematic enumeration with iterative preemption bounding.
+
+Every schedule with 0 preemptions is run, then every one with exactly 1, then 2, up to
+``max_preemptions``; each schedule exactly once. Runs are stateless: a run replays the
+choices on the current path of the search tree, then takes the default at every new
+decision. Alternatives that would exceed the current bound are set aside as the roots of
+the next bound's subtrees, so no schedule is run twice across bounds.
+
+Only choices that cost something count against the bound: switching away from a thread
+that could go on, letting time pass (``JUMP``), injecting a fault. Choosing who runs when
+the current thread blocks or ends is free, and so enumerated in full at every bound.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Strategy, choice_cost
+
+#: Set-aside subtree roots kept at most; past this a bound can no longer be exhausted.
+MAX_PENDING = 200_000
+
+
+class Nondeterminism(Exception):
+    """A replayed prefix met different options: the program does not repeat itself."""
+
+
+class _Node:
+    __slots__ = ("choice", "cost_after", "alternatives")
+
+    def __init__(self, choice: int, cost_after: int, alternatives: list[tuple[int, int]]) -> None:
+        self.choice = choice
+        self.cost_after = cost_after
+        self.alternatives = alternatives
+
+
+class BoundedDFS(Strategy):
+    name = "dfs"
+
+    def __init__(self, max_preemptions: int = 2) -> None:
+        self.max_bound = max_preemptions
+        self.bound = 0
+        self.prefix: tuple[int, ...] = ()
+        self.items: list[tuple[int, ...]] = []
+        self.next_items: list[tuple[int, ...]] = []
+        self.stack: list[_Node] = []
+        self.depth = 0
+        self.done = False
+        self.beyond_max = False  # some schedule needs more than max_preemptions
+        self.truncated = False
+        self.completed_bound = -1
+        self.schedules = 0
+
+    def begin_run(self, run_index: int) -> bool:
+        self.depth = 0
+        return not self.done
+
+    def choose(self, sched, options, default, preemptive):
+        d = self.depth
+        self.depth += 1
+        stack = self.stack
+        if d < len(stack):
+            choice = stack[d].choice
+            if choice not in options:
+                raise Nondeterminism(f"decision {d}: expected option {choice}, got {options}")
+            return choice
+        cost_before = stack[-1].cost_after if stack else 0
+        if d < len(self.prefix):
+            choice = self.prefix[d]
+            if choice not in options:
+                raise Nondeterminism(f"decision {d}: expected option {choice}, got {options}")
+            cost = choice_cost(sched, options, default, preemptive, choice)
+            stack.append(_Node(choice, cost_before + cost, []))
+            return choice
+        alternatives = []
+        for option in options:
+            if option == default:
+                continue
+            cost = choice_cost(sched, options, default, preemptive, option)
+            total = cost_before + cost
+            if total <= self.bound:
+                alternatives.append((option, total))
+            elif total <= self.max_bound:
+                if len(self.next_items) < MAX_PENDING:
+                    self.next_items.append(tuple(n.choice for n in stack) + (option,))
+                else:
+                    self.truncated = True
+            else:
+                self.beyond_max = True
+        stack.append(_Node(default, cost_before, alternatives))
+        return default
+
+    def end_run(self, result) -> None:
+        self.schedules += 1
+        stack = self.stack
+        while stack:
+            node = stack[-1]
+            if node.alternatives:
+                node.choice, node.cost_after = node.alternatives.pop(0)
+                return
+            stack.pop()
+        self._next_subtree()
+
+    def _next_subtree(self) -> None:
+        if not self.items:
+            self.completed_bound = self.bound
+            if not self.next_items or self.bound >= self.max_bound:
+                self.done = True
+                return
+            self.bound += 1
+            self.items, self.next_items = self.next_items, []
+            self.items.reverse()
+        self.prefix = self.items.pop()
+        self.stack = []
+
+    def exhausted(self) -> bool:
+        return self.done and not self.truncated
+
+    def complete(self) -> bool:
+        """Every schedule of the program was run (no bound was needed)."""
+        return self.done and not self.truncated and not self.beyond_max and not self.next_items
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "bound": self.completed_bound if not self.truncated else None,
+            "max_preemptions": self.max_bound,
+            "schedules": self.schedules,
+            "complete": self.complete(),
+        }

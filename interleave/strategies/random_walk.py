@@ -1,0 +1,42 @@
+"""Random walk: at every decision, a uniformly random runnable thread."""
+
+from __future__ import annotations
+
+import random
+
+from ..scheduler import JUMP
+from .base import Strategy, is_fault_decision
+
+#: Chance of letting time pass at a decision where a timer is pending.
+JUMP_PROBABILITY = 0.02
+#: Chance of injecting a fault at a fault decision.
+FAULT_PROBABILITY = 0.05
+
+
+def run_rng(seed: int, run_index: int, salt: str) -> random.Random:
+    """A generator that depends only on (seed, run, salt): the same in every process."""
+    return random.Random(f"{salt}:{seed}:{run_index}")
+
+
+class RandomWalk(Strategy):
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.rng = run_rng(seed, 0, self.name)
+
+    def begin_run(self, run_index: int) -> bool:
+        self.rng = run_rng(self.seed, run_index, self.name)
+        return True
+
+    def choose(self, sched, options, default, preemptive):
+        rng = self.rng
+        if is_fault_decision(options):
+            if rng.random() < FAULT_PROBABILITY:
+                return rng.choice(options[1:])
+            return default
+        if options[-1] == JUMP:
+            if rng.random() < JUMP_PROBABILITY:
+                return JUMP
+            return options[int(rng.random() * (len(options) - 1))]
+        return options[int(rng.random() * len(options))]
