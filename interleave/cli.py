@@ -109,6 +109,8 @@ def _print_report(report: Report) -> None:
             click.echo(f"interleave: interrupted; no failure in {head}")
         elif report.uncontrolled is None and report.nondeterministic is None:
             click.echo(f"interleave: no failure in {head}")
+        else:
+            return
         _print_confidence(report)
         return
     click.echo(f"interleave: FAILURE ({failure.kind}) {failure.message}")

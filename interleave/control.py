@@ -8,9 +8,9 @@ inert (no fault happens), so the same code runs as ordinary Python.
 from __future__ import annotations
 
 import threading
-from typing import Iterable
+from typing import Any, Iterable
 
-from .scheduler import VThread, active
+from .scheduler import Scheduler, VThread, active
 
 
 def controlled() -> bool:
@@ -37,17 +37,55 @@ def crash(threads: Iterable[threading.Thread]) -> None:
     """Stop these threads for good, wherever they are (a crashed process)."""
     sched = active()
     if sched is not None:
-        sched.kill(_vthreads(threads))
+        vts = _vthreads(threads)
+        _record(sched, "crash", vts)
+        sched.kill(vts)
 
 
 def freeze(threads: Iterable[threading.Thread]) -> None:
     """Hold these threads still while others run and time passes (a paused process)."""
     sched = active()
     if sched is not None:
-        sched.freeze(_vthreads(threads), True)
+        vts = _vthreads(threads)
+        _record(sched, "freeze", vts)
+        sched.freeze(vts, True)
 
 
 def unfreeze(threads: Iterable[threading.Thread]) -> None:
     sched = active()
     if sched is not None:
-        sched.freeze(_vthreads(threads), False)
+        vts = _vthreads(threads)
+        _record(sched, "unfreeze", vts)
+        sched.freeze(vts, False)
+
+
+def _record(sched: Scheduler, kind: str, vts: list[VThread]) -> None:
+    if sched.recorder is not None:
+        sched.recorder.event(sched, kind, ", ".join(vt.name for vt in vts), {"threads": [vt.index for vt in vts]})
+
+
+def set_group(name: str) -> None:
+    """Put the calling thread in group ``name`` (a simulated node or process).
+
+    Threads it starts from now on inherit the group. The HTML timeline draws the lanes of
+    one group side by side under the group's name. Inert outside a run.
+    """
+    sched = active()
+    if sched is not None:
+        sched.current.group = name
+        if sched.recorder is not None:
+            sched.recorder.event(sched, "group", name)
+
+
+def annotate(kind: str, **fields: Any) -> None:
+    """Record an event of the simulated system for the HTML timeline (docs/timeline.md).
+
+    Costs nothing unless the run is being recorded (a replay, or the final run of an
+    exploration). Kinds the timeline draws specially: ``send`` and ``recv`` (matched by
+    ``msg``, drawn as an arrow), ``drop``, ``crash``, ``restart``, ``pause``, ``resume``
+    and ``fsync`` (``stall=`` seconds); any other kind is shown as a labelled marker.
+    Field values should be str, int, float, bool or None (others are shown with ``str``).
+    """
+    sched = active()
+    if sched is not None and sched.recorder is not None:
+        sched.recorder.event(sched, "note", kind, fields)

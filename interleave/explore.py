@@ -90,11 +90,15 @@ def explore(
     granularity: str = "line",
     shrink_time: float = 30.0,
     on_progress: Callable[[Progress], None] | None = None,
+    partition: tuple[int, int] = (0, 1),
 ) -> Report:
     """Explore schedules of ``target`` (``"path.py::func"`` or a callable) for a failure.
 
     The budget is ``runs`` and/or ``time_limit`` (seconds), whichever ends first; with
     neither, 10,000 runs or 60 seconds. Raises :class:`BadInput` for unusable input.
+
+    ``partition=(i, n)`` explores only worker ``i``'s share of an ``n``-way split: run
+    indices ``i, i+n, i+2n...`` for sampling strategies (so seeds never overlap).
     """
     program = target if isinstance(target, Program) else load(target)
     config = _config(program, max_steps, max_pauses, max_faults, granularity)
@@ -115,7 +119,7 @@ def explore(
             elapsed = time.monotonic() - started
             if time_limit is not None and elapsed >= time_limit:
                 break
-            if not chooser.begin_run(report.runs):
+            if not chooser.begin_run(partition[0] + report.runs * partition[1]):
                 break
             try:
                 result = runner.run(chooser)

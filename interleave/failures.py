@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .files import is_user_file
+from .files import is_threading_internal, is_user_file
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler, VThread
@@ -66,7 +66,7 @@ def exception_failure(exc: BaseException, thread_name: str) -> Failure:
     lines += [line.rstrip("\n") for line in traceback.format_list(frames)]
     lines += [line.rstrip("\n") for line in traceback.format_exception_only(type(exc), exc)]
     where = frames[-1] if frames else None
-    text = str(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     message = f"{type(exc).__name__}{': ' + text if text else ''} in {thread_name}"
     if where is not None:
         message += f" at {_short(where.filename)}:{where.lineno}"
@@ -75,14 +75,28 @@ def exception_failure(exc: BaseException, thread_name: str) -> Failure:
 
 
 def api_name(frame: Any) -> str | None:
-    """The library call the user's code is blocked in, e.g. ``Condition.wait``."""
-    outer = None
+    """The library call a thread is blocked in, e.g. ``Condition.wait`` or ``Queue.get``.
+
+    The outermost public function of the threading modules below the user's code (or
+    below the thread's start, for threads that run only library code, like pool workers).
+    """
+    found = None
     while frame is not None and not is_user_file(frame.f_code.co_filename):
-        outer = frame
+        code = frame.f_code
+        if is_threading_internal(code.co_filename) and not code.co_name.startswith("_") and code.co_name != "run":
+            found = getattr(code, "co_qualname", code.co_name).replace("_PySimpleQueue", "SimpleQueue")
         frame = frame.f_back
-    if outer is None:
-        return None
-    return getattr(outer.f_code, "co_qualname", outer.f_code.co_name)
+    return found
+
+
+def blocking_call(frame: Any, waiting_on: Any) -> str:
+    """What a blocked thread called: ``Thread.join``, ``Queue.get``, ``Lock.acquire``..."""
+    api = api_name(frame)
+    if api is not None:
+        return api
+    if hasattr(waiting_on, "holder"):
+        return f"{type(waiting_on).__name__}.acquire"
+    return "sleep" if type(waiting_on).__name__ == "_Sleep" else "wait"
 
 
 def blocked_thread_report(sched: Scheduler, blocked: list[VThread]) -> Failure:
@@ -96,7 +110,7 @@ def blocked_thread_report(sched: Scheduler, blocked: list[VThread]) -> Failure:
 
             frame = sys._getframe(2)
         user = innermost_user_frame(frame)
-        api = api_name(frame) or "wait"
+        api = blocking_call(frame, vt.waiting_on)
         where = f"{_short(user.f_code.co_filename)}:{user.f_lineno}" if user else "?"
         src = source_line(user.f_code.co_filename, user.f_lineno) if user else ""
         rows.append(f"  {vt.name} blocked in {api} at {where}: {src}")
@@ -118,7 +132,7 @@ def _waits_for(vt: VThread, api: str) -> str:
     if holder is vt:
         return f"a wake-up ({api.split('.')[0]} notify/set/release) that no thread will send"
     if holder is not None:
-        return f"{type(obj).__name__} {getattr(obj, 'label', '')} held by {holder.name}".replace("  ", " ")
+        return f"{obj.label} held by {holder.name}"
     return repr(obj)
 
 

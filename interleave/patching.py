@@ -19,6 +19,7 @@ Outside a run nothing here is installed: the stdlib behaves exactly as usual.
 from __future__ import annotations
 
 import _thread
+import gc
 import random
 import sys
 import threading
@@ -69,6 +70,17 @@ else:
         (threading, "_set_sentinel", P.set_sentinel),
     ]
 
+#: Stdlib objects a module may have bound by name before the run (``from threading import
+#: Lock``), and what such a name points to during a run.
+_REBOUND = [
+    (threading.Lock, P.Lock),
+    (threading.RLock, P.RLock),
+    (_thread.allocate_lock, P.allocate_lock),
+    (threading.get_ident, P.get_ident),
+    (threading.local, _threading_local.local),
+    (queue.SimpleQueue, queue._PySimpleQueue),
+]
+
 _REAL_LOCK_TYPES = {type(_thread.allocate_lock()): P.Lock, _thread.RLock: P.RLock}
 
 
@@ -94,10 +106,29 @@ _UNCONTROLLED = {
 }
 
 
+def _serial_hash(serials: Any) -> Callable[[Any], int]:
+    """A ``__hash__`` that numbers objects in the order the run first hashes them."""
+
+    def __hash__(self: Any) -> int:
+        stamp = self.__dict__.get("_interleave_serial")
+        if stamp is None or stamp[0] is not serials:  # unhashed, or numbered by an earlier run
+            stamp = self.__dict__["_interleave_serial"] = (serials, next(serials))
+        return stamp[1]
+
+    return __hash__
+
+
+def _acquire_in_serial_order(self: Any, futures: Any) -> None:
+    self.futures = sorted(futures, key=hash)
+
+
 class Patcher:
     """Applies and undoes the run-time replacements; one instance serves many runs."""
 
     def __init__(self) -> None:
+        for module_name in _UNCONTROLLED:
+            if module_name != "multiprocessing":  # heavy; tripped only if the program imported it
+                __import__(module_name)
         self._saved: list[tuple[Any, str, Any]] = []
         self._adopted: dict[int, tuple[Any, Any]] = {}  # id(real lock) -> (real, twin)
         self._scanned_modules = -1
@@ -105,6 +136,7 @@ class Patcher:
         self._random_state: Any = None
         self._shutdown_lock = P.Lock()
         self._known_threads: set[int] = set()
+        self._gc_was_enabled = True
 
     # ------------------------------------------------------------- bindings
 
@@ -114,6 +146,7 @@ class Patcher:
             return
         self._scanned_modules = len(sys.modules)
         replacements = {id(P.REAL_TIME[name]): fn for name, fn in P.CONTROLLED_TIME.items()}
+        replacements.update({id(real): controlled for real, controlled in _REBOUND})
         bindings = []
         for module in list(sys.modules.values()):
             filename = getattr(module, "__file__", None)
@@ -146,11 +179,28 @@ class Patcher:
             setattr(module, name, value)
         saved.append((threading, "_counter", threading._counter))
         threading._counter = count(1).__next__
+        # Sets of threads (ThreadPoolExecutor joins its workers from one) and of futures
+        # iterate in hash order; identity hashes follow memory addresses. Numbering objects
+        # in the order each run first hashes them makes that order repeat.
+        serial_hash = _serial_hash(count())
+        saved.append((threading.Thread, "__hash__", threading.Thread.__dict__.get("__hash__", _MISSING)))
+        threading.Thread.__hash__ = serial_hash
         futures_thread = sys.modules.get("concurrent.futures.thread")
         if futures_thread is not None:
             saved.append((futures_thread, "_global_shutdown_lock", futures_thread._global_shutdown_lock))
             saved.append((futures_thread, "_shutdown", futures_thread._shutdown))
             futures_thread._global_shutdown_lock = self._shutdown_lock
+            executor = futures_thread.ThreadPoolExecutor
+            saved.append((executor, "_counter", executor.__dict__["_counter"]))
+            executor._counter = count().__next__
+        futures_base = sys.modules.get("concurrent.futures._base")
+        if futures_base is not None:
+            saved.append((futures_base.Future, "__hash__", futures_base.Future.__dict__.get("__hash__", _MISSING)))
+            futures_base.Future.__hash__ = serial_hash
+            # wait() and as_completed() also lock futures in id() order: use the same numbering.
+            acquire = futures_base._AcquireFutures
+            saved.append((acquire, "__init__", acquire.__init__))
+            acquire.__init__ = _acquire_in_serial_order
         for module_name, names in _UNCONTROLLED.items():
             module = sys.modules.get(module_name)
             if module is None:
@@ -165,6 +215,10 @@ class Patcher:
         self._known_threads = set(threading._active) | {id(t) for t in threading._limbo}
         self._random_state = random.getstate()
         random.seed(0)
+        # The cycle collector runs finalizers and weakref callbacks at moments that depend on
+        # everything allocated so far: off during a run, so runs repeat exactly.
+        self._gc_was_enabled = gc.isenabled()
+        gc.disable()
 
     def restore(self, sched: Scheduler | None = None) -> None:
         for namespace, name, old, _new in self._bindings:
@@ -176,6 +230,8 @@ class Patcher:
                 setattr(module, name, value)
         self._saved.clear()
         random.setstate(self._random_state)
+        if self._gc_was_enabled:
+            gc.enable()
         self._forget_run_threads(sched)
 
     def _forget_run_threads(self, sched: Scheduler | None) -> None:

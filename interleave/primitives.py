@@ -18,6 +18,7 @@ import sys
 import time as _time
 from typing import Any, Callable
 
+from .failures import user_location
 from .scheduler import Scheduler, VThread, active
 
 _real_allocate_lock = _thread.allocate_lock
@@ -48,6 +49,12 @@ class Lock:
         self.holder: VThread | None = None
         self._waiters: list[VThread] = []
         self.label = "Lock"
+        sched = active()
+        if sched is not None:
+            self._fresh(sched)
+            site = user_location(sys._getframe(1))
+            if site is not None:
+                self.label += f" (made at {site})"
 
     def _fresh(self, sched: Scheduler) -> None:
         # Made before this run (or in an earlier one): it starts this run free.
@@ -137,8 +144,8 @@ class RLock(Lock):
     __slots__ = ("_count",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__()
         self._count = 0
+        super().__init__()
 
     def _fresh(self, sched: Scheduler) -> None:
         super()._fresh(sched)

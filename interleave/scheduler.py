@@ -27,7 +27,7 @@ from typing import Any, Callable, Protocol
 import greenlet
 
 from .clock import Clock
-from .failures import Failure, api_name, blocked_thread_report, exception_failure, hang_failure, user_location
+from .failures import Failure, blocked_thread_report, blocking_call, exception_failure, hang_failure, user_location
 
 #: The option meaning "let virtual time jump to the next deadline now".
 JUMP = -1
@@ -122,7 +122,7 @@ class VThread:
 
 class Recorder(Protocol):
     def step(self, sched: Scheduler, thread: VThread, frame: Any) -> None: ...
-    def event(self, sched: Scheduler, kind: str, detail: str) -> None: ...
+    def event(self, sched: Scheduler, kind: str, detail: str, data: dict[str, Any] | None = None) -> None: ...
 
 
 _active: Scheduler | None = None
@@ -173,6 +173,7 @@ class Scheduler:
         self._last_key = (-1, -1)
         self._sub = 0
         self.extra: dict[str, Any] = {}
+        self.internal_error: Exception | None = None
 
     # ------------------------------------------------------------------ threads
 
@@ -202,7 +203,7 @@ class Scheduler:
         self.threads.append(vt)
         bisect.insort(self.runnable, index)
         if self.recorder is not None and self.current is not None:
-            self.recorder.event(self, "start", vt.name)
+            self.recorder.event(self, "start", vt.name, {"child": vt.index, "group": vt.group})
         return vt
 
     def _thread_body(self, vt: VThread, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
@@ -246,10 +247,12 @@ class Scheduler:
         main_vt = self.spawn(main, name=main_name, daemon=False, ident=main_ident)
         self.current = main_vt
         _active = self
-        uninstall = self._install_tracer(self) if self._install_tracer else None
+        uninstall = None
         try:
+            uninstall = self._install_tracer(self) if self._install_tracer else None
             main_vt.greenlet.switch()
-            while self.failure is None and self.uncontrolled is None and not self._done() and "interrupted" not in self.extra:
+            while (self.failure is None and self.uncontrolled is None and self.internal_error is None
+                   and not self._done() and "interrupted" not in self.extra):
                 nxt = self._pick_next(in_trace=False, hub=True)
                 if nxt is None:
                     break
@@ -261,6 +264,8 @@ class Scheduler:
                 uninstall()
             self._teardown()
             _active = None
+        if self.internal_error is not None:
+            raise self.internal_error
         return RunResult(
             failure=self.failure,
             deviations=self.deviations,
@@ -279,6 +284,13 @@ class Scheduler:
     def _teardown(self) -> None:
         """Stop every thread still alive, running its ``finally`` blocks without switching."""
         self.tearing_down = True
+        if self.recorder is not None:
+            self.recorder.event(self, "teardown", "")  # any step after this is a finally block, not the run
+        logging = sys.modules.get("logging")
+        if logging is not None:
+            # Threads stopped here may log their own death (a pool worker does): not the program's story.
+            previous_disable = logging.root.manager.disable
+            logging.disable(logging.CRITICAL)
         budget = _TeardownBudget()
         previous = sys.gettrace()
         sys.settrace(budget.trace)
@@ -295,6 +307,8 @@ class Scheduler:
                 vt.greenlet = None
         finally:
             sys.settrace(previous)
+            if logging is not None:
+                logging.disable(previous_disable)
 
     # ------------------------------------------------------------ switch points
 
@@ -357,14 +371,14 @@ class Scheduler:
             if len(runnable) == 1 and not jump_ok:
                 return self.threads[runnable[0]]
             options = runnable + [JUMP] if jump_ok else runnable
-            choice = self._decide(options, default, cur_runnable and not yielding)
+            choice = self._decide(options, default, cur_runnable and not yielding, in_trace)
             if choice == JUMP:
                 self.pauses_left -= 1
                 self._advance_clock()
                 continue
             return self.threads[choice]
 
-    def _decide(self, options: list[int], default: int, preemptive: bool) -> int:
+    def _decide(self, options: list[int], default: int, preemptive: bool, in_trace: bool = False) -> int:
         cur = self.current
         key = (cur.index, cur.steps)
         if key == self._last_key:
@@ -373,7 +387,7 @@ class Scheduler:
             self._last_key = key
             self._sub = 0
         self.decisions += 1
-        choice = self.chooser.choose(self, options, default, preemptive)
+        choice = self._ask(options, default, preemptive, in_trace)
         if choice != default:
             cost = 1 if choice == JUMP or (preemptive and choice != cur.index) else 0
             self.preemptions += cost
@@ -384,6 +398,15 @@ class Scheduler:
                 elif cost:
                     self.recorder.event(self, "preempt", f"{cur.name} -> {self.threads[choice].name}")
         return choice
+
+    def _ask(self, options: list[int], default: int, preemptive: bool, in_trace: bool) -> int:
+        """The chooser's answer; an error of the chooser ends the run and is re-raised by :meth:`run`."""
+        try:
+            return self.chooser.choose(self, options, default, preemptive)
+        except Exception as exc:  # noqa: BLE001 - not the program's failure: handed to the caller
+            self.internal_error = exc
+            self.abort(in_trace)
+            raise
 
     def decision_key(self) -> tuple[int, int, int]:
         """The key the next decision would be recorded under (for replaying strategies)."""
@@ -429,7 +452,9 @@ class Scheduler:
             cur.timer_generation += 1
             self.clock.add(deadline, cur, cur.timer_generation)
         if self.recorder is not None:
-            self.recorder.event(self, "block", describe_wait(waiting_on, sys._getframe(1)))
+            holder = getattr(waiting_on, "holder", None)
+            self.recorder.event(self, "block", describe_wait(waiting_on, sys._getframe(1)),
+                                {"on": getattr(waiting_on, "label", None), "holder": holder.index if holder else None})
         nxt = self._pick_next(in_trace=False)
         if nxt is None:
             self.abort()
@@ -446,6 +471,8 @@ class Scheduler:
             return
         vt.state = RUNNABLE
         vt.timer_generation += 1
+        if self.recorder is not None:
+            self.recorder.event(self, "wake", vt.name, {"to": vt.index, "timeout": vt.timed_out})
         if not vt.frozen:
             bisect.insort(self.runnable, vt.index)
 
@@ -470,7 +497,7 @@ class Scheduler:
             self._sub = 0
         self.decisions += 1
         fault_options = [-(k + 2) for k in range(options)]  # -2 means option 0, -3 option 1...
-        choice = self.chooser.choose(self, fault_options, -2, False)
+        choice = self._ask(fault_options, -2, False, False)
         picked = -choice - 2
         if picked != 0:
             self.faults_left -= 1
@@ -549,6 +576,10 @@ class Scheduler:
         blocked = [vt for vt in self.threads if vt.state == BLOCKED or vt.frozen]
         if self.failure is None:
             self.failure = blocked_thread_report(self, blocked)
+            if self.recorder is not None:
+                self.recorder.event(self, "deadlock", "", {"waits": [
+                    {"thread": vt.index, "holder": getattr(getattr(vt.waiting_on, "holder", None), "index", None),
+                     "on": getattr(vt.waiting_on, "label", None), "frozen": vt.frozen} for vt in blocked]})
 
     def fail_hang(self, frame: Any = None, in_trace: bool = False) -> None:
         self.fail(hang_failure(self, self.current, frame or sys._getframe(1)), in_trace)
@@ -572,7 +603,7 @@ class _Sleep:
 
 def describe_wait(obj: Any, frame: Any) -> str:
     """``in Thread.join``, ``in Lock.acquire (Lock-1 held by Thread-2)``: for traces."""
-    api = api_name(frame) or type(obj).__name__
+    api = blocking_call(frame, obj)
     holder = getattr(obj, "holder", None)
     if isinstance(obj, _Sleep):
         return f"in {obj!r}"

@@ -7,10 +7,12 @@ starts are marked; runs of steps in one thread are folded; the failure comes las
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from .failures import Failure, _short, loop_lines, source_line
+from .files import is_user_file
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Event:
     thread: int
     name: str
     clock: float
+    #: Structured facts for the HTML timeline (who was woken, which lock, a note's fields).
+    data: dict[str, Any] | None = None
 
 
 @dataclass
@@ -42,12 +46,28 @@ class TraceRecorder:
     def step(self, sched: Any, thread: Any, frame: Any) -> None:
         self.steps.append(Step(thread.index, thread.name, frame.f_code.co_filename, frame.f_lineno, sched.clock.now))
 
-    def event(self, sched: Any, kind: str, detail: str) -> None:
+    def event(self, sched: Any, kind: str, detail: str, data: dict[str, Any] | None = None) -> None:
         cur = sched.current
-        self.events.append(Event(len(self.steps), kind, detail, cur.index, cur.name, sched.clock.now))
+        if kind in ("acquire", "release", "wake", "block"):
+            # The library call the program made (Lock.acquire, Condition.notify...): the timeline
+            # draws hand-offs of the program's own locks, not of the locks inside Condition or Thread.
+            data = {**(data or {}), "api": library_call(sys._getframe(1))}
+        self.events.append(Event(len(self.steps), kind, detail, cur.index, cur.name, sched.clock.now, data))
 
     def path(self) -> list[tuple[int, int]]:
         return [(s.thread, s.lineno) for s in self.steps]
+
+
+def library_call(frame: Any) -> str | None:
+    """The outermost library function the program's code called (``Lock.acquire``,
+    ``Condition.notify``...); None when no code of the program is on the stack."""
+    outer = None
+    while frame is not None and not is_user_file(frame.f_code.co_filename):
+        outer = frame
+        frame = frame.f_back
+    if frame is None or outer is None:
+        return None
+    return getattr(outer.f_code, "co_qualname", outer.f_code.co_name)
 
 
 #: Events shown in the text trace (lock acquire/release are for the timeline only).

@@ -1,18 +1,30 @@
 """Switch points in the user's own code: one per executed line (or per opcode).
 
-The tracer is installed for the length of a run. It is shared by every greenlet of the
-OS thread, so a single installation covers all virtual threads. The trap of switching
-greenlets from inside a trace callback (tracing silently stops for the other greenlets)
-is handled in :meth:`Scheduler._switch`, which leaves and re-enters the tracing state
-around the switch.
+A tracer is installed for the length of a run. Both kinds below are shared by every
+greenlet of the OS thread, so one installation covers all virtual threads. The trap of
+switching greenlets from inside a trace or monitoring callback (CPython skips events
+while a callback runs, so the other greenlets would run untraced) is handled in
+:meth:`Scheduler._switch`, which leaves and re-enters the tracing state around the switch.
 
-On 3.12 and later ``sys.settrace`` is implemented on top of ``sys.monitoring`` by
-CPython itself; a native ``sys.monitoring`` tracer is the faster path there.
+* Python 3.12 and later: ``sys.monitoring`` under a tool id of our own. ``PY_START``
+  decides once per code object whether it is user code: user code gets local ``LINE``
+  and ``JUMP`` events (or ``INSTRUCTION`` for opcode granularity), and every code object
+  answers ``DISABLE`` so its starts cost nothing afterwards. Monitoring is per
+  interpreter, not per OS thread: events from other OS threads are ignored. A tracer
+  installed with ``sys.settrace`` (coverage's, a debugger's) keeps running alongside.
+* Python 3.11, or when no tool id is free: ``sys.settrace``; the tracer that was
+  installed before the run is put back after it (it sees nothing during the run).
+
+A step is what ``sys.settrace`` reports as a ``line`` event: a new line starts, or a
+backward jump lands on the line it left (each turn of a one-line loop). ``LINE`` events
+only cover the first, so same-line backward jumps come from ``JUMP`` events.
 """
 
 from __future__ import annotations
 
+import _thread
 import sys
+from types import CodeType
 from typing import Any, Callable
 
 from .files import is_user_file
@@ -20,47 +32,147 @@ from .scheduler import Scheduler
 
 LINE, OPCODE = "line", "opcode"
 
+#: Our ``sys.monitoring`` name, and the tool ids we may take, best first. By convention
+#: 0 is a debugger's, 1 coverage's, 2 a profiler's and 5 an optimizer's; Hypothesis takes 3.
+TOOL_NAME = "interleave"
+TOOL_IDS = (4, 3)
+
+_MONITORING = sys.version_info >= (3, 12)
+#: 3.12's ``sys.settrace`` delivers no ``opcode`` events (``f_trace_opcodes`` is ignored).
+_SETTRACE_OPCODES = sys.version_info < (3, 12) or sys.version_info >= (3, 13)
+_real_get_ident = _thread.get_ident
+
 
 def installer(granularity: str = LINE) -> Callable[[Scheduler], Callable[[], None]]:
     """Return a function that installs the tracer for a scheduler and returns its undo."""
     if granularity not in (LINE, OPCODE):
         raise ValueError(f"unknown granularity {granularity!r}")
+    opcodes = granularity == OPCODE
 
     def install(sched: Scheduler) -> Callable[[], None]:
-        on_step = sched.line
-        user_code: dict[Any, bool] = {}
-        opcodes = granularity == OPCODE
-
-        def local_line(frame: Any, event: str, arg: Any) -> Any:
-            if event == "line":
-                on_step(frame)
-            return local_line
-
-        def local_opcode(frame: Any, event: str, arg: Any) -> Any:
-            if event == "opcode":
-                on_step(frame)
-            return local_opcode
-
-        local = local_opcode if opcodes else local_line
-
-        def on_call(frame: Any, event: str, arg: Any) -> Any:
-            code = frame.f_code
-            mine = user_code.get(code)
-            if mine is None:
-                mine = user_code[code] = is_user_file(code.co_filename)
-            if not mine:
-                return None
-            if opcodes:
-                frame.f_trace_opcodes = True
-                frame.f_trace_lines = False
-            return local
-
-        previous = sys.gettrace()
-        sys.settrace(on_call)
-
-        def uninstall() -> None:
-            sys.settrace(previous)
-
-        return uninstall
+        if _MONITORING:
+            tool = free_tool_id()
+            if tool is not None:
+                return _install_monitoring(sched, tool, opcodes)
+        if opcodes and not _SETTRACE_OPCODES:
+            raise RuntimeError(
+                f"opcode granularity on Python 3.12 needs a free sys.monitoring tool id "
+                f"({' or '.join(map(str, TOOL_IDS))}); all are taken"
+            )
+        return _install_settrace(sched, opcodes)
 
     return install
+
+
+def free_tool_id() -> int | None:
+    """The first of :data:`TOOL_IDS` no other tool uses (3.12+), or None."""
+    for tool in TOOL_IDS:
+        if sys.monitoring.get_tool(tool) is None:
+            return tool
+    return None
+
+
+def _install_monitoring(sched: Scheduler, tool: int, opcodes: bool) -> Callable[[], None]:
+    mon = sys.monitoring
+    events = mon.events
+    disable = mon.DISABLE
+    on_step = sched.line
+    os_ident = sched.os_ident
+    get_ident = _real_get_ident
+    get_frame = sys._getframe
+    local_events = events.INSTRUCTION if opcodes else events.LINE | events.JUMP
+    instrumented: list[CodeType] = []
+    same_line: dict[tuple[CodeType, int, int], bool] = {}
+
+    def on_start(code: CodeType, offset: int) -> Any:
+        if is_user_file(code.co_filename):
+            mon.set_local_events(tool, code, local_events)
+            instrumented.append(code)
+        return disable  # user-ness never changes: one look per code object and run
+
+    def on_line(code: CodeType, line: int) -> None:
+        if get_ident() == os_ident:
+            on_step(get_frame(1))
+
+    def on_instruction(code: CodeType, offset: int) -> None:
+        if get_ident() == os_ident:
+            on_step(get_frame(1))
+
+    def on_jump(code: CodeType, source: int, destination: int) -> Any:
+        if destination > source:
+            return disable
+        key = (code, source, destination)
+        same = same_line.get(key)
+        if same is None:
+            same = same_line[key] = _line_at(code, source) == _line_at(code, destination)
+        if not same:
+            return disable  # the LINE event at the destination is the step
+        if get_ident() == os_ident:
+            on_step(get_frame(1))
+        return None
+
+    mon.use_tool_id(tool, TOOL_NAME)
+    callbacks = {events.PY_START: on_start}
+    if opcodes:
+        callbacks[events.INSTRUCTION] = on_instruction
+    else:
+        callbacks[events.LINE] = on_line
+        callbacks[events.JUMP] = on_jump
+    for event, callback in callbacks.items():
+        mon.register_callback(tool, event, callback)
+    mon.set_events(tool, events.PY_START)
+
+    def uninstall() -> None:
+        # Turning the events off also undoes every DISABLE, so the id is clean for its next user.
+        mon.set_events(tool, 0)
+        for code in instrumented:
+            mon.set_local_events(tool, code, 0)
+        for event in callbacks:
+            mon.register_callback(tool, event, None)
+        mon.free_tool_id(tool)
+
+    return uninstall
+
+
+def _line_at(code: CodeType, offset: int) -> int | None:
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
+    return None
+
+
+def _install_settrace(sched: Scheduler, opcodes: bool) -> Callable[[], None]:
+    on_step = sched.line
+    user_code: dict[CodeType, bool] = {}
+
+    def local_line(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            on_step(frame)
+        return local_line
+
+    def local_opcode(frame: Any, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            on_step(frame)
+        return local_opcode
+
+    local = local_opcode if opcodes else local_line
+
+    def on_call(frame: Any, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        mine = user_code.get(code)
+        if mine is None:
+            mine = user_code[code] = is_user_file(code.co_filename)
+        if not mine:
+            return None
+        if opcodes:
+            frame.f_trace_opcodes = True
+            frame.f_trace_lines = False
+        return local
+
+    previous = sys.gettrace()
+    sys.settrace(on_call)
+
+    def uninstall() -> None:
+        sys.settrace(previous)
+
+    return uninstall

@@ -41,7 +41,8 @@ def _target(path, func):
 
 def _describe(report):
     f = report.failure
-    return f"{f.kind}: {f.message} (token {f.token!r}, after {report.runs} runs)"
+    token = getattr(f, "token", None) or getattr(f, "replay", None)
+    return f"{f.kind}: {f.message} (token {token!r}, after {report.runs} runs)"
 
 
 @pytest.fixture

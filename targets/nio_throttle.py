@@ -1,0 +1,209 @@
+"""ZooKeeper NIO throttling race: disableRecv after enableRecv (ZOOKEEPER-3072, seed 000).
+
+A port of the 3.5.3 server's request path for two client connections. The selector
+thread hands a readable connection to the I/O worker (no READ interest meanwhile). The
+worker reads one packet and runs ``process_packet``: ``submit_request`` queues it for
+the pipeline and counts it in the global ``in_process``, then
+``incr_outstanding_requests`` counts it on the connection and throttles the connection
+(clears READ interest) while more than ``LIMIT`` requests are in process anywhere. The
+pipeline answers reads at once; writes wait for a (virtual) fsync. ``send_response``
+uncounts the request and un-throttles the connection when it has none left.
+
+The bug: if the pipeline answers C1's read between the worker's submit and its incr,
+``enable_recv`` runs first (nothing to un-throttle), then ``disable_recv`` throttles C1
+for good because C2's write keeps ``in_process`` above the limit. C1 has no request
+outstanding, so no response will ever re-enable it: its next request is never read.
+
+Variants: ``main`` = 3.5.3 order (submit, then incr); ``fixed`` = 3.6.0 order (incr,
+then submit).
+
+Invariants (checked when the clients are done):
+  * a throttled connection has an outstanding request (throttled => outstanding >= 1);
+  * every request a client sent was answered before its read timeout.
+"""
+import queue
+import threading
+import time
+
+from interleave.sim import Network, Selector
+
+__interleave__ = {"max_pauses": 0, "max_faults": 0}  # a pure interleaving bug: no pauses, no faults
+
+LIMIT = 0  # globalOutstandingLimit: throttle whenever anything else is in process
+FSYNC_SECONDS = 1.0  # keeps C2's write in the pipeline while C1's reads go through
+READ_TIMEOUT = 4.0  # the client's 2/3 of a 6 s session timeout
+READ = 1
+
+
+class Packet:
+    def __init__(self, xid, kind):
+        self.xid = xid
+        self.kind = kind  # "read" or "write"
+
+
+class Connection:
+    """NIOServerCnxn: the server side of one client connection."""
+
+    def __init__(self, server, name, endpoint):
+        self.server = server
+        self.name = name
+        self.endpoint = endpoint
+        self.outstanding = 0
+        self.throttled = False
+        self.selectable = True
+        self.outgoing = []
+        self.interest = READ  # the selection key's interest set: only the selector changes it
+
+    def interest_ops(self):
+        return READ if self.selectable and not self.throttled else 0
+
+    def request_interest_update(self):
+        if self.selectable:
+            self.server.add_interest_update(self)
+
+    def disable_recv(self):
+        if not self.throttled:  # compareAndSet(false, true)
+            self.throttled = True
+            self.request_interest_update()
+
+    def enable_recv(self):
+        if self.throttled:  # compareAndSet(true, false)
+            self.throttled = False
+            self.request_interest_update()
+
+    def incr_outstanding_requests(self, packet):
+        self.outstanding += 1
+        if self.server.in_process > LIMIT:
+            self.disable_recv()
+
+    def send_response(self, packet):
+        self.outgoing.append(packet.xid)  # sendBuffer: the selector writes it out
+        self.request_interest_update()
+        self.outstanding -= 1
+        if self.outstanding < 1 or self.server.in_process < LIMIT:
+            self.enable_recv()
+
+
+class Server:
+    def __init__(self, incr_first):
+        self.incr_first = incr_first
+        self.connections = {}  # endpoint -> Connection
+        self.in_process = 0
+        self.selector = Selector()
+        self.updates = queue.SimpleQueue()
+        self.work = queue.SimpleQueue()
+        self.submitted = queue.SimpleQueue()
+        self.syncing = queue.SimpleQueue()
+
+    def add_interest_update(self, cnxn):
+        self.updates.put(cnxn)
+        self.selector.wakeup()
+
+    def select_loop(self):
+        """SelectorThread: hands readable connections to the worker, applies interest updates."""
+        while True:
+            for endpoint in self.selector.select([c.endpoint for c in self.connections.values() if c.interest & READ]):
+                cnxn = self.connections[endpoint]
+                cnxn.selectable = False  # handleIO: the worker owns it until doWork ends
+                cnxn.interest = 0
+                self.work.put(cnxn)
+            while not self.updates.empty():
+                cnxn = self.updates.get()
+                while cnxn.outgoing:  # writable: flush the responses
+                    cnxn.endpoint.send(cnxn.outgoing.pop(0))
+                cnxn.interest = cnxn.interest_ops()
+
+    def io_worker(self):
+        """IOWorkRequest.doWork: read one packet, process it, give the connection back."""
+        while True:
+            cnxn = self.work.get()
+            self.process_packet(cnxn, cnxn.endpoint.recv())
+            cnxn.selectable = True
+            self.add_interest_update(cnxn)
+
+    def process_packet(self, cnxn, packet):
+        if self.incr_first:
+            cnxn.incr_outstanding_requests(packet)
+            self.submit_request(cnxn, packet)
+        else:
+            self.submit_request(cnxn, packet)
+            cnxn.incr_outstanding_requests(packet)  # BUG: the response may already have been sent
+
+    def submit_request(self, cnxn, packet):
+        self.submitted.put((cnxn, packet))
+        self.in_process += 1
+
+    def pipeline(self):
+        """Prep/Commit: reads are answered at once, writes wait for their fsync."""
+        while True:
+            cnxn, packet = self.submitted.get()
+            if packet.kind == "write":
+                self.syncing.put((cnxn, packet))
+            else:
+                self.finish(cnxn, packet)
+
+    def sync_thread(self):
+        while True:
+            cnxn, packet = self.syncing.get()
+            time.sleep(FSYNC_SECONDS)
+            self.finish(cnxn, packet)
+
+    def finish(self, cnxn, packet):
+        """FinalRequestProcessor."""
+        self.in_process -= 1
+        cnxn.send_response(packet)
+
+
+def client(endpoint, requests, unanswered):
+    for packet in requests:
+        endpoint.send(packet)
+        try:
+            endpoint.recv(timeout=READ_TIMEOUT)
+        except TimeoutError:
+            unanswered.append(f"{endpoint.name} xid {packet.xid}")
+            return
+
+
+def run(incr_first):
+    net = Network()
+    server = Server(incr_first)
+    c1_client, c1_server = net.connect("C1", "server")
+    c2_client, c2_server = net.connect("C2", "server")
+    server.connections = {c1_server: Connection(server, "C1", c1_server), c2_server: Connection(server, "C2", c2_server)}
+    for loop in (server.select_loop, server.io_worker, server.pipeline, server.sync_thread):
+        threading.Thread(target=loop, name=loop.__name__, daemon=True).start()
+
+    unanswered = []
+
+    def c1():
+        time.sleep(0.1)  # C2's write is in the pipeline by now
+        client(c1_client, [Packet(1, "read"), Packet(2, "read")], unanswered)
+
+    clients = [
+        threading.Thread(target=client, args=(c2_client, [Packet(1, "write")], unanswered), name="C2"),
+        threading.Thread(target=c1, name="C1"),
+    ]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join()
+    for cnxn in server.connections.values():
+        assert not (cnxn.throttled and cnxn.outstanding < 1), (
+            f"{cnxn.name} is throttled with {cnxn.outstanding} outstanding requests: "
+            f"nothing will ever read from it again"
+        )
+    assert not unanswered, f"requests never answered: {unanswered}"
+
+
+def main():
+    """3.5.3: submitRequest, then incrOutstandingRequests."""
+    run(incr_first=False)
+
+
+def fixed():
+    """3.6.0: incrOutstandingRequests, then submitRequest."""
+    run(incr_first=True)
+
+
+if __name__ == "__main__":
+    main()

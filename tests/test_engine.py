@@ -1,0 +1,291 @@
+"""The scheduler as a whole: real line-by-line interleaving, failure kinds, pre-run objects,
+determinism and replay."""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+import time
+
+import pytest
+
+from interleave import BadInput, explore, replay
+from interleave.schedule import Token
+
+
+def write(tmp_path, name: str, source: str):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def test_three_threads_interleave_line_by_line():
+    """Every thread keeps being traced after switches made inside the tracer."""
+    logs: list[list[str]] = []
+
+    def program():
+        log: list[str] = []
+
+        def worker(name):
+            log.append(name)
+            log.append(name)
+            log.append(name)
+            log.append(name)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in "abc"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        logs.append(log)
+
+    explore(program, strategy="random", runs=200, seed=1)
+    assert len(logs) == 200
+
+    def blocks(log: list[str]) -> int:
+        return 1 + sum(1 for x, y in zip(log, log[1:]) if x != y)
+
+    # All three threads split into separate stretches: impossible if any thread ran untraced.
+    assert any(all(blocks([x for x in log]) >= 6 and log.count(n) == 4 for n in "abc") for log in logs)
+    interleaved_per_thread = [
+        n for n in "abc" if any(sum(1 for i, x in enumerate(log) if x == n and i and log[i - 1] != n) >= 2 for log in logs)
+    ]
+    assert interleaved_per_thread == ["a", "b", "c"]
+
+
+def test_lost_update_is_found_shrunk_to_one_preemption_and_replayed():
+    def program():
+        box = {"n": 0}
+
+        def add():
+            value = box["n"]
+            box["n"] = value + 1
+
+        threads = [threading.Thread(target=add) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert box["n"] == 2, box["n"]
+
+    report = explore(program, seed=0, runs=2000)
+    failure = report.failure
+    assert failure is not None and failure.kind == "exception"
+    assert "AssertionError: 1" in failure.message
+    assert failure.preemptions == 1
+    assert failure.preemptions <= failure.original_preemptions
+    assert len(failure.replay) < 120
+    again = replay(program, failure.replay)
+    assert again.failure is not None and again.failure.message == failure.message
+    assert "preemption" in failure.trace and "box[\"n\"] = value + 1" in failure.trace
+
+
+def test_deadlock_report_names_each_thread_its_line_and_the_holder():
+    def program():
+        a, b = threading.Lock(), threading.Lock()
+
+        def one():
+            with a:
+                with b:
+                    pass
+
+        def two():
+            with b:
+                with a:
+                    pass
+
+        t1, t2 = threading.Thread(target=one, name="one"), threading.Thread(target=two, name="two")
+        t1.start()
+        t2.start()
+        t1.join()
+        t2.join()
+
+    failure = explore(program, seed=0, runs=500).failure
+    assert failure is not None and failure.kind == "deadlock"
+    assert "one blocked in Lock.acquire" in failure.details
+    assert "two blocked in Lock.acquire" in failure.details
+    assert "held by two" in failure.details and "held by one" in failure.details
+    assert "MainThread blocked in Thread.join" in failure.details
+    assert failure.preemptions == 1
+
+
+def test_a_thread_that_waits_for_a_wakeup_nobody_sends_is_a_deadlock():
+    def program():
+        event = threading.Event()
+        threading.Thread(target=event.wait, name="waiter").start()
+
+    failure = explore(program, runs=5).failure
+    assert failure is not None and failure.kind == "deadlock"
+    assert "waiter blocked in Event.wait" in failure.details
+
+
+def test_a_spin_past_the_step_bound_is_a_hang_with_its_looping_lines():
+    def program():
+        flag = []
+
+        def spin():
+            while not flag:
+                pass
+
+        t = threading.Thread(target=spin)
+        t.start()
+        t.join()
+
+    failure = explore(program, runs=3, max_steps=5000).failure
+    assert failure is not None and failure.kind == "hang"
+    assert "5000 steps" in failure.message
+    assert "while not flag" in failure.trace and "lines executed most" in failure.trace
+
+
+def test_daemon_threads_do_not_keep_a_run_alive():
+    def program():
+        threading.Thread(target=lambda: threading.Event().wait(), daemon=True).start()
+
+    assert explore(program, runs=5).failure is None
+
+
+def test_uncontrolled_io_stops_the_run_with_its_name(tmp_path):
+    path = write(tmp_path, "sock.py", """
+        import socket
+        def main():
+            socket.socket()
+        """)
+    report = explore(f"{path}::main", runs=5)
+    assert report.failure is None
+    assert report.uncontrolled is not None and "socket.socket" in report.uncontrolled and "sock.py:4" in report.uncontrolled
+
+
+def test_objects_made_before_the_run_are_controlled_and_start_each_run_free(tmp_path):
+    """A lock made at import time of a helper module, left held by a failing run."""
+    write(tmp_path, "helper_shared.py", """
+        import threading
+        from time import sleep
+        LOCK = threading.Lock()
+        """)
+    path = write(tmp_path, "uses_helper.py", """
+        import threading
+        import helper_shared
+        runs = []
+        def main():
+            helper_shared.LOCK.acquire()
+            helper_shared.sleep(10)  # bound before any run: still virtual
+            t = threading.Thread(target=lambda: helper_shared.LOCK.acquire(timeout=5))
+            t.start()
+            t.join()
+            raise RuntimeError("leaves the lock held")
+        """)
+    started = time.perf_counter()
+    report = explore(f"{path}::main", runs=3, strategy="random")
+    assert report.failure is not None and "leaves the lock held" in report.failure.message
+    assert report.failure.run == 1
+    again = explore(f"{path}::main", runs=3, strategy="random")
+    assert again.failure is not None and "leaves the lock held" in again.failure.message
+    assert time.perf_counter() - started < 10
+
+
+def test_real_locks_bound_before_the_run_are_swapped_for_controlled_twins(tmp_path, monkeypatch):
+    write(tmp_path, "real_lock_module.py", """
+        import _thread
+        LOCK = _thread.allocate_lock()
+        COUNT = [0]
+        def work():
+            with LOCK:
+                value = COUNT[0]
+                COUNT[0] = value + 1
+        """)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import real_lock_module  # noqa: PLC0415 - imported before any run, on purpose
+
+    def program():
+        real_lock_module.COUNT[0] = 0
+        threads = [threading.Thread(target=real_lock_module.work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert real_lock_module.COUNT[0] == 2
+
+    report = explore(program, strategy="dfs", runs=2000)
+    assert report.failure is None and report.exhausted
+    assert type(real_lock_module.LOCK).__module__ == "_thread"
+
+
+def test_same_seed_same_exploration_and_token():
+    def program():
+        box = [0]
+
+        def add():
+            for _ in range(3):
+                v = box[0]
+                box[0] = v + 1
+
+        threads = [threading.Thread(target=add) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert box[0] == 9
+
+    first = explore(program, strategy="random", seed=11, runs=300)
+    second = explore(program, strategy="random", seed=11, runs=300)
+    assert first.failure is not None
+    assert (first.failure.run, first.failure.replay, first.failure.trace) == (
+        second.failure.run, second.failure.replay, second.failure.trace)
+
+
+def test_replay_refuses_a_changed_program_and_a_schedule_that_does_not_fit(tmp_path):
+    path = write(tmp_path, "race.py", """
+        import threading
+        box = [0]
+        def add():
+            v = box[0]
+            box[0] = v + 1
+        def main():
+            box[0] = 0
+            ts = [threading.Thread(target=add) for _ in range(2)]
+            for t in ts: t.start()
+            for t in ts: t.join()
+            assert box[0] == 2
+        """)
+    token = explore(f"{path}::main", runs=500).failure.replay
+    assert replay(f"{path}::main", token).failure is not None
+    decoded = Token.decode(token)
+    moved = decoded.deviations[0]
+    bad = Token(decoded.python, decoded.fingerprint, decoded.config,
+                (type(moved)(moved.thread + 7, moved.steps, moved.sub, moved.choice, 0),), decoded.checksum).encode()
+    with pytest.raises(BadInput, match="no longer fits"):
+        replay(f"{path}::main", bad)
+    path.write_text(path.read_text() + "\n# edited\n")
+    with pytest.raises(BadInput, match="another version"):
+        replay(f"{path}::main", token)
+    with pytest.raises(BadInput, match="corrupt"):
+        replay(f"{path}::main", token[:-9] + "!")
+
+
+def test_pauses_let_time_pass_between_a_check_and_a_write():
+    """Only a paused thread lets a lease expire between its check and its write."""
+
+    def program():
+        lease = {"owner": "a", "until": time.monotonic() + 10}
+        writes = []
+
+        def holder():
+            if time.monotonic() < lease["until"]:
+                writes.append(("a", time.monotonic()))
+
+        def taker():
+            time.sleep(10)
+            lease["owner"], lease["until"] = "b", time.monotonic() + 10
+            writes.append(("b", time.monotonic()))
+
+        threads = [threading.Thread(target=taker), threading.Thread(target=holder)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(at < 10_010 for who, at in writes if who == "a"), writes  # a wrote after its lease
+
+    assert explore(program, max_pauses=0, strategy="dfs", runs=5000).failure is None
+    failure = explore(program, seed=0, runs=5000).failure
+    assert failure is not None and failure.preemptions == 1
+    assert "paused while time passes" in failure.trace
