@@ -15,6 +15,7 @@ import click
 
 from . import strategies
 from .explore import DEFAULT_RUNS, DEFAULT_TIME_LIMIT, NondeterministicProgram, Progress, Report, explore, replay
+from .html import write_html
 from .program import BadInput
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -62,7 +63,9 @@ def cli() -> None:
 @click.option("--shrink-time", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds allowed for shrinking a failure.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write the report as JSON here.")
-def explore_command(target: str, json_path: str | None, **options: Any) -> None:
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
+              help="Write the failing run's timeline here (one self-contained HTML file).")
+def explore_command(target: str, json_path: str | None, html_path: str | None, **options: Any) -> None:
     """Run PATH's FUNC (default: main) under many schedules until one fails.
 
     FUNC takes no arguments and is ordinary threading code: it does not import
@@ -83,6 +86,12 @@ def explore_command(target: str, json_path: str | None, **options: Any) -> None:
     if json_path:
         with open(json_path, "w") as f:
             json.dump(report.to_json(), f, indent=2)
+    if html_path:
+        if report.failure is not None and report.failure.recorder is not None:
+            write_html(html_path, report.failure.recorder, report.failure, title=report.target,
+                       token=report.failure.replay)
+        else:
+            click.echo(f"interleave: no failure, so no timeline was written to {html_path}", err=True)
     _print_report(report)
     if report.uncontrolled is not None:
         _bad_input(f"cannot explore: the program used {report.uncontrolled}; results would not be trustworthy")
@@ -149,7 +158,9 @@ def _n(count: int, word: str) -> str:
 @cli.command("replay")
 @click.argument("target", metavar="PATH[::FUNC]")
 @click.argument("token")
-def replay_command(target: str, token: str) -> None:
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
+              help="Write the run's timeline here (one self-contained HTML file).")
+def replay_command(target: str, token: str, html_path: str | None) -> None:
     """Run exactly the schedule in TOKEN and print its trace.
 
     Exit 1 when the failure is reproduced, 0 if the schedule ran without failing, 2 if
@@ -160,6 +171,8 @@ def replay_command(target: str, token: str) -> None:
     except BadInput as exc:
         _bad_input(str(exc))
         return
+    if html_path:
+        write_html(html_path, outcome.recorder, outcome.failure, title=target, token=token)
     click.echo(outcome.trace)
     if outcome.failure is None:
         click.echo(f"interleave: the schedule ran without failing ({outcome.steps:,} steps)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from . import strategies
@@ -42,6 +42,8 @@ class FailureReport:
     minimal: bool
     trace: str
     thread: str | None = None
+    #: The final replay's steps and events (for ``--html``); left out of :meth:`Report.to_json`.
+    recorder: TraceRecorder | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -65,7 +67,11 @@ class Report:
     confidence: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(replace(self, failure=None))
+        if self.failure is not None:
+            out["failure"] = asdict(replace(self.failure, recorder=None))
+            del out["failure"]["recorder"]
+        return out
 
 
 @dataclass
@@ -194,9 +200,12 @@ def _describe_failure(runner: Runner, program: Program, run_index: int, result: 
     assert failure is not None
     shrunk = shrink(runner, failure, result.deviations, result, shrink_time)
     recorder = TraceRecorder()
-    final = runner.run(Replay(shrunk.deviations, strict=True), recorder)
-    if not failure.same_as(final.failure):
-        raise_nondeterministic(failure, final.failure)
+    try:
+        final = runner.run(Replay(shrunk.deviations, strict=True), recorder)
+    except ScheduleMismatch:
+        final = None
+    if final is None or not failure.same_as(final.failure):
+        raise_nondeterministic(failure, final.failure if final is not None else None)
     token = Token(PYTHON, program.fingerprint, runner.config, tuple(shrunk.deviations), steps_checksum(recorder.path()))
     shown = final.failure or failure
     return FailureReport(
@@ -214,6 +223,7 @@ def _describe_failure(runner: Runner, program: Program, run_index: int, result: 
         minimal=shrunk.minimal,
         trace=render(recorder, shown, skip_setup=_setup_steps(recorder)),
         thread=shown.thread,
+        recorder=recorder,
     )
 
 

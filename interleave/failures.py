@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import linecache
+import os
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .files import is_threading_internal, is_user_file
@@ -49,9 +51,8 @@ def innermost_user_frame(frame: Any) -> Any:
     return frame
 
 
+@lru_cache(maxsize=None)
 def _short(filename: str) -> str:
-    import os
-
     try:
         rel = os.path.relpath(filename)
     except ValueError:

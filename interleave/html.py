@@ -136,10 +136,17 @@ class _Builder:
         hot = self.hot_steps()
         events_at: dict[int, list[tuple[int, Event]]] = {}
         for n, e in enumerate(self.events):
-            events_at.setdefault(e.at_step, []).append((n, e))
+            here = events_at.setdefault(e.at_step, [])
+            at = len(here)
+            if e.kind == "clock":  # the scheduler records a jump's timeouts before the jump itself
+                while at and here[at - 1][1].kind == "wake" and (here[at - 1][1].data or {}).get("timeout"):
+                    at -= 1
+            here.insert(at, (n, e))
         wanted = self.plan_edges()  # event number -> anchor roles it must provide
         pending_targets: dict[int, list[dict[str, Any]]] = {}  # lane -> edges waiting for its next item
         segment: dict[str, Any] | None = None
+        last_step: dict[int, tuple[dict[str, Any], int, int]] = {}  # lane -> (segment, offset, step index)
+        paused: dict[int, int] = {}  # lane -> the step it was paused before, until it runs again
 
         def close() -> None:
             nonlocal segment
@@ -166,6 +173,11 @@ class _Builder:
                 if item is None and not roles:
                     continue
                 close()
+                if e.kind in ("preempt", "pause") and e.thread in last_step:
+                    # A step is recorded before its line runs: the preempted line runs on resumption.
+                    seg, offset, index = last_step[e.thread]
+                    seg["paused"][str(offset)] = True
+                    paused[e.thread] = index
                 if e.kind in _ACTS:
                     arrive(e.thread)
                 if item is None:
@@ -188,7 +200,13 @@ class _Builder:
                 close()
             if segment is None:
                 arrive(s.thread)
-                segment = {"k": "steps", "lane": s.thread, "first": i, "t": s.clock, "at": [], "hot": {}}
+                if s.thread in paused:
+                    before = steps[paused.pop(s.thread)]
+                    self.items.append({"k": "mark", "type": "resume", "lane": s.thread, "t": s.clock,
+                                       "label": f"resumes: runs {_short(before.filename)}:{before.lineno}  "
+                                                f"{source_line(before.filename, before.lineno)}"})
+                segment = {"k": "steps", "lane": s.thread, "first": i, "t": s.clock, "at": [], "hot": {}, "paused": {}}
+            last_step[s.thread] = (segment, len(segment["at"]), i)
             if i in hot:
                 segment["hot"][str(len(segment["at"]))] = hot[i]
             segment["at"].append(self.where(s.filename, s.lineno))
@@ -411,6 +429,7 @@ _PAGE = """<!DOCTYPE html>
  <label><input type="radio" name="axis" value="step" checked> step axis</label>
  <label><input type="radio" name="axis" value="time"> virtual-time axis</label>
  <button id="zoom-out" title="smaller rows">&minus;</button><button id="zoom-in" title="larger rows">+</button>
+ <label title="one box per run of steps of a thread, with its step count"><input type="checkbox" id="runs"> one box per run</label>
  <button id="unfold">unfold all</button><button id="fold">fold all</button>
  <span id="legend"></span>
 </div></header>
@@ -445,6 +464,7 @@ header p{margin:2px 0}
  background:#f3f5f9;cursor:default}
 .b .loc{color:#5a6475;margin-right:8px}
 .b.hot{background:#fde2df;outline:2px solid #b3261e;font-weight:700;z-index:2}
+.b.paused{border:1px dashed #d9822b;border-left:4px solid;background:#fff7ec}
 .b.fold{background:#fff;color:#5a6475;font-style:italic;cursor:pointer;border-left-style:dashed}
 .b.fold:hover{background:#eef1f6}
 .g{position:absolute;left:0;width:56px;text-align:right;font:11px ui-monospace,monospace;color:#8a93a3}
@@ -455,6 +475,7 @@ header p{margin:2px 0}
 .m.block{color:#6b7280;font-style:italic}
 .m.start,.m.exit{color:#6b7280}
 .m.timeout{color:#27457a;font-style:italic}
+.m.resume{color:#a0570f;font-style:italic}
 .m.crash{background:#fbd5d2;color:#8c1d18;font-weight:700}
 .m.freeze,.m.pause-node{background:repeating-linear-gradient(45deg,#eceff4,#eceff4 4px,#dde2ea 4px,#dde2ea 8px);color:#3d4654;font-weight:600}
 .m.unfreeze,.m.restart{background:#dcf3e3;color:#1b6b34;font-weight:600}
@@ -487,7 +508,7 @@ const EDGE = {handoff: ["#2f6fdb", "lock hand-off"], wake: ["#8e44ad", "wake-up 
 const GUTTER = 64, HEAD = 44;
 let zoom = 1, axis = "step";
 const unfolded = new Set();
-let foldAll = true;
+let foldAll = true, runs = M.steps > 2000;
 const laneIndex = new Map();
 M.lanes.forEach(function (l, i) { laneIndex.set(l.id, i); });
 const timeline = document.getElementById("timeline");
@@ -570,10 +591,21 @@ function layout() {
     }
     if (it.k === "steps") {
       const count = it.at.length;
-      const hot = Object.keys(it.hot).map(Number);
-      const open = !foldAll || unfolded.has(n) || count <= 6;
+      const hot = Object.keys(it.hot).concat(Object.keys(it.paused)).map(Number);
+      const open = unfolded.has(n) || (!foldAll && !runs) || (count <= 6 && !runs) || count === 1;
       let rows = [];
       if (open) { for (let i = 0; i < count; i++) rows.push(i); }
+      else if (runs) {
+        const lines = it.at.map(function (a) { return a[1]; });
+        const file = M.files[it.at[0][0]].split("/").pop();
+        const b = box(it.lane, y, H, "fold run", "<b>" + count + " steps</b> " + esc(file) + ":" +
+                      Math.min.apply(null, lines) + "\u2013" + Math.max.apply(null, lines),
+                      "steps " + (it.first + 1) + "\u2013" + (it.first + count) + " (click to unfold)");
+        b.addEventListener("click", function () { unfolded.add(n); layout(); });
+        if (axis === "step") gutter(y + 2, "#" + (it.first + 1));
+        y += H;
+        rows = hot.sort(function (a, b) { return a - b; });
+      }
       else {
         const keep = new Set([0, count - 3, count - 2, count - 1].concat(hot));
         let prev = -1;
@@ -589,10 +621,12 @@ function layout() {
           y += H; return;
         }
         const at = it.at[r], file = M.files[at[0]], src = M.src[at[0] + ":" + at[1]] || "";
-        const why = it.hot[r];
+        const why = it.hot[r], held = it.paused[r];
         const loc = file.split("/").pop() + ":" + at[1];
-        box(it.lane, y, H, why ? "hot" : "", '<span class="loc">' + esc(loc) + "</span>" + esc(src),
-            "step " + (it.first + r + 1) + "  " + file + ":" + at[1] + "\n" + src + (why ? "\n\u2190 " + why : ""));
+        box(it.lane, y, H, (why ? "hot" : "") + (held ? " paused" : ""),
+            (held ? "\u2016 " : "") + '<span class="loc">' + esc(loc) + "</span>" + esc(src),
+            "step " + (it.first + r + 1) + "  " + file + ":" + at[1] + "\n" + src + (why ? "\n\u2190 " + why : "") +
+            (held ? "\npaused before this line runs; it runs when the thread resumes" : ""));
         if (axis === "step") gutter(y + 2, "#" + (it.first + r + 1));
         else if (lastT !== it.t) { gutter(y + 2, fmtT(it.t)); lastT = it.t; }
         y += H;
@@ -710,7 +744,12 @@ document.querySelectorAll("input[name=axis]").forEach(function (r) {
 });
 document.getElementById("zoom-in").addEventListener("click", function () { zoom = Math.min(2, zoom * 1.25); layout(); });
 document.getElementById("zoom-out").addEventListener("click", function () { zoom = Math.max(0.4, zoom / 1.25); layout(); });
-document.getElementById("unfold").addEventListener("click", function () { foldAll = false; layout(); });
+const runsBox = document.getElementById("runs");
+runsBox.checked = runs;
+runsBox.addEventListener("change", function () { runs = runsBox.checked; unfolded.clear(); layout(); });
+document.getElementById("unfold").addEventListener("click", function () {
+  foldAll = false; runs = runsBox.checked = false; layout();
+});
 document.getElementById("fold").addEventListener("click", function () { foldAll = true; unfolded.clear(); layout(); });
 window.addEventListener("resize", layout);
 legend();

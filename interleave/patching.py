@@ -135,7 +135,6 @@ class Patcher:
         self._bindings: list[tuple[dict, str, Any, Any]] = []
         self._random_state: Any = None
         self._shutdown_lock = P.Lock()
-        self._known_threads: set[int] = set()
         self._gc_was_enabled = True
 
     # ------------------------------------------------------------- bindings
@@ -212,7 +211,6 @@ class Patcher:
         self._scan_bindings()
         for namespace, name, _old, new in self._bindings:
             namespace[name] = new
-        self._known_threads = set(threading._active) | {id(t) for t in threading._limbo}
         self._random_state = random.getstate()
         random.seed(0)
         # The cycle collector runs finalizers and weakref callbacks at moments that depend on
@@ -221,6 +219,8 @@ class Patcher:
         gc.disable()
 
     def restore(self, sched: Scheduler | None = None) -> None:
+        # First, while Thread.__hash__ is still the run's: _limbo and _threads_queues are keyed by it.
+        self._forget_run_threads(sched)
         for namespace, name, old, _new in self._bindings:
             namespace[name] = old
         for module, name, value in reversed(self._saved):
@@ -232,14 +232,16 @@ class Patcher:
         random.setstate(self._random_state)
         if self._gc_was_enabled:
             gc.enable()
-        self._forget_run_threads(sched)
 
     def _forget_run_threads(self, sched: Scheduler | None) -> None:
         """Remove the run's threads from threading's registries so nothing outlives the run."""
+        if sched is None:
+            return
+        run_threads = {vt.ident for vt in sched.threads[1:]}
         with threading._active_limbo_lock:
-            for ident in [i for i in threading._active if i not in self._known_threads]:
+            for ident in [i for i in threading._active if i in run_threads]:
                 del threading._active[ident]
-            for thread in [t for t in threading._limbo if id(t) not in self._known_threads]:
+            for thread in [t for t in threading._limbo if getattr(t, "_ident", None) in run_threads or t._ident is None]:
                 del threading._limbo[thread]
         if not PY313:
             with threading._shutdown_locks_lock:
@@ -247,7 +249,6 @@ class Patcher:
                     [lock for lock in threading._shutdown_locks if isinstance(lock, P.Lock)]
                 )
         futures_thread = sys.modules.get("concurrent.futures.thread")
-        if futures_thread is not None and sched is not None:
-            run_threads = {id(vt.thread_obj) for vt in sched.threads if vt.thread_obj is not None}
-            for thread in [t for t in list(futures_thread._threads_queues) if id(t) in run_threads]:
+        if futures_thread is not None:
+            for thread in [t for t in list(futures_thread._threads_queues) if t.ident in run_threads]:
                 futures_thread._threads_queues.pop(thread, None)

@@ -22,7 +22,7 @@ import bisect
 import ctypes
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import greenlet
 
@@ -63,8 +63,9 @@ class Uncontrolled(Exception):
     """The program used something the scheduler cannot control (a real socket, a process...)."""
 
 
-@dataclass
-class Deviation:
+class Deviation(NamedTuple):
+    """One choice that differs from the default order, and where it was made."""
+
     thread: int
     steps: int
     sub: int
@@ -96,7 +97,7 @@ class VThread:
     __slots__ = (
         "index", "ident", "name", "daemon", "greenlet", "state", "steps", "streak",
         "waiting_on", "timer_generation", "timed_out", "sentinel", "thread_obj", "frozen",
-        "group",
+        "group", "decided_at", "decisions_here",
     )
 
     def __init__(self, index: int, ident: int, name: str, daemon: bool) -> None:
@@ -115,6 +116,10 @@ class VThread:
         self.thread_obj: Any = None
         self.frozen = False
         self.group: str | None = None
+        # Decisions are keyed (thread, steps, n-th decision at that step): a thread can
+        # decide twice without stepping (at a line, then blocking on that same line).
+        self.decided_at = -1
+        self.decisions_here = 0
 
     def __repr__(self) -> str:
         return f"<VThread {self.index} {self.name} {self.state}>"
@@ -170,8 +175,6 @@ class Scheduler:
         self.os_ident = _get_real_ident()
         self.hub: greenlet.greenlet | None = None
         self._tstate = _pythonapi.PyThreadState_Get()
-        self._last_key = (-1, -1)
-        self._sub = 0
         self.extra: dict[str, Any] = {}
         self.internal_error: Exception | None = None
 
@@ -378,20 +381,23 @@ class Scheduler:
                 continue
             return self.threads[choice]
 
+    def _next_sub(self, cur: VThread) -> int:
+        if cur.decided_at == cur.steps:
+            cur.decisions_here += 1
+        else:
+            cur.decided_at = cur.steps
+            cur.decisions_here = 0
+        return cur.decisions_here
+
     def _decide(self, options: list[int], default: int, preemptive: bool, in_trace: bool = False) -> int:
         cur = self.current
-        key = (cur.index, cur.steps)
-        if key == self._last_key:
-            self._sub += 1
-        else:
-            self._last_key = key
-            self._sub = 0
+        sub = self._next_sub(cur)
         self.decisions += 1
         choice = self._ask(options, default, preemptive, in_trace)
         if choice != default:
             cost = 1 if choice == JUMP or (preemptive and choice != cur.index) else 0
             self.preemptions += cost
-            self.deviations.append(Deviation(cur.index, cur.steps, self._sub, choice, cost))
+            self.deviations.append(Deviation(cur.index, cur.steps, sub, choice, cost))
             if self.recorder is not None:
                 if choice == JUMP:
                     self.recorder.event(self, "pause", f"{cur.name} paused while time passes")
@@ -409,11 +415,9 @@ class Scheduler:
             raise
 
     def decision_key(self) -> tuple[int, int, int]:
-        """The key the next decision would be recorded under (for replaying strategies)."""
+        """The key of the decision being made now (for replaying strategies)."""
         cur = self.current
-        if (cur.index, cur.steps) == self._last_key:
-            return (cur.index, cur.steps, self._sub)
-        return (cur.index, cur.steps, 0)
+        return (cur.index, cur.steps, cur.decisions_here)
 
     def _advance_clock(self) -> None:
         before = self.clock.now
@@ -489,12 +493,7 @@ class Scheduler:
         if self.faults_left <= 0 or options < 2:
             return 0
         cur = self.current
-        key = (cur.index, cur.steps)
-        if key == self._last_key:
-            self._sub += 1
-        else:
-            self._last_key = key
-            self._sub = 0
+        sub = self._next_sub(cur)
         self.decisions += 1
         fault_options = [-(k + 2) for k in range(options)]  # -2 means option 0, -3 option 1...
         choice = self._ask(fault_options, -2, False, False)
@@ -502,7 +501,7 @@ class Scheduler:
         if picked != 0:
             self.faults_left -= 1
             self.preemptions += 1
-            self.deviations.append(Deviation(cur.index, cur.steps, self._sub, choice, 1))
+            self.deviations.append(Deviation(cur.index, cur.steps, sub, choice, 1))
             if self.recorder is not None:
                 self.recorder.event(self, "fault", f"{label}: option {picked}")
         return picked

@@ -93,7 +93,6 @@ class Server:
         self.updates = queue.SimpleQueue()
         self.work = queue.SimpleQueue()
         self.submitted = queue.SimpleQueue()
-        self.syncing = queue.SimpleQueue()
 
     def add_interest_update(self, cnxn):
         self.updates.put(cnxn)
@@ -134,19 +133,18 @@ class Server:
         self.in_process += 1
 
     def pipeline(self):
-        """Prep/Commit: reads are answered at once, writes wait for their fsync."""
+        """Prep/Sync/Commit: reads are answered at once, a write once its fsync is done."""
+        syncing = []  # (fsync done at, connection, packet)
         while True:
-            cnxn, packet = self.submitted.get()
+            try:
+                cnxn, packet = self.submitted.get(timeout=syncing[0][0] - time.monotonic() if syncing else None)
+            except queue.Empty:
+                self.finish(*syncing.pop(0)[1:])
+                continue
             if packet.kind == "write":
-                self.syncing.put((cnxn, packet))
+                syncing.append((time.monotonic() + FSYNC_SECONDS, cnxn, packet))
             else:
                 self.finish(cnxn, packet)
-
-    def sync_thread(self):
-        while True:
-            cnxn, packet = self.syncing.get()
-            time.sleep(FSYNC_SECONDS)
-            self.finish(cnxn, packet)
 
     def finish(self, cnxn, packet):
         """FinalRequestProcessor."""
@@ -154,39 +152,32 @@ class Server:
         cnxn.send_response(packet)
 
 
-def client(endpoint, requests, unanswered):
-    for packet in requests:
-        endpoint.send(packet)
-        try:
-            endpoint.recv(timeout=READ_TIMEOUT)
-        except TimeoutError:
-            unanswered.append(f"{endpoint.name} xid {packet.xid}")
-            return
+def call(endpoint, packet, unanswered):
+    """The client library: send a request, wait for its response up to the read timeout."""
+    endpoint.send(packet)
+    try:
+        endpoint.recv(timeout=READ_TIMEOUT)
+    except TimeoutError:
+        unanswered.append(f"{endpoint.name} xid {packet.xid}")
 
 
 def run(incr_first):
     net = Network()
     server = Server(incr_first)
-    c1_client, c1_server = net.connect("C1", "server")
-    c2_client, c2_server = net.connect("C2", "server")
+    c1, c1_server = net.connect("C1", "server")
+    c2, c2_server = net.connect("C2", "server")
     server.connections = {c1_server: Connection(server, "C1", c1_server), c2_server: Connection(server, "C2", c2_server)}
-    for loop in (server.select_loop, server.io_worker, server.pipeline, server.sync_thread):
+    for loop in (server.select_loop, server.io_worker, server.pipeline):
         threading.Thread(target=loop, name=loop.__name__, daemon=True).start()
 
+    # The two clients, driven from here: C2's write is in the pipeline while C1 reads.
     unanswered = []
-
-    def c1():
-        time.sleep(0.1)  # C2's write is in the pipeline by now
-        client(c1_client, [Packet(1, "read"), Packet(2, "read")], unanswered)
-
-    clients = [
-        threading.Thread(target=client, args=(c2_client, [Packet(1, "write")], unanswered), name="C2"),
-        threading.Thread(target=c1, name="C1"),
-    ]
-    for t in clients:
-        t.start()
-    for t in clients:
-        t.join()
+    c2.send(Packet(1, "write"))
+    time.sleep(0.1)
+    call(c1, Packet(1, "read"), unanswered)
+    call(c1, Packet(2, "read"), unanswered)
+    c2.recv(timeout=READ_TIMEOUT)
+    time.sleep(READ_TIMEOUT)  # the clock moves only once every server thread is idle: quiescence
     for cnxn in server.connections.values():
         assert not (cnxn.throttled and cnxn.outstanding < 1), (
             f"{cnxn.name} is throttled with {cnxn.outstanding} outstanding requests: "

@@ -289,3 +289,31 @@ def test_pauses_let_time_pass_between_a_check_and_a_write():
     failure = explore(program, seed=0, runs=5000).failure
     assert failure is not None and failure.preemptions == 1
     assert "paused while time passes" in failure.trace
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_unshrunk_random_schedules_replay_exactly(seed):
+    """A thread can decide twice without taking a step (at a line, then blocking on it):
+    every decision still has its own key, so a raw failing schedule replays."""
+
+    def program():
+        lock = threading.Lock()
+        box = [0]
+
+        def worker():
+            time.sleep(0)
+            with lock:
+                value = box[0]
+            time.sleep(1)
+            box[0] = value + 1
+
+        threads = [threading.Thread(target=worker) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert box[0] == 3
+
+    report = explore(program, strategy="random", seed=seed, runs=3000, shrink_time=0)
+    assert report.failure is not None
+    assert replay(program, report.failure.replay).failure.message == report.failure.message

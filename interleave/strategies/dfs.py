@@ -26,12 +26,25 @@ class Nondeterminism(Exception):
 
 
 class _Node:
-    __slots__ = ("choice", "cost_after", "alternatives")
+    """A decision on the current path: what was chosen, and what is left to try here."""
 
-    def __init__(self, choice: int, cost_after: int, alternatives: list[tuple[int, int]]) -> None:
+    __slots__ = ("choice", "cost_after", "alternatives", "before")
+
+    def __init__(self, choice: int, cost_after: int, alternatives: list[tuple[int, int]], before: tuple | None) -> None:
         self.choice = choice
         self.cost_after = cost_after
         self.alternatives = alternatives
+        #: The choices that lead here, as a chain ``(earlier chain, choice)``: set-aside
+        #: subtree roots share it instead of copying the whole path.
+        self.before = before
+
+
+def _path(chain: tuple | None) -> tuple[int, ...]:
+    choices = []
+    while chain is not None:
+        chain, choice = chain
+        choices.append(choice)
+    return tuple(reversed(choices))
 
 
 class BoundedDFS(Strategy):
@@ -41,8 +54,8 @@ class BoundedDFS(Strategy):
         self.max_bound = max_preemptions
         self.bound = 0
         self.prefix: tuple[int, ...] = ()
-        self.items: list[tuple[int, ...]] = []
-        self.next_items: list[tuple[int, ...]] = []
+        self.items: list[tuple[tuple | None, int]] = []
+        self.next_items: list[tuple[tuple | None, int]] = []
         self.stack: list[_Node] = []
         self.depth = 0
         self.done = False
@@ -64,13 +77,17 @@ class BoundedDFS(Strategy):
             if choice not in options:
                 raise Nondeterminism(f"decision {d}: expected option {choice}, got {options}")
             return choice
-        cost_before = stack[-1].cost_after if stack else 0
+        if stack:
+            last = stack[-1]
+            cost_before, before = last.cost_after, (last.before, last.choice)
+        else:
+            cost_before, before = 0, None
         if d < len(self.prefix):
             choice = self.prefix[d]
             if choice not in options:
                 raise Nondeterminism(f"decision {d}: expected option {choice}, got {options}")
             cost = choice_cost(sched, options, default, preemptive, choice)
-            stack.append(_Node(choice, cost_before + cost, []))
+            stack.append(_Node(choice, cost_before + cost, [], before))
             return choice
         alternatives = []
         for option in options:
@@ -82,12 +99,12 @@ class BoundedDFS(Strategy):
                 alternatives.append((option, total))
             elif total <= self.max_bound:
                 if len(self.next_items) < MAX_PENDING:
-                    self.next_items.append(tuple(n.choice for n in stack) + (option,))
+                    self.next_items.append((before, option))
                 else:
                     self.truncated = True
             else:
                 self.beyond_max = True
-        stack.append(_Node(default, cost_before, alternatives))
+        stack.append(_Node(default, cost_before, alternatives, before))
         return default
 
     def end_run(self, result) -> None:
@@ -110,7 +127,8 @@ class BoundedDFS(Strategy):
             self.bound += 1
             self.items, self.next_items = self.next_items, []
             self.items.reverse()
-        self.prefix = self.items.pop()
+        before, option = self.items.pop()
+        self.prefix = _path(before) + (option,)
         self.stack = []
 
     def exhausted(self) -> bool:

@@ -1,0 +1,70 @@
+"""interleave's own numbers: time to first failure, throughput, shrinking, bounds.
+
+Every function here calls the public :func:`interleave.explore` on one program, in this
+process, with the working directory at the repository root.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import time
+from typing import Any
+
+from interleave import explore
+
+from catalog import Program
+
+
+def find_failure(program: Program, seed: int, strategy: str, time_limit: float,
+                 shrink_time: float) -> dict[str, Any]:
+    """One exploration of ``main``: when (seconds, run) the first failure came, and its shrunk size."""
+    wall = time.perf_counter()
+    report = explore(program.target("main"), time_limit=time_limit, runs=10_000_000, seed=seed,
+                     strategy=strategy, shrink_time=shrink_time)
+    wall = time.perf_counter() - wall
+    row: dict[str, Any] = {"seed": seed, "strategy": strategy, "runs": report.runs, "steps": report.steps,
+                           "search_s": report.elapsed_s, "wall_s": wall, "found": report.failure is not None}
+    if report.nondeterministic or report.uncontrolled:
+        row["error"] = report.nondeterministic or report.uncontrolled
+    f = report.failure
+    if f is not None:
+        row.update(kind=f.kind, ttff_s=f.elapsed_s, failing_run=f.run, preemptions=f.preemptions, shrunk_steps=f.steps,
+                   original_preemptions=f.original_preemptions, original_steps=f.original_steps,
+                   minimal=f.minimal, shrink_attempts=f.shrink_attempts, message=f.message[:160])
+    return row
+
+
+def throughput(program: Program, variant: str, strategy: str, time_limit: float, seed: int = 0) -> dict[str, Any]:
+    """Runs and steps per second of exploring ``variant`` for ``time_limit`` seconds (or until exhausted)."""
+    report = explore(program.target(variant), time_limit=time_limit, runs=10_000_000, seed=seed,
+                     strategy=strategy, shrink_time=0.0)
+    elapsed = max(report.elapsed_s, 1e-9)
+    row = {"variant": variant, "strategy": strategy, "runs": report.runs, "steps": report.steps,
+           "elapsed_s": report.elapsed_s, "runs_per_s": report.runs / elapsed, "steps_per_s": report.steps / elapsed,
+           "us_per_step": 1e6 * elapsed / max(report.steps, 1), "steps_per_run": report.steps / max(report.runs, 1),
+           "exhausted": report.exhausted, "complete": report.complete, "bound": report.bound,
+           "failure": report.failure.message[:160] if report.failure else None}
+    if report.nondeterministic or report.uncontrolled:
+        row["error"] = report.nondeterministic or report.uncontrolled
+    return row
+
+
+def profile(program: Program, variant: str, strategy: str, time_limit: float, top: int = 15) -> dict[str, Any]:
+    """cProfile of one exploration; the ``top`` functions by own time, as text rows."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    report = explore(program.target(variant), time_limit=time_limit, runs=10_000_000, strategy=strategy,
+                     shrink_time=0.0)
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
+    rows = []
+    for (filename, line, name), (cc, nc, tt, ct, _callers) in sorted(
+            stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]:  # type: ignore[attr-defined]
+        short = filename.split("/interleave/")[-1] if "/interleave/" in filename else filename.rsplit("/", 1)[-1]
+        rows.append({"function": f"{short}:{line}({name})", "calls": nc, "tottime_s": tt, "cumtime_s": ct,
+                     "share": tt / total if total else 0.0})
+    return {"program": program.name, "variant": variant, "strategy": strategy, "runs": report.runs,
+            "steps": report.steps, "profiled_s": total, "top": rows}

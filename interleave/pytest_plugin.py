@@ -1,0 +1,606 @@
+"""pytest plugin: ``@pytest.mark.interleave`` runs a test under many thread schedules.
+
+Every schedule calls the test function again under the scheduler, with its
+function-scoped fixtures set up afresh inside that run (so locks they create are
+controlled ones and no state leaks from one schedule to the next). A failure is shown
+with its kind, the shrunk trace and the lines that replay it; failing schedules are kept
+under ``<rootdir>/.interleave/pytest/`` and replayed first the next time.
+
+Registered through the ``pytest11`` entry point. This module imports only pytest and
+the standard library at import time; the engine is imported when a marked test runs,
+and nothing is patched outside a run.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import pytest
+
+if TYPE_CHECKING:
+    from .explore import Report
+
+MARKER = "interleave"
+DEFAULT_RUNS = 1000
+#: With ``@given``, the budget is per generated input, so it is smaller by default.
+DEFAULT_RUNS_PER_INPUT = 100
+DEFAULT_STRATEGY = "portfolio"
+STRATEGIES = ("portfolio", "random", "pct", "dfs")  # interleave.strategies.NAMES, without importing it
+SHRINK_TIME = 30.0
+#: Kept failing schedules per test; the oldest go first.
+KEEP_PER_TEST = 8
+MARKER_ARGUMENTS = ("runs", "time_limit", "seed", "strategy", "replay")
+NOTE = "interleave-note"
+
+
+# ---------------------------------------------------------------- options
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("interleave", "interleave: explore thread schedules of @pytest.mark.interleave tests")
+    group.addoption("--interleave-runs", type=int, metavar="N",
+                    help=f"schedules per test (default {DEFAULT_RUNS}; {DEFAULT_RUNS_PER_INPUT} per input with @given)")
+    group.addoption("--interleave-time-limit", type=float, metavar="SECONDS", help="time budget per test")
+    group.addoption("--interleave-seed", type=int, metavar="N", help="seed of the search (default 0)")
+    group.addoption("--interleave-strategy", choices=STRATEGIES, help=f"search strategy (default {DEFAULT_STRATEGY})")
+    group.addoption("--interleave-replay", metavar="TOKEN",
+                    help="run exactly this failing schedule (from a failure report) instead of exploring")
+    parser.addini("interleave_runs", "schedules per test", default="")
+    parser.addini("interleave_time_limit", "time budget per test, in seconds", default="")
+    parser.addini("interleave_seed", "seed of the search", default="")
+    parser.addini("interleave_strategy", f"search strategy: {', '.join(STRATEGIES)}", default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "interleave(runs=None, time_limit=None, seed=None, strategy=None, replay=None): "
+        "run the test under many thread schedules and report a failing one (interleave)",
+    )
+    for name in ("runs", "time_limit", "seed", "strategy"):
+        try:
+            _ini(config, name)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    token = config.getoption("interleave_replay")
+    if token:
+        from .schedule import BadToken, Token
+
+        try:
+            Token.decode(token)
+        except BadToken as exc:
+            raise pytest.UsageError(f"--interleave-replay: {exc}") from None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = _first(config.getoption("interleave_seed"), _ini(config, "seed"), 0)
+    strategy = _first(config.getoption("interleave_strategy"), _ini(config, "strategy"), DEFAULT_STRATEGY)
+    return f"interleave: seed {seed}, strategy {strategy}, failing schedules kept in .interleave/pytest/"
+
+
+def _ini(config: pytest.Config, name: str) -> Any:
+    text = str(config.getini(f"interleave_{name}")).strip()
+    if not text:
+        return None
+    convert = {"runs": int, "time_limit": float, "seed": int, "strategy": str}[name]
+    try:
+        value = convert(text)
+    except ValueError:
+        raise ValueError(f"ini option interleave_{name} = {text!r} is not a {convert.__name__}") from None
+    if name == "strategy" and value not in STRATEGIES:
+        raise ValueError(f"ini option interleave_strategy = {text!r}: choose from {', '.join(STRATEGIES)}")
+    if name in ("runs", "time_limit") and value <= 0:
+        raise ValueError(f"ini option interleave_{name} must be positive")
+    return value
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one test is explored with: command line, then marker, then ini, then defaults."""
+
+    runs: int | None
+    time_limit: float | None
+    seed: int
+    strategy: str
+    replay: str | None
+
+
+class BadMarker(Exception):
+    """The marker's arguments cannot be used; the message is one line."""
+
+
+def budget_for(item: pytest.Item, per_input: bool) -> Budget:
+    marker = item.get_closest_marker(MARKER)
+    assert marker is not None
+    if marker.args:
+        raise BadMarker("@pytest.mark.interleave takes keyword arguments only "
+                        f"({', '.join(MARKER_ARGUMENTS)})")
+    unknown = sorted(set(marker.kwargs) - set(MARKER_ARGUMENTS))
+    if unknown:
+        raise BadMarker(f"@pytest.mark.interleave got unknown argument {unknown[0]!r} "
+                        f"(expected {', '.join(MARKER_ARGUMENTS)})")
+    mark = marker.kwargs
+    _check(mark.get("runs"), int, "runs", positive=True)
+    _check(mark.get("time_limit"), (int, float), "time_limit", positive=True)
+    _check(mark.get("seed"), int, "seed")
+    _check(mark.get("replay"), str, "replay")
+    if mark.get("strategy") is not None and mark["strategy"] not in STRATEGIES:
+        raise BadMarker(f"@pytest.mark.interleave strategy={mark['strategy']!r}: choose from {', '.join(STRATEGIES)}")
+    config = item.config
+
+    def pick(name: str) -> Any:
+        return _first(config.getoption(f"interleave_{name}"), mark.get(name), _ini(config, name))
+
+    runs, time_limit = pick("runs"), pick("time_limit")
+    if runs is None and time_limit is None:
+        runs = DEFAULT_RUNS_PER_INPUT if per_input else DEFAULT_RUNS
+    return Budget(
+        runs=runs,
+        time_limit=time_limit,
+        seed=_first(pick("seed"), 0),
+        strategy=_first(pick("strategy"), DEFAULT_STRATEGY),
+        replay=_first(config.getoption("interleave_replay"), mark.get("replay")),
+    )
+
+
+def _check(value: Any, kind: Any, name: str, positive: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, kind) or (positive and value <= 0):
+        wanted = "a positive number" if positive else f"a {getattr(kind, '__name__', 'number')}"
+        raise BadMarker(f"@pytest.mark.interleave {name}={value!r}: expected {wanted}")
+
+
+# ---------------------------------------------------------------- hooks
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """For ``@given`` tests: one input now runs a whole exploration, and fixtures are fresh per schedule."""
+    if item.get_closest_marker(MARKER) is None or not _is_hypothesis_test(getattr(item, "obj", None)):
+        return
+    from hypothesis import HealthCheck, settings
+
+    function = getattr(item.obj, "__func__", item.obj)
+    current = getattr(function, "_hypothesis_internal_use_settings", None) or settings.default
+    function._hypothesis_internal_use_settings = settings(
+        parent=current,
+        deadline=None,
+        suppress_health_check=set(current.suppress_health_check) | {HealthCheck.function_scoped_fixture},
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if pyfuncitem.get_closest_marker(MARKER) is None:
+        return None
+    hypothesis_test = _is_hypothesis_test(pyfuncitem.obj)
+    try:
+        budget = budget_for(pyfuncitem, per_input=hypothesis_test)
+    except BadMarker as exc:
+        pytest.fail(f"{pyfuncitem.nodeid}: {exc}", pytrace=False)
+    session = TestExploration(pyfuncitem, budget)
+    if hypothesis_test:
+        session.run_hypothesis_test()
+    else:
+        session.run_plain_test()
+    return True
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    notes = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                if name == NOTE and value not in notes:
+                    notes.append(value)
+    if notes:
+        terminalreporter.section("interleave notes")
+        for note in notes:
+            terminalreporter.write_line(note)
+
+
+def _is_hypothesis_test(function: Any) -> bool:
+    return bool(getattr(function, "is_hypothesis_test", False)) and hasattr(function, "hypothesis")
+
+
+# ---------------------------------------------------------------- one test
+
+
+class TestExploration:
+    """Explores (or replays) the schedules of one marked test."""
+
+    __test__ = False  # not a test class, whatever pytest's name patterns say
+
+    def __init__(self, item: pytest.Function, budget: Budget) -> None:
+        self.item = item
+        self.budget = budget
+        self.fixtures = FreshFixtures(item)
+        self.kept = KeptFailures(Path(str(item.config.rootpath)))
+        self.coverage = CoverageBridge.if_displaced()
+        self.outcome: BaseException | None = None  # a skip or xfail raised by the body
+        self._fingerprint = self.fingerprint()
+
+    # -- the program the engine runs
+
+    def program(self, call: Callable[[dict[str, Any]], Any]) -> Any:
+        """The engine's view of the test: in each run, fresh fixtures, then ``call(funcargs)``."""
+        from .program import Program
+
+        exploration = self
+
+        class TestBody(Program):
+            def entry(self) -> Callable[[], Any]:
+                if exploration.coverage is not None:
+                    exploration.coverage.start_run()
+                funcargs = exploration.fixtures.renew()
+                return lambda: exploration._guarded(call, funcargs)
+
+        name = self.item.originalname
+        return TestBody(display=self.item.nodeid, func_name=name, fingerprint=self._fingerprint)
+
+    def _guarded(self, call: Callable[[dict[str, Any]], Any], funcargs: dict[str, Any]) -> None:
+        try:
+            call(funcargs)
+        except (pytest.skip.Exception, pytest.xfail.Exception) as exc:
+            # Not a failure of the schedule: pytest reports it once exploring is done.
+            self.outcome = exc
+
+    def fingerprint(self) -> str:
+        """Changes when the test's body changes, so schedules of an old version are dropped.
+
+        Decorators are left out: pinning a token with ``@pytest.mark.interleave(replay=...)``
+        must not change the test it was made for.
+        """
+        function = self.item.function
+        if _is_hypothesis_test(function):
+            function = function.hypothesis.inner_test
+        try:
+            lines = inspect.getsource(function).splitlines()
+        except (OSError, TypeError):
+            lines = [self.item.name]
+        body = next((i for i, line in enumerate(lines) if line.lstrip().startswith(("def ", "async def "))), 0)
+        source = "\n".join(lines[body:])
+        return hashlib.sha256(f"{self.item.nodeid}\0{source}".encode()).hexdigest()[:8]
+
+    # -- plain tests
+
+    def run_plain_test(self) -> None:
+        test = self.item.obj
+        argnames = self.item._fixtureinfo.argnames
+        program = self.program(lambda funcargs: test(**{name: funcargs[name] for name in argnames}))
+        self.fixtures.release_outside_run()
+        try:
+            self._replay_then_explore(program)
+        finally:
+            if self.coverage is not None:
+                self.coverage.merge()
+        if self.outcome is not None:
+            raise self.outcome
+
+    def _replay_then_explore(self, program: Any) -> None:
+        from .explore import explore
+
+        budget = self.budget
+        if budget.replay is not None:
+            if self._replay(program, budget.replay, "the replay token"):
+                return
+        else:
+            for path, token in self.kept.tokens(self.item.nodeid):
+                self._replay(program, token, f"the kept failure {self.kept.display(path)}", kept=path)
+        report = explore(program, runs=budget.runs, time_limit=budget.time_limit, seed=budget.seed,
+                         strategy=budget.strategy, shrink_time=SHRINK_TIME)
+        self._check_report(report)
+
+    def _replay(self, program: Any, token: str, what: str, kept: Path | None = None) -> bool:
+        """Run one schedule; fail the test if it fails. False (with a note) if it does not fit."""
+        from .explore import replay
+        from .program import BadInput
+
+        try:
+            outcome = replay(program, token)
+        except BadInput as exc:
+            if kept is not None:
+                self.kept.drop(kept)
+            self.note(f"{what} was dropped: {exc}; exploring instead")
+            return False
+        if outcome.failure is None:
+            if kept is None:
+                self.note(f"{what} ran without failing ({outcome.steps:,} steps)")
+            return True
+        failure = outcome.failure
+        head = f"replayed {what}: {outcome.preemptions} preemption(s), {outcome.steps:,} steps"
+        self.kept.keep(self.item.nodeid, token)
+        pytest.fail(self.failure_text(failure.kind, failure.message, head, outcome.trace, failure.details, token),
+                    pytrace=False)
+
+    def _check_report(self, report: Report) -> None:
+        if report.interrupted:
+            raise KeyboardInterrupt
+        if report.uncontrolled is not None:
+            pytest.fail(f"interleave cannot explore this test: it used {report.uncontrolled}", pytrace=False)
+        if report.nondeterministic is not None:
+            pytest.fail(f"interleave: {report.nondeterministic}", pytrace=False)
+        failure = report.failure
+        if failure is None:
+            return
+        if not _is_hypothesis_test(self.item.obj):
+            self.kept.keep(self.item.nodeid, failure.replay)
+        head = (f"found in run {failure.run:,} after {failure.elapsed_s:.2f}s [{report.strategy}, seed {report.seed}]; "
+                f"shrunk to {failure.preemptions} preemption(s), {failure.steps:,} steps")
+        pytest.fail(self.failure_text(failure.kind, failure.message, head, failure.trace, failure.details,
+                                      failure.replay), pytrace=False)
+
+    def failure_text(self, kind: str, message: str, head: str, trace: str, details: str, token: str) -> str:
+        nodeid = shlex.quote(self.item.nodeid)
+        lines = [f"interleave: FAILURE ({kind}) {message}", f"  {head}", "", trace]
+        if kind != "hang" and details:
+            lines += ["", details]
+        lines += ["", "Replay it:", f"  pytest {nodeid} --interleave-replay={token}",
+                  "or pin it in the test (on the marker's line, so no line moves):",
+                  f'  @pytest.mark.interleave(replay="{token}")']
+        if _is_hypothesis_test(self.item.obj):
+            lines.append("(Hypothesis replays the falsifying input first; the schedule is replayed for each input it fits)")
+        return "\n".join(lines)
+
+    def note(self, text: str) -> None:
+        self.item.user_properties.append((NOTE, f"{self.item.nodeid}: {text}"))
+
+    # -- Hypothesis: every generated input is explored
+
+    def run_hypothesis_test(self) -> None:
+        handle = self.item.obj.hypothesis
+        inner = handle.inner_test
+        fixture_names = set(self.item._fixtureinfo.argnames)
+        self.fixtures.release_outside_run()
+
+        def explore_input(*args: Any, **kwargs: Any) -> None:
+            fixture_args = fixture_names & set(kwargs)
+
+            def call(funcargs: dict[str, Any]) -> None:
+                inner(*args, **{k: funcargs[k] if k in fixture_args else v for k, v in kwargs.items()})
+
+            self._explore_input(self.program(call))
+
+        handle.inner_test = functools.wraps(inner)(explore_input)  # Hypothesis names the input by it
+        failed_with = None
+        try:
+            test = self.item.obj
+            test(**{name: self.item.funcargs[name] for name in self.item._fixtureinfo.argnames})
+        except pytest.fail.Exception as exc:
+            # Hypothesis attaches the falsifying input as notes, which a pytrace=False failure hides.
+            notes = getattr(exc, "__notes__", None)
+            if not notes:
+                raise
+            failed_with = "\n".join([*notes, "", exc.msg])
+        finally:
+            handle.inner_test = inner
+            if self.coverage is not None:
+                self.coverage.merge()
+        if failed_with is not None:
+            pytest.fail(failed_with, pytrace=False)
+        if self.outcome is not None:
+            raise self.outcome
+
+    def _explore_input(self, program: Any) -> None:
+        from hypothesis.control import current_build_context
+
+        from .explore import explore, replay
+        from .program import BadInput
+
+        budget = self.budget
+        if budget.replay is not None:
+            try:
+                outcome = replay(program, budget.replay)
+            except BadInput:
+                return  # the schedule does not fit this input: nothing to replay for it
+            if outcome.failure is not None:
+                failure = outcome.failure
+                pytest.fail(self.failure_text(failure.kind, failure.message, "replayed the replay token",
+                                              outcome.trace, failure.details, budget.replay), pytrace=False)
+            return
+        # Hypothesis calls again with the minimal input (is_final): only then is the schedule shrunk.
+        final = current_build_context().is_final
+        report = explore(program, runs=budget.runs, time_limit=budget.time_limit, seed=budget.seed,
+                         strategy=budget.strategy, shrink_time=SHRINK_TIME if final else 0.0)
+        self._check_report(report)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+class FreshFixtures:
+    """Tears down the test's function-scoped fixtures and sets them up again, once per schedule.
+
+    The first setup (pytest's own, before the test is called) happens outside any run and
+    is released before exploring; every run then makes its own inside the run, so locks
+    and threads a fixture creates are controlled. The last run's fixtures are torn down by
+    pytest as usual. Fixtures of wider scope are shared, as pytest always shares them.
+    """
+
+    def __init__(self, item: pytest.Function) -> None:
+        self.item = item
+
+    def _function_scoped(self) -> list[Any]:
+        info = self.item._fixtureinfo
+        found = []
+        for name in info.names_closure:
+            for fixturedef in info.name2fixturedefs.get(name, ()):
+                if fixturedef.scope == "function" and fixturedef not in found:
+                    found.append(fixturedef)
+        return found
+
+    def release_outside_run(self) -> None:
+        self._teardown()
+
+    def renew(self) -> dict[str, Any]:
+        """Inside a run: tear down the previous schedule's fixtures, set up new ones, return them."""
+        self._teardown()
+        self.item._initrequest()
+        self.item._request._fillfixtures()
+        return self.item.funcargs
+
+    def _teardown(self) -> None:
+        # Reverse setup order; finishing a fixture first finishes those that depend on it.
+        for fixturedef in reversed(self._function_scoped()):
+            if fixturedef.cached_result is not None:
+                fixturedef.finish(request=self.item._request)
+
+
+# ---------------------------------------------------------------- kept failures
+
+
+class KeptFailures:
+    """Failing schedules of each test, one file per token, under ``.interleave/pytest/``.
+
+    One directory per test (named by a hash of its node id) so that xdist workers never
+    write the same file; each write is a rename, so a reader never sees half a token.
+    """
+
+    def __init__(self, rootdir: Path) -> None:
+        self.base = rootdir / ".interleave"
+        self.root = self.base / "pytest"
+        self.rootdir = rootdir
+
+    def _dir(self, nodeid: str) -> Path:
+        return self.root / hashlib.sha256(nodeid.encode()).hexdigest()[:16]
+
+    def tokens(self, nodeid: str) -> list[tuple[Path, str]]:
+        directory = self._dir(nodeid)
+        if not directory.is_dir():
+            return []
+        found = []
+        for path in sorted(directory.glob("*.token"), key=lambda p: p.stat().st_mtime):
+            try:
+                found.append((path, path.read_text().strip()))
+            except OSError:
+                continue
+        return found
+
+    def keep(self, nodeid: str, token: str) -> None:
+        directory = self._dir(nodeid)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            ignore = self.base / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text("# interleave's kept failing schedules (pytest plugin)\n*\n")
+            (directory / "test").write_text(nodeid + "\n")
+            path = directory / (hashlib.sha256(token.encode()).hexdigest()[:16] + ".token")
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(token + "\n")
+            os.replace(temporary, path)
+            os.utime(path)  # newest: an old failure found again moves to the back of the queue
+            for old, _ in self.tokens(nodeid)[:-KEEP_PER_TEST]:
+                old.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only checkout still reports the failure; it just is not kept
+
+    def drop(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+
+    def display(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.rootdir))
+        except ValueError:
+            return str(path)
+
+
+# ---------------------------------------------------------------- coverage
+
+
+class CoverageBridge:
+    """Keeps line (and branch) coverage of code run under interleave.
+
+    A run installs interleave's own ``sys.settrace`` tracer, which displaces coverage.py's
+    while the run lasts. When that happens this bridge wraps the run's tracer to record the
+    lines (or arcs, in branch mode) of the user's code that each run executes, and after
+    the test adds them to the active ``coverage.Coverage``'s data, for the files coverage
+    already measures. Files coverage has not seen outside the runs (a module first imported
+    inside the test body) are not added.
+    """
+
+    def __init__(self, coverage: Any) -> None:
+        self.coverage = coverage
+        self.arcs = bool(coverage.get_option("run:branch"))
+        self.seen: dict[str, set[Any]] = {}
+        self._suspended: dict[Any, int] = {}  # generator frame -> its last line when it yielded
+
+    @classmethod
+    def if_displaced(cls) -> CoverageBridge | None:
+        """A bridge when coverage.py measures this thread through ``sys.settrace``, else None."""
+        if sys.gettrace() is None or "coverage" not in sys.modules:
+            return None
+        coverage = sys.modules["coverage"].Coverage.current()
+        return cls(coverage) if coverage is not None else None
+
+    def start_run(self) -> None:
+        """Inside a run, before the test is called: wrap the tracer the run installed."""
+        self._suspended.clear()
+        engine_call = sys.gettrace()
+        if engine_call is None:
+            return
+        record = self._frame_recorder
+
+        def on_call(frame: Any, event: str, arg: Any) -> Any:
+            local = engine_call(frame, event, arg)
+            return None if local is None else record(frame, local)
+
+        sys.settrace(on_call)
+
+    def _frame_recorder(self, frame: Any, engine_local: Callable[..., Any]) -> Callable[..., Any]:
+        code = frame.f_code
+        seen = self.seen.setdefault(code.co_filename, set())
+        entry = -code.co_firstlineno  # coverage.py's convention for "entering the code object"
+        suspendable = bool(code.co_flags & _GENERATOR_FLAGS)
+        last = self._suspended.pop(frame, entry) if suspendable else entry
+        arcs = self.arcs
+
+        def local(frame: Any, event: str, arg: Any) -> Any:
+            nonlocal last
+            if event == "line":
+                lineno = frame.f_lineno
+                seen.add((last, lineno) if arcs else lineno)
+                last = lineno
+            elif event == "return":
+                if suspendable:
+                    self._suspended[frame] = last  # it may be resumed: continue from this line
+                elif arcs:
+                    seen.add((last, entry))
+            engine_local(frame, event, arg)  # may switch to another thread; comes back here later
+            return local
+
+        return local
+
+    def merge(self) -> None:
+        """Outside the runs: add what they executed to coverage.py's data."""
+        self._suspended.clear()
+        if not self.seen:
+            return
+        data = self.coverage.get_data()
+        measured = {_canonical(f): f for f in data.measured_files()}
+        chosen = {measured[_canonical(f)]: items for f, items in self.seen.items() if _canonical(f) in measured}
+        if chosen:
+            if self.arcs:
+                data.add_arcs(chosen)
+            else:
+                data.add_lines(chosen)
+        self.seen = {}
+
+
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def _canonical(filename: str) -> str:
+    return os.path.normcase(os.path.realpath(filename))
