@@ -267,22 +267,25 @@ def replay(target: str | Callable[[], Any] | Program, token: str) -> ReplayOutco
     runner = Runner(program, decoded.config)
     recorder = TraceRecorder()
     chooser = Replay(list(decoded.deviations), strict=True)
-    try:
-        result = runner.run(chooser, recorder)
-    except ScheduleMismatch as exc:
-        raise BadInput(f"the schedule no longer fits the program: {exc}") from None
-    if result.uncontrolled is not None:
-        raise BadInput(f"cannot replay: the program used {result.uncontrolled}")
-    if not chooser.all_used():
-        raise BadInput("the schedule no longer fits the program: some of its decisions were never reached")
-    if steps_checksum(recorder.path()) != decoded.checksum:
-        if decoded.python != PYTHON:
-            raise BadInput(
+
+    def misfit(reason: str) -> BadInput:
+        if decoded.python != PYTHON:  # line events differ between versions: say so, whatever broke
+            return BadInput(
                 f"this token was made on Python {decoded.python[0]}.{decoded.python[1:]} and does not replay "
                 f"the same on {PYTHON[0]}.{PYTHON[1:]}; explore again on this version"
             )
-        raise BadInput("the schedule no longer fits the program: the replay took a different path "
-                       "(the program changed or is not deterministic)")
+        return BadInput(f"the schedule no longer fits the program: {reason}")
+
+    try:
+        result = runner.run(chooser, recorder)
+    except ScheduleMismatch as exc:
+        raise misfit(str(exc)) from None
+    if result.uncontrolled is not None:
+        raise BadInput(f"cannot replay: the program used {result.uncontrolled}")
+    if not chooser.all_used():
+        raise misfit("some of its decisions were never reached")
+    if steps_checksum(recorder.path()) != decoded.checksum:
+        raise misfit("the replay took a different path (the program changed or is not deterministic)")
     failure = result.failure
     return ReplayOutcome(failure, render(recorder, failure, skip_setup=_setup_steps(recorder)),
                          result.steps, result.preemptions, recorder)

@@ -104,10 +104,6 @@ class _Builder:
             self.sources[key] = source_line(filename, lineno)
         return [index, lineno]
 
-    def anchor(self, lane: int) -> dict[str, Any]:
-        self.anchor_ids += 1
-        return {"k": "anchor", "lane": lane, "id": self.anchor_ids}
-
     def hot_steps(self) -> dict[int, str]:
         """Step index -> why it is highlighted: where the failure happened."""
         f = self.failure
@@ -154,15 +150,23 @@ class _Builder:
                 self.items.append(segment)
                 segment = None
 
+        def place_anchor(lane: int) -> int:
+            # Inside the lane's open run of steps when there is one, so the run stays one box.
+            self.anchor_ids += 1
+            if segment is not None and segment["lane"] == lane:
+                segment["anchors"].append([len(segment["at"]), self.anchor_ids])
+            else:
+                close()
+                self.items.append({"k": "anchor", "lane": lane, "id": self.anchor_ids})
+            return self.anchor_ids
+
         def arrive(lane: int) -> None:
             # Edges that end at "whatever this lane does next" end here.
             waiting = pending_targets.pop(lane, None)
             if waiting:
-                close()
-                a = self.anchor(lane)
-                self.items.append(a)
+                anchor = place_anchor(lane)
                 for edge in waiting:
-                    edge["to"] = a["id"]
+                    edge["to"] = anchor
 
         if self.setup:
             self.items.append({"k": "setup", "n": self.setup, "lane": steps[0].thread})
@@ -172,7 +176,6 @@ class _Builder:
                 roles = wanted.get(n)
                 if item is None and not roles:
                     continue
-                close()
                 if e.kind in ("preempt", "pause") and e.thread in last_step:
                     # A step is recorded before its line runs: the preempted line runs on resumption.
                     seg, offset, index = last_step[e.thread]
@@ -181,16 +184,15 @@ class _Builder:
                 if e.kind in _ACTS:
                     arrive(e.thread)
                 if item is None:
-                    item = self.anchor(e.thread)
+                    anchor = place_anchor(e.thread)
                 else:
+                    close()
                     self.anchor_ids += 1
-                    item["id"] = self.anchor_ids
-                self.items.append(item)
+                    anchor = item["id"] = self.anchor_ids
+                    self.items.append(item)
                 for role, edge in roles or ():
-                    if role == "from":
-                        edge["from"] = item["id"]
-                    elif role == "to":
-                        edge["to"] = item["id"]
+                    if role in ("from", "to"):
+                        edge[role] = anchor
                     else:  # ends at the next thing the target lane does
                         pending_targets.setdefault(role, []).append(edge)
             if i == self.end:
@@ -199,13 +201,14 @@ class _Builder:
             if segment is not None and segment["lane"] != s.thread:
                 close()
             if segment is None:
-                arrive(s.thread)
                 if s.thread in paused:
                     before = steps[paused.pop(s.thread)]
                     self.items.append({"k": "mark", "type": "resume", "lane": s.thread, "t": s.clock,
                                        "label": f"resumes: runs {_short(before.filename)}:{before.lineno}  "
                                                 f"{source_line(before.filename, before.lineno)}"})
-                segment = {"k": "steps", "lane": s.thread, "first": i, "t": s.clock, "at": [], "hot": {}, "paused": {}}
+                segment = {"k": "steps", "lane": s.thread, "first": i, "t": s.clock, "at": [], "hot": {},
+                           "paused": {}, "anchors": []}
+                arrive(s.thread)
             last_step[s.thread] = (segment, len(segment["at"]), i)
             if i in hot:
                 segment["hot"][str(len(segment["at"]))] = hot[i]
@@ -213,10 +216,9 @@ class _Builder:
         close()
         for lane, waiting in pending_targets.items():
             # The woken thread never ran again: the edge ends at the end of its lane.
-            a = self.anchor(lane)
-            self.items.append(a)
+            anchor = place_anchor(lane)
             for edge in waiting:
-                edge["to"] = a["id"]
+                edge["to"] = anchor
         self.edges = [e for e in self.edges if "from" in e and "to" in e]
         self.final_items()
 
@@ -593,7 +595,9 @@ function layout() {
       const count = it.at.length;
       const hot = Object.keys(it.hot).concat(Object.keys(it.paused)).map(Number);
       const open = unfolded.has(n) || (!foldAll && !runs) || (count <= 6 && !runs) || count === 1;
+      // rows: a visible step offset, or [first, last] offsets hidden in a fold box.
       let rows = [];
+      const anchorY = {};
       if (open) { for (let i = 0; i < count; i++) rows.push(i); }
       else if (runs) {
         const lines = it.at.map(function (a) { return a[1]; });
@@ -603,23 +607,27 @@ function layout() {
                       "steps " + (it.first + 1) + "\u2013" + (it.first + count) + " (click to unfold)");
         b.addEventListener("click", function () { unfolded.add(n); layout(); });
         if (axis === "step") gutter(y + 2, "#" + (it.first + 1));
+        for (let i = 1; i < count; i++) anchorY[i] = y + H / 2;
+        anchorY[0] = y;
         y += H;
         rows = hot.sort(function (a, b) { return a - b; });
-      }
-      else {
+      } else {
         const keep = new Set([0, count - 3, count - 2, count - 1].concat(hot));
         let prev = -1;
         Array.from(keep).sort(function (a, b) { return a - b; }).forEach(function (i) {
-          if (i - prev > 1) rows.push(-(i - prev - 1));
+          if (i - prev > 1) rows.push([prev + 1, i - 1]);
           rows.push(i); prev = i;
         });
       }
       rows.forEach(function (r) {
-        if (r < 0) {
-          const b = box(it.lane, y, H, "fold", "&hellip; " + (-r) + " more steps of this thread (click to unfold)", "click to unfold");
+        if (Array.isArray(r)) {
+          const b = box(it.lane, y, H, "fold", "&hellip; " + (r[1] - r[0] + 1) + " more steps of this thread (click to unfold)",
+                        "click to unfold");
           b.addEventListener("click", function () { unfolded.add(n); layout(); });
+          for (let i = r[0]; i <= r[1]; i++) anchorY[i] = y + H / 2;
           y += H; return;
         }
+        anchorY[r] = y;
         const at = it.at[r], file = M.files[at[0]], src = M.src[at[0] + ":" + at[1]] || "";
         const why = it.hot[r], held = it.paused[r];
         const loc = file.split("/").pop() + ":" + at[1];
@@ -631,6 +639,7 @@ function layout() {
         else if (lastT !== it.t) { gutter(y + 2, fmtT(it.t)); lastT = it.t; }
         y += H;
       });
+      it.anchors.forEach(function (a) { anchors.set(a[1], [it.lane, a[0] in anchorY ? anchorY[a[0]] : y]); });
       return;
     }
     if (it.k === "mark") {
@@ -716,7 +725,7 @@ function drawEdges(w, anchors, spans) {
                              "marker-end": "url(#arrow-" + e.kind + ")", class: "edge edge-" + e.kind + (e.cycle ? " cycle" : "")});
     const t = svgEl("title", {}); t.textContent = e.title || e.label; p.appendChild(t);
     svg.appendChild(p);
-    if (e.kind !== "spawn") {
+    if (e.kind !== "spawn" && !(runs && e.kind === "handoff")) {  // one box per run: too dense for labels
       // Deadlock arcs: label at the top of the arc; other edges: next to where they start.
       const away = x2 >= x1 ? 1 : -1;
       const lx = a[2] ? (x1 + x2) / 2 : x1 + away * 8, ly = a[2] ? a[1] + (x2 > x1 ? -32 : 36) : a[1] - 3;

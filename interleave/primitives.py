@@ -19,6 +19,7 @@ import time as _time
 from typing import Any, Callable
 
 from .failures import user_location
+from .files import is_user_file
 from .scheduler import Scheduler, VThread, active
 
 _real_allocate_lock = _thread.allocate_lock
@@ -52,9 +53,12 @@ class Lock:
         sched = active()
         if sched is not None:
             self._fresh(sched)
-            site = user_location(sys._getframe(1))
-            if site is not None:
-                self.label += f" (made at {site})"
+            caller = sys._getframe(1)
+            while caller.f_code.co_filename == __file__:  # RLock.__init__ calling this one
+                caller = caller.f_back
+            if is_user_file(caller.f_code.co_filename):
+                # Made by the program itself (not inside Condition or Queue): traces name it.
+                self.label += f" (made at {user_location(caller)})"
 
     def _fresh(self, sched: Scheduler) -> None:
         # Made before this run (or in an earlier one): it starts this run free.
@@ -257,20 +261,18 @@ class ThreadHandle:
 
     def __init__(self) -> None:
         self.ident: int | None = None
-        self._done = Lock()
+        self._done = Lock()  # held until the thread ends: the scheduler releases it then
         self._done.acquire()
-        self._is_done = False
 
     def is_done(self) -> bool:
-        return self._is_done
+        return not self._done.locked()
 
     def _set_done(self) -> None:
-        if not self._is_done:
-            self._is_done = True
+        if self._done.locked():
             self._done.release()
 
     def join(self, timeout: float | None = None) -> None:
-        if self._is_done:
+        if self.is_done():
             return
         if timeout is None or timeout < 0:
             timeout = -1
@@ -281,13 +283,17 @@ class ThreadHandle:
 def start_joinable_thread(function: Callable[..., Any], handle: Any = None, daemon: bool = True) -> Any:
     """``_thread.start_joinable_thread`` (3.13)."""
     sched = active()
-    if sched is None or (handle is not None and not isinstance(handle, ThreadHandle)):
-        if sched is not None:
-            sched.fail_uncontrolled("a threading.Thread created before the run started")
+    if sched is None:
         return _thread.start_joinable_thread(function, handle=handle, daemon=daemon)
+    thread_obj = getattr(function, "__self__", None)
+    if handle is not None and not isinstance(handle, ThreadHandle):
+        if getattr(thread_obj, "_handle", None) is not handle:
+            sched.fail_uncontrolled("_thread.start_joinable_thread with a handle made before the run")
+        # A Thread made before the run and started in it (as 3.11 and 3.12 allow): its
+        # unused real handle is swapped for a controlled one, which join and is_alive read.
+        handle = thread_obj._handle = ThreadHandle()
     if handle is None:
         handle = ThreadHandle()
-    thread_obj = getattr(function, "__self__", None)
     vt = sched.spawn(function, (), None, name=getattr(thread_obj, "name", None), daemon=bool(daemon), thread_obj=thread_obj)
     vt.sentinel = handle._done
     handle.ident = vt.ident

@@ -317,6 +317,8 @@ class Scheduler:
 
     def line(self, frame: Any) -> None:
         """Switch point for a traced line (or opcode) of the program; called from the tracer."""
+        if self.tearing_down:
+            return  # a stopped thread's except/finally lines at teardown are not steps of the run
         cur = self.current
         cur.steps += 1
         self.steps += 1
@@ -607,7 +609,7 @@ def describe_wait(obj: Any, frame: Any) -> str:
     if isinstance(obj, _Sleep):
         return f"in {obj!r}"
     if api.endswith(".acquire") and holder is not None:
-        return f"in {api} ({obj.label} held by {holder.name})"
+        return f"in {api}: {obj.label} is held by {holder.name}"
     return f"in {api}"
 
 

@@ -44,6 +44,8 @@ class TraceRecorder:
     events: list[Event] = field(default_factory=list)
 
     def step(self, sched: Any, thread: Any, frame: Any) -> None:
+        if sched.tearing_down:
+            return
         self.steps.append(Step(thread.index, thread.name, frame.f_code.co_filename, frame.f_lineno, sched.clock.now))
 
     def event(self, sched: Any, kind: str, detail: str, data: dict[str, Any] | None = None) -> None:
@@ -80,9 +82,18 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
     width = max((len(s.name) for s in trace.steps), default=6)
     lines: list[str] = []
     events_at: dict[int, list[Event]] = {}
-    for ev in trace.events:
+    # After the teardown mark come the finally blocks of stopped threads: not the run.
+    teardown = next((i for i, ev in enumerate(trace.events) if ev.kind == "teardown"), len(trace.events))
+    run_events = trace.events[:teardown]
+    for ev in run_events:
         if ev.kind in _SHOWN:
             events_at.setdefault(ev.at_step, []).append(ev)
+
+    # Lock operations of locks the program made itself are shown on the step they happen in.
+    ops_at: dict[int, list[str]] = {}
+    for ev in run_events:
+        if ev.kind in ("acquire", "release") and "(made at" in ev.detail and ev.at_step:
+            ops_at.setdefault(ev.at_step - 1, []).append(f"{ev.kind} {ev.detail.split(' (made at')[0]}")
 
     def emit_events(i: int) -> None:
         for ev in events_at.get(i, ()):
@@ -129,11 +140,11 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
             head = list(range(seg_start, seg_start + _KEEP_HEAD))
             tail = list(range(seg_end - _KEEP_TAIL, seg_end))
             for i in head:
-                lines.append(_step_line(i, trace.steps[i], width))
+                lines.append(_step_line(i, trace.steps[i], width, ops_at.get(i)))
             lines.append(f"      {'':<{width}}  ... {count - len(head) - len(tail)} more steps of {trace.steps[seg_start].name}")
             shown = tail
         for i in shown:
-            lines.append(_step_line(i, trace.steps[i], width))
+            lines.append(_step_line(i, trace.steps[i], width, ops_at.get(i)))
     emit_events(len(trace.steps))
     if failure is not None:
         lines.append(f"      XX {failure.message}")
@@ -143,6 +154,7 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
     return "\n".join(lines)
 
 
-def _step_line(i: int, step: Step, width: int) -> str:
+def _step_line(i: int, step: Step, width: int, ops: list[str] | None = None) -> str:
     where = f"{_short(step.filename)}:{step.lineno}"
-    return f"{i + 1:5d} {step.name:<{width}}  {where:<24} {source_line(step.filename, step.lineno)}"
+    line = f"{i + 1:5d} {step.name:<{width}}  {where:<24} {source_line(step.filename, step.lineno)}"
+    return f"{line}    [{', '.join(ops)}]" if ops else line

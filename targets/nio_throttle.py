@@ -17,9 +17,10 @@ outstanding, so no response will ever re-enable it: its next request is never re
 Variants: ``main`` = 3.5.3 order (submit, then incr); ``fixed`` = 3.6.0 order (incr,
 then submit).
 
-Invariants (checked when the clients are done):
+Invariants, checked once the clients are done and every server thread is idle:
   * a throttled connection has an outstanding request (throttled => outstanding >= 1);
-  * every request a client sent was answered before its read timeout.
+  * liveness: every connection has READ interest again (its next request will be read),
+    and every request was answered within the client's read timeout.
 """
 import queue
 import threading
@@ -90,12 +91,12 @@ class Server:
         self.connections = {}  # endpoint -> Connection
         self.in_process = 0
         self.selector = Selector()
-        self.updates = queue.SimpleQueue()
+        self.updates = []  # connections whose interest set must be recomputed
         self.work = queue.SimpleQueue()
         self.submitted = queue.SimpleQueue()
 
     def add_interest_update(self, cnxn):
-        self.updates.put(cnxn)
+        self.updates.append(cnxn)
         self.selector.wakeup()
 
     def select_loop(self):
@@ -106,8 +107,8 @@ class Server:
                 cnxn.selectable = False  # handleIO: the worker owns it until doWork ends
                 cnxn.interest = 0
                 self.work.put(cnxn)
-            while not self.updates.empty():
-                cnxn = self.updates.get()
+            updates, self.updates = self.updates, []
+            for cnxn in updates:  # processInterestOpsUpdateRequests
                 while cnxn.outgoing:  # writable: flush the responses
                     cnxn.endpoint.send(cnxn.outgoing.pop(0))
                 cnxn.interest = cnxn.interest_ops()
@@ -152,9 +153,8 @@ class Server:
         cnxn.send_response(packet)
 
 
-def call(endpoint, packet, unanswered):
-    """The client library: send a request, wait for its response up to the read timeout."""
-    endpoint.send(packet)
+def await_response(endpoint, packet, unanswered):
+    """The client library: wait for a response up to the read timeout."""
     try:
         endpoint.recv(timeout=READ_TIMEOUT)
     except TimeoutError:
@@ -170,19 +170,21 @@ def run(incr_first):
     for loop in (server.select_loop, server.io_worker, server.pipeline):
         threading.Thread(target=loop, name=loop.__name__, daemon=True).start()
 
-    # The two clients, driven from here: C2's write is in the pipeline while C1 reads.
+    # The two clients, driven from here: C1 reads while C2's write waits for its fsync.
     unanswered = []
-    c2.send(Packet(1, "write"))
+    write, read = Packet(1, "write"), Packet(1, "read")
+    c2.send(write)
     time.sleep(0.1)
-    call(c1, Packet(1, "read"), unanswered)
-    call(c1, Packet(2, "read"), unanswered)
-    c2.recv(timeout=READ_TIMEOUT)
-    time.sleep(READ_TIMEOUT)  # the clock moves only once every server thread is idle: quiescence
+    c1.send(read)
+    await_response(c1, read, unanswered)
+    await_response(c2, write, unanswered)
+    time.sleep(READ_TIMEOUT)  # the clock moves only when every server thread is idle: quiescence
     for cnxn in server.connections.values():
         assert not (cnxn.throttled and cnxn.outstanding < 1), (
             f"{cnxn.name} is throttled with {cnxn.outstanding} outstanding requests: "
-            f"nothing will ever read from it again"
+            f"no response will ever un-throttle it"
         )
+        assert cnxn.interest & READ, f"{cnxn.name} is idle without READ interest: its next request is never read"
     assert not unanswered, f"requests never answered: {unanswered}"
 
 

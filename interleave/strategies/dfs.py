@@ -6,6 +6,13 @@ choices on the current path of the search tree, then takes the default at every 
 decision. Alternatives that would exceed the current bound are set aside as the roots of
 the next bound's subtrees, so no schedule is run twice across bounds.
 
+Split among ``n`` workers (:meth:`BoundedDFS.partition`), every worker runs the bound-0
+tree (it is small, and running it is how the bound-1 roots are found: only worker 0
+counts those runs, the others replay them as *shared* runs); the bound-1 roots, found in
+the same order by every worker, are dealt by index modulo ``n``; each deeper root belongs
+to the worker whose subtree it was set aside in. The workers' schedules are therefore
+disjoint, and together they are exactly the schedules one worker runs.
+
 Only choices that cost something count against the bound: switching away from a thread
 that could go on, letting time pass (``JUMP``), injecting a fault. Choosing who runs when
 the current thread blocks or ends is free, and so enumerated in full at every bound.
@@ -63,10 +70,24 @@ class BoundedDFS(Strategy):
         self.truncated = False
         self.completed_bound = -1
         self.schedules = 0
+        self.share = (0, 1)
+        self.shared = False  # the current run is another worker's (see the module docstring)
+
+    def partition(self, index: int, count: int) -> None:
+        """Explore only share ``index`` of ``count`` (call before the first run)."""
+        if not 0 <= index < count:
+            raise ValueError(f"share {index} of {count} does not exist")
+        self.share = (index, count)
 
     def begin_run(self, run_index: int) -> bool:
         self.depth = 0
+        self.shared = self.share[0] != 0 and self.bound == 0
         return not self.done
+
+    def skip_run(self) -> None:
+        """Give up the run about to start and the subtree below it (the search is no longer exhaustive)."""
+        self.truncated = True
+        self.end_run(None)
 
     def choose(self, sched, options, default, preemptive):
         d = self.depth
@@ -108,7 +129,8 @@ class BoundedDFS(Strategy):
         return default
 
     def end_run(self, result) -> None:
-        self.schedules += 1
+        if not self.shared:
+            self.schedules += 1
         stack = self.stack
         while stack:
             node = stack[-1]
@@ -126,6 +148,8 @@ class BoundedDFS(Strategy):
                 return
             self.bound += 1
             self.items, self.next_items = self.next_items, []
+            if self.bound == 1 and self.share[1] > 1:
+                self.items = self.items[self.share[0]::self.share[1]]
             self.items.reverse()
         before, option = self.items.pop()
         self.prefix = _path(before) + (option,)

@@ -1,0 +1,306 @@
+"""The benchmark: interleave against stress testing and the Python peers, in one run.
+
+    python benchmarks/run.py                 # full run (about 10-15 minutes on 2 cores)
+    python benchmarks/run.py --peers         # also create/refresh the peers' venvs and measure them
+    python benchmarks/run.py --quick         # CI check that the benchmark works (not its speed)
+
+For every program (``examples/``, ``targets/``, ``benchmarks/programs/``) it measures
+interleave's time to first failure on ``main`` over several seeds, its search speed and
+the shrunk failure's size; on ``fixed``, runs and steps per second and the bound it
+exhausted. The same programs run under real-thread stress testing (default switch
+interval and 1 µs) and, with ``--peers`` or when their venvs exist, under frontrun,
+interleave-test and ploom. A strategy table (random, pct, dfs, portfolio) and a profile
+of a long run close the report. Results go to ``RESULTS.md`` and ``results.json`` in
+``--out`` (default: ``benchmarks/`` for a full run, a temporary folder for ``--quick``).
+Ratios measured in one run on one machine are the claims; absolute times are context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import catalog  # noqa: E402
+import ours  # noqa: E402
+import peer_tools  # noqa: E402
+import report  # noqa: E402
+
+ROOT = catalog.ROOT
+STRATEGIES = ("portfolio", "random", "pct", "dfs")
+QUICK_PROGRAMS = ("lost_update", "two_threads_20")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much each measurement may spend (seconds unless said otherwise)."""
+
+    seeds: int
+    ttff_limit: float
+    shrink_time: float
+    fixed_limit: float
+    strategy_seeds: int
+    strategy_limit: float
+    stress_trials: int
+    stress_seconds: float
+    peer_seeds: int
+    peer_repeats: int
+    peer_limit: float
+    peer_fixed_limit: float
+    profile_limit: float
+    give_up_after: int  # consecutive trials without a failure before the remaining seeds are skipped
+
+
+FULL = Budget(seeds=5, ttff_limit=20, shrink_time=10, fixed_limit=3, strategy_seeds=5, strategy_limit=8,
+              stress_trials=5, stress_seconds=1.0, peer_seeds=5, peer_repeats=3, peer_limit=5,
+              peer_fixed_limit=3, profile_limit=4, give_up_after=2)
+QUICK = Budget(seeds=2, ttff_limit=5, shrink_time=1, fixed_limit=0.3, strategy_seeds=2, strategy_limit=2,
+               stress_trials=2, stress_seconds=0.2, peer_seeds=2, peer_repeats=1, peer_limit=2,
+               peer_fixed_limit=0.5, profile_limit=0, give_up_after=2)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def trials(count: int, give_up_after: int, one: Callable[[int], dict[str, Any]]) -> list[dict[str, Any]]:
+    """``one(i)`` for i in range(count), stopping after ``give_up_after`` misses in a row."""
+    rows: list[dict[str, Any]] = []
+    misses = 0
+    for i in range(count):
+        row = one(i)
+        rows.append(row)
+        misses = 0 if row.get("found") else misses + 1
+        if misses >= give_up_after and i + 1 < count:
+            rows.append({"skipped": count - i - 1})
+            break
+    return rows
+
+
+# --------------------------------------------------------------------------- interleave
+
+def measure_ours(programs: list[catalog.Program], budget: Budget) -> dict[str, Any]:
+    out: dict[str, Any] = {"main": {}, "fixed": {}, "strategies": {}, "throughput": {}}
+    for p in programs:
+        log(f"interleave: {p.name} main x{budget.seeds} seeds")
+        out["main"][p.name] = trials(budget.seeds, budget.give_up_after,
+                                     lambda s: ours.find_failure(p, s, "portfolio", budget.ttff_limit,
+                                                                 budget.shrink_time))
+        out["fixed"][p.name] = ours.throughput(p, "fixed", "portfolio", budget.fixed_limit)
+    for p in programs:
+        log(f"strategies: {p.name}")
+        table: dict[str, list[dict[str, Any]]] = {}
+        for strategy in STRATEGIES:
+            seeds = 1 if strategy == "dfs" else budget.strategy_seeds  # dfs does not use the seed
+            table[strategy] = trials(seeds, budget.give_up_after,
+                                     lambda s: ours.find_failure(p, s, strategy, budget.strategy_limit, 0.0))
+        out["strategies"][p.name] = table
+    for p in programs:
+        if p.group == "benchmark":
+            log(f"throughput by strategy: {p.name}")
+            out["throughput"][p.name] = [ours.throughput(p, "fixed", s, budget.fixed_limit) for s in STRATEGIES]
+    return out
+
+
+# --------------------------------------------------------------------------- stress
+
+def measure_stress(programs: list[catalog.Program], budget: Budget) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in programs:
+        out[p.name] = {}
+        for label, interval in (("default", None), ("1us", 1e-6)):
+            log(f"stress ({label}): {p.name} x{budget.stress_trials}")
+            out[p.name][label] = trials(budget.stress_trials, budget.give_up_after,
+                                        lambda _i: _stress_trial(p, interval, budget.stress_seconds))
+    return out
+
+
+def _stress_trial(p: catalog.Program, interval: float | None, seconds: float) -> dict[str, Any]:
+    command = [sys.executable, str(HERE / "stress.py"), p.target("main"), "--seconds", str(seconds)]
+    if interval is not None:
+        command += ["--switch-interval", str(interval)]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=seconds + 120)
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as exc:
+        return {"found": False, "error": f"stress trial failed: {type(exc).__name__}"}
+    failure = row.get("failure")
+    row["found"] = failure is not None
+    if failure:
+        row["ttff_s"] = failure["after_s"]
+        row["kind"] = failure["kind"]
+    return row
+
+
+# --------------------------------------------------------------------------- peers
+
+def _peer_args(peer: str, p: catalog.Program, variant: str) -> list[str]:
+    if peer == "interleave-test":
+        return [str(p.path), variant]
+    return [p.name, variant]
+
+
+def measure_peers(programs: list[catalog.Program], budget: Budget, create: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"tools": {}, "main": {}, "fixed": {}}
+    for name, peer in peer_tools.PEERS.items():
+        problem = peer_tools.ensure(peer) if create else (
+            None if peer_tools.installed_version(peer) else "venv not created (run with --peers)")
+        if problem:
+            out["tools"][name] = {"available": False, "why": problem}
+            log(f"{name}: not measured: {problem}")
+            continue
+        out["tools"][name] = {"available": True, "version": peer_tools.installed_version(peer),
+                              "python": peer_tools.python_version(peer)}
+    configs = [("frontrun", "dpor", False), ("frontrun", "random", True),
+               ("interleave-test", "random", True), ("interleave-test", "pct", True), ("ploom", "dfs", False)]
+    for p in programs:
+        out["main"][p.name] = {}
+        out["fixed"][p.name] = {}
+        for name, strategy, seeded in configs:
+            if not out["tools"].get(name, {}).get("available"):
+                continue
+            peer = peer_tools.PEERS[name]
+            label = f"{name} {strategy}"
+            if p.group == "target":
+                why = "the target imports interleave.sim, the project's own simulation layer, which peers do not drive"
+                out["main"][p.name][label] = [{"unsupported": why}]
+                out["fixed"][p.name][label] = {"unsupported": why}
+                continue
+            extra = [] if name == "ploom" else ["--strategy", strategy]
+            log(f"{label}: {p.name}")
+
+            def attempt(i: int, variant: str, limit: float) -> dict[str, Any]:
+                args = _peer_args(name, p, variant) + extra + ["--time-limit", str(limit)]
+                if seeded:
+                    args += ["--seed", str(i)]
+                row = peer_tools.run(peer, args, timeout=limit + 60)
+                row.setdefault("found", False)
+                if row.get("found"):
+                    row["ttff_s"] = row["elapsed_s"]
+                return row
+
+            first = attempt(0, "main", budget.peer_limit)
+            if "unsupported" in first:
+                out["main"][p.name][label] = [first]
+                out["fixed"][p.name][label] = first
+                continue
+            count = budget.peer_seeds if seeded else budget.peer_repeats
+            rest = trials(count - 1, budget.give_up_after,
+                          lambda i: attempt(i + 1, "main", budget.peer_limit)) if count > 1 and first.get("found") \
+                else []
+            out["main"][p.name][label] = [first, *rest]
+            out["fixed"][p.name][label] = attempt(0, "fixed", budget.peer_fixed_limit)
+    return out
+
+
+# --------------------------------------------------------------------------- environment
+
+def environment(argv: list[str], quick: bool) -> dict[str, Any]:
+    import greenlet
+
+    import interleave
+
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=ROOT).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                    text=True, cwd=ROOT).stdout.strip())
+    except OSError:
+        commit, dirty = "?", False
+    return {
+        "command": "python benchmarks/run.py " + " ".join(argv),
+        "quick": quick,
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu}",
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "interleave": interleave.__version__,
+        "greenlet": greenlet.__version__,
+        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+    }
+
+
+def per_step_numbers(quick: bool) -> dict[str, Any]:
+    """The output of ``benchmarks/per_step.py`` (written separately), if it is there."""
+    script = HERE / "per_step.py"
+    if not script.exists():
+        return {"missing": True}
+    command = [sys.executable, str(script)] + (["--quick"] if quick else [])
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    except subprocess.TimeoutExpired:
+        return {"error": "did not finish within 300 s"}
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"}
+    return {"output": proc.stdout.strip()}
+
+
+# --------------------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, two programs: checks the benchmark works")
+    parser.add_argument("--peers", action="store_true",
+                        help="create the peers' venvs if missing (pip install) and measure them")
+    parser.add_argument("--no-peers", action="store_true", help="skip the peers even if their venvs exist")
+    parser.add_argument("--no-stress", action="store_true", help="skip real-thread stress testing")
+    parser.add_argument("--programs", help="comma-separated program names (default: all; --quick: "
+                        + ", ".join(QUICK_PROGRAMS) + ")")
+    parser.add_argument("--out", type=Path, help="folder for RESULTS.md and results.json")
+    args = parser.parse_args(argv)
+    budget = QUICK if args.quick else FULL
+    os.chdir(ROOT)
+    programs = catalog.discover()
+    wanted = args.programs.split(",") if args.programs else (list(QUICK_PROGRAMS) if args.quick else None)
+    if wanted is not None:
+        unknown = set(wanted) - {p.name for p in programs}
+        if unknown:
+            parser.error(f"unknown programs: {', '.join(sorted(unknown))}")
+        programs = [p for p in programs if p.name in wanted]
+    out_dir = args.out or (Path(tempfile.gettempdir()) / "interleave-bench-quick" if args.quick else HERE)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {"environment": environment(argv, args.quick), "budget": asdict(budget),
+                               "programs": [{"name": p.name, "group": p.group, "path": str(p.path.relative_to(ROOT)),
+                                             "expected": p.expected} for p in programs]}
+    results["ours"] = measure_ours(programs, budget)
+    results["stress"] = {} if args.no_stress else measure_stress(programs, budget)
+    results["peers"] = {} if args.no_peers else measure_peers(programs, budget, create=args.peers)
+    if budget.profile_limit and any(p.name == "long_run" for p in programs):
+        long_run = next(p for p in programs if p.name == "long_run")
+        log("profile: long_run fixed")
+        results["profile"] = [ours.profile(long_run, "fixed", s, budget.profile_limit) for s in ("portfolio", "pct")]
+    results["per_step"] = per_step_numbers(args.quick)
+    results["total_s"] = time.perf_counter() - started
+
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (out_dir / "RESULTS.md").write_text(report.render(results))
+    log(f"wrote {out_dir / 'RESULTS.md'} and results.json in {results['total_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""The pytest plugin, driven through pytester as a user would drive pytest."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+RACY = """
+    import threading
+    import pytest
+
+
+    class Counter:
+        def __init__(self):
+            self.value = 0
+
+        def increment(self):
+            current = self.value
+            self.value = current + 1
+
+
+    @pytest.fixture
+    def counter():
+        return Counter()
+
+
+    @pytest.mark.interleave
+    def test_counter(counter):
+        threads = [threading.Thread(target=counter.increment) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert counter.value == 2
+"""
+
+# The same test with the bug fixed: the read and the write happen under a lock.
+FIXED = RACY.replace(
+    """            self.value = 0
+
+        def increment(self):
+            current = self.value
+            self.value = current + 1""",
+    """            self.value = 0
+            self.lock = threading.Lock()
+
+        def increment(self):
+            with self.lock:
+                current = self.value
+                self.value = current + 1""",
+)
+
+TOKEN = re.compile(r"--interleave-replay=(\S+)")
+
+
+def kept_tokens(pytester: pytest.Pytester) -> list:
+    return sorted((pytester.path / ".interleave" / "pytest").glob("*/*.token"))
+
+
+def test_racy_test_fails_with_kind_trace_and_replay_lines(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_counter=RACY)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "interleave: FAILURE (exception) AssertionError: assert 1 == 2 in MainThread at test_counter.py:*",
+        "*shrunk to 1 preemption(s)*",
+        "*>> preemption: Thread-1 (increment) is paused before test_counter.py:*",
+        "*XX AssertionError*",
+        "Replay it:",
+        "  pytest test_counter.py::test_counter --interleave-replay=1.*",
+        '  @pytest.mark.interleave(replay="1.*")',
+    ])
+    assert "pytest_plugin.py" not in result.stdout.str()  # no traceback through interleave itself
+    assert len(kept_tokens(pytester)) == 1
+
+
+def test_correct_test_passes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_counter=FIXED)
+    result = pytester.runpytest("--interleave-runs=200")
+    result.assert_outcomes(passed=1)
+    assert kept_tokens(pytester) == []
+
+
+def test_replay_line_and_pinned_marker_fail_again_at_once(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_counter=RACY)
+    token = TOKEN.search(pytester.runpytest().stdout.str()).group(1)
+    for path in kept_tokens(pytester):
+        path.unlink()  # only the replay line may reproduce it here
+
+    replayed = pytester.runpytest("test_counter.py::test_counter", f"--interleave-replay={token}")
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(["interleave: FAILURE (exception)*", "  replayed the replay token:*"])
+
+    pinned = RACY.replace("@pytest.mark.interleave\n", f'@pytest.mark.interleave(replay="{token}")\n')
+    pytester.makepyfile(test_counter=pinned)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["  replayed the replay token:*"])
+
+
+def test_replay_of_a_fixed_bug_passes_or_explores(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_counter=RACY)
+    token = TOKEN.search(pytester.runpytest().stdout.str()).group(1)
+    pytester.makepyfile(test_counter=FIXED)
+    result = pytester.runpytest(f"--interleave-replay={token}", "--interleave-runs=50")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*interleave notes*", "*the replay token*"])
+
+
+def test_kept_failure_is_replayed_first_then_dropped_when_it_no_longer_fits(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_counter=RACY)
+    pytester.runpytest().assert_outcomes(failed=1)
+    [kept] = kept_tokens(pytester)
+
+    again = pytester.runpytest()
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(["  replayed the kept failure .interleave/pytest/*.token:*"])
+
+    pytester.makepyfile(test_counter=FIXED)
+    fixed = pytester.runpytest("--interleave-runs=50")
+    fixed.assert_outcomes(passed=1)
+    fixed.stdout.fnmatch_lines(["*interleave notes*", "*the kept failure*was dropped*exploring instead"])
+    assert not kept.exists()
+
+
+def test_a_regression_is_caught_by_the_kept_schedule(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_counter=RACY)
+    pytester.runpytest().assert_outcomes(failed=1)
+    # With no exploration budget left to speak of, only the kept schedule can catch it.
+    result = pytester.runpytest("--interleave-runs=1", "--interleave-strategy=random")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["  replayed the kept failure*"])
+
+
+def test_function_fixtures_are_fresh_for_every_schedule(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_fixtures="""
+        import threading
+        import pytest
+
+        EVENTS = []
+
+
+        class Account:
+            def __init__(self):
+                self.balance = 0
+                self.lock = threading.Lock()  # made inside the run: a controlled lock
+
+            def deposit(self, amount):
+                with self.lock:
+                    current = self.balance
+                    self.balance = current + amount
+
+
+        @pytest.fixture
+        def account():
+            EVENTS.append("setup")
+            yield Account()
+            EVENTS.append("teardown")
+
+
+        @pytest.mark.interleave(runs=30, strategy="random")
+        def test_deposits(account):
+            assert account.balance == 0  # a shared fixture would carry the last schedule's 2
+            threads = [threading.Thread(target=account.deposit, args=(1,)) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert account.balance == 2
+
+
+        def test_every_setup_was_torn_down():
+            # pytest's own setup, then one per schedule; each one torn down.
+            assert EVENTS.count("setup") == 31
+            assert EVENTS == ["setup", "teardown"] * 31
+    """)
+    result = pytester.runpytest_subprocess(timeout=60)  # a real lock here would hang, not fail
+    result.assert_outcomes(passed=2)
+
+
+def test_settings_command_line_over_marker_over_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ninterleave_runs = 7\n")
+    pytester.makepyfile(test_budget="""
+        import pytest
+
+        CALLS = {"ini": 0, "marker": 0}
+
+
+        @pytest.mark.interleave(strategy="random")
+        def test_ini():
+            CALLS["ini"] += 1
+
+
+        @pytest.mark.interleave(runs=3, strategy="random")
+        def test_marker():
+            CALLS["marker"] += 1
+
+
+        def test_counts(request):
+            expected = request.config.getoption("interleave_runs")
+            assert CALLS == {"ini": expected or 7, "marker": expected or 3}
+    """)
+    pytester.runpytest().assert_outcomes(passed=3)
+    pytester.runpytest("--interleave-runs=5").assert_outcomes(passed=3)
+
+
+def test_strict_markers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_counter=FIXED)
+    pytester.runpytest("--strict-markers", "--interleave-runs=20").assert_outcomes(passed=1)
+
+
+def test_bad_marker_argument_is_one_clear_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bad="""
+        import pytest
+
+        @pytest.mark.interleave(run=5)
+        def test_it():
+            pass
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*@pytest.mark.interleave got unknown argument 'run' (expected runs, *"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_corrupt_replay_token_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_counter=FIXED)
+    result = pytester.runpytest("--interleave-replay=not-a-token")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --interleave-replay: corrupt replay token*"])
+
+
+def test_skip_inside_the_body_is_a_skip(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_skip="""
+        import pytest
+
+        @pytest.mark.interleave(runs=3)
+        def test_it():
+            pytest.skip("not today")
+    """)
+    pytester.runpytest().assert_outcomes(skipped=1)
+
+
+def test_unmarked_tests_are_left_alone(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="""
+        import threading
+
+        def test_real_threads():
+            assert type(threading.Lock()).__module__ == "_thread"  # the real lock, not interleave's
+            done = []
+            t = threading.Thread(target=done.append, args=(1,))
+            t.start()
+            t.join()
+            assert done == [1]
+    """)
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_hypothesis_shows_minimal_input_and_minimal_schedule(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_given="""
+        import threading
+        import pytest
+        from hypothesis import given, settings, strategies as st
+
+
+        class Counter:
+            def __init__(self):
+                self.value = 0
+
+            def add(self, n):
+                current = self.value
+                self.value = current + n
+
+
+        @pytest.fixture
+        def counter():
+            return Counter()
+
+
+        @pytest.mark.interleave(runs=40)
+        @settings(max_examples=20, database=None)
+        @given(st.integers(0, 1000))
+        def test_add(counter, n):
+            threads = [threading.Thread(target=counter.add, args=(n,)) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert counter.value == 2 * n
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "Falsifying example: test_add(",
+        "*n=1,",  # 0 cannot fail: 1 is the minimal input
+        ")",
+        "interleave: FAILURE (exception) AssertionError: assert 1 == (2 * 1)*",
+        "*shrunk to 1 preemption(s)*",
+        "*--interleave-replay=1.*",
+    ])
+
+
+def test_hypothesis_correct_test_passes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_given="""
+        import threading
+        import pytest
+        from hypothesis import given, settings, strategies as st
+
+
+        @pytest.mark.interleave(runs=10)
+        @settings(max_examples=5, database=None)
+        @given(st.integers(0, 5))
+        def test_add(n):
+            lock = threading.Lock()
+            box = [0]
+
+            def add():
+                with lock:
+                    box[0] += n
+
+            threads = [threading.Thread(target=add) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert box[0] == 2 * n
+    """)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_xdist_workers_explore_their_own_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_racy=RACY, test_fixed=FIXED)
+    result = pytester.runpytest_subprocess("-n", "2", "--interleave-runs=200", timeout=60)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*interleave: FAILURE (exception)*", "*--interleave-replay=1.*"])
+    assert len(kept_tokens(pytester)) == 1
+
+
+def test_coverage_measures_code_run_under_interleave(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(bank="""
+        import threading
+
+
+        class Account:
+            def __init__(self):
+                self.balance = 0
+                self.lock = threading.Lock()
+
+            def deposit(self, amount, twice):
+                with self.lock:
+                    if twice:
+                        amount *= 2
+                    self.balance += amount
+
+
+        def worker(account):
+            account.deposit(1, twice=False)
+    """, test_bank="""
+        import threading
+        import pytest
+        from bank import Account, worker
+
+
+        @pytest.mark.interleave(runs=20)
+        def test_deposit():
+            account = Account()
+            threads = [threading.Thread(target=worker, args=(account,)) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert account.balance == 2
+    """)
+    # Every line of bank.py but the body of `if twice:` runs, and only inside the runs.
+    lines = pytester.runpytest_subprocess("--cov=bank", "--cov-report=term-missing", timeout=60)
+    lines.assert_outcomes(passed=1)
+    lines.stdout.re_match_lines([r"bank\.py\s+12\s+1\s+92%\s+12$"])
+    branches = pytester.runpytest_subprocess("--cov=bank", "--cov-branch", "--cov-report=term-missing", timeout=60)
+    branches.assert_outcomes(passed=1)
+    branches.stdout.re_match_lines([r"bank\.py\s+12\s+1\s+2\s+1\s+86%\s+12$"])
+
+
+def test_importing_the_plugin_patches_nothing() -> None:
+    code = textwrap.dedent("""
+        import _thread, threading, time
+        before = (threading._allocate_lock, threading.Lock, time.sleep, time.monotonic, _thread.start_new_thread)
+        import interleave.pytest_plugin
+        after = (threading._allocate_lock, threading.Lock, time.sleep, time.monotonic, _thread.start_new_thread)
+        assert before == after, after
+        assert "hypothesis" not in __import__("sys").modules
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True)
