@@ -36,6 +36,17 @@ def _functions_and_expected(path: Path) -> tuple[set[str], str | None]:
     return functions, expected
 
 
+def imports_interleave(program: Program) -> bool:
+    """True when the program imports interleave itself (fault hooks, ``interleave.sim``)."""
+    tree = ast.parse(program.path.read_text(), filename=str(program.path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "interleave" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "interleave":
+            return True
+    return False
+
+
 def discover() -> list[Program]:
     """Every program with both ``main`` and ``fixed``, in group then name order."""
     programs = []

@@ -6,9 +6,6 @@ process, with the working directory at the repository root.
 
 from __future__ import annotations
 
-import cProfile
-import io
-import pstats
 import time
 from typing import Any
 
@@ -49,22 +46,3 @@ def throughput(program: Program, variant: str, strategy: str, time_limit: float,
     if report.nondeterministic or report.uncontrolled:
         row["error"] = report.nondeterministic or report.uncontrolled
     return row
-
-
-def profile(program: Program, variant: str, strategy: str, time_limit: float, top: int = 15) -> dict[str, Any]:
-    """cProfile of one exploration; the ``top`` functions by own time, as text rows."""
-    profiler = cProfile.Profile()
-    profiler.enable()
-    report = explore(program.target(variant), time_limit=time_limit, runs=10_000_000, strategy=strategy,
-                     shrink_time=0.0)
-    profiler.disable()
-    stats = pstats.Stats(profiler, stream=io.StringIO())
-    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
-    rows = []
-    for (filename, line, name), (cc, nc, tt, ct, _callers) in sorted(
-            stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]:  # type: ignore[attr-defined]
-        short = filename.split("/interleave/")[-1] if "/interleave/" in filename else filename.rsplit("/", 1)[-1]
-        rows.append({"function": f"{short}:{line}({name})", "calls": nc, "tottime_s": tt, "cumtime_s": ct,
-                     "share": tt / total if total else 0.0})
-    return {"program": program.name, "variant": variant, "strategy": strategy, "runs": report.runs,
-            "steps": report.steps, "profiled_s": total, "top": rows}

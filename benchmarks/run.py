@@ -22,7 +22,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import catalog  # noqa: E402
 import ours  # noqa: E402
 import peer_tools  # noqa: E402
 import report  # noqa: E402
+import sampling  # noqa: E402
 
 ROOT = catalog.ROOT
 STRATEGIES = ("portfolio", "random", "pct", "dfs")
@@ -174,8 +174,9 @@ def measure_peers(programs: list[catalog.Program], budget: Budget, create: bool)
                 continue
             peer = peer_tools.PEERS[name]
             label = f"{name} {strategy}"
-            if p.group == "target":
-                why = "the target imports interleave.sim, the project's own simulation layer, which peers do not drive"
+            if catalog.imports_interleave(p):
+                why = ("the program imports interleave itself (its fault/pause hooks or interleave.sim), "
+                       "which is not installed in the peers' venvs and which no peer drives")
                 out["main"][p.name][label] = [{"unsupported": why}]
                 out["fixed"][p.name][label] = {"unsupported": why}
                 continue
@@ -203,6 +204,30 @@ def measure_peers(programs: list[catalog.Program], budget: Budget, create: bool)
                 else []
             out["main"][p.name][label] = [first, *rest]
             out["fixed"][p.name][label] = attempt(0, "fixed", budget.peer_fixed_limit)
+        if out["fixed"][p.name]:
+            # interleave again, right after the peers: the runs/s ratio then compares the same minutes of
+            # this (possibly shared) machine.
+            out["fixed"][p.name]["interleave (adjacent)"] = ours.throughput(p, "fixed", "portfolio",
+                                                                           budget.peer_fixed_limit)
+    return out
+
+
+# --------------------------------------------------------------------------- profile
+
+def measure_profile(programs: list[catalog.Program], budget: Budget, create: bool) -> dict[str, Any]:
+    """Sampling profiles of the benchmark programs' correct twins (needs py-spy, see :mod:`sampling`)."""
+    chosen = [p for p in programs if p.group == "benchmark"]
+    if not budget.profile_limit or not chosen:
+        return {}
+    problem = sampling.ensure() if create else (None if sampling.PY_SPY.exists() else
+                                                "py-spy not installed (run with --profile)")
+    if problem:
+        return {"why": problem}
+    out = {}
+    for p in chosen:
+        for strategy in ("portfolio", "pct"):
+            log(f"profile: {p.name} fixed, {strategy}")
+            out[f"{p.name} {strategy}"] = sampling.profile(p.target("fixed"), strategy, budget.profile_limit, ROOT)
     return out
 
 
@@ -238,6 +263,7 @@ def environment(argv: list[str], quick: bool) -> dict[str, Any]:
         "interleave": interleave.__version__,
         "greenlet": greenlet.__version__,
         "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+        "load_at_start": os.getloadavg(),
     }
 
 
@@ -246,7 +272,9 @@ def per_step_numbers(quick: bool) -> dict[str, Any]:
     script = HERE / "per_step.py"
     if not script.exists():
         return {"missing": True}
-    command = [sys.executable, str(script)] + (["--quick"] if quick else [])
+    if quick:
+        return {"skipped": "not run in quick mode"}
+    command = [sys.executable, str(script)]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
     except subprocess.TimeoutExpired:
@@ -265,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", action="store_true",
                         help="create the peers' venvs if missing (pip install) and measure them")
     parser.add_argument("--no-peers", action="store_true", help="skip the peers even if their venvs exist")
+    parser.add_argument("--profile", action="store_true",
+                        help="create benchmarks/.venv-profile (pip install py-spy) if missing and profile long runs")
     parser.add_argument("--no-stress", action="store_true", help="skip real-thread stress testing")
     parser.add_argument("--programs", help="comma-separated program names (default: all; --quick: "
                         + ", ".join(QUICK_PROGRAMS) + ")")
@@ -289,12 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     results["ours"] = measure_ours(programs, budget)
     results["stress"] = {} if args.no_stress else measure_stress(programs, budget)
     results["peers"] = {} if args.no_peers else measure_peers(programs, budget, create=args.peers)
-    if budget.profile_limit and any(p.name == "long_run" for p in programs):
-        long_run = next(p for p in programs if p.name == "long_run")
-        log("profile: long_run fixed")
-        results["profile"] = [ours.profile(long_run, "fixed", s, budget.profile_limit) for s in ("portfolio", "pct")]
+    results["profile"] = measure_profile(programs, budget, create=args.profile)
     results["per_step"] = per_step_numbers(args.quick)
     results["total_s"] = time.perf_counter() - started
+    results["environment"]["load_at_end"] = os.getloadavg()
 
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     (out_dir / "RESULTS.md").write_text(report.render(results))

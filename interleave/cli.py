@@ -12,10 +12,13 @@ import sys
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from . import strategies
-from .explore import DEFAULT_RUNS, DEFAULT_TIME_LIMIT, NondeterministicProgram, Progress, Report, explore, replay
+from .explore import (DEFAULT_RUNS, DEFAULT_TIME_LIMIT, FailureReport, NondeterministicProgram, Progress, Report,
+                      explore, replay)
 from .html import write_html
+from .linecoverage import write_report
 from .program import BadInput
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -62,10 +65,19 @@ def cli() -> None:
               help="Switch points at every line of your code, or at every bytecode.")
 @click.option("--shrink-time", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds allowed for shrinking a failure.")
+@click.option("--workers", callback=lambda ctx, param, value: _workers(value), metavar="N|ADDRESS",
+              help="Split the search among N processes (default: one per core), or run it on the Dask cluster "
+                   "whose scheduler is at ADDRESS, e.g. tcp://host:8786 (needs the distributed extra).")
+@click.option("--all", "keep_going", is_flag=True,
+              help="Do not stop at the first failure: go on to the end of the budget and report every distinct one.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write the report as JSON here.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
               help="Write the failing run's timeline here (one self-contained HTML file).")
-def explore_command(target: str, json_path: str | None, html_path: str | None, **options: Any) -> None:
+@click.option("--coverage", "coverage_text", is_flag=True, help="Print the line coverage of your code over all explored runs.")
+@click.option("--coverage-html", type=click.Path(file_okay=False, writable=True), metavar="DIR",
+              help="Write that coverage as an HTML report into DIR.")
+def explore_command(target: str, json_path: str | None, html_path: str | None, coverage_text: bool,
+                    coverage_html: str | None, **options: Any) -> None:
     """Run PATH's FUNC (default: main) under many schedules until one fails.
 
     FUNC takes no arguments and is ordinary threading code: it does not import
@@ -73,8 +85,11 @@ def explore_command(target: str, json_path: str | None, html_path: str | None, *
     schedule, printed as a trace, and given a replay token.
     """
     progress = _progress_printer() if sys.stderr.isatty() else None
+    coverage = coverage_text or bool(coverage_html)
+    if coverage and click.get_current_context().get_parameter_source("workers") != ParameterSource.COMMANDLINE:
+        options["workers"] = 1  # lines are collected in-process
     try:
-        report = explore(target, on_progress=progress, **options)
+        report = explore(target, on_progress=progress, coverage=coverage, **options)
     except BadInput as exc:
         _bad_input(str(exc))
         return
@@ -93,11 +108,27 @@ def explore_command(target: str, json_path: str | None, html_path: str | None, *
         else:
             click.echo(f"interleave: no failure, so no timeline was written to {html_path}", err=True)
     _print_report(report)
+    if report.coverage is not None:
+        click.echo("")
+        click.echo("Line coverage over all explored runs:")
+        write_report(report.coverage, out=sys.stdout if coverage_text else None, html_dir=coverage_html)
+        if coverage_html:
+            click.echo(f"HTML coverage report: {coverage_html}/index.html")
     if report.uncontrolled is not None:
         _bad_input(f"cannot explore: the program used {report.uncontrolled}; results would not be trustworthy")
     if report.nondeterministic is not None:
         _bad_input(report.nondeterministic)
     sys.exit(EXIT_FAILURE if report.failure is not None else EXIT_OK)
+
+
+def _workers(value: str | None) -> int | str:
+    if value is None:
+        return os.cpu_count() or 1
+    if "://" in value:
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise click.BadParameter(f"{value!r} is neither a number of workers (1 or more) nor a Dask scheduler address")
 
 
 def _progress_printer() -> Any:
@@ -110,8 +141,11 @@ def _progress_printer() -> Any:
 
 
 def _print_report(report: Report) -> None:
+    workers = f", {report.workers} workers" if report.workers > 1 else ""
     head = f"{report.runs:,} runs, {report.distinct_schedules:,} distinct schedules, {report.elapsed_s:.2f}s " \
-           f"[{report.strategy}, seed {report.seed}]"
+           f"[{report.strategy}, seed {report.seed}{workers}]"
+    for death in report.worker_deaths:
+        click.echo(f"interleave: {death}")
     failure = report.failure
     if failure is None:
         if report.interrupted:
@@ -122,6 +156,15 @@ def _print_report(report: Report) -> None:
             return
         _print_confidence(report)
         return
+    if len(report.failures) > 1:
+        click.echo(f"interleave: {len(report.failures)} distinct failures in {head}")
+    for number, failure in enumerate(report.failures or [failure]):
+        if number:
+            click.echo("")
+        _print_failure(report, failure)
+
+
+def _print_failure(report: Report, failure: FailureReport) -> None:
     click.echo(f"interleave: FAILURE ({failure.kind}) {failure.message}")
     click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s; shrunk from "
                f"{_n(failure.original_preemptions, 'preemption')} / {failure.original_steps:,} steps to "

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from . import strategies
 from .failures import Failure
+from .linecoverage import LineCollector
 from .program import BadInput, Program, load
 from .runner import DEFAULT_MAX_STEPS, RunConfig, Runner
 from .schedule import PYTHON, Token, steps_checksum
@@ -65,12 +66,20 @@ class Report:
     uncontrolled: str | None = None
     nondeterministic: str | None = None
     confidence: dict[str, Any] = field(default_factory=dict)
+    coverage: dict[str, list[int]] | None = None
+    workers: int = 1
+    #: Every distinct failure (kind and place) with ``keep_going``; else the failure, if any.
+    failures: list[FailureReport] = field(default_factory=list)
+    #: One line per worker process that died, saying what it was running.
+    worker_deaths: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(replace(self, failure=None))
+        out = asdict(replace(self, failure=None, failures=[]))
         if self.failure is not None:
             out["failure"] = asdict(replace(self.failure, recorder=None))
             del out["failure"]["recorder"]
+        out["failures"] = [{k: v for k, v in asdict(replace(f, recorder=None)).items() if k != "recorder"}
+                           for f in self.failures]
         return out
 
 
@@ -97,16 +106,40 @@ def explore(
     shrink_time: float = 30.0,
     on_progress: Callable[[Progress], None] | None = None,
     partition: tuple[int, int] = (0, 1),
+    workers: int | str | Any = 1,
+    keep_going: bool = False,
+    coverage: bool = False,
 ) -> Report:
     """Explore schedules of ``target`` (``"path.py::func"`` or a callable) for a failure.
 
     The budget is ``runs`` and/or ``time_limit`` (seconds), whichever ends first; with
     neither, 10,000 runs or 60 seconds. Raises :class:`BadInput` for unusable input.
 
+    ``coverage=True`` collects the lines of the user's code run over all runs into
+    ``Report.coverage`` (``{filename: [line, ...]}``).
+
     ``partition=(i, n)`` explores only worker ``i``'s share of an ``n``-way split: run
     indices ``i, i+n, i+2n...`` for sampling strategies (so seeds never overlap).
+
+    ``workers``: split the search among this many processes, or run it on the Dask
+    cluster at this scheduler address (or behind this ``distributed.Client``); see
+    :mod:`interleave.workers`. ``keep_going``: do not stop at the first failure; report
+    every distinct one.
     """
     program = target if isinstance(target, Program) else load(target)
+    if coverage and (workers != 1 or keep_going):
+        raise BadInput("coverage is collected in one process: use it with --workers 1")
+    if workers != 1 or keep_going:
+        from .workers import explore_parallel
+
+        if partition != (0, 1):
+            raise BadInput("partition and workers cannot be combined")
+        if runs is None and time_limit is None:
+            runs, time_limit = DEFAULT_RUNS, DEFAULT_TIME_LIMIT
+        return explore_parallel(program, workers=workers, keep_going=keep_going, runs=runs, time_limit=time_limit,
+                                seed=seed, strategy=strategy, depth=depth, max_preemptions=max_preemptions,
+                                max_steps=max_steps, max_pauses=max_pauses, max_faults=max_faults,
+                                granularity=granularity, shrink_time=shrink_time, on_progress=on_progress)
     config = _config(program, max_steps, max_pauses, max_faults, granularity)
     if runs is None and time_limit is None:
         runs, time_limit = DEFAULT_RUNS, DEFAULT_TIME_LIMIT
@@ -116,6 +149,7 @@ def explore(
         raise BadInput(str(exc)) from None
     runner = Runner(program, config)
     report = Report(target=program.display, strategy=strategy, seed=seed)
+    collector = LineCollector() if coverage else None
     started = time.monotonic()
     last_progress = started
     seen: set[int] = set()
@@ -128,7 +162,7 @@ def explore(
             if not chooser.begin_run(partition[0] + report.runs * partition[1]):
                 break
             try:
-                result = runner.run(chooser)
+                result = runner.run(chooser, collector)
             except Nondeterminism as exc:
                 report.nondeterministic = f"the program did not repeat itself under the same choices ({exc})"
                 break
@@ -152,10 +186,13 @@ def explore(
         report.interrupted = True
     report.elapsed_s = time.monotonic() - started
     report.distinct_schedules = len(seen)
+    if collector is not None:
+        report.coverage = collector.as_json()
     _summarize_search(report, chooser)
     if found is not None:
         try:
             report.failure = _describe_failure(runner, program, found[0], found[1], report.elapsed_s, shrink_time)
+            report.failures = [report.failure]
         except KeyboardInterrupt:
             report.interrupted = True
     return report
@@ -181,6 +218,11 @@ def _summarize_search(report: Report, chooser: strategies.Strategy) -> None:
         report.bound = dfs.get("bound")
         report.complete = bool(dfs.get("complete"))
     pct = summary.get("pct") or ([summary] if isinstance(chooser, strategies.PCT) else [])
+    report.confidence = confidence_from(pct)
+
+
+def confidence_from(pct: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report's confidence figures from PCT members' summaries."""
     confidence = {}
     for entry in pct:
         p = entry["per_run_probability"]
@@ -191,7 +233,7 @@ def _summarize_search(report: Report, chooser: strategies.Strategy) -> None:
             "per_run_probability": p,
             "runs_for_99_percent": needed,
         }
-    report.confidence = confidence
+    return confidence
 
 
 def _describe_failure(runner: Runner, program: Program, run_index: int, result: RunResult, elapsed: float,
@@ -259,14 +301,6 @@ def replay(target: str | Callable[[], Any] | Program, token: str) -> ReplayOutco
     """Run exactly the schedule in ``token``; raises :class:`BadInput` if it does not fit."""
     decoded = Token.decode(token)
     program = target if isinstance(target, Program) else load(target)
-    if decoded.fingerprint != program.fingerprint:
-        raise BadInput(
-            f"the replay token was made for another version of {program.display} "
-            f"(fingerprint {decoded.fingerprint}, now {program.fingerprint}); explore again"
-        )
-    runner = Runner(program, decoded.config)
-    recorder = TraceRecorder()
-    chooser = Replay(list(decoded.deviations), strict=True)
 
     def misfit(reason: str) -> BadInput:
         if decoded.python != PYTHON:  # line events differ between versions: say so, whatever broke
@@ -276,6 +310,16 @@ def replay(target: str | Callable[[], Any] | Program, token: str) -> ReplayOutco
             )
         return BadInput(f"the schedule no longer fits the program: {reason}")
 
+    if decoded.fingerprint != program.fingerprint:
+        if decoded.python != PYTHON and program.path is None:
+            raise misfit("")  # a function's fingerprint is its bytecode, which each version compiles anew
+        raise BadInput(
+            f"the replay token was made for another version of {program.display} "
+            f"(fingerprint {decoded.fingerprint}, now {program.fingerprint}); explore again"
+        )
+    runner = Runner(program, decoded.config)
+    recorder = TraceRecorder()
+    chooser = Replay(list(decoded.deviations), strict=True)
     try:
         result = runner.run(chooser, recorder)
     except ScheduleMismatch as exc:

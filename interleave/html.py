@@ -16,6 +16,7 @@ import json
 import os
 from typing import Any, Protocol
 
+from .clock import MONOTONIC_START
 from .failures import _short, source_line
 from .trace import Event, TraceRecorder, render
 
@@ -37,10 +38,19 @@ class FailureLike(Protocol):
     thread: str | None
 
 
-def _own_lock_call(data: dict[str, Any] | None) -> bool:
-    api = (data or {}).get("api") or ""
+def _api(event: Event | None) -> str:
+    """The library call the program made when the event happened (see TraceRecorder.event)."""
+    return ((event.data if event is not None else None) or {}).get("api") or ""
+
+
+def _own_lock_call(api: str) -> bool:
     cls, _, method = api.rpartition(".")
     return cls in _LOCK_CLASSES and method in _LOCK_METHODS
+
+
+def _lock_acquire(api: str) -> bool:
+    cls, _, method = api.rpartition(".")
+    return cls in _LOCK_CLASSES and method in ("acquire", "__enter__")
 
 
 def _jsonable(value: Any) -> Any:
@@ -142,7 +152,8 @@ class _Builder:
         pending_targets: dict[int, list[dict[str, Any]]] = {}  # lane -> edges waiting for its next item
         segment: dict[str, Any] | None = None
         last_step: dict[int, tuple[dict[str, Any], int, int]] = {}  # lane -> (segment, offset, step index)
-        paused: dict[int, int] = {}  # lane -> the step it was paused before, until it runs again
+        paused: dict[int, tuple[int, bool]] = {}  # lane -> (step it was paused at, inside it?) until it runs
+        waited: set[int] = set()  # lanes that blocked since their last step (a pause finds them inside it)
 
         def close() -> None:
             nonlocal segment
@@ -160,6 +171,15 @@ class _Builder:
                 self.items.append({"k": "anchor", "lane": lane, "id": self.anchor_ids})
             return self.anchor_ids
 
+        def resume(lane: int, clock: float) -> None:
+            if lane in paused:
+                close()
+                index, inside = paused.pop(lane)
+                at = steps[index]
+                how = "resumes in" if inside else "resumes: runs"
+                self.items.append({"k": "mark", "type": "resume", "lane": lane, "t": clock,
+                                   "label": f"{how} {_short(at.filename)}:{at.lineno}  {source_line(at.filename, at.lineno)}"})
+
         def arrive(lane: int) -> None:
             # Edges that end at "whatever this lane does next" end here.
             waiting = pending_targets.pop(lane, None)
@@ -172,6 +192,8 @@ class _Builder:
             self.items.append({"k": "setup", "n": self.setup, "lane": steps[0].thread})
         for i in range(self.setup, self.end + 1):
             for n, e in events_at.get(i, ()):
+                if e.kind == "block":
+                    waited.add(e.thread)
                 item = self.event_item(e)
                 roles = wanted.get(n)
                 if item is None and not roles:
@@ -179,9 +201,11 @@ class _Builder:
                 if e.kind in ("preempt", "pause") and e.thread in last_step:
                     # A step is recorded before its line runs: the preempted line runs on resumption.
                     seg, offset, index = last_step[e.thread]
-                    seg["paused"][str(offset)] = True
-                    paused[e.thread] = index
+                    inside = e.thread in waited  # its wait in this line ended; the rest of the line is pending
+                    seg["paused"][str(offset)] = "inside" if inside else "before"
+                    paused[e.thread] = (index, inside)
                 if e.kind in _ACTS:
+                    resume(e.thread, e.clock)
                     arrive(e.thread)
                 if item is None:
                     anchor = place_anchor(e.thread)
@@ -201,15 +225,12 @@ class _Builder:
             if segment is not None and segment["lane"] != s.thread:
                 close()
             if segment is None:
-                if s.thread in paused:
-                    before = steps[paused.pop(s.thread)]
-                    self.items.append({"k": "mark", "type": "resume", "lane": s.thread, "t": s.clock,
-                                       "label": f"resumes: runs {_short(before.filename)}:{before.lineno}  "
-                                                f"{source_line(before.filename, before.lineno)}"})
+                resume(s.thread, s.clock)
                 segment = {"k": "steps", "lane": s.thread, "first": i, "t": s.clock, "at": [], "hot": {},
                            "paused": {}, "anchors": []}
                 arrive(s.thread)
             last_step[s.thread] = (segment, len(segment["at"]), i)
+            waited.discard(s.thread)
             if i in hot:
                 segment["hot"][str(len(segment["at"]))] = hot[i]
             segment["at"].append(self.where(s.filename, s.lineno))
@@ -220,7 +241,51 @@ class _Builder:
             for edge in waiting:
                 edge["to"] = anchor
         self.edges = [e for e in self.edges if "from" in e and "to" in e]
+        self.items = self.fold_repeats(self.items)
         self.final_items()
+
+    def fold_repeats(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fold a stretch of rows that repeats (a polling loop, a lock ping-pong) into one row.
+
+        The first period stays; the rest becomes a ``repeat`` item with the count. Its rows
+        are kept for the page to unfold when there are at most ``_KEEP_REPEATED`` of them;
+        beyond that they (and the edges that touch them) are dropped to keep the page small.
+        """
+        sig = [_signature(it) for it in items]
+        out: list[dict[str, Any]] = []
+        i = 0
+        while i < len(items):
+            best = (1, 1)
+            if sig[i] is not None:
+                for k in range(1, _MAX_PERIOD + 1):
+                    if None in sig[i:i + k]:
+                        break
+                    n = 1
+                    while i + (n + 1) * k <= len(items) and sig[i + n * k:i + (n + 1) * k] == sig[i:i + k]:
+                        n += 1
+                    if n >= _MIN_REPEATS and n * k > best[0] * best[1]:
+                        best = (n, k)
+            n, k = best
+            if n == 1:
+                out.append(items[i])
+                i += 1
+                continue
+            out += items[i:i + k]
+            body = items[i + k:i + n * k]
+            steps = [it for it in body if it["k"] == "steps"]
+            clocks = [it["t"] for it in body if "t" in it]
+            kept = len(body) <= _KEEP_REPEATED
+            if not kept:
+                dropped = {it["id"] for it in body if "id" in it}
+                dropped |= {a[1] for it in steps for a in it["anchors"]}
+                self.edges = [e for e in self.edges if e["from"] not in dropped and e["to"] not in dropped]
+            out.append({"k": "repeat", "n": n - 1, "period": k, "body": body if kept else None,
+                        "steps": sum(len(it["at"]) for it in steps),
+                        "first": steps[0]["first"] if steps else None,
+                        "last": steps[-1]["first"] + len(steps[-1]["at"]) - 1 if steps else None,
+                        "t0": min(clocks, default=None), "t1": max(clocks, default=None)})
+            i += n * k
+        return out
 
     def event_item(self, e: Event) -> dict[str, Any] | None:
         data = e.data or {}
@@ -241,7 +306,7 @@ class _Builder:
         elif e.kind == "exit":
             item.update(label="ends")
         elif e.kind == "block":
-            if e.detail.startswith("in Thread.start"):
+            if _api(e) == "Thread.start":
                 return None  # the start marker just above says it
             item.update(label=f"blocks {e.detail}")
         elif e.kind == "wake":
@@ -295,25 +360,24 @@ class _Builder:
             data = e.data or {}
             if e.kind == "block":
                 last_block[e.thread] = e
-            elif e.kind == "release" and _own_lock_call(data):
+            elif e.kind == "release" and _own_lock_call(_api(e)):
                 last_release[e.detail] = (n, e)
             elif e.kind == "acquire":
                 released = last_release.pop(e.detail, None)
-                if released is not None and released[1].thread != e.thread and _own_lock_call(data):
+                if released is not None and released[1].thread != e.thread and _own_lock_call(_api(e)):
                     add("handoff", e.detail.split(" (")[0], f"{released[1].name} releases {e.detail}, {e.name} acquires it",
                         released[0], ("to", n))
             elif e.kind == "wake" and not data.get("timeout"):
                 to = data["to"]
                 waited = last_block.get(to)
-                waited_in = waited.detail if waited is not None else ""
-                if waited_in.startswith("in Thread.start") or to == e.thread:
+                if _api(waited) == "Thread.start" or to == e.thread:
                     continue  # thread start-up handshakes: the start edge shows it
-                if waited is not None and _own_lock_call(waited.data) and not waited_in.startswith("in Condition.wait"):
+                if _lock_acquire(_api(waited)):
                     continue  # a contended lock: the hand-off edge shows it
-                api = data.get("api") or ""
+                api = _api(e)
                 verb = api.rpartition(".")[2] or "exit"  # no program code on the stack: the thread is ending
-                add("wake", verb, f"{e.name} wakes {self.names.get(to, to)} ({waited_in or 'waiting'}) by {api or 'ending'}",
-                    n, to)
+                waited_in = waited.detail if waited is not None else "waiting"
+                add("wake", verb, f"{e.name} wakes {self.names.get(to, to)} ({waited_in}) by {api or 'ending'}", n, to)
             elif e.kind == "start":
                 add("spawn", "start", f"{e.name} starts {e.detail}", n, data["child"])
             elif e.kind == "note" and e.detail in ("send", "recv") and "msg" in data:
@@ -370,6 +434,28 @@ class _Builder:
         self.items.append({"k": "fail", "kind": f.kind, "label": f.message})
 
 
+#: Folding repeated rows: the longest period looked for, the fewest repeats folded, and
+#: how many repeated rows the page keeps so a click can unfold them.
+_MAX_PERIOD, _MIN_REPEATS, _KEEP_REPEATED = 8, 3, 3000
+#: Lines of the text trace kept at each end of a long one.
+_TRACE_LINES = 1000
+
+
+def _signature(item: dict[str, Any]) -> Any:
+    """What makes two rows the same row again; None for rows that never repeat."""
+    if item["k"] == "steps":
+        if item["hot"] or item["paused"]:
+            return None
+        return ("steps", item["lane"], tuple(tuple(a) for a in item["at"]), len(item["anchors"]))
+    if item["k"] == "mark":
+        if item["type"] in ("preempt", "pause", "fault", "crash", "start"):
+            return None
+        return ("mark", item["type"], item["lane"], item["label"], tuple(item.get("lanes", ())))
+    if item["k"] == "anchor":
+        return ("anchor", item["lane"])
+    return None
+
+
 def build_model(recorder: TraceRecorder, failure: FailureLike | None = None, *, title: str = "",
                 token: str | None = None) -> dict[str, Any]:
     """The timeline as plain data (what the page's script draws); see docs/timeline.md."""
@@ -391,7 +477,9 @@ def build_model(recorder: TraceRecorder, failure: FailureLike | None = None, *, 
         "edges": b.edges,
         "steps": len(steps),
         "preemptions": sum(1 for e in b.events if e.kind == "preempt"),
-        "elapsed": (steps[-1].clock - steps[0].clock) if steps else 0.0,
+        "clock_start": MONOTONIC_START,
+        "elapsed": max([s.clock for s in steps[-1:]] + [e.clock for e in b.events[-1:]], default=MONOTONIC_START)
+        - MONOTONIC_START,
     }
 
 
@@ -400,7 +488,11 @@ def render_html(recorder: TraceRecorder, failure: FailureLike | None = None, *, 
     """One offline HTML page: the timeline, the failure's details and the text trace."""
     model = build_model(recorder, failure, title=title, token=token)
     setup = next((e.at_step for e in recorder.events if e.kind == "enter"), 0)
-    text = render(recorder, failure, skip_setup=setup)  # type: ignore[arg-type]
+    lines = render(recorder, failure, skip_setup=setup).split("\n")  # type: ignore[arg-type]
+    if len(lines) > 2 * _TRACE_LINES:  # a long polling loop: the page keeps the start and the end
+        lines[_TRACE_LINES:-_TRACE_LINES] = [f"      ... {len(lines) - 2 * _TRACE_LINES:,} lines left out here "
+                                             "(interleave replay prints them all)"]
+    text = "\n".join(lines)
     data = json.dumps(model, separators=(",", ":")).replace("</", "<\\/")
     head = html.escape(title or "interleave timeline")
     if failure is not None:
@@ -478,13 +570,14 @@ header p{margin:2px 0}
 .m.start,.m.exit{color:#6b7280}
 .m.timeout{color:#27457a;font-style:italic}
 .m.resume{color:#a0570f;font-style:italic}
-.m.crash{background:#fbd5d2;color:#8c1d18;font-weight:700}
-.m.freeze,.m.pause-node{background:repeating-linear-gradient(45deg,#eceff4,#eceff4 4px,#dde2ea 4px,#dde2ea 8px);color:#3d4654;font-weight:600}
-.m.unfreeze,.m.restart{background:#dcf3e3;color:#1b6b34;font-weight:600}
-.m.fsync{background:#fff1d6;color:#8a5a00}
 .m.note{color:#3d4654}
-.m.send,.m.recv{color:#1b6b34}
-.m.drop{color:#8c1d18}
+.m.crash,.m.n-crash{background:#fbd5d2;color:#8c1d18;font-weight:700}
+.m.freeze,.m.n-pause{background:repeating-linear-gradient(45deg,#eceff4,#eceff4 4px,#dde2ea 4px,#dde2ea 8px);color:#3d4654;font-weight:600}
+.m.unfreeze,.m.n-restart,.m.n-resume{background:#dcf3e3;color:#1b6b34;font-weight:600}
+.m.n-fsync{background:#fff1d6;color:#8a5a00}
+.m.n-send,.m.n-recv{color:#1b6b34}
+.m.n-drop{color:#8c1d18;font-weight:600}
+.m.repeat{background:#eef1f6;color:#3d4654;font-style:italic;border:1px dashed #9aa3b2;cursor:pointer}
 .m.fail{background:#b3261e;color:#fff;font-weight:700;font-size:13px;padding:3px 10px;white-space:normal}
 .m.wait{background:#fde2df;color:#8c1d18;border:1px solid #b3261e;border-radius:3px;white-space:normal;font-size:11.5px;line-height:1.25;padding:3px 6px}
 .m.wait.cycle{border-width:2px;font-weight:600}
@@ -510,7 +603,9 @@ const EDGE = {handoff: ["#2f6fdb", "lock hand-off"], wake: ["#8e44ad", "wake-up 
 const GUTTER = 64, HEAD = 44;
 let zoom = 1, axis = "step";
 const unfolded = new Set();
-let foldAll = true, runs = M.steps > 2000;
+// The address can choose the view: page.html#time (virtual-time axis), #runs (one box per run).
+let foldAll = true, runs = M.steps > 2000 || /runs/.test(location.hash);
+if (/time/.test(location.hash)) axis = "time";
 const laneIndex = new Map();
 M.lanes.forEach(function (l, i) { laneIndex.set(l.id, i); });
 const timeline = document.getElementById("timeline");
@@ -529,7 +624,7 @@ function laneWidth() {
   return Math.max(170, Math.min(520, Math.floor(avail / Math.max(1, M.lanes.length))));
 }
 function laneX(lane, w) { return GUTTER + laneIndex.get(lane) * w; }
-function fmtT(t) { return "t=" + (+(t - 10000).toFixed(6)) + "s"; }
+function fmtT(t) { return "t=" + (+(t - M.clock_start).toFixed(6)) + "s"; }
 
 function header(w) {
   const head = document.getElementById("lanes-head");
@@ -585,8 +680,18 @@ function layout() {
   }
   function esc(s) { return s.replace(/[&<>"]/g, function (c) { return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]; }); }
   let lastT = null;
-  M.items.forEach(function (it, n) {
+  function place(it, n) {
     if (it.k === "anchor") { anchors.set(it.id, [it.lane, y]); return; }
+    if (it.k === "repeat") {
+      if (it.body && unfolded.has(n)) { it.body.forEach(function (b, j) { place(b, n + "." + j); }); return; }
+      const span = it.first === null ? "" : ": steps " + (it.first + 1) + "\u2013" + (it.last + 1) +
+        (it.t1 !== null && it.t1 > it.t0 ? ", " + fmtT(it.t0) + " to " + fmtT(it.t1) : "");
+      const r = mark(GUTTER, w * M.lanes.length, y, Math.round(20 * Math.max(zoom, 0.7)), "repeat",
+        "\u21bb the " + (it.period === 1 ? "row" : it.period + " rows") + " above repeat " + it.n.toLocaleString() +
+        " more time" + (it.n === 1 ? "" : "s") + span + (it.body ? " (click to unfold)" : ""));
+      if (it.body) r.addEventListener("click", function () { unfolded.add(n); layout(); });
+      y += Math.round(20 * Math.max(zoom, 0.7)); return;
+    }
     if (it.k === "setup") {
       box(it.lane, y, H, "fold", "&hellip; " + it.n + " steps loading the program", "module-level code of the target");
       y += H; return;
@@ -634,7 +739,8 @@ function layout() {
         box(it.lane, y, H, (why ? "hot" : "") + (held ? " paused" : ""),
             (held ? "\u2016 " : "") + '<span class="loc">' + esc(loc) + "</span>" + esc(src),
             "step " + (it.first + r + 1) + "  " + file + ":" + at[1] + "\n" + src + (why ? "\n\u2190 " + why : "") +
-            (held ? "\npaused before this line runs; it runs when the thread resumes" : ""));
+            (held === "before" ? "\npaused before this line runs; it runs when the thread resumes" :
+             held ? "\npaused inside this line (its wait was over); the rest runs when the thread resumes" : ""));
         if (axis === "step") gutter(y + 2, "#" + (it.first + r + 1));
         else if (lastT !== it.t) { gutter(y + 2, fmtT(it.t)); lastT = it.t; }
         y += H;
@@ -645,7 +751,7 @@ function layout() {
     if (it.k === "mark") {
       let h = MH, cls = it.type;
       if (it.type === "clock" && axis === "time") h = Math.round(MH + 28 * zoom * Math.log10(1 + 10 * (it.dt || 0)));
-      if (it.type === "note") cls = "note " + (it.note === "pause" ? "pause-node" : it.note);
+      if (it.type === "note") cls = "note n-" + it.note.replace(/[^\w-]/g, "_");
       if (it.lanes && it.lanes.length) {
         it.lanes.forEach(function (l) { if (laneIndex.has(l)) mark(laneX(l, w) + 3, w - 6, y, h, cls, it.label); });
       } else if (it.lane === null || it.lane === undefined) {
@@ -671,7 +777,8 @@ function layout() {
       mark(GUTTER, w * M.lanes.length, y + 4, Math.round(26 * Math.max(zoom, 0.8)), "fail", "\u2716 " + it.label);
       y += Math.round(34 * Math.max(zoom, 0.8));
     }
-  });
+  }
+  M.items.forEach(function (it, n) { place(it, String(n)); });
   const width = GUTTER + w * M.lanes.length;
   timeline.style.width = width + "px";
   timeline.style.height = (y + 20) + "px";
@@ -749,6 +856,7 @@ function legend() {
 document.getElementById("stats").textContent = M.steps.toLocaleString() + " steps, " + M.lanes.length + " threads, " +
   M.preemptions + " preemption" + (M.preemptions === 1 ? "" : "s") + ", " + (+M.elapsed.toFixed(6)) + "s of virtual time";
 document.querySelectorAll("input[name=axis]").forEach(function (r) {
+  r.checked = r.value === axis;
   r.addEventListener("change", function () { axis = r.value; layout(); });
 });
 document.getElementById("zoom-in").addEventListener("click", function () { zoom = Math.min(2, zoom * 1.25); layout(); });

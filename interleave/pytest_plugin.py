@@ -229,7 +229,7 @@ class TestExploration:
         self.budget = budget
         self.fixtures = FreshFixtures(item)
         self.kept = KeptFailures(Path(str(item.config.rootpath)))
-        self.coverage = CoverageBridge.if_displaced()
+        self.coverage = CoverageBridge.if_measuring()
         self.outcome: BaseException | None = None  # a skip or xfail raised by the body
         self._fingerprint = self.fingerprint()
 
@@ -291,8 +291,6 @@ class TestExploration:
             raise self.outcome
 
     def _replay_then_explore(self, program: Any) -> None:
-        from .explore import explore
-
         budget = self.budget
         if budget.replay is not None:
             if self._replay(program, budget.replay, "the replay token"):
@@ -300,9 +298,18 @@ class TestExploration:
         else:
             for path, token in self.kept.tokens(self.item.nodeid):
                 self._replay(program, token, f"the kept failure {self.kept.display(path)}", kept=path)
-        report = explore(program, runs=budget.runs, time_limit=budget.time_limit, seed=budget.seed,
-                         strategy=budget.strategy, shrink_time=SHRINK_TIME)
-        self._check_report(report)
+        self._check_report(self._explore(program, SHRINK_TIME))
+
+    def _explore(self, program: Any, shrink_time: float) -> Report:
+        from .explore import NondeterministicProgram, explore
+        from .program import BadInput
+
+        budget = self.budget
+        try:
+            return explore(program, runs=budget.runs, time_limit=budget.time_limit, seed=budget.seed,
+                           strategy=budget.strategy, shrink_time=shrink_time)
+        except (BadInput, NondeterministicProgram) as exc:
+            pytest.fail(f"interleave: {exc}", pytrace=False)
 
     def _replay(self, program: Any, token: str, what: str, kept: Path | None = None) -> bool:
         """Run one schedule; fail the test if it fails. False (with a note) if it does not fit."""
@@ -384,7 +391,8 @@ class TestExploration:
             notes = getattr(exc, "__notes__", None)
             if not notes:
                 raise
-            failed_with = "\n".join([*notes, "", exc.msg])
+            headline, _, rest = exc.msg.partition("\n")  # the headline stays first, for -r's summary
+            failed_with = "\n".join([headline, "", *notes, rest])
         finally:
             handle.inner_test = inner
             if self.coverage is not None:
@@ -397,7 +405,7 @@ class TestExploration:
     def _explore_input(self, program: Any) -> None:
         from hypothesis.control import current_build_context
 
-        from .explore import explore, replay
+        from .explore import replay
         from .program import BadInput
 
         budget = self.budget
@@ -413,9 +421,7 @@ class TestExploration:
             return
         # Hypothesis calls again with the minimal input (is_final): only then is the schedule shrunk.
         final = current_build_context().is_final
-        report = explore(program, runs=budget.runs, time_limit=budget.time_limit, seed=budget.seed,
-                         strategy=budget.strategy, shrink_time=SHRINK_TIME if final else 0.0)
-        self._check_report(report)
+        self._check_report(self._explore(program, SHRINK_TIME if final else 0.0))
 
 
 # ---------------------------------------------------------------- fixtures
@@ -432,6 +438,11 @@ class FreshFixtures:
 
     def __init__(self, item: pytest.Function) -> None:
         self.item = item
+        self._stash: dict[Any, Any] = {}
+
+    @property
+    def _stash_storage(self) -> dict[Any, Any]:
+        return getattr(self.item.stash, "_storage", {})
 
     def _function_scoped(self) -> list[Any]:
         info = self.item._fixtureinfo
@@ -443,6 +454,9 @@ class FreshFixtures:
         return found
 
     def release_outside_run(self) -> None:
+        # Some teardowns consume what pytest's setup left in the item's stash (tmp_path
+        # deletes its entry); each schedule's teardown must find it again.
+        self._stash = dict(self._stash_storage)
         self._teardown()
 
     def renew(self) -> dict[str, Any]:
@@ -453,6 +467,8 @@ class FreshFixtures:
         return self.item.funcargs
 
     def _teardown(self) -> None:
+        for key, value in self._stash.items():
+            self._stash_storage.setdefault(key, value)
         # Reverse setup order; finishing a fixture first finishes those that depend on it.
         for fixturedef in reversed(self._function_scoped()):
             if fixturedef.cached_result is not None:
@@ -523,43 +539,66 @@ class KeptFailures:
 class CoverageBridge:
     """Keeps line (and branch) coverage of code run under interleave.
 
-    A run installs interleave's own ``sys.settrace`` tracer, which displaces coverage.py's
-    while the run lasts. When that happens this bridge wraps the run's tracer to record the
-    lines (or arcs, in branch mode) of the user's code that each run executes, and after
-    the test adds them to the active ``coverage.Coverage``'s data, for the files coverage
-    already measures. Files coverage has not seen outside the runs (a module first imported
-    inside the test body) are not added.
+    coverage.py measures through a ``sys.settrace`` tracer (its default before Python
+    3.14) that cannot follow interleave's threads: on 3.11 a run replaces it with
+    interleave's own tracer, so it sees nothing; on 3.12 and later interleave uses
+    ``sys.monitoring`` and coverage's tracer would stay on, mixing up the lines of
+    threads that switch in mid-function. So for the length of each run the bridge takes
+    coverage's place: it records the lines (or arcs, in branch mode) of the user's code
+    that the run executes, per frame, and after the test adds them to the active
+    ``coverage.Coverage``'s data, for the files coverage already measures. Files coverage
+    has not seen outside the runs (a module first imported inside the test body) are not
+    added. Coverage through ``sys.monitoring`` (``COVERAGE_CORE=sysmon``) needs none of
+    this: it is left alone.
     """
 
-    def __init__(self, coverage: Any) -> None:
+    def __init__(self, coverage: Any, outside_tracer: Any) -> None:
         self.coverage = coverage
+        self.outside_tracer = outside_tracer
         self.arcs = bool(coverage.get_option("run:branch"))
         self.seen: dict[str, set[Any]] = {}
         self._suspended: dict[Any, int] = {}  # generator frame -> its last line when it yielded
+        self._recording_only: Callable[..., Any] | None = None
 
     @classmethod
-    def if_displaced(cls) -> CoverageBridge | None:
+    def if_measuring(cls) -> CoverageBridge | None:
         """A bridge when coverage.py measures this thread through ``sys.settrace``, else None."""
-        if sys.gettrace() is None or "coverage" not in sys.modules:
+        tracer = sys.gettrace()
+        if tracer is None or "coverage" not in sys.modules:
             return None
         coverage = sys.modules["coverage"].Coverage.current()
-        return cls(coverage) if coverage is not None else None
+        return cls(coverage, tracer) if coverage is not None else None
 
     def start_run(self) -> None:
-        """Inside a run, before the test is called: wrap the tracer the run installed."""
+        """Inside a run, before the test is called: record in place of coverage's tracer."""
         self._suspended.clear()
-        engine_call = sys.gettrace()
-        if engine_call is None:
+        current = sys.gettrace()
+        if current is self.outside_tracer or current is self._recording_only:
+            # The run left sys.settrace alone (it steps through sys.monitoring): take
+            # coverage's place ourselves until the test is over (see :meth:`merge`).
+            sys.settrace(self._recorder())
             return
         record = self._frame_recorder
 
         def on_call(frame: Any, event: str, arg: Any) -> Any:
-            local = engine_call(frame, event, arg)
+            local = current(frame, event, arg)
             return None if local is None else record(frame, local)
 
-        sys.settrace(on_call)
+        sys.settrace(on_call)  # the run puts its own tracer's predecessor back when it ends
 
-    def _frame_recorder(self, frame: Any, engine_local: Callable[..., Any]) -> Callable[..., Any]:
+    def _recorder(self) -> Callable[..., Any]:
+        if self._recording_only is None:
+            from .files import is_user_file
+
+            record = self._frame_recorder
+
+            def on_call(frame: Any, event: str, arg: Any) -> Any:
+                return record(frame, None) if is_user_file(frame.f_code.co_filename) else None
+
+            self._recording_only = on_call
+        return self._recording_only
+
+    def _frame_recorder(self, frame: Any, engine_local: Callable[..., Any] | None) -> Callable[..., Any]:
         code = frame.f_code
         seen = self.seen.setdefault(code.co_filename, set())
         entry = -code.co_firstlineno  # coverage.py's convention for "entering the code object"
@@ -578,13 +617,16 @@ class CoverageBridge:
                     self._suspended[frame] = last  # it may be resumed: continue from this line
                 elif arcs:
                     seen.add((last, entry))
-            engine_local(frame, event, arg)  # may switch to another thread; comes back here later
+            if engine_local is not None:
+                engine_local(frame, event, arg)  # may switch to another thread; comes back here later
             return local
 
         return local
 
     def merge(self) -> None:
-        """Outside the runs: add what they executed to coverage.py's data."""
+        """After the test, outside the runs: coverage's tracer back, and what the runs executed added."""
+        if sys.gettrace() is self._recording_only:
+            sys.settrace(self.outside_tracer)
         self._suspended.clear()
         if not self.seen:
             return

@@ -269,6 +269,7 @@ class Scheduler:
             _active = None
         if self.internal_error is not None:
             raise self.internal_error
+        self.extra["thread_steps"] = [vt.steps for vt in self.threads]
         return RunResult(
             failure=self.failure,
             deviations=self.deviations,

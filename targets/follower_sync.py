@@ -212,11 +212,20 @@ class Cluster:
                 f"S{leader.sid} was elected leader without txn {show(z)}, which {self.exposed[z]} "
                 f"applied while serving; S{leader.sid}'s log: {[show(x) for x in leader.disk.zxids()]}"
             )
+        # Every thread of the phase is started here, in a fixed order, so thread numbers (and
+        # so schedules) do not depend on the interleaving.
         conns = {s.sid: Connection() for s in self.servers.values() if s is not leader}
         self.leader = Leader(leader, conns)
+        leader.connections.extend(conns.values())
         leader.spawn("QuorumPeer", self.leader.lead)
         for sid, conn in conns.items():
-            self.servers[sid].spawn("QuorumPeer", self.servers[sid].follow, conn)
+            leader.spawn(f"LearnerHandler-S{sid}", self.leader.learner_handler, sid, conn)
+        for sid, conn in conns.items():
+            follower = self.servers[sid]
+            follower.conn = conn
+            follower.connections.append(conn)
+            follower.spawn("QuorumPeer", follower.follow)
+            follower.spawn("SyncThread", follower.sync_thread)  # idle until NEWLEADER hands it txns
 
     def client_write(self, op: str) -> None:
         if self.leader is not None:
@@ -238,7 +247,7 @@ class Server:
         self.leader_os = threading.Lock()  # Learner.writePacket is synchronized on leaderOs
         self.sync_queue: queue.Queue[Txn] = queue.Queue()
         self.received: dict[int, Txn] = {}
-        self.conn: Connection | None = None
+        self.conn = Connection()  # replaced by the connection to the leader when following
 
     def spawn(self, role: str, target: Callable[..., Any], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=f"S{self.sid}.{role}", daemon=True)
@@ -271,9 +280,8 @@ class Server:
 
     # ------------------------------------------------------------------ follower
 
-    def follow(self, conn: Connection) -> None:
-        self.conn = conn
-        self.connections.append(conn)
+    def follow(self) -> None:
+        conn = self.conn
         try:
             conn.to_leader.send(Packet(FOLLOWERINFO, epoch=self.disk.accepted_epoch))
             info = conn.to_learner.recv(INIT_LIMIT * TICK)
@@ -310,7 +318,6 @@ class Server:
                 # 3.9.1: the epoch first (ZOOKEEPER-4643), then hand the txns to the
                 # SyncThread, which fsyncs and ACKs them on its own time, then ACK-LD.
                 self.disk.current_epoch = new_epoch
-                self.spawn("SyncThread", self.sync_thread)
                 for txn in not_committed:
                     self.sync_queue.put(txn)
                 not_committed.clear()
@@ -323,7 +330,6 @@ class Server:
                     self.disk.append(txn)
                 self.fsync()
                 self.disk.current_epoch = new_epoch
-                self.spawn("SyncThread", self.sync_thread)
                 to_ack = [txn.zxid for txn in not_committed]
                 not_committed.clear()
                 self.write_packet(Packet(ACK, packet.zxid))
@@ -376,9 +382,6 @@ class Leader:
 
     def lead(self) -> None:
         server = self.server
-        server.connections.extend(self.learners.values())
-        for sid, conn in self.learners.items():
-            server.spawn(f"LearnerHandler-S{sid}", self.learner_handler, sid, conn)
         try:
             epoch = self.epoch_to_propose(server.sid, server.disk.accepted_epoch)
             server.disk.accepted_epoch = epoch

@@ -149,3 +149,13 @@ def test_the_hash_seed_is_fixed_for_repeatable_runs(race):
     result = subprocess.run([sys.executable, "-m", "interleave", "explore", "seed.py", "--runs", "2"], cwd=race,
                             capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_coverage_reports_the_lines_run_over_all_schedules(race):
+    result = run_cli("explore", "race.py::fixed", "--runs", "50", "--coverage", "--coverage-html", "cov", cwd=race)
+    assert result.returncode == 0, result.stderr
+    assert "Line coverage over all explored runs:" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("race.py"))
+    missing = row.split("%", 1)[1]
+    assert "11-17" in missing  # main() was never run while exploring fixed()
+    assert (race / "cov" / "index.html").exists()

@@ -317,3 +317,36 @@ def test_unshrunk_random_schedules_replay_exactly(seed):
     report = explore(program, strategy="random", seed=seed, runs=3000, shrink_time=0)
     assert report.failure is not None
     assert replay(program, report.failure.replay).failure.message == report.failure.message
+
+
+def test_shrunk_schedule_is_one_minimal():
+    """Removing any single deviation left makes the failure go away or change."""
+    from interleave.program import load
+    from interleave.runner import RunConfig, Runner
+    from interleave.strategies.replay import Replay
+
+    def program():
+        box = {"a": 0, "b": 0}
+
+        def bump(key):
+            for _ in range(2):
+                value = box[key]
+                box[key] = value + 1
+
+        threads = [threading.Thread(target=bump, args=(k,)) for k in "aabb"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert box == {"a": 4, "b": 4}, box
+
+    report = explore(program, strategy="random", seed=4, runs=2000)
+    failure = report.failure
+    assert failure is not None and failure.original_preemptions > failure.preemptions
+    deviations = list(Token.decode(failure.replay).deviations)
+    runner = Runner(load(program), RunConfig())
+    original = runner.run(Replay(deviations))
+    assert original.failure is not None
+    for i in range(len(deviations)):
+        result = runner.run(Replay(deviations[:i] + deviations[i + 1:], strict=False))
+        assert not original.failure.same_as(result.failure)

@@ -148,8 +148,9 @@ def _lw_producer(s: State) -> None:
 
 # -- rlock_reentrancy: get() on a miss calls put(), which takes the same lock
 
-def _rr_setup(lock_type: Callable[[], Any]) -> Callable[[], State]:
-    return lambda: State(lock=lock_type(), data={}, results=[])
+def _rr_setup(reentrant: bool) -> Callable[[], State]:
+    # The lock type is looked up at setup time, after frontrun has patched threading.
+    return lambda: State(lock=threading.RLock() if reentrant else threading.Lock(), data={}, results=[])
 
 
 def _rr_put(s: State) -> None:
@@ -251,8 +252,8 @@ CASES: dict[str, dict[str, Case]] = {
         "fixed": Case(_lw_setup, [_lw_consumer_fixed, _lw_producer], lambda s: s.received == ["hello"]),
     },
     "rlock_reentrancy": {
-        "main": Case(_rr_setup(threading.Lock), [_rr_put, _rr_get], lambda s: s.results == ["K"]),
-        "fixed": Case(_rr_setup(threading.RLock), [_rr_put, _rr_get], lambda s: s.results == ["K"]),
+        "main": Case(_rr_setup(reentrant=False), [_rr_put, _rr_get], lambda s: s.results == ["K"]),
+        "fixed": Case(_rr_setup(reentrant=True), [_rr_put, _rr_get], lambda s: s.results == ["K"]),
     },
     "barrier_misuse": {
         "main": Case(_bm_setup, [_bm_worker(0, False), _bm_worker(1, False)], _bm_ok),

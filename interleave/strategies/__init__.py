@@ -8,8 +8,9 @@ from .pct import PCT
 from .portfolio import Portfolio
 from .random_walk import RandomWalk
 from .replay import Replay, ScheduleMismatch
+from .surw import SURW
 
-NAMES = ("portfolio", "random", "pct", "dfs")
+NAMES = ("portfolio", "random", "pct", "surw", "dfs")
 
 
 def make(name: str, *, seed: int = 0, depth: int = 3, max_preemptions: int = 2) -> Strategy:
@@ -20,10 +21,12 @@ def make(name: str, *, seed: int = 0, depth: int = 3, max_preemptions: int = 2) 
         return RandomWalk(seed)
     if name == "pct":
         return PCT(seed, depth)
+    if name == "surw":
+        return SURW(seed)
     if name == "dfs":
         return BoundedDFS(max_preemptions)
     raise ValueError(f"unknown strategy {name!r} (choose from {', '.join(NAMES)})")
 
 
 __all__ = ["Strategy", "BoundedDFS", "PCT", "Portfolio", "RandomWalk", "Replay", "ScheduleMismatch",
-           "Nondeterminism", "make", "NAMES"]
+           "Nondeterminism", "SURW", "make", "NAMES"]

@@ -1,0 +1,258 @@
+"""Exploring in worker processes (interleave.workers) and on a Dask cluster."""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+
+from interleave import explore, replay
+from interleave.cli import cli
+from interleave.explore import _config
+from interleave.program import load
+from interleave.workers import Job, Solo, search
+
+LOCKED_COUNTER = """
+    import threading
+
+    def main():
+        lock = threading.Lock()
+        box = [0]
+        seen = []
+
+        def work():
+            with lock:
+                n = box[0]
+                box[0] = n + 1
+            seen.append(box[0])
+
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert box[0] == 2
+"""
+
+RARE_LOST_UPDATE = """
+    import threading
+
+    def main():
+        box = [0]
+
+        def work():
+            n = box[0]
+            box[0] = n + 1
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert box[0] != 1, "two updates lost"
+
+    def fixed():
+        box = [0]
+        lock = threading.Lock()
+
+        def work():
+            with lock:
+                box[0] += 1
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+"""
+
+TWO_BUGS = """
+    import threading
+
+    def main():
+        box = [0]
+
+        def add(k):
+            n = box[0]
+            box[0] = n + k
+
+        threads = [threading.Thread(target=add, args=(k,)) for k in (1, 10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if box[0] == 1:
+            raise ValueError("the 10 was lost")
+        if box[0] == 10:
+            raise KeyError("the 1 was lost")
+"""
+
+DIES_SOMETIMES = """
+    import os
+    import threading
+
+    def main():
+        box = [0]
+
+        def work():
+            n = box[0]
+            box[0] = n + 1
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if box[0] == 1:  # only when two updates are lost: a few runs in a hundred
+            os._exit(3)
+"""
+
+
+@pytest.fixture
+def program(tmp_path):
+    def write(source: str, name: str = "target") -> str:
+        path = tmp_path / f"{name}.py"
+        path.write_text(textwrap.dedent(source))
+        return str(path)
+
+    return write
+
+
+def _slot_schedules(target: str, slots: int, strategy: str = "dfs") -> list[list[int]]:
+    """Each slot's run schedules (hashes of their deviations), searched in this process."""
+    prog = load(target)
+    out = []
+    for slot in range(slots):
+        job = Job(program=prog, spec=None, fingerprint=prog.fingerprint, config=_config(prog, None, None, None, "line"),
+                  strategy=strategy, seed=0, depth=3, max_preemptions=2, slot=slot, slots=slots, runs=None,
+                  time_limit=None, keep_going=True)
+        result = search(job, Solo())
+        assert result.exhausted and result.dfs["done"] and not result.dfs["truncated"]
+        out.append(list(result.schedules))
+    return out
+
+
+@pytest.mark.parametrize("slots", [2, 3])
+def test_enumeration_split_runs_exactly_the_schedules_of_one_process(program, slots):
+    target = program(LOCKED_COUNTER)
+    [alone] = _slot_schedules(target, 1)
+    split = _slot_schedules(target, slots)
+    together = [s for share in split for s in share]
+    assert len(alone) > 50 and len(set(alone)) == len(alone)
+    assert Counter(together) == Counter(alone)  # the same schedules, none twice
+    assert all(len(share) > len(alone) // (4 * slots) for share in split)  # and really split
+
+
+def test_enumeration_in_worker_processes_is_still_exhaustive(program):
+    target = program(LOCKED_COUNTER)
+    one = explore(target, strategy="dfs", runs=100_000)
+    two = explore(target, strategy="dfs", runs=100_000, workers=2)
+    assert one.exhausted and two.exhausted
+    assert (two.runs, two.distinct_schedules, two.bound, two.steps) == (one.runs, one.runs, one.bound, one.steps)
+    assert two.workers == 2 and two.failure is None
+
+
+def test_sampling_split_runs_the_same_run_indices_as_one_process(program):
+    target = program(RARE_LOST_UPDATE) + "::fixed"
+    one = explore(target, strategy="random", runs=301, seed=4)
+    three = explore(target, strategy="random", runs=301, seed=4, workers=3)
+    assert three.runs == one.runs == 301
+    assert (three.steps, three.distinct_schedules) == (one.steps, one.distinct_schedules)
+
+
+def test_same_seed_and_workers_give_the_same_failure_and_token(program):
+    target = program(RARE_LOST_UPDATE)
+    first = explore(target, strategy="random", runs=2000, seed=7, workers=2, shrink_time=5)
+    again = explore(target, strategy="random", runs=2000, seed=7, workers=2, shrink_time=5)
+    assert first.failure is not None and first.failure.run > 2  # both workers ran before it was found
+    assert first.runs < 2000  # the first failure stopped every worker
+    assert (again.failure.replay, again.failure.run, again.runs, again.steps, again.distinct_schedules) == \
+        (first.failure.replay, first.failure.run, first.runs, first.steps, first.distinct_schedules)
+    assert first.runs == first.failure.run  # counts stop at the failing run: keys 0..run-1
+    replayed = replay(target, first.failure.replay)  # found by a worker, replayed in this process
+    assert replayed.failure is not None and replayed.failure.message == first.failure.message
+
+
+def test_all_keeps_going_and_reports_each_distinct_failure_once(program):
+    target = program(TWO_BUGS)
+    first_only = explore(target, strategy="random", runs=400, seed=1, workers=2, shrink_time=5)
+    every = explore(target, strategy="random", runs=400, seed=1, workers=2, keep_going=True, shrink_time=5)
+    assert len(first_only.failures) == 1 and first_only.runs < 400
+    assert every.runs == 400
+    assert sorted(f.message.split(":")[0] for f in every.failures) == ["KeyError", "ValueError"]
+    assert every.failure == every.failures[0] and every.failure.run <= every.failures[1].run
+    for failure in every.failures:
+        assert replay(target, failure.replay).failure.message == failure.message
+
+
+def test_a_dead_worker_is_reported_replaced_and_its_run_skipped(program):
+    target = program(DIES_SOMETIMES)
+    report = explore(target, strategy="random", runs=200, seed=0, workers=2)
+    assert report.worker_deaths == [
+        "worker 1 died (exit code 3) while running its run 73 (run index 145, random walk, seed 0); "
+        "a new worker took over its slot and skipped that run"
+    ]
+    assert report.runs == 199 and report.failure is None  # the campaign went on without that run
+
+
+def test_a_worker_death_in_the_enumeration_makes_it_not_exhaustive(program):
+    target = program(DIES_SOMETIMES)
+    report = explore(target, strategy="dfs", runs=10_000, max_preemptions=1, workers=2)
+    assert report.worker_deaths and "enumeration" in report.worker_deaths[0]
+    assert not report.exhausted and report.bound is None
+
+
+def test_a_callable_target_runs_in_forked_workers():
+    box = {"seen": 0}
+
+    def racy() -> None:
+        def work() -> None:
+            n = box["seen"]
+            box["seen"] = n + 1
+
+        box["seen"] = 0
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert box["seen"] == 2
+
+    report = explore(racy, strategy="random", runs=500, seed=3, workers=2, shrink_time=5)
+    assert report.failure is not None and report.failure.kind == "exception"
+
+
+def test_cli_workers_and_all(program):
+    target = program(TWO_BUGS)
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["explore", target, "--workers", "zero"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output and "'zero' is neither" in bad.output
+    found = runner.invoke(cli, ["explore", target, "--workers", "2", "--all", "--runs", "300", "--strategy", "random",
+                                "--shrink-time", "5"])
+    assert found.exit_code == 1, found.output
+    assert "interleave: 2 distinct failures in 300 runs" in found.output and "2 workers" in found.output
+    assert found.output.count("Replay it:") == 2
+
+
+def test_dask_cluster_runs_the_same_campaign(program):
+    pytest.importorskip("distributed", reason="the distributed extra is not installed (pip install "
+                                              "'interleave-sct[distributed]')")
+    import dask
+    from distributed import Client, LocalCluster
+
+    target = program(RARE_LOST_UPDATE)
+    local = explore(target, strategy="random", runs=2000, seed=7, workers=2, shrink_time=5)
+    exhaustive = explore(target + "::fixed", strategy="dfs", runs=100_000)
+    # Daemonic Dask workers could not start the process each slot is searched in.
+    with dask.config.set({"distributed.worker.daemon": False}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        on_dask = explore(target, strategy="random", runs=2000, seed=7, workers=client, shrink_time=5)
+        enumerated = explore(target + "::fixed", strategy="dfs", runs=100_000, workers=cluster.scheduler_address)
+    assert on_dask.workers == 2
+    assert (on_dask.failure.replay, on_dask.failure.run, on_dask.runs) == \
+        (local.failure.replay, local.failure.run, local.runs)
+    assert enumerated.exhausted and enumerated.runs == enumerated.distinct_schedules == exhaustive.runs
