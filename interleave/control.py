@@ -1,8 +1,9 @@
 """Hooks for programs that model faults (see ``interleave.sim`` and ``targets/``).
 
 These let a simulated system make its faults scheduler choices: explored, counted
-against the fault budget, shrunk and replayed like preemptions. Outside a run they are
-inert (no fault happens), so the same code runs as ordinary Python.
+against the fault budget, shrunk and replayed like preemptions, and tell the HTML
+timeline what happened (:func:`set_group`, :func:`annotate`; docs/timeline.md). Outside
+a run they are inert (no fault happens), so the same code runs as ordinary Python.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from typing import Any, Protocol
 
 from .clock import MONOTONIC_START
@@ -24,6 +25,7 @@ from .trace import Event, TraceRecorder, render
 _MARKERS = {"preempt", "pause", "clock", "fault", "start", "exit", "block", "crash", "freeze", "unfreeze", "note"}
 #: Events that are something their thread does (so an edge waiting for its next move ends there).
 _ACTS = {"block", "exit", "acquire", "release", "start", "note", "wake", "crash", "freeze", "unfreeze", "fault"}
+_NODE_NAME = re.compile(r"([^.\s()]+)\.[^.\s]")
 #: Library calls whose lock operations are the program's own (hand-offs are drawn for these).
 _LOCK_CLASSES = ("Lock", "RLock", "Condition")
 _LOCK_METHODS = ("acquire", "release", "__enter__", "__exit__", "wait", "wait_for")
@@ -93,6 +95,11 @@ class _Builder:
                 self.names.setdefault(data["to"], e.detail)
 
     def lanes(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        if not any(self.groups.values()):
+            # No set_group in this run: threads named NODE.ROLE (S0.QuorumPeer) are grouped by NODE.
+            for index, name in self.names.items():
+                match = _NODE_NAME.match(name)
+                self.groups[index] = match.group(1) if match else None
         order: list[str | None] = []
         for index in sorted(self.names):
             group = self.groups.get(index)
@@ -406,7 +413,7 @@ class _Builder:
             blocked = {}
             for e in self.events:
                 if e.kind == "block":
-                    blocked[e.thread] = e.detail.split(" (")[0]
+                    blocked[e.thread] = f"in {_api(e)}" if _api(e) else e.detail.split(" (")[0]
             boxes = []
             for w in waits:
                 t = w["thread"]
@@ -735,7 +742,7 @@ function layout() {
         anchorY[r] = y;
         const at = it.at[r], file = M.files[at[0]], src = M.src[at[0] + ":" + at[1]] || "";
         const why = it.hot[r], held = it.paused[r];
-        const loc = file.split("/").pop() + ":" + at[1];
+        const loc = w < 320 ? String(at[1]) : file.split("/").pop() + ":" + at[1];  // narrow lanes: the line number only
         box(it.lane, y, H, (why ? "hot" : "") + (held ? " paused" : ""),
             (held ? "\u2016 " : "") + '<span class="loc">' + esc(loc) + "</span>" + esc(src),
             "step " + (it.first + r + 1) + "  " + file + ":" + at[1] + "\n" + src + (why ? "\n\u2190 " + why : "") +

@@ -14,17 +14,20 @@ primitive, which it creates lazily.
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 import time as _time
 from typing import Any, Callable
 
 from .failures import user_location
-from .files import is_user_file
+from .files import is_threading_internal, is_user_file
 from .scheduler import Scheduler, VThread, active
 
 _real_allocate_lock = _thread.allocate_lock
 _real_rlock = _thread.RLock
 _real_get_ident = _thread.get_ident
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 REAL_TIME = {
     name: getattr(_time, name)
@@ -83,6 +86,8 @@ class Lock:
             raise ValueError("can't specify a timeout for a non-blocking call")
         if timeout < 0 and timeout != -1:
             raise ValueError("timeout value must be a non-negative number")
+        if _called_from_library(sys._getframe(1)):
+            sched.op_point()
         cur = sched.current
         if self._locked:
             if not blocking or timeout == 0:
@@ -111,6 +116,8 @@ class Lock:
             self._fresh(sched)
         if not self._locked:
             raise RuntimeError("release unlocked lock")
+        if _called_from_library(sys._getframe(1)):
+            sched.op_point()
         self._locked = False
         self.holder = None
         if sched.recorder is not None:
@@ -223,6 +230,26 @@ class RLock(Lock):
         if sched is None:
             return self._outside()._recursion_count()
         return self._count if self._is_owned() else 0
+
+
+_library_code: dict[Any, bool] = {}
+
+
+def _called_from_library(frame: Any) -> bool:
+    """True when a lock operation comes from installed library code (not the program's own
+    lines, which are switch points already, nor the stdlib's threading internals): such an
+    operation is a switch point of its own."""
+    while frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    code = frame.f_code
+    answer = _library_code.get(code)
+    if answer is None:
+        filename = code.co_filename
+        answer = _library_code[code] = not (
+            is_user_file(filename) or is_threading_internal(filename) or filename.startswith(_PACKAGE)
+            or filename.startswith("<")
+        )
+    return answer
 
 
 def allocate_lock() -> Lock:

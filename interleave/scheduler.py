@@ -580,8 +580,16 @@ class Scheduler:
             self.failure = blocked_thread_report(self, blocked)
             if self.recorder is not None:
                 self.recorder.event(self, "deadlock", "", {"waits": [
-                    {"thread": vt.index, "holder": getattr(getattr(vt.waiting_on, "holder", None), "index", None),
-                     "on": getattr(vt.waiting_on, "label", None), "frozen": vt.frozen} for vt in blocked]})
+                    {"thread": vt.index, "holder": self._holder_index(vt), "on": getattr(vt.waiting_on, "label", None),
+                     "frozen": vt.frozen} for vt in blocked]})
+
+    def _holder_index(self, vt: VThread) -> int | None:
+        """Who a blocked thread waits for (for the timeline): a joined thread, or the lock's holder."""
+        for other in self.threads:
+            if other.sentinel is not None and other.sentinel is vt.waiting_on and other is not vt:
+                return other.index  # a join (on 3.13 the joiner itself holds the thread handle's lock)
+        holder = getattr(vt.waiting_on, "holder", None)
+        return holder.index if holder is not None else None
 
     def fail_hang(self, frame: Any = None, in_trace: bool = False) -> None:
         self.fail(hang_failure(self, self.current, frame or sys._getframe(1)), in_trace)

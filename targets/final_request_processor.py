@@ -151,7 +151,7 @@ class ClientConnection:
 
 
 class Follower:
-    def __init__(self, node, leader_endpoint, selector_owns_keys, check_valid):
+    def __init__(self, node, leader_endpoint, selector_owns_keys, check_valid, serves_clients):
         self.node = node
         self.leader = leader_endpoint
         self.selector_owns_keys = selector_owns_keys
@@ -163,8 +163,9 @@ class Follower:
         self.committing = queue.SimpleQueue()
         self.proposals = {}  # zxid -> request, until committed
         self.sync = node.thread(self.sync_thread, name="SyncThread")
-        node.thread(self.commit_processor, name="CommitProcessor")
-        node.thread(self.nio_factory, name="NIOServerCnxnFactory")
+        if serves_clients:  # the other follower only logs and ACKs: fewer threads to schedule
+            node.thread(self.commit_processor, name="CommitProcessor")
+            node.thread(self.nio_factory, name="NIOServerCnxnFactory")
         node.thread(self.quorum_peer, name="QuorumPeer")
 
     def accept(self, endpoint):
@@ -183,7 +184,7 @@ class Follower:
                 zxid, request = payload
                 self.proposals[zxid] = request
                 self.syncing.put(zxid)
-            else:
+            elif self.clients:
                 self.committing.put(payload)
 
     def shutdown(self):
@@ -240,7 +241,10 @@ class Follower:
             readable = self.selector.select([c.endpoint for c in self.clients if c.key.is_valid()])
             for cnxn in self.clients:
                 if cnxn.key.is_valid() and cnxn.endpoint in readable:
-                    xid = cnxn.endpoint.recv()
+                    try:
+                        xid = cnxn.endpoint.recv()
+                    except ConnectionClosed:
+                        continue  # doIO: closed meanwhile (close_all)
                     self.leader.send(("REQUEST", (cnxn.endpoint.name, xid)))
                 if self.selector_owns_keys and cnxn.key.is_valid():
                     while cnxn.outgoing:
@@ -273,7 +277,7 @@ def run(selector_owns_keys=False, check_valid=False):
         node = Node(name, Disk(name, stall=STALL))
         to_follower, to_leader = net.connect(leader_node, node)
         leader.handlers.append(LearnerHandler(name, to_follower))
-        followers.append(Follower(node, to_leader, selector_owns_keys, check_valid))
+        followers.append(Follower(node, to_leader, selector_owns_keys, check_valid, serves_clients=name == "F1"))
     for handler in leader.handlers:
         leader_node.thread(leader.learner_handler, handler, name=f"LearnerHandler-{handler.name}")
     leader_node.thread(leader.lead, name="lead")
@@ -282,7 +286,7 @@ def run(selector_owns_keys=False, check_valid=False):
     followers[0].accept(server_end)
     answered = []
     client(client_end, answered)
-    time.sleep(STALL + SYNC_LIMIT * TICK)  # let stalled fsyncs finish and the leader ping on
+    time.sleep(SYNC_LIMIT * TICK)  # the leader pings on: B2 is checked for the last proposals
 
 
 def main():

@@ -350,3 +350,30 @@ def test_shrunk_schedule_is_one_minimal():
     for i in range(len(deviations)):
         result = runner.run(Replay(deviations[:i] + deviations[i + 1:], strict=False))
         assert not original.failure.same_as(result.failure)
+
+
+def test_lock_operations_inside_installed_libraries_are_switch_points(tmp_path, monkeypatch):
+    """Library code runs without line switch points, but its lock operations are ones."""
+    library = tmp_path / "site-packages"
+    library.mkdir()
+    (library / "racy_library.py").write_text(textwrap.dedent("""
+        def increment(box, lock):
+            with lock:
+                value = box[0]
+            with lock:
+                box[0] = value + 1
+        """))
+    monkeypatch.syspath_prepend(str(library))
+    import racy_library  # noqa: PLC0415
+
+    def program():
+        box, lock = [0], threading.Lock()
+        threads = [threading.Thread(target=racy_library.increment, args=(box, lock)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert box[0] == 2
+
+    failure = explore(program, strategy="dfs", runs=2000).failure
+    assert failure is not None and failure.preemptions == 1

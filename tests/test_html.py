@@ -301,6 +301,28 @@ def test_nodes_messages_and_faults(programs: Path) -> None:
     assert model["items"].index(crash) > model["items"].index(fault)
 
 
+NAMED_NODES = """
+import threading
+
+def main():
+    def work():
+        pass
+    threads = [threading.Thread(target=work, name=name) for name in ("S1.Peer", "S0.Peer", "S1.Sync", "helper")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert False, "show the timeline"
+"""
+
+
+def test_without_set_group_threads_named_node_dot_role_are_grouped(tmp_path: Path) -> None:
+    (tmp_path / "named.py").write_text(textwrap.dedent(NAMED_NODES))
+    model = model_of(f"{tmp_path / 'named.py'}::main")
+    assert [(lane["name"], lane["group"]) for lane in model["lanes"]] == [
+        ("MainThread", None), ("helper", None), ("S1.Peer", "S1"), ("S1.Sync", "S1"), ("S0.Peer", "S0")]
+
+
 def test_annotated_programs_run_as_plain_python(programs: Path) -> None:
     assert annotate("send", msg=1) is None and set_group("node-a") is None
     namespace: dict[str, Any] = {}

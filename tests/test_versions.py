@@ -589,7 +589,8 @@ OTHER_PROGRAMS = {
 }
 
 
-def test_tokens_made_by_another_interpreter_replay_exactly_or_refuse(tmp_path):
+def test_tokens_made_by_another_interpreter_replay_exactly_or_refuse(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # failure messages name files relative to the working directory
     others = _interpreters()
     if not others:
         pytest.skip("no other Python 3.11-3.13 with greenlet on this machine (.ci/run makes them)")

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from interleave import explore, replay
 from interleave.cli import cli
 from interleave.explore import _config
-from interleave.program import load
+from interleave.program import BadInput, load
 from interleave.workers import Job, Solo, search
 
 LOCKED_COUNTER = """
@@ -256,3 +256,15 @@ def test_dask_cluster_runs_the_same_campaign(program):
     assert (on_dask.failure.replay, on_dask.failure.run, on_dask.runs) == \
         (local.failure.replay, local.failure.run, local.runs)
     assert enumerated.exhausted and enumerated.runs == enumerated.distinct_schedules == exhaustive.runs
+
+
+def test_spawned_workers_give_what_forked_ones_give(program, monkeypatch):
+    import interleave.workers as workers
+
+    target = program(RARE_LOST_UPDATE)
+    forked = explore(target, strategy="random", runs=2000, seed=7, workers=2, shrink_time=5)
+    monkeypatch.setattr(workers, "_start_method", lambda: "spawn")  # as where fork does not exist
+    spawned = explore(target, strategy="random", runs=2000, seed=7, workers=2, shrink_time=5)
+    assert (spawned.failure.replay, spawned.runs) == (forked.failure.replay, forked.runs)
+    with pytest.raises(BadInput, match="give it as PATH::FUNC"):
+        explore(lambda: None, runs=10, workers=2)
