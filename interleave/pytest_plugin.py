@@ -212,6 +212,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(note)
 
 
+#: Strategies whose first run is the default order (no deviation from it).
+FIRST_RUN_IN_DEFAULT_ORDER = ("portfolio", "dfs")
+
+
+def _default_order(token: str) -> bool:
+    from .schedule import Token
+
+    return not Token.decode(token).deviations
+
+
 def _is_hypothesis_test(function: Any) -> bool:
     return bool(getattr(function, "is_hypothesis_test", False)) and hasattr(function, "hypothesis")
 
@@ -343,6 +353,12 @@ class TestExploration:
         failure = report.failure
         if failure is None:
             return
+        if failure.run > 1 and report.strategy in FIRST_RUN_IN_DEFAULT_ORDER and _default_order(failure.replay):
+            pytest.fail(
+                f"interleave: the test does not repeat itself: its first run, in the default order, passed, and "
+                f"run {failure.run:,}, in that same order, failed ({failure.message}). Something keeps state from "
+                f"one call of the test to the next (a module global, a class attribute, a cache): reset it at the "
+                f"start of the test or in a function-scoped fixture.", pytrace=False)
         if not _is_hypothesis_test(self.item.obj):
             self.kept.keep(self.item.nodeid, failure.replay)
         head = (f"found in run {failure.run:,} after {failure.elapsed_s:.2f}s [{report.strategy}, seed {report.seed}]; "

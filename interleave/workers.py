@@ -12,12 +12,12 @@ Slot ``w``'s ``r``-th run (from 0) has the *key* ``r*n + w``; for sampling that 
 index. The campaign's failure is the one with the smallest key, whatever finished first:
 when a slot fails, the others are told to stop at that key, and every slot runs each key
 below it, so the same seed and the same ``n`` give the same failure and token. Counts are
-trimmed to the keys below the failure, so they repeat too. With ``keep_going`` (``--all``)
-no slot stops early and every distinct failure (kind and place) is reported.
+trimmed at the failing key, so they repeat too. With ``keep_going`` (``--all``) no slot
+stops early and every distinct failure (kind and place) is reported.
 
 Workers only search. The chosen failing run is sent back as its deviations and failure;
-the calling process replays it, shrinks it and makes the token, so a token always
-replays in one process.
+one process (a child of the calling one, or the calling one when it searched alone)
+replays it, shrinks it and makes the token, so a token always replays in one process.
 
 A worker process that dies (a crash, ``os._exit``, the kernel's out-of-memory killer) is
 reported with the run it was on, and a new process takes over its slot: it redoes the
@@ -526,12 +526,22 @@ def explore_parallel(program: Program, *, workers: int | str | Any, keep_going: 
         strategies.make(strategy, seed=seed, depth=depth, max_preemptions=max_preemptions)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
-    client = None
     if isinstance(workers, str):
         client = dask_client(workers)
-    elif not isinstance(workers, int):
-        client = workers
+        try:
+            return _explore(program, config, client, dask_slots(client), keep_going, runs, time_limit, seed, strategy,
+                            depth, max_preemptions, shrink_time, on_progress)
+        finally:
+            client.close()
+    client = None if isinstance(workers, int) else workers
     slots = dask_slots(client) if client is not None else workers
+    return _explore(program, config, client, slots, keep_going, runs, time_limit, seed, strategy, depth,
+                    max_preemptions, shrink_time, on_progress)
+
+
+def _explore(program: Program, config: RunConfig, client: Any, slots: int, keep_going: bool, runs: int | None,
+             time_limit: float | None, seed: int, strategy: str, depth: int, max_preemptions: int,
+             shrink_time: float, on_progress: Callable[[Progress], None] | None) -> Report:
     if slots < 1:
         raise BadInput(f"--workers must be at least 1 (got {slots})")
     if runs is not None:
@@ -549,11 +559,7 @@ def explore_parallel(program: Program, *, workers: int | str | Any, keep_going: 
         for slot in range(slots)
     ]
     if client is not None:
-        try:
-            campaign = run_dask(jobs, client)
-        finally:
-            if isinstance(workers, str):
-                client.close()
+        campaign = run_dask(jobs, client)
         # spawn: this process runs the Dask client's threads (and in tests a whole cluster)
         describer = _describer(jobs[0], shrink_time, "spawn")
     elif slots == 1:

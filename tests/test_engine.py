@@ -377,3 +377,15 @@ def test_lock_operations_inside_installed_libraries_are_switch_points(tmp_path, 
 
     failure = explore(program, strategy="dfs", runs=2000).failure
     assert failure is not None and failure.preemptions == 1
+
+
+def test_a_bug_needing_twenty_steps_in_a_row_is_found_by_default_and_shrunk_to_one_preemption():
+    from pathlib import Path
+
+    program = Path(__file__).resolve().parent.parent / "benchmarks" / "programs" / "twenty_steps.py"
+    random_walk = explore(f"{program}::main", strategy="random", runs=2000, seed=0)
+    assert random_walk.failure is None  # ~2**-40 per run
+    report = explore(f"{program}::main", runs=2000, seed=0)
+    assert report.failure is not None and report.failure.preemptions == 1
+    clean = explore(f"{program}::fixed", strategy="dfs", runs=5000)
+    assert clean.failure is None and clean.exhausted and clean.bound == 2

@@ -134,6 +134,17 @@ def main():
     assert counter["n"] == 0, counter
 """
 
+POLLER = """
+import time
+
+__interleave__ = {"max_steps": 20_000}
+
+def main():
+    ready = []
+    while not ready:  # nobody ever appends: a hang
+        time.sleep(0.01)
+"""
+
 SLEEPER = """
 import threading
 import time
@@ -164,7 +175,7 @@ def found(target: str) -> Any:
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("timeline_programs")
-    for name, text in {"handoff": HANDOFF, "nodes": NODES, "big": BIG, "sleeper": SLEEPER}.items():
+    for name, text in {"handoff": HANDOFF, "nodes": NODES, "big": BIG, "sleeper": SLEEPER, "poller": POLLER}.items():
         (root / f"{name}.py").write_text(textwrap.dedent(text))
     return root
 
@@ -252,22 +263,23 @@ def test_lost_wakeup_has_no_cycle_but_a_wait_no_one_ends() -> None:
 def test_lock_hand_offs_and_notify_edges(programs: Path) -> None:
     model = model_of(f"{programs / 'handoff.py'}::main")
     ids = lane_ids(model)
-    by_id = {}
+    by_id: dict[int, int] = {}
     for it in model["items"]:
         if "id" in it:
             by_id[it["id"]] = it["lane"]
         for _, anchor in it.get("anchors", ()):
             by_id[anchor] = it["lane"]
-    edges = {(e["kind"], by_id[e["from"]], by_id[e["to"]], e["label"]) for e in model["edges"]}
+    edges = {(e["kind"], by_id[e["from"]], by_id[e["to"]], e["label"].split("-")[0]) for e in model["edges"]}
     waiter, worker, main = ids["waiter"], ids["worker"], ids["MainThread"]
-    assert ("wake", worker, waiter, "notify") in edges  # cond.notify() wakes the waiter
-    assert ("handoff", worker, waiter, "Lock-1") in edges  # the worker's `with lock:` before the waiter's
-    assert ("spawn", main, waiter, "start") in edges
-    assert ("wake", waiter, main, "exit") in edges  # the waiter ends: main's join returns
-    # The locks inside Condition.wait/notify are not drawn as hand-offs of the program's locks.
-    assert all(label.split("-")[0] in ("Lock", "RLock") for kind, _, _, label in edges if kind == "handoff")
-    assert not any(kind == "handoff" and label.startswith("Lock-") and label != "Lock-1"
-                   for kind, _, _, label in edges)
+    assert edges == {
+        ("spawn", main, waiter, "start"),
+        ("spawn", main, worker, "start"),
+        ("handoff", waiter, worker, "RLock"),  # cond.wait() gives the Condition's lock up; the worker takes it
+        ("wake", worker, waiter, "notify"),  # cond.notify() ends the waiter's wait
+        ("handoff", worker, waiter, "RLock"),  # ... and the waiter gets the Condition's lock back
+        ("handoff", worker, waiter, "Lock"),  # the worker's `with lock:` before the waiter's
+        ("wake", waiter, main, "exit"),  # the waiter ends: main's join returns
+    }  # and nothing for the locks inside Condition.wait/notify, Thread.start or the thread's end
 
 
 def test_clock_jumps_are_marked(programs: Path) -> None:
@@ -344,6 +356,18 @@ def test_large_runs_stay_small(programs: Path) -> None:
     page = render_html(found(f"{programs / 'big.py'}::main").recorder, None)
     assert time.monotonic() - started < 10
     assert len(page) < 200 * model["steps"]
+
+
+def test_a_polling_loop_folds_into_one_row(programs: Path) -> None:
+    model = model_of(f"{programs / 'poller.py'}::main")
+    assert model["steps"] > 20_000
+    repeats = [it for it in model["items"] if it["k"] == "repeat"]
+    assert len(repeats) == 1 and len(model["items"]) < 30
+    loop = repeats[0]
+    assert loop["n"] * loop["period"] > 20_000 and loop["body"] is None  # too many rows to keep
+    assert loop["steps"] > 19_000 and loop["t1"] - loop["t0"] > 50
+    hot = [why for it in steps_items(model) for why in it["hot"].values()]
+    assert hot == ["still running here"] and model["items"][-1]["kind"] == "hang"
 
 
 # ------------------------------------------------------------------------------ the page
@@ -567,3 +591,8 @@ def test_browser_handles_ten_thousand_steps(programs: Path, tmp_path: Path) -> N
     assert time.monotonic() - started < 60
     boxes = text.count('class="b ')
     assert 0 < boxes < failure.steps // 3, (boxes, failure.steps)  # runs of steps are folded into one box each
+    # The lock ping-pong is one "repeat" row; a click on it lays all its rows out.
+    clicked = tmp_path / "big-clicked.html"
+    clicked.write_text(page.read_text().replace("</body>", "<script>document.querySelectorAll('.m.repeat')"
+                                                ".forEach(function (row) { row.click(); });</script></body>"))
+    assert dom(clicked, tmp_path).count('class="b ') > 10 * boxes

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..control import choose
+from ..control import annotate, choose
 
 
 class Disk:
@@ -51,6 +51,7 @@ class Disk:
         """Make everything written so far durable; may stall (a fault decision)."""
         epoch, length, files = self._epoch, len(self._log), dict(self._files)
         if self.stall > 0 and choose(f"fsync stall on {self.name}"):
+            annotate("fsync", stall=self.stall)
             time.sleep(self.stall)
         if epoch != self._epoch:
             return  # the process crashed during the stall: nothing it wrote became durable

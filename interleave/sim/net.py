@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import Any, Iterable
 
-from ..control import choose
+from ..control import annotate, choose
 
 
 class ConnectionClosed(EOFError):
@@ -69,9 +69,12 @@ class Endpoint:
         """
         if self.closed:
             raise ConnectionClosed(f"{self.name}: send on a closed connection")
+        msg_id = self.network._next_id()
         if self._outbox.reader_closed:
+            annotate("drop", msg=msg_id)
             return
-        self._outbox.push(time.monotonic() + self.network._delay_for(self.name), message)
+        annotate("send", msg=msg_id, to=self.name.split("->")[1], what=_short(message))
+        self._outbox.push(time.monotonic() + self.network._delay_for(self.name), (msg_id, message))
 
     def recv(self, timeout: float | None = None) -> Any:
         """The next message, waiting up to ``timeout`` seconds (None: for ever).
@@ -92,7 +95,9 @@ class Endpoint:
                     if item is _EOF:
                         pipe.items.appendleft((now, _EOF))  # EOF stays: every later recv sees it
                         raise ConnectionClosed(f"{self.name}: EOF (the peer closed the connection)")
-                    return item
+                    msg_id, message = item
+                    annotate("recv", msg=msg_id)
+                    return message
                 if deadline is not None and now >= deadline:
                     raise TimeoutError(f"{self.name}: no message within {timeout:g}s")
                 wait = _earliest(deadline, pipe.next_visible())
@@ -171,6 +176,11 @@ class Network:
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
+        self._sent = 0
+
+    def _next_id(self) -> int:
+        self._sent += 1
+        return self._sent
 
     def connect(self, a: Any, b: Any) -> tuple[Endpoint, Endpoint]:
         """A connection between ``a`` and ``b`` (names, or :class:`~interleave.sim.Node`\\ s).
@@ -192,6 +202,11 @@ class Network:
         if self.delay <= 0:
             return 0.0
         return self.delay if choose(f"delay {label}") else 0.0
+
+
+def _short(message: Any) -> str:
+    text = str(message)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _name(owner: Any) -> str:

@@ -32,10 +32,15 @@ class Node:
 
     def thread(self, target: Callable[..., Any], *args: Any, name: str | None = None) -> threading.Thread:
         """Start ``target(*args)`` as a (daemon) thread of this node and return it."""
-        t = threading.Thread(target=target, args=args, name=f"{self.name}:{name or target.__name__}", daemon=True)
+        t = threading.Thread(target=self._run, args=(target, args), name=f"{self.name}.{name or target.__name__}",
+                             daemon=True)
         self.threads.append(t)
         t.start()
         return t
+
+    def _run(self, target: Callable[..., Any], args: tuple) -> None:
+        control.set_group(self.name)  # the HTML timeline draws a node's threads side by side
+        target(*args)
 
     def adopt(self, endpoint: Endpoint) -> None:
         """Make ``endpoint`` part of this process (closed when it crashes)."""
@@ -72,6 +77,7 @@ class Node:
         self.incarnation += 1
         self.threads = []
         self.endpoints = []
+        control.annotate("restart", node=self.name)
         return self.thread(main, *args, name="main")
 
     # ------------------------------------------------------------------ pause
@@ -95,7 +101,7 @@ class Node:
         """
         if self.crashed or not control.choose(f"pause {self.name}: {label}"):
             return False
-        resumer = threading.Thread(target=self._resume_after, args=(seconds,), name=f"{self.name}:resume", daemon=True)
+        resumer = threading.Thread(target=self._resume_after, args=(seconds,), name=f"{self.name}-resumer", daemon=True)
         resumer.start()
         self._freeze()
         return True

@@ -8,9 +8,10 @@ from .pct import PCT
 from .portfolio import Portfolio
 from .random_walk import RandomWalk
 from .replay import Replay, ScheduleMismatch
+from .steer import Steer
 from .surw import SURW
 
-NAMES = ("portfolio", "random", "pct", "surw", "dfs")
+NAMES = ("portfolio", "random", "pct", "surw", "steer", "dfs")
 
 
 def make(name: str, *, seed: int = 0, depth: int = 3, max_preemptions: int = 2) -> Strategy:
@@ -23,10 +24,12 @@ def make(name: str, *, seed: int = 0, depth: int = 3, max_preemptions: int = 2) 
         return PCT(seed, depth)
     if name == "surw":
         return SURW(seed)
+    if name == "steer":
+        return Steer(seed)
     if name == "dfs":
         return BoundedDFS(max_preemptions)
     raise ValueError(f"unknown strategy {name!r} (choose from {', '.join(NAMES)})")
 
 
 __all__ = ["Strategy", "BoundedDFS", "PCT", "Portfolio", "RandomWalk", "Replay", "ScheduleMismatch",
-           "Nondeterminism", "SURW", "make", "NAMES"]
+           "Nondeterminism", "SURW", "Steer", "make", "NAMES"]
