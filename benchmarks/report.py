@@ -158,17 +158,23 @@ def _best_peer_runs(results: dict[str, Any], name: str) -> tuple[str | None, flo
     return best
 
 
-def _ours_rate(results: dict[str, Any], name: str) -> float:
-    """interleave's runs/s on ``fixed``: the measurement next to the peers' when there is one."""
+def _ours_rate(results: dict[str, Any], name: str, key: str = "runs_per_s") -> float:
+    """interleave's runs per second (``key``: wall or CPU) on ``fixed``, next to the peers' when measured so."""
     adjacent = results.get("peers", {}).get("fixed", {}).get(name, {}).get(ADJACENT)
-    return (adjacent or results["ours"]["fixed"][name])["runs_per_s"]
+    return (adjacent or results["ours"]["fixed"][name])[key]
+
+
+def _peer_cpu_rate(row: dict[str, Any]) -> float | None:
+    if _peer_rate(row) is None or not row.get("cpu_s"):
+        return None
+    return row["runs"] / row["cpu_s"]
 
 
 def _peer_rate(row: dict[str, Any]) -> float | None:
     if row.get("error") or row.get("unsupported") or not row.get("runs"):
         return None
-    if row.get("found"):
-        return None  # a failure on the correct twin: not a throughput figure
+    if row.get("found") or row.get("inconclusive"):
+        return None  # a failure on the correct twin, or a run the tool itself calls inconclusive
     return row["runs"] / max(row.get("explore_elapsed_s", row["elapsed_s"]), 1e-9)
 
 
@@ -325,16 +331,18 @@ def _comparison_ttff(results: dict[str, Any], names: list[str], groups: dict[str
     for name in names:
         row = [name, fmt_ttff(ttff_summary(results["ours"]["main"][name]))]
         if stress:
+            trial_s = stress[name]["calibration"]["trial_s"]
             for mode in ("default", "1us"):
-                row.append(fmt_ttff(ttff_summary(stress[name][mode]), results["budget"]["stress_seconds"]))
+                row.append(fmt_ttff(ttff_summary(stress[name][mode]), trial_s))
         for label in labels:
             cell_rows = peers.get("main", {}).get(name, {}).get(label)
             row.append(_peer_ttff_cell(peers, name, label, cell_rows))
         rows.append(row)
     note = ("Stress: each trial is a fresh process rerunning `main` with real threads until it fails or its "
-            "time is up; a rerun that does not finish within the watchdog (10x the longest rerun so far, at "
-            "least 1 s, 5 s before any rerun finished) counts as a deadlock/hang found, so a deadlock costs at "
-            "least the watchdog. Peers: a `*` marks a tool that also reports a failure on the correct twin (its "
+            "time is up. One real-thread rerun of the correct twin is timed first: a rerun of `main` still "
+            "running after 3x that (at least 1 s) counts as a deadlock/hang found, so a deadlock costs at least "
+            "that watchdog; a trial lasts the stress budget or 3 reruns, whichever is longer, and a program whose "
+            "reruns take real seconds (it sleeps for real) gets one trial per switch interval. Peers: a `*` marks a tool that also reports a failure on the correct twin (its "
             "finding proves nothing); `n/a` cells say why a tool cannot run the program (see the last section).")
     return "## Time to first failure: interleave, stress testing and the peers\n\n" + note + "\n\n" + table(
         header, rows) + "\n"
@@ -371,27 +379,39 @@ def _comparison_runs(results: dict[str, Any], names: list[str]) -> str:
                 row.append("error")
             elif r.get("found"):
                 row.append("false alarm")
+            elif r.get("inconclusive"):
+                row.append("inconclusive")
             else:
                 rate = _peer_rate(r)
                 row.append(f"{fmt_rate(rate)}{' (exhausted)' if r.get('exhausted') else ''}" if rate else "-")
         label, best = _best_peer_runs(results, name)
         row.append(f"{mine / best:.1f}x ({label})" if best else "-")
+        cpu_rates = [(rate, lab) for lab, r in peers["fixed"].get(name, {}).items()
+                     if lab != ADJACENT and (rate := _peer_cpu_rate(r))]
+        if cpu_rates and label:
+            best_cpu, cpu_label = max(cpu_rates)
+            row.append(f"{_ours_rate(results, name, 'runs_per_cpu_s') / best_cpu:.1f}x ({cpu_label})")
+        else:
+            row.append("-")
         rows.append(row)
     note = ("Runs per second while exploring the correct twin (interleave: default portfolio, measured twice: with "
-            "its other numbers, and again right after the peers ran the same program, which is the figure the "
-            "ratio uses; interleave-test at "
+            "its other numbers, and again just before and just after the peers ran the same program, whose mean "
+            "is the figure the ratios use; interleave-test at "
             "line granularity like interleave; frontrun counts its DPOR executions or random attempts; ploom "
             "runs each schedule in a fresh process). A tool that finished its whole (bounded) space early is "
-            "marked exhausted: its rate then includes its start-up.")
+            "marked exhausted: its rate then includes its start-up. The last column divides runs per CPU second "
+            "instead (process CPU time, all threads; for ploom also its finished worker processes), which moves "
+            "less with other load on a shared machine; the goal is judged on wall-clock runs/s.")
     return ("## Runs per second on the correct twins\n\n" + note + "\n\n"
-            + table(["program", "interleave", "interleave (adjacent)", *labels, "ours / best peer"], rows) + "\n")
+            + table(["program", "interleave", "interleave (adjacent)", *labels, "ours / best peer",
+                     "same, per CPU second"], rows) + "\n")
 
 
 def _strategies(results: dict[str, Any], names: list[str]) -> str:
     strategies = results["ours"]["strategies"]
     if not strategies:
         return ""
-    order = ["portfolio", "random", "pct", "dfs"]
+    order = list(next(iter(strategies.values())))  # run.py's order: the default portfolio first
     rows = []
     wins = {s: 0 for s in order}
     misses = {s: 0 for s in order}
@@ -413,7 +433,8 @@ def _strategies(results: dict[str, Any], names: list[str]) -> str:
     summary_line = "; ".join(f"{s}: fastest median on {wins[s]}, misses {misses[s]}" for s in order)
     return ("## Strategy comparison (time to first failure on `main`)\n\n"
             f"Each strategy alone, {results['budget']['strategy_seeds']} seeds (dfs is deterministic: one trial), "
-            f"{results['budget']['strategy_limit']:g} s per trial, no shrinking. `run N` is the median index of "
+            f"{results['budget']['strategy_limit']:g} s per trial. The portfolio column is the TTFF of the "
+            "first table (its own budget; shrinking starts after TTFF is taken). `run N` is the median index of "
             "the first failing run.\n\n"
             + table(["program", *order], rows) + f"\n\nSummary: {summary_line}.\n")
 

@@ -33,6 +33,8 @@ from typing import Any, Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from interleave import strategies  # noqa: E402
+
 import catalog  # noqa: E402
 import ours  # noqa: E402
 import peer_tools  # noqa: E402
@@ -40,7 +42,8 @@ import report  # noqa: E402
 import sampling  # noqa: E402
 
 ROOT = catalog.ROOT
-STRATEGIES = ("portfolio", "random", "pct", "dfs")
+#: Every strategy the engine offers, the default (portfolio) first.
+STRATEGIES: tuple[str, ...] = ("portfolio", *(n for n in strategies.NAMES if n != "portfolio"))
 QUICK_PROGRAMS = ("lost_update", "two_threads_20")
 
 
@@ -64,9 +67,9 @@ class Budget:
     give_up_after: int  # consecutive trials without a failure before the remaining seeds are skipped
 
 
-FULL = Budget(seeds=5, ttff_limit=20, shrink_time=10, fixed_limit=3, strategy_seeds=5, strategy_limit=8,
-              stress_trials=5, stress_seconds=1.0, peer_seeds=5, peer_repeats=3, peer_limit=5,
-              peer_fixed_limit=3, profile_limit=4, give_up_after=2)
+FULL = Budget(seeds=5, ttff_limit=20, shrink_time=5, fixed_limit=2, strategy_seeds=5, strategy_limit=5,
+              stress_trials=5, stress_seconds=1.0, peer_seeds=5, peer_repeats=2, peer_limit=5,
+              peer_fixed_limit=2, profile_limit=4, give_up_after=2)
 QUICK = Budget(seeds=2, ttff_limit=5, shrink_time=1, fixed_limit=0.3, strategy_seeds=2, strategy_limit=2,
                stress_trials=2, stress_seconds=0.2, peer_seeds=2, peer_repeats=1, peer_limit=2,
                peer_fixed_limit=0.5, profile_limit=0, give_up_after=2)
@@ -102,8 +105,9 @@ def measure_ours(programs: list[catalog.Program], budget: Budget) -> dict[str, A
         out["fixed"][p.name] = ours.throughput(p, "fixed", "portfolio", budget.fixed_limit)
     for p in programs:
         log(f"strategies: {p.name}")
-        table: dict[str, list[dict[str, Any]]] = {}
-        for strategy in STRATEGIES:
+        # The portfolio's column is the TTFF measured above (shrinking comes after TTFF, so it does not count).
+        table: dict[str, list[dict[str, Any]]] = {"portfolio": out["main"][p.name]}
+        for strategy in STRATEGIES[1:]:
             seeds = 1 if strategy == "dfs" else budget.strategy_seeds  # dfs does not use the seed
             table[strategy] = trials(seeds, budget.give_up_after,
                                      lambda s: ours.find_failure(p, s, strategy, budget.strategy_limit, 0.0))
@@ -120,23 +124,42 @@ def measure_ours(programs: list[catalog.Program], budget: Budget) -> dict[str, A
 def measure_stress(programs: list[catalog.Program], budget: Budget) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for p in programs:
-        out[p.name] = {}
+        rerun = _stress_calibrate(p)
+        # The watchdog: 3x a normal rerun (at least 1 s); a trial lasts long enough for a few reruns.
+        watchdog = max(1.0, 3 * rerun) if rerun is not None else 60.0
+        seconds = max(budget.stress_seconds, 3 * rerun) if rerun is not None else budget.stress_seconds
+        count = budget.stress_trials if seconds <= 2 * budget.stress_seconds else 1  # slow real-time programs
+        out[p.name] = {"calibration": {"fixed_rerun_s": rerun, "watchdog_s": watchdog, "trial_s": seconds}}
         for label, interval in (("default", None), ("1us", 1e-6)):
-            log(f"stress ({label}): {p.name} x{budget.stress_trials}")
-            out[p.name][label] = trials(budget.stress_trials, budget.give_up_after,
-                                        lambda _i: _stress_trial(p, interval, budget.stress_seconds))
+            log(f"stress ({label}): {p.name} x{count}")
+            out[p.name][label] = trials(count, budget.give_up_after,
+                                        lambda _i: _stress_trial(p, interval, seconds, watchdog))
     return out
 
 
-def _stress_trial(p: catalog.Program, interval: float | None, seconds: float) -> dict[str, Any]:
-    command = [sys.executable, str(HERE / "stress.py"), p.target("main"), "--seconds", str(seconds)]
+def _stress_json(command: list[str], timeout: float) -> dict[str, Any] | None:
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError):
+        return None
+
+
+def _stress_calibrate(p: catalog.Program) -> float | None:
+    """Seconds one real-thread rerun of the correct twin takes (None: over a minute)."""
+    row = _stress_json([sys.executable, str(HERE / "stress.py"), p.target("fixed"), "--calibrate",
+                        "--watchdog", "60"], timeout=120)
+    return row.get("rerun_s") if row else None
+
+
+def _stress_trial(p: catalog.Program, interval: float | None, seconds: float, watchdog: float) -> dict[str, Any]:
+    command = [sys.executable, str(HERE / "stress.py"), p.target("main"), "--seconds", str(seconds),
+               "--watchdog", str(watchdog)]
     if interval is not None:
         command += ["--switch-interval", str(interval)]
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=seconds + 120)
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as exc:
-        return {"found": False, "error": f"stress trial failed: {type(exc).__name__}"}
+    row = _stress_json(command, timeout=seconds + watchdog + 60)
+    if row is None:
+        return {"found": False, "error": "the stress process failed"}
     failure = row.get("failure")
     row["found"] = failure is not None
     if failure:
@@ -169,6 +192,7 @@ def measure_peers(programs: list[catalog.Program], budget: Budget, create: bool)
     for p in programs:
         out["main"][p.name] = {}
         out["fixed"][p.name] = {}
+        before = ours.throughput(p, "fixed", "portfolio", budget.peer_fixed_limit)
         for name, strategy, seeded in configs:
             if not out["tools"].get(name, {}).get("available"):
                 continue
@@ -205,10 +229,11 @@ def measure_peers(programs: list[catalog.Program], budget: Budget, create: bool)
             out["main"][p.name][label] = [first, *rest]
             out["fixed"][p.name][label] = attempt(0, "fixed", budget.peer_fixed_limit)
         if out["fixed"][p.name]:
-            # interleave again, right after the peers: the runs/s ratio then compares the same minutes of
-            # this (possibly shared) machine.
-            out["fixed"][p.name]["interleave (adjacent)"] = ours.throughput(p, "fixed", "portfolio",
-                                                                           budget.peer_fixed_limit)
+            # interleave again, just before and just after the peers ran this program: the runs/s ratio then
+            # compares the same minutes of this (possibly shared) machine.
+            after = ours.throughput(p, "fixed", "portfolio", budget.peer_fixed_limit)
+            out["fixed"][p.name]["interleave (adjacent)"] = {
+                key: (before[key] + after[key]) / 2 for key in ("runs_per_s", "runs_per_cpu_s")}
     return out
 
 

@@ -1,15 +1,16 @@
 """Stress testing with real threads: what a user without a scheduler does today.
 
-Reruns ``PATH::FUNC`` under the real OS scheduler for a fixed time and stops at the first
-failure. A failure is an exception from FUNC or from any thread it started (caught with
-``threading.excepthook``), or a rerun that does not finish within the watchdog (a
-deadlock or a hang: the watchdog is 10 times the longest rerun seen so far, at least one
-second, and 10 seconds before any rerun has finished). Threads cannot be killed, so a
-process that hit the watchdog reports and exits with ``os._exit``; the benchmark runs
-each trial in its own process.
+Reruns ``PATH::FUNC`` under the real OS scheduler until the first failure or the end of
+the trial. A failure is an exception from FUNC or from any thread it started (caught with
+``threading.excepthook``), or a rerun still running after the watchdog (a deadlock or a
+hang). Programs that really sleep take real time here, so the benchmark first times one
+rerun of the correct twin (``--calibrate``) and sets the watchdog and the trial length
+from it. Threads cannot be killed, so the process reports and leaves with ``os._exit``;
+the benchmark runs each trial in its own process.
 
-``python benchmarks/stress.py PATH::FUNC --seconds 2 [--switch-interval 1e-6]`` prints one
-JSON line: reruns, elapsed seconds, and the first failure (kind, seconds to it) if any.
+``python benchmarks/stress.py PATH::FUNC --seconds 1 --watchdog 1 [--switch-interval 1e-6]``
+prints one JSON line: reruns, elapsed seconds, and the first failure (kind, seconds to it).
+``python benchmarks/stress.py PATH::fixed --calibrate`` prints the seconds one rerun takes.
 """
 
 from __future__ import annotations
@@ -35,9 +36,26 @@ def _load(path: str, func: str) -> Callable[[], Any]:
     return module.__dict__[func]
 
 
-def stress(path: str, func: str, seconds: float, switch_interval: float | None) -> dict[str, Any]:
-    """Rerun until the first failure or ``seconds``; returns the JSON-ready outcome."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+def _start(target: Callable[[], Any]) -> threading.Thread:
+    runner = threading.Thread(target=target, name="stress-rerun", daemon=True)
+    runner.start()
+    return runner
+
+
+def calibrate(path: str, func: str, cap: float) -> dict[str, Any]:
+    """Seconds one rerun takes (None if it did not end within ``cap``)."""
+    target = _load(path, func)
+    t0 = time.perf_counter()
+    runner = _start(target)
+    runner.join(cap)
+    return {"rerun_s": None if runner.is_alive() else time.perf_counter() - t0}
+
+
+def stress(path: str, func: str, seconds: float, watchdog: float, switch_interval: float | None) -> dict[str, Any]:
+    """Rerun until the first failure or ``seconds``; returns the JSON-ready outcome.
+
+    A rerun still running when the time is up is given until its watchdog to finish.
+    """
     if switch_interval is not None:
         sys.setswitchinterval(switch_interval)
     errors: list[str] = []
@@ -46,30 +64,16 @@ def stress(path: str, func: str, seconds: float, switch_interval: float | None) 
         errors.append(f"{args.exc_type.__name__}: {args.exc_value} in {args.thread.name if args.thread else '?'}")
 
     threading.excepthook = excepthook
-    out: dict[str, Any] = {"switch_interval": sys.getswitchinterval(), "reruns": 0}
-    longest = 0.0
+    out: dict[str, Any] = {"switch_interval": sys.getswitchinterval(), "watchdog_s": watchdog, "reruns": 0}
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
-        target = _load(path, func)
-        box: dict[str, float] = {}
-
-        def body() -> None:
-            t0 = time.perf_counter()
-            try:
-                target()
-            finally:
-                box["took"] = time.perf_counter() - t0
-
-        runner = threading.Thread(target=body, name="stress-rerun", daemon=True)
-        watchdog = max(1.0, 10 * longest) if longest else 10.0
-        runner.start()
+        runner = _start(_load(path, func))
         runner.join(watchdog)
         out["reruns"] += 1
         if runner.is_alive():
             out["failure"] = {"kind": "timeout", "message": f"rerun still running after {watchdog:.1f}s "
                               "(deadlock or hang)", "after_s": time.perf_counter() - started}
             break
-        longest = max(longest, box.get("took", 0.0))
         if errors:
             out["failure"] = {"kind": "exception", "message": errors[0][:200],
                               "after_s": time.perf_counter() - started}
@@ -81,12 +85,18 @@ def stress(path: str, func: str, seconds: float, switch_interval: float | None) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", help="PATH::FUNC")
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--watchdog", type=float, default=5.0)
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="sys.setswitchinterval value (default: leave the interpreter's 5 ms)")
+    parser.add_argument("--calibrate", action="store_true", help="time one rerun (at most --watchdog seconds)")
     args = parser.parse_args()
     path, _, func = args.target.partition("::")
-    out = stress(path, func or "main", args.seconds, args.switch_interval)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    if args.calibrate:
+        out = calibrate(path, func or "fixed", args.watchdog)
+    else:
+        out = stress(path, func or "main", args.seconds, args.watchdog, args.switch_interval)
     print(json.dumps(out), flush=True)
     os._exit(0)  # a thread stuck in a deadlock must not keep the process alive
 

@@ -9,14 +9,17 @@ second and CPU seconds (this process plus its worker processes) of each; the wal
 ratio N/1 (the goal on a 2-core machine: at most 0.6); the coordination overhead, the
 extra CPU time the N-worker campaign spends for the same runs; and the CPU critical path
 ratio (this process's CPU plus the busiest worker's, over the single campaign's CPU),
-which is what the wall ratio comes to on cores nothing else uses. The load average is
-printed too: where the kernel groups a session's processes for CPU shares (autogroup),
-a busy machine gives N workers no more CPU than one, and the wall ratio says nothing.
+which is what the wall ratio comes to on cores nothing else uses. To tell whether the
+machine gave this session N cores at all, the same split of a plain Python loop is timed
+first (its ratio would be 1/N on idle cores): where the kernel groups a session's
+processes for CPU shares (autogroup), a busy machine gives N processes no more CPU than
+one, and then no wall ratio means anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import sys
@@ -34,6 +37,27 @@ def cpu_seconds() -> tuple[float, float]:
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def _spin(iterations: int) -> None:
+    for _ in range(iterations):
+        pass
+
+
+def loop_ratio(workers: int, iterations: int = 30_000_000) -> float:
+    """Wall time of a loop split among ``workers`` processes over the whole loop in one."""
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+
+    def timed(parts: int) -> float:
+        started = time.perf_counter()
+        processes = [ctx.Process(target=_spin, args=(iterations // parts,)) for _ in range(parts)]
+        for p in processes:
+            p.start()
+        for p in processes:
+            p.join()
+        return time.perf_counter() - started
+
+    return timed(workers) / timed(1)
 
 
 def campaign(target: str, runs: int, workers: int, strategy: str, seed: int) -> dict[str, float]:
@@ -60,6 +84,8 @@ def main() -> None:
     os.chdir(ROOT)
     print(f"{args.target}, {args.runs:,} runs, strategy {args.strategy}, {os.cpu_count()} cores, "
           f"load average before {os.getloadavg()[0]:.2f}")
+    print(f"  a plain loop split among {args.workers} processes: wall ratio {loop_ratio(args.workers):.2f} "
+          f"(1/{args.workers} when the cores are free)")
     campaign(args.target, min(args.runs, 200), 1, args.strategy, args.seed)  # warm the caches of this process
     ones, manys = [], []
     for _ in range(args.repeat):

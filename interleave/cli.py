@@ -16,10 +16,11 @@ from click.core import ParameterSource
 
 from . import strategies
 from .explore import (DEFAULT_RUNS, DEFAULT_TIME_LIMIT, FailureReport, NondeterministicProgram, Progress, Report,
-                      explore, replay)
+                      explore, replay, setup_steps)
 from .html import write_html
 from .linecoverage import write_report
 from .program import BadInput
+from .trace import render
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -122,8 +123,8 @@ def explore_command(target: str, json_path: str | None, html_path: str | None, c
 
 
 def _workers(value: str | None) -> int | str:
-    if value is None:
-        return os.cpu_count() or 1
+    if value is None:  # every core this process may use
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if "://" in value:
         return value
     if value.isdigit() and int(value) >= 1:
@@ -203,7 +204,8 @@ def _n(count: int, word: str) -> str:
 @click.argument("token")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
               help="Write the run's timeline here (one self-contained HTML file).")
-def replay_command(target: str, token: str, html_path: str | None) -> None:
+@click.option("--full", is_flag=True, help="Show every step instead of folding the stretches away from the preemptions.")
+def replay_command(target: str, token: str, html_path: str | None, full: bool) -> None:
     """Run exactly the schedule in TOKEN and print its trace.
 
     Exit 1 when the failure is reproduced, 0 if the schedule ran without failing, 2 if
@@ -216,7 +218,8 @@ def replay_command(target: str, token: str, html_path: str | None) -> None:
         return
     if html_path:
         write_html(html_path, outcome.recorder, outcome.failure, title=target, token=token)
-    click.echo(outcome.trace)
+    click.echo(render(outcome.recorder, outcome.failure, skip_setup=setup_steps(outcome.recorder), full=True) if full
+               else outcome.trace)
     if outcome.failure is None:
         click.echo(f"interleave: the schedule ran without failing ({outcome.steps:,} steps)")
         sys.exit(EXIT_OK)

@@ -263,13 +263,13 @@ def _describe_failure(runner: Runner, program: Program, run_index: int, result: 
         original_preemptions=result.preemptions,
         shrink_attempts=shrunk.attempts,
         minimal=shrunk.minimal,
-        trace=render(recorder, shown, skip_setup=_setup_steps(recorder)),
+        trace=render(recorder, shown, skip_setup=setup_steps(recorder)),
         thread=shown.thread,
         recorder=recorder,
     )
 
 
-def _setup_steps(recorder: TraceRecorder) -> int:
+def setup_steps(recorder: TraceRecorder) -> int:
     for ev in recorder.events:
         if ev.kind == "enter":
             return ev.at_step
@@ -331,7 +331,7 @@ def replay(target: str | Callable[[], Any] | Program, token: str) -> ReplayOutco
     if steps_checksum(recorder.path()) != decoded.checksum:
         raise misfit("the replay took a different path (the program changed or is not deterministic)")
     failure = result.failure
-    return ReplayOutcome(failure, render(recorder, failure, skip_setup=_setup_steps(recorder)),
+    return ReplayOutcome(failure, render(recorder, failure, skip_setup=setup_steps(recorder)),
                          result.steps, result.preemptions, recorder)
 
 

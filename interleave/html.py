@@ -45,6 +45,11 @@ def _api(event: Event | None) -> str:
     return ((event.data if event is not None else None) or {}).get("api") or ""
 
 
+def _starting_thread(block: Event | None) -> bool:
+    """A block in Thread.start (which waits for the new thread to be up), even via a helper."""
+    return block is not None and (_api(block) == "Thread.start" or block.detail.startswith("in Thread.start"))
+
+
 def _own_lock_call(api: str) -> bool:
     cls, _, method = api.rpartition(".")
     return cls in _LOCK_CLASSES and method in _LOCK_METHODS
@@ -313,7 +318,7 @@ class _Builder:
         elif e.kind == "exit":
             item.update(label="ends")
         elif e.kind == "block":
-            if _api(e) == "Thread.start":
+            if _starting_thread(e):
                 return None  # the start marker just above says it
             item.update(label=f"blocks {e.detail}")
         elif e.kind == "wake":
@@ -352,7 +357,7 @@ class _Builder:
         wanted: dict[int, list[tuple[Any, dict[str, Any]]]] = {}
         last_release: dict[str, tuple[int, Event]] = {}
         last_block: dict[int, Event] = {}
-        sends: dict[str, int] = {}
+        sends: dict[str, tuple[int, Any]] = {}  # msg -> (event number, what) of its send
 
         def add(kind: str, label: str, title: str, start: int, end: Any) -> None:
             edge = {"kind": kind, "label": label, "title": title}
@@ -377,7 +382,7 @@ class _Builder:
             elif e.kind == "wake" and not data.get("timeout"):
                 to = data["to"]
                 waited = last_block.get(to)
-                if _api(waited) == "Thread.start" or to == e.thread:
+                if _starting_thread(waited) or to == e.thread:
                     continue  # thread start-up handshakes: the start edge shows it
                 if _lock_acquire(_api(waited)):
                     continue  # a contended lock: the hand-off edge shows it
@@ -390,9 +395,11 @@ class _Builder:
             elif e.kind == "note" and e.detail in ("send", "recv") and "msg" in data:
                 key = repr(data["msg"])
                 if e.detail == "send":
-                    sends[key] = n
+                    sends[key] = (n, data.get("what"))
                 elif key in sends:
-                    add("msg", str(data.get("what", data["msg"])), f"message {data['msg']}", sends.pop(key), ("to", n))
+                    sent, what = sends.pop(key)
+                    label = str(what if what is not None else data.get("what", data["msg"]))
+                    add("msg", label, f"message {data['msg']}: {label}", sent, ("to", n))
         return wanted
 
     def final_items(self) -> None:

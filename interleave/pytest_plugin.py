@@ -7,8 +7,9 @@ with its kind, the shrunk trace and the lines that replay it; failing schedules 
 under ``<rootdir>/.interleave/pytest/`` and replayed first the next time.
 
 Registered through the ``pytest11`` entry point. This module imports only pytest and
-the standard library at import time; the engine is imported when a marked test runs,
-and nothing is patched outside a run.
+the standard library; the engine modules it uses are imported when a marked test runs
+(the package's ``__init__`` imports the engine, which patches nothing), and nothing is
+patched outside a run.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ def pytest_configure(config: pytest.Config) -> None:
             _ini(config, name)
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
+    for name in ("runs", "time_limit"):
+        value = config.getoption(f"interleave_{name}")
+        if value is not None and value <= 0:
+            raise pytest.UsageError(f"--interleave-{name.replace('_', '-')} must be positive, not {value}")
     token = config.getoption("interleave_replay")
     if token:
         from .schedule import BadToken, Token
@@ -212,6 +217,21 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(note)
 
 
+@functools.cache
+def _test_body_type() -> type:
+    """The engine's Program for a marked test, made on first use (the engine loads lazily)."""
+    from .program import Program
+
+    class TestBody(Program):
+        prepare: Callable[[], Callable[[], Any]]
+
+        def entry(self) -> Callable[[], Any]:
+            """Inside the run, before the body: what happens first in every schedule."""
+            return self.prepare()
+
+    return TestBody
+
+
 #: Strategies whose first run is the default order (no deviation from it).
 FIRST_RUN_IN_DEFAULT_ORDER = ("portfolio", "dfs")
 
@@ -247,19 +267,17 @@ class TestExploration:
 
     def program(self, call: Callable[[dict[str, Any]], Any]) -> Any:
         """The engine's view of the test: in each run, fresh fixtures, then ``call(funcargs)``."""
-        from .program import Program
 
-        exploration = self
+        def prepare() -> Callable[[], Any]:
+            if self.coverage is not None:
+                self.coverage.start_run()
+            funcargs = self.fixtures.renew()
+            return lambda: self._guarded(call, funcargs)
 
-        class TestBody(Program):
-            def entry(self) -> Callable[[], Any]:
-                if exploration.coverage is not None:
-                    exploration.coverage.start_run()
-                funcargs = exploration.fixtures.renew()
-                return lambda: exploration._guarded(call, funcargs)
-
-        name = self.item.originalname
-        return TestBody(display=self.item.nodeid, func_name=name, fingerprint=self._fingerprint)
+        body = _test_body_type()(display=self.item.nodeid, func_name=self.item.originalname,
+                                 fingerprint=self._fingerprint)
+        body.prepare = prepare
+        return body
 
     def _guarded(self, call: Callable[[dict[str, Any]], Any], funcargs: dict[str, Any]) -> None:
         try:
@@ -292,9 +310,11 @@ class TestExploration:
         argnames = self.item._fixtureinfo.argnames
         program = self.program(lambda funcargs: test(**{name: funcargs[name] for name in argnames}))
         self.fixtures.release_outside_run()
+        locks = OutsideLocks(self.fixtures.shared_values())
         try:
             self._replay_then_explore(program)
         finally:
+            locks.restore()
             if self.coverage is not None:
                 self.coverage.merge()
         if self.outcome is not None:
@@ -331,7 +351,7 @@ class TestExploration:
         except BadInput as exc:
             if kept is not None:
                 self.kept.drop(kept)
-            self.note(f"{what} was dropped: {exc}; exploring instead")
+            self.note(f"{what} no longer fits and was dropped; the test was explored instead ({exc})")
             return False
         if outcome.failure is None:
             if kept is None:
@@ -375,7 +395,8 @@ class TestExploration:
                   "or pin it in the test (on the marker's line, so no line moves):",
                   f'  @pytest.mark.interleave(replay="{token}")']
         if _is_hypothesis_test(self.item.obj):
-            lines.append("(Hypothesis replays the falsifying input first; the schedule is replayed for each input it fits)")
+            lines.append("(Hypothesis replays the falsifying input first; "
+                         "the schedule is replayed for each input it fits)")
         return "\n".join(lines)
 
     def note(self, text: str) -> None:
@@ -399,6 +420,7 @@ class TestExploration:
 
         handle.inner_test = functools.wraps(inner)(explore_input)  # Hypothesis names the input by it
         failed_with = None
+        locks = OutsideLocks(self.fixtures.shared_values())
         try:
             test = self.item.obj
             test(**{name: self.item.funcargs[name] for name in self.item._fixtureinfo.argnames})
@@ -411,6 +433,7 @@ class TestExploration:
             failed_with = "\n".join([headline, "", *notes, rest])
         finally:
             handle.inner_test = inner
+            locks.restore()
             if self.coverage is not None:
                 self.coverage.merge()
         if failed_with is not None:
@@ -469,6 +492,16 @@ class FreshFixtures:
                     found.append(fixturedef)
         return found
 
+    def shared_values(self) -> list[Any]:
+        """The values of the test's fixtures of wider scope (made outside any run)."""
+        info = self.item._fixtureinfo
+        values = []
+        for name in info.names_closure:
+            fixturedefs = info.name2fixturedefs.get(name, ())
+            if fixturedefs and fixturedefs[-1].scope != "function" and fixturedefs[-1].cached_result is not None:
+                values.append(fixturedefs[-1].cached_result[0])
+        return values
+
     def release_outside_run(self) -> None:
         # Some teardowns consume what pytest's setup left in the item's stash (tmp_path
         # deletes its entry); each schedule's teardown must find it again.
@@ -489,6 +522,82 @@ class FreshFixtures:
         for fixturedef in reversed(self._function_scoped()):
             if fixturedef.cached_result is not None:
                 fixturedef.finish(request=self.item._request)
+
+
+# ---------------------------------------------------------------- locks made at import
+
+
+class OutsideLocks:
+    """Real locks held by objects made outside the runs, swapped while a test is explored.
+
+    A module-level ``counter = Counter()`` whose ``__init__`` made a ``threading.Lock()``,
+    a class with a ``lock = threading.Lock()`` attribute, or the value of a module- or
+    session-scoped fixture holds a real lock: a thread of the run blocked on it would
+    block the whole process, since every thread of a run shares one OS thread (and an
+    ``RLock`` would let every thread in). (interleave already swaps locks that are
+    module globals themselves.) For the length of a test's exploration such attributes
+    hold controlled twins, which act like real locks outside the runs; the real locks are
+    put back afterwards. Objects reached in other ways (in a list, a dict, a
+    ``Condition``) are not looked into.
+    """
+
+    def __init__(self, shared_fixture_values: list[Any]) -> None:
+        import _thread
+
+        from . import primitives
+        from .files import is_user_file
+
+        self.twin_types = {type(_thread.allocate_lock()): primitives.Lock, _thread.RLock: primitives.RLock}
+        self.swapped: list[tuple[Any, str, Any]] = []
+        for module in list(sys.modules.values()):
+            if not is_user_file(getattr(module, "__file__", None) or ""):
+                continue
+            self._swap_attributes(module)  # Conditions (plain locks are the engine's already)
+            for value in list(getattr(module, "__dict__", {}).values()):
+                made_here = value if isinstance(value, type) else type(value)
+                if is_user_file(getattr(sys.modules.get(made_here.__module__), "__file__", None) or ""):
+                    self._swap_attributes(value)
+        for value in shared_fixture_values:
+            self._swap_attributes(value)
+
+    def _swap_attributes(self, owner: Any) -> None:
+        import threading
+
+        try:
+            attributes = list(vars(owner).items())
+        except TypeError:
+            return  # no __dict__ (slots only, or a builtin)
+        for name, inner in attributes:
+            if isinstance(inner, threading.Condition):
+                # `with cond:` in user code holds its lock across switch points, like a lock.
+                lock_twin = self.twin_types.get(type(inner._lock))
+                replacement = threading.Condition(lock_twin()) if lock_twin and _free(inner._lock) else None
+            else:
+                twin = self.twin_types.get(type(inner))
+                replacement = twin() if twin is not None and not isinstance(owner, type(sys)) and _free(inner) else None
+            if replacement is not None:
+                self._set(owner, name, replacement)
+                self.swapped.append((owner, name, inner))
+
+    @staticmethod
+    def _set(owner: Any, name: str, value: Any) -> None:
+        if isinstance(owner, type) or isinstance(owner, type(sys)):
+            setattr(owner, name, value)  # a class's namespace is read-only as a mapping
+        else:
+            owner.__dict__[name] = value  # past any __setattr__ of the class
+
+    def restore(self) -> None:
+        for owner, name, real in reversed(self.swapped):
+            self._set(owner, name, real)
+        self.swapped.clear()
+
+
+def _free(lock: Any) -> bool:
+    """A real lock nobody holds now (``_thread.RLock`` has no ``locked()``)."""
+    if not lock.acquire(False):
+        return False
+    lock.release()
+    return True
 
 
 # ---------------------------------------------------------------- kept failures
@@ -528,7 +637,7 @@ class KeptFailures:
             ignore = self.base / ".gitignore"
             if not ignore.exists():
                 ignore.write_text("# interleave's kept failing schedules (pytest plugin)\n*\n")
-            (directory / "test").write_text(nodeid + "\n")
+            (directory / "nodeid").write_text(nodeid + "\n")  # for people looking in
             path = directory / (hashlib.sha256(token.encode()).hexdigest()[:16] + ".token")
             temporary = path.with_suffix(f".{os.getpid()}.tmp")
             temporary.write_text(token + "\n")

@@ -38,6 +38,11 @@ RUNNABLE, BLOCKED, FINISHED = "runnable", "blocked", "finished"
 #: the next runnable thread (as an OS scheduler would), so a spin-wait is not a hang.
 TIME_SLICE = 1000
 
+#: Fault decisions are keyed apart from scheduling decisions (``sub`` from this base), so
+#: removing a deviation that changes how many threads were runnable at a fault's step
+#: (hence whether a scheduling decision came first there) does not move the fault's key.
+FAULT_SUB = 1 << 16
+
 _pythonapi = ctypes.pythonapi
 _pythonapi.PyThreadState_Get.restype = ctypes.c_void_p
 _leave_tracing = _pythonapi.PyThreadState_LeaveTracing
@@ -97,7 +102,7 @@ class VThread:
     __slots__ = (
         "index", "ident", "name", "daemon", "greenlet", "state", "steps", "streak",
         "waiting_on", "timer_generation", "timed_out", "sentinel", "thread_obj", "frozen",
-        "group", "decided_at", "decisions_here",
+        "group", "decided_at", "decisions_here", "faulted_at", "faults_here",
     )
 
     def __init__(self, index: int, ident: int, name: str, daemon: bool) -> None:
@@ -120,6 +125,8 @@ class VThread:
         # decide twice without stepping (at a line, then blocking on that same line).
         self.decided_at = -1
         self.decisions_here = 0
+        self.faulted_at = -1
+        self.faults_here = 0
 
     def __repr__(self) -> str:
         return f"<VThread {self.index} {self.name} {self.state}>"
@@ -177,6 +184,7 @@ class Scheduler:
         self._tstate = _pythonapi.PyThreadState_Get()
         self.extra: dict[str, Any] = {}
         self.internal_error: Exception | None = None
+        self._fault_key: tuple[int, int, int] | None = None
 
     # ------------------------------------------------------------------ threads
 
@@ -419,6 +427,8 @@ class Scheduler:
 
     def decision_key(self) -> tuple[int, int, int]:
         """The key of the decision being made now (for replaying strategies)."""
+        if self._fault_key is not None:
+            return self._fault_key
         cur = self.current
         return (cur.index, cur.steps, cur.decisions_here)
 
@@ -496,10 +506,19 @@ class Scheduler:
         if self.faults_left <= 0 or options < 2:
             return 0
         cur = self.current
-        sub = self._next_sub(cur)
+        if cur.faulted_at == cur.steps:
+            cur.faults_here += 1
+        else:
+            cur.faulted_at = cur.steps
+            cur.faults_here = 0
+        sub = FAULT_SUB + cur.faults_here
         self.decisions += 1
         fault_options = [-(k + 2) for k in range(options)]  # -2 means option 0, -3 option 1...
-        choice = self._ask(fault_options, -2, False, False)
+        self._fault_key = (cur.index, cur.steps, sub)
+        try:
+            choice = self._ask(fault_options, -2, False, False)
+        finally:
+            self._fault_key = None
         picked = -choice - 2
         if picked != 0:
             self.faults_left -= 1

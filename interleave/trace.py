@@ -77,8 +77,17 @@ _SHOWN = {"preempt": ">>", "pause": "~~", "clock": "~~", "fault": "!!", "start":
 _KEEP_HEAD, _KEEP_TAIL = 1, 3
 
 
-def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0) -> str:
-    """The trace as text: one line per step, folded, with markers and the failure last."""
+#: Events that make the steps around them worth showing in full.
+_MARKS = {"preempt", "pause", "fault"}
+
+
+def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0, full: bool = False) -> str:
+    """The trace as text: one line per step, folded, with markers and the failure last.
+
+    Stretches of one thread next to a preemption, pause, fault or clock jump, and the
+    last one, are shown step by step (long ones folded in the middle); the other stretches
+    shrink to one summary line each, unless ``full``.
+    """
     width = max((len(s.name) for s in trace.steps), default=6)
     lines: list[str] = []
     events_at: dict[int, list[Event]] = {}
@@ -88,6 +97,7 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
     for ev in run_events:
         if ev.kind in _SHOWN:
             events_at.setdefault(ev.at_step, []).append(ev)
+    marked = {ev.at_step for ev in run_events if ev.kind in _MARKS}
 
     # Lock operations of locks the program made itself are shown on the step they happen in.
     ops_at: dict[int, list[str]] = {}
@@ -95,28 +105,31 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
         if ev.kind in ("acquire", "release") and "(made at" in ev.detail and ev.at_step:
             ops_at.setdefault(ev.at_step - 1, []).append(f"{ev.kind} {ev.detail.split(' (made at')[0]}")
 
+    def event_text(ev: Event) -> str:
+        if ev.kind == "clock":
+            return f"clock {ev.detail} (now t={ev.clock - 10_000.0:g}s)"
+        if ev.kind == "preempt":
+            before, after = ev.detail.split(" -> ")
+            step = last_step.get(ev.thread)
+            where = f" before {_short(step.filename)}:{step.lineno}" if step else ""
+            paused[ev.thread] = step
+            return f"preemption: {before} is paused{where}; {after} runs"
+        if ev.kind == "block":
+            return f"{ev.name} blocks {ev.detail}"
+        if ev.kind == "start":
+            return f"{ev.name} starts {ev.detail}"
+        if ev.kind == "exit":
+            return f"{ev.detail} ends"
+        return ev.detail
+
     def emit_events(i: int) -> None:
         for ev in events_at.get(i, ()):
-            if ev.kind == "clock":
-                text = f"clock {ev.detail} (now t={ev.clock - 10_000.0:g}s)"
-            elif ev.kind == "preempt":
-                before, after = ev.detail.split(" -> ")
-                step = last_step.get(ev.thread)
-                where = f" before {_short(step.filename)}:{step.lineno}" if step else ""
-                text = f"preemption: {before} is paused{where}; {after} runs"
-                paused[ev.thread] = step
-            elif ev.kind == "block":
-                text = f"{ev.name} blocks ({ev.detail})"
-            elif ev.kind == "start":
-                text = f"{ev.name} starts {ev.detail}"
-            elif ev.kind == "exit":
-                text = f"{ev.detail} ends"
-            else:
-                text = ev.detail
-            lines.append(f"      {_SHOWN[ev.kind]} {text}")
+            if id(ev) not in consumed:
+                lines.append(f"{'':>8}{_SHOWN[ev.kind]} {event_text(ev)}")
 
     last_step: dict[int, Step] = {}
     paused: dict[int, Step | None] = {}
+    consumed: set[int] = set()
     segments: list[tuple[int, int]] = []
     start = skip_setup
     for i in range(skip_setup, len(trace.steps) + 1):
@@ -125,36 +138,59 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
             segments.append((start, i))
             start = i
     if skip_setup:
-        lines.append(f"      .. {skip_setup} steps loading the program")
-    for seg_start, seg_end in segments:
+        lines.append(f"{'':>8}.. {skip_setup} steps loading the program")
+    for n, (seg_start, seg_end) in enumerate(segments):
         emit_events(seg_start)
         first = trace.steps[seg_start]
         resumed = paused.pop(first.thread, None)
         if resumed is not None:
-            lines.append(f"      << {first.name} resumes at {_short(resumed.filename)}:{resumed.lineno}  "
+            lines.append(f"{'':>8}<< {first.name} resumes at {_short(resumed.filename)}:{resumed.lineno}  "
                          f"{source_line(resumed.filename, resumed.lineno)}")
         last_step[first.thread] = trace.steps[seg_end - 1]
+        detailed = full or resumed is not None or n == len(segments) - 1 or seg_start in marked or seg_end in marked
+        if not detailed:
+            lines.append(_summary_line(trace.steps[seg_start:seg_end], seg_start, width,
+                                       _absorb(events_at.get(seg_end, ()), first.thread, consumed, event_text)))
+            continue
         count = seg_end - seg_start
         shown = range(seg_start, seg_end)
-        if count > _KEEP_HEAD + _KEEP_TAIL + 1:
+        if not full and count > _KEEP_HEAD + _KEEP_TAIL + 1:
             head = list(range(seg_start, seg_start + _KEEP_HEAD))
             tail = list(range(seg_end - _KEEP_TAIL, seg_end))
             for i in head:
                 lines.append(_step_line(i, trace.steps[i], width, ops_at.get(i)))
-            lines.append(f"      {'':<{width}}  ... {count - len(head) - len(tail)} more steps of {trace.steps[seg_start].name}")
+            lines.append(f"{'':>9} {'':<{width}}  ... {count - len(head) - len(tail)} more steps of {trace.steps[seg_start].name}")
             shown = tail
         for i in shown:
             lines.append(_step_line(i, trace.steps[i], width, ops_at.get(i)))
     emit_events(len(trace.steps))
     if failure is not None:
-        lines.append(f"      XX {failure.message}")
+        lines.append(f"{'':>8}XX {failure.message}")
         if failure.kind == "hang":
-            lines.append("      lines executed most at the end of the run:")
+            lines.append(f"{'':>8}lines executed most at the end of the run:")
             lines += ["   " + row for row in loop_lines([(s.name, s.filename, s.lineno) for s in trace.steps])]
     return "\n".join(lines)
 
 
+def _absorb(events: Any, thread: int, consumed: set[int], text: Any) -> str:
+    """Blocks and ends of a summarised stretch's own thread, told on its summary line."""
+    own = [ev for ev in events if ev.thread == thread and ev.kind in ("block", "exit")]
+    for ev in own:
+        consumed.add(id(ev))
+    return "; ".join(text(ev).replace(f"{ev.name} ", "", 1) for ev in own)
+
+
+def _summary_line(steps: list[Step], first: int, width: int, then: str) -> str:
+    step = steps[0]
+    numbers = [s.lineno for s in steps if s.filename == step.filename]
+    where = f"{_short(step.filename)}:{min(numbers)}-{max(numbers)}" if len(set(numbers)) > 1 else \
+        f"{_short(step.filename)}:{step.lineno}"
+    span = f"{first + 1}-{first + len(steps)}" if len(steps) > 1 else f"{first + 1}"
+    told = f"{len(steps)} step{'s' if len(steps) > 1 else ''}" + (f", then {then}" if then else "")
+    return f"{span:>9} {step.name:<{width}}  {where:<24} ({told})"
+
+
 def _step_line(i: int, step: Step, width: int, ops: list[str] | None = None) -> str:
     where = f"{_short(step.filename)}:{step.lineno}"
-    line = f"{i + 1:5d} {step.name:<{width}}  {where:<24} {source_line(step.filename, step.lineno)}"
+    line = f"{i + 1:9d} {step.name:<{width}}  {where:<24} {source_line(step.filename, step.lineno)}"
     return f"{line}    [{', '.join(ops)}]" if ops else line

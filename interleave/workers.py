@@ -30,13 +30,16 @@ slots as Dask tasks; see docs/workers.md.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
 import time
 import uuid
 from array import array
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from . import strategies
 from .explore import (FailureReport, NondeterministicProgram, Progress, Report, _config, _describe_failure,
@@ -89,6 +92,8 @@ class Found:
 
 @dataclass
 class SlotResult:
+    """What one slot did: per-run figures (trimmed when merging), failures, how its search ended."""
+
     slot: int
     steps: array = field(default_factory=lambda: array("q"))  # per run, in order
     schedules: array = field(default_factory=lambda: array("q"))  # hash of each run's deviations
@@ -115,7 +120,7 @@ class Control(Protocol):
         """About to start run ``run`` (``-d``: the d-th shared run) of strategy member ``member``."""
 
     def progress(self, runs: int, steps: int) -> None:
-        ...
+        """Runs and steps counted so far (for the progress line)."""
 
 
 class Solo:
@@ -150,14 +155,14 @@ def _member(chooser: strategies.Strategy) -> tuple[int, strategies.Strategy]:
 
 
 def member_name(strategy: str, seed: int, depth: int, max_preemptions: int, member: int) -> str:
-    """``enumeration``, ``pct d=3``, ``random walk``: what a slot's run was, for reports."""
+    """``enumeration``, ``pct d=3``, ``random walk``, ``surw``...: what a slot's run was, for reports."""
     chooser = strategies.make(strategy, seed=seed, depth=depth, max_preemptions=max_preemptions)
     chosen = chooser.members[member] if isinstance(chooser, Portfolio) else chooser
     if isinstance(chosen, BoundedDFS):
         return "enumeration"
     if isinstance(chosen, strategies.PCT):
         return f"pct d={chosen.depth}"
-    return "random walk"
+    return "random walk" if isinstance(chosen, strategies.RandomWalk) else chosen.name
 
 
 def search(job: Job, control: Control) -> SlotResult:
@@ -313,8 +318,31 @@ def _death_cause(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-def _start_method() -> str:
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+def _start_method(program: Program) -> str:
+    """fork where it exists and is safe; spawn where a thread of this process could hold a lock.
+
+    A callable target can only be forked (a fresh interpreter could not find it).
+    """
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    return "fork" if program.code is None or threading.active_count() == 1 else "spawn"
+
+
+@contextmanager
+def _same_hash_seed(method: str) -> Iterator[None]:
+    """Spawned interpreters share one hash seed (0, as the command uses), unless one is set.
+
+    Otherwise each would draw its own, and a schedule that depends on the order of a set
+    of strings would differ from worker to worker.
+    """
+    if method != "spawn" or "PYTHONHASHSEED" in os.environ:
+        yield
+        return
+    os.environ["PYTHONHASHSEED"] = "0"
+    try:
+        yield
+    finally:
+        del os.environ["PYTHONHASHSEED"]
 
 
 @dataclass
@@ -328,13 +356,13 @@ class Campaign:
     interrupted: bool = False
 
 
-def run_local(jobs: list[Job], on_progress: Callable[[Progress], None] | None = None,
-              poll: Callable[[], int] | None = None, method: str | None = None) -> Campaign:
-    """Run every slot in its own process; replace the ones that die.
+def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], None] | None = None,
+              poll: Callable[[], int] | None = None) -> Campaign:
+    """Run every slot in its own process (started by ``method``); replace the ones that die.
 
     ``poll``: called about every 0.25 s, returns a stop key from elsewhere (a Dask campaign).
     """
-    ctx = multiprocessing.get_context(method or _start_method())
+    ctx = multiprocessing.get_context(method)
     shared = _Shared(ctx, len(jobs))
     started = time.monotonic()
     live: dict[Any, tuple[int, Job, Any]] = {}
@@ -343,7 +371,8 @@ def run_local(jobs: list[Job], on_progress: Callable[[Progress], None] | None = 
         reader, writer = ctx.Pipe(duplex=False)
         process = ctx.Process(target=_worker_main, args=(job, shared, position, writer), daemon=True,
                               name=f"interleave-worker-{job.slot}")
-        process.start()
+        with _same_hash_seed(method):
+            process.start()
         writer.close()  # so the reader sees EOF when the worker dies
         live[reader] = (position, job, process)
 
@@ -441,7 +470,7 @@ def _dask_task(job: Job, variable: str) -> Campaign | str:
     stop = Variable(variable)
     try:
         # spawn: forking a process that runs Dask's threads could copy a lock some thread holds
-        return run_local([job], poll=lambda: int(stop.get()), method="spawn")
+        return run_local([job], "spawn", poll=lambda: int(stop.get()))
     except BadInput as exc:
         return str(exc)
 
@@ -546,11 +575,13 @@ def _explore(program: Program, config: RunConfig, client: Any, slots: int, keep_
         raise BadInput(f"--workers must be at least 1 (got {slots})")
     if runs is not None:
         slots = min(slots, runs)  # a slot without a run would only cost a process
-    if program.code is None and (client is not None or (slots > 1 and _start_method() != "fork")):
+    # spawn for Dask: this process runs the Dask client's threads (and in tests a whole cluster)
+    method = "spawn" if client is not None else _start_method(program)
+    if program.code is None and (client is not None or (slots > 1 and method != "fork")):
         raise BadInput("a callable target runs in worker processes only where they can be forked; "
                        "give it as PATH::FUNC")
     jobs = [
-        Job(program=program if client is None and _start_method() == "fork" else None,
+        Job(program=program if method == "fork" else None,
             spec=f"{program.path}::{program.func_name}" if program.path else None,
             fingerprint=program.fingerprint, config=config, strategy=strategy, seed=seed, depth=depth,
             max_preemptions=max_preemptions, slot=slot, slots=slots,
@@ -560,16 +591,15 @@ def _explore(program: Program, config: RunConfig, client: Any, slots: int, keep_
     ]
     if client is not None:
         campaign = run_dask(jobs, client)
-        # spawn: this process runs the Dask client's threads (and in tests a whole cluster)
-        describer = _describer(jobs[0], shrink_time, "spawn")
+        describer = _describer(jobs[0], shrink_time, method)
     elif slots == 1:
         started = time.monotonic()
         campaign = Campaign([search(jobs[0], Solo())], [], [], 0.0)
         campaign.elapsed_s = time.monotonic() - started
         describer = _describer(jobs[0], shrink_time, None)
     else:
-        campaign = run_local(jobs, on_progress)
-        describer = _describer(jobs[0], shrink_time, _start_method())
+        campaign = run_local(jobs, method, on_progress)
+        describer = _describer(jobs[0], shrink_time, method)
     return merge(program, campaign, slots, strategy, seed, keep_going, describer)
 
 
@@ -646,7 +676,8 @@ def _describer(job: Job, shrink_time: float, method: str | None) -> Callable[[li
         child = job if method == "fork" else Job(**{**job.__dict__, "program": None})
         process = ctx.Process(target=_describe_main, args=(child, found, shrink_time, writer), daemon=True,
                               name="interleave-describe")
-        process.start()
+        with _same_hash_seed(method):
+            process.start()
         writer.close()
         try:
             outcome = reader.recv()

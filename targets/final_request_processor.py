@@ -43,6 +43,7 @@ SYNC_LIMIT = 2  # ticks a proposal may stay un-ACKed before the leader drops the
 STALL = 5.0  # seconds a stalled fsync takes: more than SYNC_LIMIT * TICK
 WRITES = 6
 WRITE_INTERVAL = TICK / 2
+APPLY_SECONDS = TICK / 4  # the CommitProcessor is still answering when a ping falls due
 READ, WRITE = 1, 4
 
 
@@ -124,6 +125,7 @@ class Leader:
 
     def lead(self):
         """Pings every follower each half tick; drops those past syncLimit."""
+        time.sleep(TICK / 4)  # pings fall between the client's writes
         while True:
             time.sleep(TICK / 2)
             now = time.monotonic()
@@ -163,10 +165,10 @@ class Follower:
         self.committing = queue.SimpleQueue()
         self.proposals = {}  # zxid -> request, until committed
         self.sync = node.thread(self.sync_thread, name="SyncThread")
+        node.thread(self.quorum_peer, name="QuorumPeer")
         if serves_clients:  # the other follower only logs and ACKs: fewer threads to schedule
             node.thread(self.commit_processor, name="CommitProcessor")
             node.thread(self.nio_factory, name="NIOServerCnxnFactory")
-        node.thread(self.quorum_peer, name="QuorumPeer")
 
     def accept(self, endpoint):
         self.clients.append(ClientConnection(endpoint))
@@ -222,6 +224,7 @@ class Follower:
             zxid = self.committing.get()
             if zxid is None:
                 return
+            time.sleep(APPLY_SECONDS)  # applying the txn and serializing the response take CPU
             origin, xid = self.proposals.pop(zxid)
             for cnxn in self.clients:
                 if cnxn.endpoint.name == origin:
@@ -257,35 +260,39 @@ class Follower:
 # ------------------------------------------------------------------------ the run
 
 
-def client(endpoint, answered):
+def client(endpoint):
+    """Writes one znode every WRITE_INTERVAL, waiting for each answer."""
+    start = time.monotonic()
     for xid in range(1, WRITES + 1):
         try:
             endpoint.send(xid)
             endpoint.recv()
         except ConnectionClosed:
             return  # ConnectionLoss: the follower shut down
-        answered.append(xid)
-        time.sleep(WRITE_INTERVAL)
+        time.sleep(start + xid * WRITE_INTERVAL - time.monotonic())
 
 
 def run(selector_owns_keys=False, check_valid=False):
     net = Network()
     leader_node = Node("leader")
     leader = Leader(leader_node)
-    followers = []
-    for name in ("F1", "F2"):
-        node = Node(name, Disk(name, stall=STALL))
+    nodes = [Node(name, Disk(name, stall=STALL)) for name in ("F1", "F2")]
+    follower_ends = []
+    for node in nodes:
         to_follower, to_leader = net.connect(leader_node, node)
-        leader.handlers.append(LearnerHandler(name, to_follower))
-        followers.append(Follower(node, to_leader, selector_owns_keys, check_valid, serves_clients=name == "F1"))
+        leader.handlers.append(LearnerHandler(node.name, to_follower))
+        follower_ends.append(to_leader)
+    # Leader threads first: in the default round-robin order the leader's ping then runs
+    # before the follower's threads that are due at the same instant.
     for handler in leader.handlers:
         leader_node.thread(leader.learner_handler, handler, name=f"LearnerHandler-{handler.name}")
     leader_node.thread(leader.lead, name="lead")
+    f1 = Follower(nodes[0], follower_ends[0], selector_owns_keys, check_valid, serves_clients=True)
+    Follower(nodes[1], follower_ends[1], selector_owns_keys, check_valid, serves_clients=False)
 
-    client_end, server_end = net.connect("client", followers[0].node)
-    followers[0].accept(server_end)
-    answered = []
-    client(client_end, answered)
+    client_end, server_end = net.connect("client", nodes[0])
+    f1.accept(server_end)
+    client(client_end)
     time.sleep(SYNC_LIMIT * TICK)  # the leader pings on: B2 is checked for the last proposals
 
 

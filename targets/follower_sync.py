@@ -246,7 +246,6 @@ class Server:
         self.serving = False
         self.leader_os = threading.Lock()  # Learner.writePacket is synchronized on leaderOs
         self.sync_queue: queue.Queue[Txn] = queue.Queue()
-        self.received: dict[int, Txn] = {}
         self.conn = Connection()  # replaced by the connection to the leader when following
 
     def spawn(self, role: str, target: Callable[..., Any], *args: Any) -> None:
@@ -266,6 +265,7 @@ class Server:
         interleave.crash(self.threads)
 
     def fsync(self) -> None:
+        """Make every appended txn durable; with crash faults on, the server may die first."""
         variant = self.cluster.variant
         if variant.crash_faults and interleave.choose(f"crash S{self.sid} before its fsync completes"):
             self.crash()
@@ -292,7 +292,6 @@ class Server:
             while True:
                 packet = conn.to_learner.recv()
                 if packet.type == PROPOSAL:
-                    self.received[packet.zxid] = packet.txn
                     self.sync_queue.put(packet.txn)  # FollowerZooKeeperServer.logRequest
                 elif packet.type == COMMIT:
                     self.apply(packet.zxid)
@@ -310,7 +309,6 @@ class Server:
                 self.disk.truncate(packet.zxid)
                 self.disk.synced = len(self.disk.log)
             elif packet.type == PROPOSAL:
-                self.received[packet.zxid] = packet.txn
                 not_committed.append(packet.txn)
             elif packet.type == COMMIT:
                 committed.append(packet.zxid)

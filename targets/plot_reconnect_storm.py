@@ -19,13 +19,13 @@ import reconnect_storm as model  # noqa: E402  (found through the path set just 
 PAUSE_AT = 50
 UNTIL = 110
 WIDTH, HEIGHT = 760, 400
-LEFT, RIGHT, TOP, BOTTOM = 70, 20, 40, 75
+LEFT, RIGHT, TOP, BOTTOM = 70, 20, 50, 75
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "reconnect_storm_sessions.svg")
 
 
-def record(backoff: bool) -> list[tuple[float, int, int]]:
-    """One controlled run of the model; its (seconds, sessions, queued handshakes) samples."""
-    samples: list[tuple[float, int, int]] = []
+def record(backoff: bool) -> list[tuple[float, int]]:
+    """One controlled run of the model; its (seconds, sessions held) samples."""
+    samples: list[tuple[float, int]] = []
 
     def run(backoff: bool) -> None:
         samples.extend(model.simulate(backoff=backoff, pause_at=PAUSE_AT, until=UNTIL).samples)
@@ -45,12 +45,12 @@ def _y(sessions: float) -> float:
     return HEIGHT - BOTTOM - sessions / model.CLIENTS * (HEIGHT - TOP - BOTTOM)
 
 
-def _polyline(samples: list[tuple[float, int, int]], color: str) -> str:
-    points = " ".join(f"{_x(t):.1f},{_y(n):.1f}" for t, n, _ in [(0.0, 0, 0), *samples])
+def _polyline(samples: list[tuple[float, int]], color: str) -> str:
+    points = " ".join(f"{_x(t):.1f},{_y(n):.1f}" for t, n in [(0.0, 0), *samples])
     return f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/>'
 
 
-def svg(no_backoff: list[tuple[float, int, int]], backoff: list[tuple[float, int, int]]) -> str:
+def svg(no_backoff: list[tuple[float, int]], backoff: list[tuple[float, int]]) -> str:
     resume = PAUSE_AT + model.PAUSE
     deadline = resume + model.RECOVERY_BOUND
     parts = [
@@ -61,10 +61,10 @@ def svg(no_backoff: list[tuple[float, int, int]], backoff: list[tuple[float, int
         f'{model.CLIENTS} clients, sessions held after a {model.PAUSE:g}s server pause</text>',
         f'<rect x="{_x(PAUSE_AT):.1f}" y="{TOP}" width="{_x(resume) - _x(PAUSE_AT):.1f}" '
         f'height="{HEIGHT - TOP - BOTTOM}" fill="#ddd"/>',
-        f'<text x="{_x(PAUSE_AT) + 4:.1f}" y="{TOP + 14}">server paused</text>',
+        f'<text x="{(_x(PAUSE_AT) + _x(resume)) / 2:.1f}" y="{TOP - 5}" text-anchor="middle">server paused</text>',
         f'<line x1="{_x(deadline):.1f}" y1="{TOP}" x2="{_x(deadline):.1f}" y2="{HEIGHT - BOTTOM}" '
         f'stroke="black" stroke-dasharray="5,4"/>',
-        f'<text x="{_x(deadline) + 4:.1f}" y="{TOP + 14}">E1 deadline: pause end + 3 session timeouts</text>',
+        f'<text x="{_x(deadline):.1f}" y="{TOP - 5}" text-anchor="middle">E1 deadline: pause end + 3 session timeouts</text>',
         f'<line x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" y2="{HEIGHT - BOTTOM}" stroke="black"/>',
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}" stroke="black"/>',
     ]

@@ -198,10 +198,10 @@ class Storm:
         self.server = Server(self.state, self.attempt, self.failures)
         per_driver = CLIENTS // DRIVERS
         self.drivers = [Driver(self, i, range(i * per_driver, (i + 1) * per_driver)) for i in range(DRIVERS)]
-        self.samples: list[tuple[float, int, int]] = []  # (seconds, sessions held, queued handshakes)
+        self.samples: list[tuple[float, int]] = []  # (seconds since the start, sessions held)
 
     def sample(self) -> None:
-        self.samples.append((time.monotonic() - self.start, self.server.connected, len(self.server.queue)))
+        self.samples.append((time.monotonic() - self.start, self.server.connected))
 
 
 def simulate(backoff: bool, pause_at: float | None = None, until: float | None = None) -> Storm:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from interleave.strategies import NAMES as STRATEGY_NAMES
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 
@@ -48,14 +50,14 @@ def test_correct_twins_show_no_failure_and_positive_throughput(quick):
         assert row["runs"] > 0 and row["runs_per_s"] > 0 and row["steps_per_s"] > 0
         assert math.isclose(row["steps_per_run"] * row["runs"], row["steps"])
     by_strategy = {r["strategy"]: r for r in results["ours"]["throughput"]["two_threads_20"]}
-    assert set(by_strategy) == {"portfolio", "random", "pct", "dfs"}
+    assert set(by_strategy) == set(STRATEGY_NAMES)
 
 
 def test_strategy_table_and_stress_rows_are_complete(quick):
     results, _ = quick
     for name in ("lost_update", "two_threads_20"):
         table = results["ours"]["strategies"][name]
-        assert set(table) == {"portfolio", "random", "pct", "dfs"}
+        assert set(table) == set(STRATEGY_NAMES)
         assert all(t["found"] for rows in table.values() for t in rows)
         for mode in ("default", "1us"):
             trials = results["stress"][name][mode]

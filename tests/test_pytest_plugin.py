@@ -113,6 +113,16 @@ def test_replay_line_and_pinned_marker_fail_again_at_once(pytester: pytest.Pytes
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["  replayed the replay token:*"])
 
+    # Once the test itself changes, the token is dropped with a note and the test explored.
+    pytester.makepyfile(test_counter=pinned.replace("assert counter.value == 2", "assert counter.value == 2, 'lost'"))
+    changed = pytester.runpytest()
+    changed.assert_outcomes(failed=1)
+    changed.stdout.fnmatch_lines([
+        "  found in run *",
+        "*interleave notes*",
+        "*the replay token no longer fits and was dropped*(the replay token was made for another version*",
+    ])
+
 
 def test_replay_of_a_fixed_bug_passes_or_explores(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_counter=RACY)
@@ -136,7 +146,10 @@ def test_kept_failure_is_replayed_first_then_dropped_when_it_no_longer_fits(pyte
     pytester.makepyfile(test_counter=FIXED)
     fixed = pytester.runpytest("--interleave-runs=50")
     fixed.assert_outcomes(passed=1)
-    fixed.stdout.fnmatch_lines(["*interleave notes*", "*the kept failure*was dropped*exploring instead"])
+    fixed.stdout.fnmatch_lines([
+        "*interleave notes*",
+        "*the kept failure*no longer fits and was dropped; the test was explored instead (*",
+    ])
     assert not kept.exists()
 
 
@@ -186,6 +199,95 @@ def test_function_fixtures_are_fresh_for_every_schedule(pytester: pytest.Pyteste
     result.assert_outcomes(passed=2)
 
 
+def test_locks_in_objects_made_at_import_are_controlled(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_module_objects="""
+        import threading
+        import pytest
+
+
+        class Counter:
+            registry_lock = threading.RLock()
+
+            def __init__(self):
+                self.value = 0
+                self.lock = threading.Lock()
+
+            def increment(self):
+                with Counter.registry_lock:
+                    with self.lock:
+                        current = self.value
+                        self.value = current + 1
+
+
+        counter = Counter()  # made at import: its lock is a real one
+
+
+        @pytest.mark.interleave(runs=200)
+        def test_counter():
+            counter.value = 0
+            threads = [threading.Thread(target=counter.increment) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert counter.value == 2
+
+
+        @pytest.fixture(scope="module")
+        def shared_counter():
+            return Counter()  # made outside the runs too
+
+
+        @pytest.mark.interleave(runs=200)
+        def test_shared_counter(shared_counter):
+            shared_counter.value = 0
+            threads = [threading.Thread(target=shared_counter.increment) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert shared_counter.value == 2
+
+
+        def test_real_locks_are_back(shared_counter):
+            assert type(counter.lock).__module__ == type(Counter.registry_lock).__module__ == "_thread"
+            assert type(shared_counter.lock).__module__ == "_thread"
+    """)
+    result = pytester.runpytest_subprocess(timeout=60)  # a real lock held across a switch would hang
+    result.assert_outcomes(passed=3)
+
+
+def test_state_kept_between_calls_is_named_not_reported_as_a_race(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_global="""
+        import threading
+        import pytest
+
+        counter = 0
+        lock = threading.Lock()
+
+
+        def increment():
+            global counter
+            with lock:
+                counter += 1
+
+
+        @pytest.mark.interleave
+        def test_increment():  # correct, but counts on a module global it never resets
+            threads = [threading.Thread(target=increment) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert counter == 2
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["interleave: the test does not repeat itself: its first run, in the default "
+                                 "order, passed, and run 2, in that same order, failed (AssertionError*"])
+    assert kept_tokens(pytester) == []
+
+
 def test_settings_command_line_over_marker_over_ini(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\ninterleave_runs = 7\n")
     pytester.makepyfile(test_budget="""
@@ -226,11 +328,14 @@ def test_bad_marker_argument_is_one_clear_line(pytester: pytest.Pytester) -> Non
     assert "Traceback" not in result.stdout.str()
 
 
-def test_corrupt_replay_token_is_a_usage_error(pytester: pytest.Pytester) -> None:
+def test_bad_options_are_one_line_usage_errors(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_counter=FIXED)
-    result = pytester.runpytest("--interleave-replay=not-a-token")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --interleave-replay: corrupt replay token*"])
+    for option, line in [("--interleave-replay=not-a-token", "ERROR: --interleave-replay: corrupt replay token*"),
+                         ("--interleave-runs=0", "ERROR: --interleave-runs must be positive, not 0")]:
+        result = pytester.runpytest(option)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([line])
+        assert "Traceback" not in result.stderr.str()
 
 
 def test_skip_inside_the_body_is_a_skip(pytester: pytest.Pytester) -> None:

@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -280,10 +280,28 @@ def test_monitoring_takes_a_free_tool_id_for_the_run_and_frees_it():
 @needs_monitoring
 def test_with_every_tool_id_taken_settrace_does_the_same_job():
     log: list[str] = []
+    before = sys.gettrace()  # coverage's, under pytest --cov
     with hold_tool_ids(*tracing.TOOL_IDS):
         result, _ = run_once(lambda: appenders(log), RoundRobin())
-        assert sys.gettrace() is None
-    assert log == list("abc" * 4)
+        assert sys.gettrace() is before
+    assert result.failure is None and log == list("abc" * 4)
+
+
+@needs_monitoring
+def test_opcode_granularity_without_a_free_tool_id_is_refused_plainly():
+    """3.12's and 3.13's ``sys.settrace`` miss opcode events of first calls: no silent fallback."""
+
+    def program() -> None:
+        total = 0
+        for i in range(5):
+            total += i
+
+    with hold_tool_ids(*tracing.TOOL_IDS):
+        with pytest.raises(RuntimeError, match="opcode granularity needs a free sys.monitoring tool id"):
+            run_once(program, granularity=tracing.OPCODE)
+        by_line, _ = run_once(program)
+    by_opcode, _ = run_once(program, granularity=tracing.OPCODE)  # the refused run left nothing behind
+    assert by_line.steps >= 7 and by_opcode.steps > 3 * by_line.steps
 
 
 @needs_monitoring
@@ -294,36 +312,46 @@ def test_monitoring_and_settrace_give_the_same_steps():
         for i in range(n):
             yield i
 
-    def program() -> None:
-        data: list[int] = []
-        lock = threading.Lock()
+    def make_program(early: Iterator[int]) -> Callable[[], None]:
+        def program() -> None:
+            data: list[int] = list(early)  # resumes a generator started before the run
+            lock = threading.Lock()
 
-        def worker(k: int) -> None:
-            i = 0
-            while i < 3: i += 1  # noqa: E701 - a one-line loop
-            for v in gen(3):
-                with lock:
-                    data.append(v * k)
-            try:
-                {}["missing"]
-            except KeyError:
-                data.append(-1)
-            squares = [x * x for x in range(3)]
-            data.extend(squares)
+            def worker(k: int) -> None:
+                i = 0
+                while i < 3: i += 1  # noqa: E701 - a one-line loop
+                for v in gen(3):
+                    with lock:
+                        data.append(v * k)
+                try:
+                    {}["missing"]
+                except KeyError:
+                    data.append(-1)
+                squares = [x * x for x in range(3)]
+                data.extend(squares)
 
-        threads = [threading.Thread(target=worker, args=(k,)) for k in (1, 2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert len(data) == 14
+            threads = [threading.Thread(target=worker, args=(k,)) for k in (1, 2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(data) == 17
 
-    monitored_result, monitored = run_once(program, RoundRobin())
+        return program
+
+    def started() -> Iterator[int]:
+        early = gen(4)
+        next(early)
+        return early
+
+    monitored_result, monitored = run_once(make_program(started()), RoundRobin())
     with hold_tool_ids(*tracing.TOOL_IDS):
-        traced_result, traced = run_once(program, RoundRobin())
+        traced_result, traced = run_once(make_program(started()), RoundRobin())
     assert monitored_result.failure is None and traced_result.failure is None
     assert monitored.path() == traced.path()
     assert len(monitored.path()) > 60
+    gen_lines = {gen.__code__.co_firstlineno + 1, gen.__code__.co_firstlineno + 2}
+    assert sum(1 for _, line in monitored.path()[:10] if line in gen_lines) >= 6  # the early generator's turns
 
 
 @needs_monitoring

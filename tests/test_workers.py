@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -225,16 +227,19 @@ def test_a_callable_target_runs_in_forked_workers():
     assert report.failure is not None and report.failure.kind == "exception"
 
 
-def test_cli_workers_and_all(program):
+def test_cli_workers_and_all(program, tmp_path):
     target = program(TWO_BUGS)
     runner = CliRunner()
     bad = runner.invoke(cli, ["explore", target, "--workers", "zero"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output and "'zero' is neither" in bad.output
+    report = str(tmp_path / "report.json")
     found = runner.invoke(cli, ["explore", target, "--workers", "2", "--all", "--runs", "300", "--strategy", "random",
-                                "--shrink-time", "5"])
+                                "--shrink-time", "5", "--json", report])
     assert found.exit_code == 1, found.output
     assert "interleave: 2 distinct failures in 300 runs" in found.output and "2 workers" in found.output
     assert found.output.count("Replay it:") == 2
+    written = json.loads(Path(report).read_text())
+    assert written["workers"] == 2 and [f["replay"] for f in written["failures"]][0] == written["failure"]["replay"]
 
 
 def test_dask_cluster_runs_the_same_campaign(program):
@@ -252,10 +257,13 @@ def test_dask_cluster_runs_the_same_campaign(program):
             Client(cluster) as client:
         on_dask = explore(target, strategy="random", runs=2000, seed=7, workers=client, shrink_time=5)
         enumerated = explore(target + "::fixed", strategy="dfs", runs=100_000, workers=cluster.scheduler_address)
+        dying = explore(program(DIES_SOMETIMES, "dies"), strategy="random", runs=200, seed=0, workers=client)
     assert on_dask.workers == 2
     assert (on_dask.failure.replay, on_dask.failure.run, on_dask.runs) == \
         (local.failure.replay, local.failure.run, local.runs)
     assert enumerated.exhausted and enumerated.runs == enumerated.distinct_schedules == exhaustive.runs
+    assert dying.runs == 199 and len(dying.worker_deaths) == 1  # caught and replaced inside the Dask task
+    assert dying.worker_deaths[0].startswith("worker 1 died (exit code 3) while running its run 73 (run index 145")
 
 
 def test_spawned_workers_give_what_forked_ones_give(program, monkeypatch):
@@ -263,8 +271,39 @@ def test_spawned_workers_give_what_forked_ones_give(program, monkeypatch):
 
     target = program(RARE_LOST_UPDATE)
     forked = explore(target, strategy="random", runs=2000, seed=7, workers=2, shrink_time=5)
-    monkeypatch.setattr(workers, "_start_method", lambda: "spawn")  # as where fork does not exist
+    monkeypatch.setattr(workers, "_start_method", lambda program: "spawn")  # as where fork does not exist
     spawned = explore(target, strategy="random", runs=2000, seed=7, workers=2, shrink_time=5)
     assert (spawned.failure.replay, spawned.runs) == (forked.failure.replay, forked.runs)
     with pytest.raises(BadInput, match="give it as PATH::FUNC"):
         explore(lambda: None, runs=10, workers=2)
+
+
+HASH_ORDERED = """
+    import threading
+
+    def main():
+        box = []
+
+        def add(name):
+            box.append(name)
+
+        names = {"ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen", "jay", "kid", "owl", "yak"}
+        threads = [threading.Thread(target=add, args=(name,)) for name in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert box[0] < box[-1], box
+"""
+
+
+def test_spawned_workers_agree_on_the_order_of_a_set_of_strings(program, monkeypatch):
+    import interleave.workers as workers
+
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    monkeypatch.setattr(workers, "_start_method", lambda program: "spawn")
+    target = program(HASH_ORDERED)
+    first = explore(target, strategy="random", runs=400, seed=2, workers=2, shrink_time=5)
+    again = explore(target, strategy="random", runs=400, seed=2, workers=2, shrink_time=5)
+    assert first.failure is not None and first.failure.kind == "exception"
+    assert (again.failure.replay, again.failure.message) == (first.failure.replay, first.failure.message)

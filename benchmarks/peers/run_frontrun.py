@@ -40,6 +40,7 @@ def main() -> None:
     else:
         kwargs.update(max_attempts=args.runs, seed=args.seed)
     started = time.perf_counter()
+    cpu = time.process_time()  # every thread of this process
     try:
         result = frontrun.explore(case.setup, case.workers, case.invariant, strategy=args.strategy, **kwargs)
     except Exception as exc:  # noqa: BLE001 - reported as the peer's own error
@@ -48,6 +49,7 @@ def main() -> None:
         print(json.dumps(out))
         return
     out["elapsed_s"] = time.perf_counter() - started
+    out["cpu_s"] = time.process_time() - cpu
     out["runs"] = int(result.num_explored)
     out["found"] = result.property_holds is False
     out["verdict"] = repr(result.property_holds)

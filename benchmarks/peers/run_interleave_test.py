@@ -46,6 +46,7 @@ def main() -> None:
                  "granularity": args.granularity, "seed": args.seed}
     model = load(args.path, args.variant)
     started = time.perf_counter()
+    cpu = time.process_time()  # every thread of this process
     runs = 0
     found: dict | None = None
     exhausted = False
@@ -67,6 +68,7 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - reported as the peer's own error
         out["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     out["elapsed_s"] = time.perf_counter() - started
+    out["cpu_s"] = time.process_time() - cpu
     out["runs"] = runs
     out["found"] = found is not None
     out["exhausted"] = exhausted

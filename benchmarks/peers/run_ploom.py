@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -21,6 +22,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ploom  # noqa: E402
 
 from ploom_adapters import NOT_EXPRESSIBLE, SCENARIOS  # noqa: E402
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (ploom's per-schedule workers)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -40,6 +47,7 @@ def main() -> None:
     config = ploom.Config(max_executions=args.runs, max_steps=5000, timeout=args.time_limit,
                           max_preemptions=args.max_preemptions, minimize_executions=0, minimize_timeout=0.0)
     started = time.perf_counter()
+    cpu = _cpu()
     stats = None
     with tempfile.TemporaryDirectory() as trace_dir:
         try:
@@ -58,6 +66,7 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - reported as the peer's own error
             out["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     out.setdefault("elapsed_s", time.perf_counter() - started)
+    out["cpu_s"] = _cpu() - cpu
     if stats is not None:
         out["runs"] = stats.executions
         out["steps"] = stats.steps
