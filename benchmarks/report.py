@@ -54,7 +54,7 @@ def fmt_ttff(s: dict[str, Any], limit: float | None = None) -> str:
     n = s["trials"] + s["skipped"]
     if s["median"] == math.inf:
         text = f"not found ({s['found']}/{n}"
-        text += f" in {limit:g} s each)" if limit else ")"
+        text += f" in {limit:.3g} s each)" if limit else ")"
         return text
     spread = f" [{fmt_s(s['min'])}–{fmt_s(s['max'])}]" if s["found"] > 1 else ""
     return f"{fmt_s(s['median'])}{spread} ({s['found']}/{n})"

@@ -67,7 +67,7 @@ class Budget:
     give_up_after: int  # consecutive trials without a failure before the remaining seeds are skipped
 
 
-FULL = Budget(seeds=5, ttff_limit=20, shrink_time=5, fixed_limit=2, strategy_seeds=5, strategy_limit=5,
+FULL = Budget(seeds=5, ttff_limit=20, shrink_time=5, fixed_limit=2, strategy_seeds=3, strategy_limit=4,
               stress_trials=5, stress_seconds=1.0, peer_seeds=5, peer_repeats=2, peer_limit=5,
               peer_fixed_limit=2, profile_limit=4, give_up_after=2)
 QUICK = Budget(seeds=2, ttff_limit=5, shrink_time=1, fixed_limit=0.3, strategy_seeds=2, strategy_limit=2,
@@ -189,21 +189,21 @@ def measure_peers(programs: list[catalog.Program], budget: Budget, create: bool)
                               "python": peer_tools.python_version(peer)}
     configs = [("frontrun", "dpor", False), ("frontrun", "random", True),
                ("interleave-test", "random", True), ("interleave-test", "pct", True), ("ploom", "dfs", False)]
+    available = [c for c in configs if out["tools"].get(c[0], {}).get("available")]
     for p in programs:
         out["main"][p.name] = {}
         out["fixed"][p.name] = {}
-        before = ours.throughput(p, "fixed", "portfolio", budget.peer_fixed_limit)
-        for name, strategy, seeded in configs:
-            if not out["tools"].get(name, {}).get("available"):
-                continue
+        if catalog.imports_interleave(p):
+            why = ("the program imports interleave itself (its fault/pause hooks or interleave.sim), "
+                   "which is not installed in the peers' venvs and which no peer drives")
+            for name, strategy, _seeded in available:
+                out["main"][p.name][f"{name} {strategy}"] = [{"unsupported": why}]
+                out["fixed"][p.name][f"{name} {strategy}"] = {"unsupported": why}
+            continue
+        before = ours.throughput(p, "fixed", "portfolio", budget.peer_fixed_limit) if available else None
+        for name, strategy, seeded in available:
             peer = peer_tools.PEERS[name]
             label = f"{name} {strategy}"
-            if catalog.imports_interleave(p):
-                why = ("the program imports interleave itself (its fault/pause hooks or interleave.sim), "
-                       "which is not installed in the peers' venvs and which no peer drives")
-                out["main"][p.name][label] = [{"unsupported": why}]
-                out["fixed"][p.name][label] = {"unsupported": why}
-                continue
             extra = [] if name == "ploom" else ["--strategy", strategy]
             log(f"{label}: {p.name}")
 
@@ -228,7 +228,7 @@ def measure_peers(programs: list[catalog.Program], budget: Budget, create: bool)
                 else []
             out["main"][p.name][label] = [first, *rest]
             out["fixed"][p.name][label] = attempt(0, "fixed", budget.peer_fixed_limit)
-        if out["fixed"][p.name]:
+        if before is not None:
             # interleave again, just before and just after the peers ran this program: the runs/s ratio then
             # compares the same minutes of this (possibly shared) machine.
             after = ours.throughput(p, "fixed", "portfolio", budget.peer_fixed_limit)

@@ -109,9 +109,17 @@ def _load_callable(function: Callable[[], Any]) -> Program:
     name = getattr(function, "__qualname__", repr(function))
     _check_callable_without_arguments(function, name)
     code = getattr(function, "__code__", None)
-    material = code.co_code + repr(code.co_consts).encode() if code is not None else name.encode()
+    material = _code_material(code) if code is not None else name.encode()
     digest = hashlib.sha256(name.encode() + b"\0" + material).hexdigest()[:8]
     return Program(display=name, func_name=name, fingerprint=digest, function=function)
+
+
+def _code_material(code: types.CodeType) -> bytes:
+    """What a function's code is, the same in every process (nested code included)."""
+    parts = [code.co_code, repr(code.co_names).encode(), repr(code.co_varnames).encode()]
+    for const in code.co_consts:
+        parts.append(_code_material(const) if isinstance(const, types.CodeType) else repr(const).encode())
+    return b"\0".join(parts)
 
 
 def _check_callable_without_arguments(function: Any, display: str) -> None:

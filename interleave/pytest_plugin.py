@@ -534,11 +534,11 @@ class OutsideLocks:
     a class with a ``lock = threading.Lock()`` attribute, or the value of a module- or
     session-scoped fixture holds a real lock: a thread of the run blocked on it would
     block the whole process, since every thread of a run shares one OS thread (and an
-    ``RLock`` would let every thread in). (interleave already swaps locks that are
-    module globals themselves.) For the length of a test's exploration such attributes
-    hold controlled twins, which act like real locks outside the runs; the real locks are
-    put back afterwards. Objects reached in other ways (in a list, a dict, a
-    ``Condition``) are not looked into.
+    ``RLock`` would let every thread in). For the length of a test's exploration such
+    attributes, module-level locks and ``Condition`` objects made on real locks hold
+    controlled twins (one twin per real lock, so a Condition and the lock it was made on
+    stay one), which act like real locks outside the runs; the real ones are put back
+    afterwards. Objects reached in other ways (in a list or a dict) are not looked into.
     """
 
     def __init__(self, shared_fixture_values: list[Any]) -> None:
@@ -549,10 +549,11 @@ class OutsideLocks:
 
         self.twin_types = {type(_thread.allocate_lock()): primitives.Lock, _thread.RLock: primitives.RLock}
         self.swapped: list[tuple[Any, str, Any]] = []
+        self._twins: dict[int, Any] = {}  # id(real lock) -> its twin; the real ones stay in `swapped`
         for module in list(sys.modules.values()):
             if not is_user_file(getattr(module, "__file__", None) or ""):
                 continue
-            self._swap_attributes(module)  # Conditions (plain locks are the engine's already)
+            self._swap_attributes(module)
             for value in list(getattr(module, "__dict__", {}).values()):
                 made_here = value if isinstance(value, type) else type(value)
                 if is_user_file(getattr(sys.modules.get(made_here.__module__), "__file__", None) or ""):
@@ -570,14 +571,23 @@ class OutsideLocks:
         for name, inner in attributes:
             if isinstance(inner, threading.Condition):
                 # `with cond:` in user code holds its lock across switch points, like a lock.
-                lock_twin = self.twin_types.get(type(inner._lock))
-                replacement = threading.Condition(lock_twin()) if lock_twin and _free(inner._lock) else None
+                lock = self._twin(inner._lock)
+                replacement = None if lock is None else threading.Condition(lock)
             else:
-                twin = self.twin_types.get(type(inner))
-                replacement = twin() if twin is not None and not isinstance(owner, type(sys)) and _free(inner) else None
+                replacement = self._twin(inner)
             if replacement is not None:
                 self._set(owner, name, replacement)
                 self.swapped.append((owner, name, inner))
+
+    def _twin(self, real: Any) -> Any:
+        """The controlled twin of a free real lock (the same one wherever it is found), else None."""
+        twin = self._twins.get(id(real))
+        if twin is None:
+            twin_type = self.twin_types.get(type(real))
+            if twin_type is None or not _free(real):
+                return None
+            twin = self._twins[id(real)] = twin_type()
+        return twin
 
     @staticmethod
     def _set(owner: Any, name: str, value: Any) -> None:

@@ -389,3 +389,21 @@ def test_a_bug_needing_twenty_steps_in_a_row_is_found_by_default_and_shrunk_to_o
     assert report.failure is not None and report.failure.preemptions == 1
     clean = explore(f"{program}::fixed", strategy="dfs", runs=5000)
     assert clean.failure is None and clean.exhausted and clean.bound == 2
+
+
+def test_a_callable_has_the_same_fingerprint_in_every_process(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "fingerprinted.py").write_text(textwrap.dedent("""
+        import threading
+        def program():
+            def inner():
+                return [x for x in range(3)]
+            threading.Thread(target=inner).start()
+        """))
+    code = ("import sys; sys.path.insert(0, %r); import fingerprinted; from interleave.program import load; "
+            "print(load(fingerprinted.program).fingerprint)" % str(tmp_path))
+    prints = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+              for _ in range(2)}
+    assert len(prints) == 1

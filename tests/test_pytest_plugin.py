@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +60,7 @@ FIXED = RACY.replace(
 TOKEN = re.compile(r"--interleave-replay=(\S+)")
 
 
-def kept_tokens(pytester: pytest.Pytester) -> list:
+def kept_tokens(pytester: pytest.Pytester) -> list[Path]:
     return sorted((pytester.path / ".interleave" / "pytest").glob("*/*.token"))
 
 
@@ -222,7 +223,7 @@ def test_locks_in_objects_made_at_import_are_controlled(pytester: pytest.Pyteste
         counter = Counter()  # made at import: its lock is a real one
 
 
-        @pytest.mark.interleave(runs=200)
+        @pytest.mark.interleave(runs=50)
         def test_counter():
             counter.value = 0
             threads = [threading.Thread(target=counter.increment) for _ in range(2)]
@@ -238,7 +239,7 @@ def test_locks_in_objects_made_at_import_are_controlled(pytester: pytest.Pyteste
             return Counter()  # made outside the runs too
 
 
-        @pytest.mark.interleave(runs=200)
+        @pytest.mark.interleave(runs=50)
         def test_shared_counter(shared_counter):
             shared_counter.value = 0
             threads = [threading.Thread(target=shared_counter.increment) for _ in range(2)]
@@ -249,12 +250,38 @@ def test_locks_in_objects_made_at_import_are_controlled(pytester: pytest.Pyteste
             assert shared_counter.value == 2
 
 
+        lock = threading.Lock()
+        ready = threading.Condition(lock)  # made at import, on a module-level lock
+        state = {"go": False}
+
+
+        @pytest.mark.interleave(runs=50)
+        def test_condition_made_at_import():
+            state["go"] = False
+            seen = []
+
+            def waiter():
+                with ready:
+                    while not state["go"]:
+                        ready.wait()
+                    seen.append(1)
+
+            t = threading.Thread(target=waiter)
+            t.start()
+            with lock:  # the Condition's own lock: still one lock under interleave
+                state["go"] = True
+                ready.notify_all()
+            t.join()
+            assert seen == [1]
+
+
         def test_real_locks_are_back(shared_counter):
             assert type(counter.lock).__module__ == type(Counter.registry_lock).__module__ == "_thread"
-            assert type(shared_counter.lock).__module__ == "_thread"
+            assert type(shared_counter.lock).__module__ == type(lock).__module__ == "_thread"
+            assert type(ready._lock).__module__ == "_thread"
     """)
     result = pytester.runpytest_subprocess(timeout=60)  # a real lock held across a switch would hang
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
 
 
 def test_state_kept_between_calls_is_named_not_reported_as_a_race(pytester: pytest.Pytester) -> None:
@@ -423,7 +450,7 @@ def test_hypothesis_correct_test_passes(pytester: pytest.Pytester) -> None:
 
 def test_xdist_workers_explore_their_own_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_racy=RACY, test_fixed=FIXED)
-    result = pytester.runpytest_subprocess("-n", "2", "--interleave-runs=200", timeout=60)
+    result = pytester.runpytest_subprocess("-n", "2", "--interleave-runs=100", timeout=60)
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["*interleave: FAILURE (exception)*", "*--interleave-replay=1.*"])
     assert len(kept_tokens(pytester)) == 1
