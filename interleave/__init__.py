@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from .explore import FailureReport, NondeterministicProgram, Report, ReplayOutcome, explore, replay
 from .program import BadInput
-from .control import choose, controlled, crash, freeze, unfreeze
+from .control import annotate, choose, controlled, crash, freeze, set_group, unfreeze
 
 __version__ = "0.1.0"
 
 __all__ = [
     "explore", "replay", "Report", "FailureReport", "ReplayOutcome", "BadInput", "NondeterministicProgram",
-    "choose", "controlled", "crash", "freeze", "unfreeze", "__version__",
+    "annotate", "choose", "controlled", "crash", "freeze", "set_group", "unfreeze", "__version__",
 ]

@@ -168,8 +168,8 @@ def _print_report(report: Report) -> None:
 def _print_failure(report: Report, failure: FailureReport) -> None:
     click.echo(f"interleave: FAILURE ({failure.kind}) {failure.message}")
     click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s; shrunk from "
-               f"{_n(failure.original_preemptions, 'preemption')} / {failure.original_steps:,} steps to "
-               f"{_n(failure.preemptions, 'preemption')} / {failure.steps:,} steps "
+               f"{failure.original_preemptions} preemptions/pauses/faults / {failure.original_steps:,} steps to "
+               f"{_decisions(failure)} / {failure.steps:,} steps "
                f"({failure.shrink_attempts} replays{'' if failure.minimal else ', shrink time ran out'})")
     click.echo("")
     click.echo(failure.trace)
@@ -193,6 +193,13 @@ def _print_confidence(report: Report) -> None:
         click.echo(f"  PCT d={d}: each run finds a depth-{d} bug with probability >= 1/(n*k^{int(d) - 1}) = "
                    f"{c['per_run_probability']:.2g} (n={c['threads']}, k={c['steps_k']}); "
                    f"{c['runs_for_99_percent']:,} runs give 99%")
+
+
+def _decisions(failure: FailureReport) -> str:
+    """``1 preemption``, ``1 preemption + 1 pause``, ``1 fault``: what the shrunk schedule needs."""
+    parts = [_n(n, word) for n, word in ((failure.switches, "preemption"), (failure.pauses, "pause"),
+                                          (failure.faults, "fault")) if n]
+    return " + ".join(parts) or "0 preemptions"
 
 
 def _n(count: int, word: str) -> str:

@@ -17,7 +17,7 @@ from .linecoverage import LineCollector
 from .program import BadInput, Program, load
 from .runner import DEFAULT_MAX_STEPS, RunConfig, Runner
 from .schedule import PYTHON, Token, steps_checksum
-from .scheduler import Deviation, RunResult
+from .scheduler import JUMP, Deviation, RunResult
 from .shrink import shrink
 from .strategies.dfs import Nondeterminism
 from .strategies.replay import Replay, ScheduleMismatch
@@ -43,6 +43,10 @@ class FailureReport:
     minimal: bool
     trace: str
     thread: str | None = None
+    #: The shrunk schedule's paid decisions by kind: ``preemptions`` counts them all.
+    switches: int = 0
+    pauses: int = 0
+    faults: int = 0
     #: The final replay's steps and events (for ``--html``); left out of :meth:`Report.to_json`.
     recorder: TraceRecorder | None = field(default=None, repr=False, compare=False)
 
@@ -263,6 +267,9 @@ def _describe_failure(runner: Runner, program: Program, run_index: int, result: 
         original_preemptions=result.preemptions,
         shrink_attempts=shrunk.attempts,
         minimal=shrunk.minimal,
+        switches=sum(1 for d in final.deviations if d.cost and d.choice >= 0),
+        pauses=sum(1 for d in final.deviations if d.choice == JUMP),
+        faults=sum(1 for d in final.deviations if d.cost and d.choice <= -2),
         trace=render(recorder, shown, skip_setup=setup_steps(recorder)),
         thread=shown.thread,
         recorder=recorder,

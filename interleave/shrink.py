@@ -24,6 +24,10 @@ from .strategies.dfs import BoundedDFS
 from .strategies.replay import Replay
 
 
+#: Share of the shrink budget one search for fewer preemptions may take.
+SEARCH_SHARE = 0.1
+
+
 @dataclass
 class ShrinkResult:
     deviations: list[Deviation]
@@ -38,8 +42,10 @@ def shrink(runner: Runner, target: Failure, deviations: list[Deviation], result:
     deadline = time.monotonic() + time_budget
     shrunk = _remove_deviations(runner, target, deviations, result, deadline)
     attempts = shrunk.attempts
-    while shrunk.result.preemptions > 0 and time.monotonic() < deadline:
-        search_until = min(deadline, time.monotonic() + max(1.0, (deadline - time.monotonic()) / 2))
+    while _thread_switches(shrunk.deviations) > 0 and time.monotonic() < deadline:
+        # A bounded share of the budget: where schedules are many, the search cannot finish anyway.
+        remaining = deadline - time.monotonic()
+        search_until = time.monotonic() + min(remaining / 2, max(1.0, SEARCH_SHARE * time_budget))
         found, tried = _search_fewer_preemptions(runner, target, shrunk.result.preemptions - 1, search_until)
         attempts += tried
         if found is None:
@@ -49,6 +55,12 @@ def shrink(runner: Runner, target: Failure, deviations: list[Deviation], result:
     shrunk.attempts = attempts
     shrunk.minimal = shrunk.minimal and time.monotonic() < deadline
     return shrunk
+
+
+def _thread_switches(deviations: list[Deviation]) -> int:
+    """Preemptions proper: paid switches to another thread (not pauses or faults, which a
+    search with fewer preemptions could not keep)."""
+    return sum(1 for d in deviations if d.cost and d.choice >= 0)
 
 
 def _search_fewer_preemptions(runner: Runner, target: Failure, bound: int,
