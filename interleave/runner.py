@@ -1,13 +1,14 @@
 """One run of a program: patching on, scheduler, tracer, and the main thread's life.
 
 The main virtual thread executes the target's module afresh, calls FUNC, then does what
-the interpreter does at exit: it runs threading's exit hooks (ThreadPoolExecutor joins
-its workers there) and the run lasts until every non-daemon thread has finished.
+the interpreter does at exit: ThreadPoolExecutor workers left running are told to stop
+and joined, and the run lasts until every non-daemon thread has finished.
 """
 
 from __future__ import annotations
 
 import _thread
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -73,5 +74,21 @@ class Runner:
         if sched is not None and sched.recorder is not None:
             sched.recorder.event(sched, "enter", self.program.func_name)
         function()
-        for hook in reversed(list(threading._threading_atexits)):
-            hook()
+        _stop_pool_workers_like_the_interpreter(sched)
+
+
+def _stop_pool_workers_like_the_interpreter(sched: Scheduler | None) -> None:
+    """What interpreter exit does for ThreadPoolExecutor workers left running, for this
+    run's workers only (executors of the process outside the run are not touched)."""
+    futures_thread = sys.modules.get("concurrent.futures.thread")
+    if futures_thread is None or sched is None:
+        return
+    run_threads = {vt.ident for vt in sched.threads}
+    items = [(t, q) for t, q in list(futures_thread._threads_queues.items()) if t.ident in run_threads]
+    if not items:
+        return
+    futures_thread._shutdown = True  # the patcher puts the saved value back after the run
+    for _, work_queue in items:
+        work_queue.put(None)
+    for thread, _ in items:
+        thread.join()

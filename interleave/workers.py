@@ -2,9 +2,9 @@
 
 How the search is split (each worker is a *slot* ``w`` of ``n``):
 
-* sampling (random walk, PCT, the portfolio's samplers): slot ``w`` runs the run indices
-  ``w, w+n, w+2n...``; a run depends only on (seed, run index), so no two slots run the
-  same sample and the union is what one process would run for the same total;
+* sampling (random walk, PCT, SURW, the portfolio's samplers): slot ``w`` runs the run
+  indices ``w, w+n, w+2n...``; a run draws its choices from (seed, run index), so no two
+  slots draw the same sample, and together they use the indices one process would;
 * enumeration: :meth:`BoundedDFS.partition` deals subtrees, so the slots' schedules are
   disjoint and together exactly the schedules of one process (see its docstring).
 

@@ -83,8 +83,7 @@ class LearnerHandler:
 
 
 class Leader:
-    def __init__(self, node):
-        self.node = node
+    def __init__(self):
         self.handlers = []
         self.zxid = 0
         self.acks = {}  # zxid -> followers that ACKed; removed once committed
@@ -275,7 +274,7 @@ def client(endpoint):
 def run(selector_owns_keys=False, check_valid=False):
     net = Network()
     leader_node = Node("leader")
-    leader = Leader(leader_node)
+    leader = Leader()
     nodes = [Node(name, Disk(name, stall=STALL)) for name in ("F1", "F2")]
     follower_ends = []
     for node in nodes:

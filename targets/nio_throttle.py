@@ -30,8 +30,8 @@ from interleave.sim import Network, Selector
 
 __interleave__ = {"max_pauses": 0, "max_faults": 0}  # a pure interleaving bug: no pauses, no faults
 
-LIMIT = 0  # globalOutstandingLimit: throttle whenever anything else is in process
-FSYNC_SECONDS = 1.0  # keeps C2's write in the pipeline while C1's reads go through
+LIMIT = 0  # globalOutstandingLimit: throttle while any request is in process
+FSYNC_SECONDS = 1.0  # keeps C2's write in the pipeline while C1's read goes through
 READ_TIMEOUT = 4.0  # the client's 2/3 of a 6 s session timeout
 READ = 1
 
@@ -131,7 +131,7 @@ class Server:
 
     def submit_request(self, cnxn, packet):
         self.submitted.put((cnxn, packet))
-        self.in_process += 1
+        self.in_process += 1  # counted after the hand-off, as in 3.5.3
 
     def pipeline(self):
         """Prep/Sync/Commit: reads are answered at once, a write once its fsync is done."""

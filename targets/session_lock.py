@@ -33,7 +33,7 @@ import queue
 import threading
 import time
 
-from interleave.sim import ConnectionClosed, Network, Node, Selector
+from interleave.sim import Network, Node, Selector
 
 __interleave__ = {"max_faults": 1, "max_pauses": 0}  # one process pause is the fault of the note
 
@@ -77,8 +77,7 @@ class Resource:
 
 
 class Session:
-    def __init__(self, sid, endpoint):
-        self.sid = sid
+    def __init__(self, endpoint):
         self.endpoint = endpoint
         self.expires_at = 0.0
         self.alive = True
@@ -98,7 +97,7 @@ class Server:
         session.expires_at = math.ceil((time.monotonic() + SESSION_TIMEOUT) / TICK) * TICK
 
     def connect(self, endpoint):
-        session = Session(len(self.sessions) + 1, endpoint)
+        session = Session(endpoint)
         self.touch(session)
         self.sessions.append(session)
         self.selector.wakeup()
@@ -109,10 +108,7 @@ class Server:
             ready = self.selector.select([s.endpoint for s in self.sessions])
             for session in self.sessions:
                 if session.endpoint in ready:
-                    try:
-                        request = session.endpoint.recv()
-                    except ConnectionClosed:
-                        continue
+                    request = session.endpoint.recv()
                     with self.lock:
                         self.handle(session, request)
 

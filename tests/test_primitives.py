@@ -397,3 +397,16 @@ def test_outside_a_run_everything_is_the_stdlib():
     assert (threading.Lock, threading.RLock, time.sleep, time.monotonic, threading.get_ident, queue.SimpleQueue) == real
     assert threading.excepthook is hook
     assert all(t.ident is not None for t in threading.enumerate())
+
+
+def test_exploring_leaves_the_process_own_thread_pools_working():
+    outside = ThreadPoolExecutor(max_workers=1)
+    assert outside.submit(lambda: 1).result() == 1
+
+    def program():
+        pool = ThreadPoolExecutor(max_workers=1)
+        assert pool.submit(lambda: 2).result() == 2  # left running: stopped as at interpreter exit
+
+    no_failure(program, runs=20)
+    assert outside.submit(lambda: 3).result(timeout=5) == 3
+    outside.shutdown()

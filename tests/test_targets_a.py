@@ -10,7 +10,7 @@ import pytest
 
 from interleave import explore, replay
 from interleave.program import load
-from interleave.runner import Runner
+from interleave.runner import RunConfig, Runner
 from interleave.schedule import Token
 from interleave.strategies.replay import Replay
 
@@ -55,6 +55,7 @@ def test_nio_throttle_shrinks_to_one_preemption_of_the_io_worker_and_replays():
     report = explore(_target("nio_throttle.py::main"), runs=200, seed=0)
     failure = report.failure
     assert failure is not None and failure.preemptions == 1
+    assert failure.switches == 1 and failure.faults == 0 and failure.pauses == 0
     assert failure.minimal
     # the one preemption: the I/O worker stopped after handing the request to the
     # pipeline and before counting it on the connection
@@ -115,3 +116,56 @@ def test_session_lock_fixed_rejects_the_stale_write_under_the_pause():
     # does not (the search above finds the pause for main within its budget).
     report = explore(_target("session_lock.py::fixed"), strategy="random", runs=150, seed=5)
     assert report.failure is None, report.failure and report.failure.message
+
+
+# A chooser compiled from a string: code of a test file would be traced as the program's.
+_ONE_PREEMPTION = compile('''
+from interleave.strategies.base import Strategy
+
+
+class OnePreemption(Strategy):
+    """F1's first fsync stalls; at the drop instant the CommitProcessor runs first (a free
+    choice) and is preempted between is_valid() and interest_ops()."""
+
+    def __init__(self, path, check_line, drop_at):
+        self.path, self.check_line, self.drop_at = path, check_line, drop_at
+        self.faulted = self.chose = self.preempted = False
+
+    def _line(self):
+        frame = sys._getframe()
+        while frame is not None and frame.f_code.co_filename != self.path:
+            frame = frame.f_back
+        return frame.f_lineno if frame is not None else None
+
+    def choose(self, sched, options, default, preemptive):
+        if options[0] <= -2:
+            if not self.faulted and sched.current.name.startswith("F1."):
+                self.faulted = True
+                return options[1]
+            return default
+        if sched.clock.elapsed() != self.drop_at:
+            return default
+        names = {sched.threads[o].name: o for o in options if o >= 0}
+        if not self.chose and not preemptive and "F1.CommitProcessor" in names:
+            self.chose = True
+            return names["F1.CommitProcessor"]
+        if (self.chose and not self.preempted and sched.current.name == "F1.CommitProcessor"
+                and self._line() == self.check_line and "leader.lead" in names):
+            self.preempted = True
+            return names["leader.lead"]
+        return default
+''', "<one-preemption chooser>", "exec")
+
+
+def test_v3_4_10_fails_with_the_stall_a_free_choice_and_one_preemption():
+    path = _target("final_request_processor.py")
+    source = Path(path).read_text().splitlines()
+    check_line = next(i for i, line in enumerate(source, 1) if "cnxn.key.interest_ops() & WRITE == 0" in line)
+    namespace = {"sys": __import__("sys")}
+    exec(_ONE_PREEMPTION, namespace)
+    chooser = namespace["OnePreemption"](path, check_line, drop_at=2.25)
+    program = load(path + "::v3_4_10")
+    run = Runner(program, RunConfig(**program.config)).run(chooser)
+    assert chooser.faulted and chooser.chose and chooser.preempted
+    assert run.preemptions == 2  # the stall and the one preemption; the free choice is free
+    assert run.failure is not None and "CancelledKeyException" in run.failure.message

@@ -9,7 +9,9 @@ target's own file, where every line is a switch point.
 Faults are fault decisions (``interleave.choose``): 0 = no fault in the default
 schedule, explored, counted against ``max_faults`` (a target sets it in
 ``__interleave__``; ``--max-faults`` overrides), shrunk and replayed like preemptions.
-Outside a run no fault ever happens.
+Outside a run no fault ever happens. For the HTML timeline, a node's threads are put in
+the node's group, and sends, receives, drops, restarts and fsync stalls are annotated
+(see :mod:`interleave.control`).
 
 API (stable: other targets build on it)::
 
@@ -24,7 +26,7 @@ API (stable: other targets build on it)::
     sel.wakeup()                        # the current or next select returns at once
 
     node = Node("follower", disk=None)  # a process; its Disk outlives crashes
-    node.thread(fn, *args, name=None)   # start a daemon thread belonging to the node
+    node.thread(fn, *args, name=None)   # start a daemon thread of the node, named "NODE.NAME"
     node.crash()                        # stop all its threads, close its endpoints, lose unsynced data
     node.crash_point("label")           # fault decision: crash here
     node.pause(seconds)                 # from a controller thread: freeze the node while time passes
