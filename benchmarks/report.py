@@ -331,9 +331,10 @@ def _comparison_ttff(results: dict[str, Any], names: list[str], groups: dict[str
     for name in names:
         row = [name, fmt_ttff(ttff_summary(results["ours"]["main"][name]))]
         if stress:
-            trial_s = stress[name]["calibration"]["trial_s"]
+            calibration = stress[name]["calibration"]
             for mode in ("default", "1us"):
-                row.append(fmt_ttff(ttff_summary(stress[name][mode]), trial_s))
+                row.append(fmt_ttff(ttff_summary(stress[name][mode]), calibration["trial_s"]) if mode in stress[name]
+                           else "n/a")
         for label in labels:
             cell_rows = peers.get("main", {}).get(name, {}).get(label)
             row.append(_peer_ttff_cell(peers, name, label, cell_rows))
@@ -342,10 +343,18 @@ def _comparison_ttff(results: dict[str, Any], names: list[str], groups: dict[str
             "time is up. One real-thread rerun of the correct twin is timed first: a rerun of `main` still "
             "running after 3x that (at least 1 s) counts as a deadlock/hang found, so a deadlock costs at least "
             "that watchdog; a trial lasts the stress budget or 3 reruns, whichever is longer, and a program whose "
-            "reruns take real seconds (it sleeps for real) gets one trial per switch interval. Peers: a `*` marks a tool that also reports a failure on the correct twin (its "
+            "reruns take real seconds (it sleeps for real) gets one trial per switch interval. Stress `n/a`: "
+            + _stress_skips(stress) + " Peers: a `*` marks a tool that also reports a failure on the correct twin (its "
             "finding proves nothing); `n/a` cells say why a tool cannot run the program (see the last section).")
     return "## Time to first failure: interleave, stress testing and the peers\n\n" + note + "\n\n" + table(
         header, rows) + "\n"
+
+
+def _stress_skips(stress: dict[str, Any]) -> str:
+    skipped = {name: v["calibration"]["why"] for name, v in stress.items() if v["calibration"].get("why")}
+    if not skipped:
+        return "none."
+    return "; ".join(f"{name}: {why}" for name, why in skipped.items()) + "."
 
 
 def _peer_ttff_cell(peers: dict[str, Any], name: str, label: str, rows: list[dict[str, Any]] | None) -> str:

@@ -358,6 +358,7 @@ class _Builder:
         last_release: dict[str, tuple[int, Event]] = {}
         last_block: dict[int, Event] = {}
         sends: dict[str, tuple[int, Any]] = {}  # msg -> (event number, what) of its send
+        sent_at: dict[int, int] = {}  # thread -> the step position of its last send
 
         def add(kind: str, label: str, title: str, start: int, end: Any) -> None:
             edge = {"kind": kind, "label": label, "title": title}
@@ -384,6 +385,8 @@ class _Builder:
                 waited = last_block.get(to)
                 if _starting_thread(waited) or to == e.thread:
                     continue  # thread start-up handshakes: the start edge shows it
+                if sent_at.get(e.thread) == e.at_step:
+                    continue  # delivering the message just sent: the message arrow shows it
                 if _lock_acquire(_api(waited)):
                     continue  # a contended lock: the hand-off edge shows it
                 api = _api(e)
@@ -396,6 +399,7 @@ class _Builder:
                 key = repr(data["msg"])
                 if e.detail == "send":
                     sends[key] = (n, data.get("what"))
+                    sent_at[e.thread] = e.at_step
                 elif key in sends:
                     sent, what = sends.pop(key)
                     label = str(what if what is not None else data.get("what", data["msg"]))

@@ -350,34 +350,35 @@ def sleep(seconds: float) -> None:
     sched.sleep(seconds)
 
 
-def monotonic() -> float:
-    sched = active()
-    return sched.clock.now if sched is not None else REAL_TIME["monotonic"]()
+def _virtual(name: str, read: Callable[[Scheduler], float]) -> Callable[[], Any]:
+    """``time.<name>`` reading the virtual clock during a run, the real one outside."""
+    real = REAL_TIME[name]
+    nanoseconds = name.endswith("_ns")
+
+    def clock() -> Any:
+        sched = active()
+        if sched is None:
+            return real()
+        return int(read(sched) * 1e9) if nanoseconds else read(sched)
+
+    clock.__name__ = clock.__qualname__ = name
+    return clock
 
 
-def monotonic_ns() -> int:
-    sched = active()
-    return int(sched.clock.now * 1e9) if sched is not None else REAL_TIME["monotonic_ns"]()
+def _monotonic(sched: Scheduler) -> float:
+    return sched.clock.now
 
 
-def perf_counter() -> float:
-    sched = active()
-    return sched.clock.now if sched is not None else REAL_TIME["perf_counter"]()
+def _wall(sched: Scheduler) -> float:
+    return sched.clock.wall()
 
 
-def perf_counter_ns() -> int:
-    sched = active()
-    return int(sched.clock.now * 1e9) if sched is not None else REAL_TIME["perf_counter_ns"]()
-
-
-def time() -> float:
-    sched = active()
-    return sched.clock.wall() if sched is not None else REAL_TIME["time"]()
-
-
-def time_ns() -> int:
-    sched = active()
-    return int(sched.clock.wall() * 1e9) if sched is not None else REAL_TIME["time_ns"]()
+monotonic = _virtual("monotonic", _monotonic)
+monotonic_ns = _virtual("monotonic_ns", _monotonic)
+perf_counter = _virtual("perf_counter", _monotonic)
+perf_counter_ns = _virtual("perf_counter_ns", _monotonic)
+time = _virtual("time", _wall)
+time_ns = _virtual("time_ns", _wall)
 
 
 CONTROLLED_TIME = {

@@ -13,10 +13,16 @@ sendResponse -> sendBuffer), even while its own fsync is pending.
 
 If F1's SyncThread stalls longer than syncLimit ticks, the leader's ping finds F1's
 oldest proposal un-ACKed and closes F1's socket. F1's QuorumPeer reads EOF and shuts
-down: ``close_all`` cancels every client key first, then the processors are stopped. A
-COMMIT still being handled by the CommitProcessor reaches ``send_buffer``, whose first
-step reads the key's interest set: CancelledKeyException (3.4.9 logs it as "Unexpected
-Exception"; here it escapes the thread, so the run fails where the key is touched).
+down: ``close_all`` cancels every client key first, then the processors are stopped.
+Applying a txn takes the CommitProcessor ``APPLY_SECONDS``, so the ping that drops F1
+falls due while it is still answering a write; in the default order (round robin, the
+leader's threads made first) the leader, then F1's QuorumPeer run before it. It then
+reaches ``send_buffer``, whose first step reads the key's interest set:
+CancelledKeyException (3.4.9 logs it as "Unexpected Exception"; here it escapes the
+thread, so the run fails where the key is touched). One fault, no preemption.
+3.4.10's ``is_valid()`` check makes that order safe; it still fails if the
+CommitProcessor runs first (a free choice) and is preempted between the check and
+``interest_ops()``: one fault, one preemption.
 
 Variants:
   * ``main``: 3.4.9, ``send_buffer`` reads the key from the CommitProcessor thread.

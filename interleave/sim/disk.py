@@ -26,7 +26,6 @@ class Disk:
         self._files: dict[str, Any] = {}
         self._synced_files: dict[str, Any] = {}
         self._epoch = 0  # bumped at every crash: a stalled fsync of the dead process is void
-        self.fsyncs = 0
 
     def append(self, record: Any) -> None:
         """Append to the log (lost on a crash unless a later fsync covers it)."""
@@ -57,7 +56,6 @@ class Disk:
             return  # the process crashed during the stall: nothing it wrote became durable
         self._synced_len = max(self._synced_len, length)
         self._synced_files = files
-        self.fsyncs += 1
 
     def lose_unsynced(self) -> None:
         """A crash: keep only what fsync made durable."""
