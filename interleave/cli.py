@@ -242,4 +242,8 @@ def main() -> None:
     if os.environ.get("PYTHONHASHSEED") != "0" and os.environ.get("INTERLEAVE_NO_REEXEC") != "1":
         os.environ["PYTHONHASHSEED"] = "0"
         os.execv(sys.executable, [sys.executable, "-m", "interleave", *sys.argv[1:]])
-    cli(prog_name="interleave")
+    try:
+        cli(prog_name="interleave")
+    except KeyboardInterrupt:  # before or after an exploration, which handles its own
+        click.echo("interleave: interrupted", err=True)
+        sys.exit(130)

@@ -125,12 +125,30 @@ def test_uncontrolled_io_is_named_not_passed(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_reports_what_was_done(race):
-    process = subprocess.Popen([sys.executable, "-m", "interleave", "explore", "race.py::fixed", "--strategy",
-                                "random", "--time-limit", "60"], cwd=race, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    started = race / "started"
+    (race / "endless.py").write_text(textwrap.dedent(f"""
+        import threading, os
+        def main():
+            if not os.path.exists({str(started)!r}):
+                open({str(started)!r}, "w").close()  # tells the test the exploration is under way
+            box = [0]
+            lock = threading.Lock()
+            def add():
+                with lock:
+                    box[0] += 1
+            threads = [threading.Thread(target=add) for _ in range(3)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+        """))
+    process = subprocess.Popen([sys.executable, "-m", "interleave", "explore", "endless.py", "--strategy",
+                                "random", "--time-limit", "120", "--workers", "1"], cwd=race,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert "interrupted; no failure in" in out
     assert "Traceback" not in err
