@@ -586,7 +586,7 @@ class Scheduler:
         self.abort(in_trace)
 
     def fail_with_exception(self, exc: BaseException, vt: VThread | None = None) -> None:
-        if isinstance(exc, KeyboardInterrupt):
+        if _interrupted(exc):
             self.extra["interrupted"] = True
         elif self.failure is None and not self.tearing_down:
             self.failure = exception_failure(exc, (vt or self.current).name)
@@ -618,6 +618,18 @@ class Scheduler:
             where = user_location(sys._getframe(1))
             self.uncontrolled = f"{what} at {where}" if where else what
         self.abort()
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """A Ctrl-C, or an error it caused: a ``finally`` in threading's thread bootstrap that
+    it cut short raises ``KeyError`` in its place (seen on 3.13), which is no finding."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
 
 
 class _Sleep:

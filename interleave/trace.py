@@ -154,7 +154,7 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
             continue
         count = seg_end - seg_start
         shown = range(seg_start, seg_end)
-        if not full and count > _KEEP_HEAD + _KEEP_TAIL + 1:
+        if not full and count > _KEEP_HEAD + _KEEP_TAIL + 2:  # fold only what saves lines
             head = list(range(seg_start, seg_start + _KEEP_HEAD))
             tail = list(range(seg_end - _KEEP_TAIL, seg_end))
             for i in head:

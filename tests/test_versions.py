@@ -646,3 +646,22 @@ def test_tokens_made_by_another_interpreter_replay_exactly_or_refuse(tmp_path, m
                 assert outcome.failure is not None and outcome.failure.message == message
                 outcomes.append("same")
     assert outcomes
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_a_thread_is_an_interruption():
+    """Ctrl-C landing in threading's thread bootstrap before the thread is registered makes
+    its ``finally`` raise ``KeyError`` (seen on 3.13): that is the interruption, no finding."""
+
+    def program() -> None:
+        def cut_short() -> None:
+            try:
+                raise KeyboardInterrupt
+            finally:
+                {}[threading.get_ident()]  # what threading._delete does then
+
+        t = threading.Thread(target=cut_short)
+        t.start()
+        t.join()
+
+    report = explore(program, runs=5)
+    assert report.interrupted and report.failure is None
