@@ -1,7 +1,9 @@
 """interleave's own numbers: time to first failure, throughput, shrinking, bounds.
 
 Every function here calls the public :func:`interleave.explore` on one program, in this
-process, with the working directory at the repository root.
+process, with the working directory at the repository root. ``python benchmarks/ours.py
+PATH::FUNC STRATEGY SECONDS`` prints :func:`throughput` as one JSON line from a fresh
+process, the way the peers' drivers run.
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import json
+import sys
+
 from interleave import explore
 
-from catalog import Program
+from catalog import ROOT, Program
 
 
 def find_failure(program: Program, seed: int, strategy: str, time_limit: float,
@@ -34,13 +39,17 @@ def find_failure(program: Program, seed: int, strategy: str, time_limit: float,
 
 
 def throughput(program: Program, variant: str, strategy: str, time_limit: float, seed: int = 0) -> dict[str, Any]:
+    return throughput_of(program.target(variant), variant, strategy, time_limit, seed)
+
+
+def throughput_of(target: str, variant: str, strategy: str, time_limit: float, seed: int = 0) -> dict[str, Any]:
     """Runs and steps per second of exploring ``variant`` for ``time_limit`` seconds (or until exhausted).
 
     ``cpu_s`` is the process's CPU time over the same exploration: on a shared machine it moves less
     with other people's load than the wall-clock rates do.
     """
     cpu = time.process_time()
-    report = explore(program.target(variant), time_limit=time_limit, runs=10_000_000, seed=seed,
+    report = explore(target, time_limit=time_limit, runs=10_000_000, seed=seed,
                      strategy=strategy, shrink_time=0.0)
     cpu = time.process_time() - cpu
     elapsed = max(report.elapsed_s, 1e-9)
@@ -53,3 +62,11 @@ def throughput(program: Program, variant: str, strategy: str, time_limit: float,
     if report.nondeterministic or report.uncontrolled:
         row["error"] = report.nondeterministic or report.uncontrolled
     return row
+
+
+if __name__ == "__main__":
+    import os
+
+    os.chdir(ROOT)
+    spec, strategy_name, seconds = sys.argv[1:4]
+    print(json.dumps(throughput_of(spec, spec.rpartition("::")[2], strategy_name, float(seconds))))

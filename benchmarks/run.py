@@ -97,6 +97,23 @@ def trials(count: int, give_up_after: int, one: Callable[[int], dict[str, Any]])
 
 # --------------------------------------------------------------------------- interleave
 
+def measure_ours_isolated(programs: list[catalog.Program], quick: bool) -> dict[str, Any]:
+    """:func:`measure_ours` for each program in a fresh process of its own.
+
+    Runs that leave state behind (threads that would not stop at teardown are kept alive,
+    with everything they reference) slow a long-lived process down; a process per program
+    keeps one program's leftovers out of the next one's numbers.
+    """
+    out: dict[str, Any] = {"main": {}, "fixed": {}, "strategies": {}, "throughput": {}}
+    for p in programs:
+        command = [sys.executable, str(HERE / "run.py"), "--measure-ours", p.name] + (["--quick"] if quick else [])
+        proc = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        one = json.loads(proc.stdout.strip().splitlines()[-1])
+        for section, rows in one.items():
+            out[section].update(rows)
+    return out
+
+
 def measure_ours(programs: list[catalog.Program], budget: Budget) -> dict[str, Any]:
     out: dict[str, Any] = {"main": {}, "fixed": {}, "strategies": {}, "throughput": {}}
     for p in programs:
@@ -208,7 +225,7 @@ def measure_peers(programs: list[catalog.Program], budget: Budget, create: bool)
                 out["main"][p.name][f"{name} {strategy}"] = [{"unsupported": why}]
                 out["fixed"][p.name][f"{name} {strategy}"] = {"unsupported": why}
             continue
-        before = ours.throughput(p, "fixed", "portfolio", budget.peer_fixed_limit) if available else None
+        before = _fresh_throughput(p, budget.peer_fixed_limit) if available else None
         for name, strategy, seeded in available:
             peer = peer_tools.PEERS[name]
             label = f"{name} {strategy}"
@@ -237,12 +254,20 @@ def measure_peers(programs: list[catalog.Program], budget: Budget, create: bool)
             out["main"][p.name][label] = [first, *rest]
             out["fixed"][p.name][label] = attempt(0, "fixed", budget.peer_fixed_limit)
         if before is not None:
-            # interleave again, just before and just after the peers ran this program: the runs/s ratio then
-            # compares the same minutes of this (possibly shared) machine.
-            after = ours.throughput(p, "fixed", "portfolio", budget.peer_fixed_limit)
+            # interleave again, just before and just after the peers ran this program, each time in a fresh
+            # process like the peers: the runs/s ratio then compares the same minutes of this (possibly
+            # shared) machine and processes that start alike.
+            after = _fresh_throughput(p, budget.peer_fixed_limit)
             out["fixed"][p.name]["interleave (adjacent)"] = {
                 key: (before[key] + after[key]) / 2 for key in ("runs_per_s", "runs_per_cpu_s")}
     return out
+
+
+def _fresh_throughput(p: catalog.Program, seconds: float) -> dict[str, Any]:
+    """interleave's runs/s on ``fixed`` measured in a new process (see ``ours.py``'s ``__main__``)."""
+    proc = subprocess.run([sys.executable, str(HERE / "ours.py"), p.target("fixed"), "portfolio", str(seconds)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=seconds + 120)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # --------------------------------------------------------------------------- profile
@@ -332,10 +357,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--programs", help="comma-separated program names (default: all; --quick: "
                         + ", ".join(QUICK_PROGRAMS) + ")")
     parser.add_argument("--out", type=Path, help="folder for RESULTS.md and results.json")
+    parser.add_argument("--measure-ours", metavar="PROGRAM", help=argparse.SUPPRESS)  # one program, JSON to stdout
     args = parser.parse_args(argv)
     budget = QUICK if args.quick else FULL
     os.chdir(ROOT)
     programs = catalog.discover()
+    if args.measure_ours:
+        print(json.dumps(measure_ours([p for p in programs if p.name == args.measure_ours], budget), default=str))
+        return 0
     wanted = args.programs.split(",") if args.programs else (list(QUICK_PROGRAMS) if args.quick else None)
     if wanted is not None:
         unknown = set(wanted) - {p.name for p in programs}
@@ -349,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"environment": environment(argv, args.quick), "budget": asdict(budget),
                                "programs": [{"name": p.name, "group": p.group, "path": str(p.path.relative_to(ROOT)),
                                              "expected": p.expected} for p in programs]}
-    results["ours"] = measure_ours(programs, budget)
+    results["ours"] = measure_ours_isolated(programs, args.quick)
     results["stress"] = {} if args.no_stress else measure_stress(programs, budget)
     results["peers"] = {} if args.no_peers else measure_peers(programs, budget, create=args.peers)
     results["profile"] = measure_profile(programs, budget, create=args.profile)
