@@ -122,6 +122,14 @@ def _acquire_in_serial_order(self: Any, futures: Any) -> None:
     self.futures = sorted(futures, key=hash)
 
 
+#: ``random``'s state after ``random.seed(0)``: every run starts from it.
+_SEEDED = random.Random(0).getstate()
+
+
+_TRIPWIRES = {f"{module}.{name}": _tripwire(f"{module}.{name}") for module, names in _UNCONTROLLED.items()
+              for name in names}
+
+
 class Patcher:
     """Applies and undoes the run-time replacements; one instance serves many runs."""
 
@@ -207,12 +215,12 @@ class Patcher:
             for name in names:
                 if hasattr(module, name):
                     saved.append((module, name, getattr(module, name)))
-                    setattr(module, name, _tripwire(f"{module_name}.{name}"))
+                    setattr(module, name, _TRIPWIRES[f"{module_name}.{name}"])
         self._scan_bindings()
         for namespace, name, _old, new in self._bindings:
             namespace[name] = new
         self._random_state = random.getstate()
-        random.seed(0)
+        random.setstate(_SEEDED)
         # The cycle collector runs finalizers and weakref callbacks at moments that depend on
         # everything allocated so far: off during a run, so runs repeat exactly.
         self._gc_was_enabled = gc.isenabled()

@@ -29,6 +29,10 @@ import greenlet
 from .clock import Clock
 from .failures import Failure, blocked_thread_report, blocking_call, exception_failure, hang_failure, user_location
 
+#: Identities of virtual threads: far below any real thread's (a pthread address), so a
+#: virtual thread never shadows a real one in ``threading._active``.
+VIRTUAL_IDENT_BASE = 0x4000_0000
+
 #: The option meaning "let virtual time jump to the next deadline now".
 JUMP = -1
 
@@ -203,7 +207,7 @@ class Scheduler:
         index = len(self.threads)
         vt = VThread(
             index,
-            ident if ident is not None else 0x7F00_0000_0000 + index * 0x1000,
+            ident if ident is not None else VIRTUAL_IDENT_BASE + index,
             name or f"thread-{index}",
             daemon,
         )
@@ -310,6 +314,7 @@ class Scheduler:
             for vt in self.threads:
                 g = vt.greenlet
                 if g is not None and g:  # started and not dead
+                    self.current = vt  # it unwinds as itself: get_ident() and friends must say so
                     try:
                         g.throw(greenlet.GreenletExit)
                     except BaseException:  # noqa: BLE001 - a dying thread's last words are ignored
@@ -570,6 +575,10 @@ class Scheduler:
         """Leave the current thread for good and hand control back to the hub."""
         if greenlet.getcurrent() is self.hub:
             return
+        if self.tearing_down:
+            # Stopped by teardown (which threw into this thread): unwind and die here, so
+            # the greenlet ends instead of waiting forever for a switch back.
+            raise greenlet.GreenletExit
         if in_trace:
             _leave_tracing(self._tstate)
             try:

@@ -143,9 +143,14 @@ def _line_at(code: CodeType, offset: int) -> int | None:
     return None
 
 
+#: Whether a code object is the user's, kept across runs: a target re-executed every run
+#: creates its functions from the same code objects.
+_user_code: dict[CodeType, bool] = {}
+
+
 def _install_settrace(sched: Scheduler, opcodes: bool) -> Callable[[], None]:
     on_step = sched.line
-    user_code: dict[CodeType, bool] = {}
+    user_code = _user_code
 
     def local_line(frame: Any, event: str, arg: Any) -> Any:
         if event == "line":

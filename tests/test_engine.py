@@ -407,3 +407,20 @@ def test_a_callable_has_the_same_fingerprint_in_every_process(tmp_path):
     prints = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
               for _ in range(2)}
     assert len(prints) == 1
+
+
+def test_threads_stopped_at_teardown_really_end():
+    """Threads still alive when a run ends (daemons, or after a failure) are ended, not kept."""
+    from interleave import scheduler
+
+    def program():
+        stop = threading.Event()
+        threading.Thread(target=stop.wait, daemon=True).start()
+        threading.Thread(target=lambda: time.sleep(100), daemon=True).start()
+
+    before = len(scheduler._graveyard)
+    main_thread = threading.current_thread()
+    assert explore(program, runs=50).failure is None
+    assert len(scheduler._graveyard) == before
+    # Their unwinding ran as themselves: the real thread's registration is untouched.
+    assert threading.current_thread() is main_thread and main_thread in threading.enumerate()
