@@ -8,6 +8,7 @@ and joined, and the run lasts until every non-daemon thread has finished.
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -62,11 +63,16 @@ class Runner:
             install_tracer=self._install,
         )
         main_name, main_ident = threading.current_thread().name, _thread.get_ident()
+        threads_before = _os_threads()
         self.patcher.apply()
         try:
-            return sched.run(self._main, main_ident=main_ident, main_name=main_name)
+            result = sched.run(self._main, main_ident=main_ident, main_name=main_name)
         finally:
             self.patcher.restore(sched)
+        if result.uncontrolled is None and _os_threads() > threads_before:
+            result.uncontrolled = ("a real OS thread that threading does not know of (started by a C extension?), "
+                                   "which interleave cannot schedule")
+        return result
 
     def _main(self) -> Any:
         function = self.program.entry()
@@ -75,6 +81,19 @@ class Runner:
             sched.recorder.event(sched, "enter", self.program.func_name)
         function()
         _stop_pool_workers_like_the_interpreter(sched)
+
+
+def _os_threads() -> int:
+    """OS threads of this process not registered with ``threading`` (so: unknown to it).
+
+    A thread that a C extension starts does not register; one that another part of the
+    process starts through ``threading`` does, and is not counted. Linux only; elsewhere 0.
+    """
+    try:
+        tasks = os.stat("/proc/self/task").st_nlink - 2
+    except OSError:
+        return 0
+    return tasks - len(threading._active)
 
 
 def _stop_pool_workers_like_the_interpreter(sched: Scheduler | None) -> None:

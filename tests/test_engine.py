@@ -424,3 +424,38 @@ def test_threads_stopped_at_teardown_really_end():
     assert len(scheduler._graveyard) == before
     # Their unwinding ran as themselves: the real thread's registration is untouched.
     assert threading.current_thread() is main_thread and main_thread in threading.enumerate()
+
+
+def test_a_thread_started_behind_threading_s_back_is_named_not_passed(tmp_path, monkeypatch):
+    """A C extension's thread is invisible to threading; the real ``_thread`` stands in for one."""
+    write(tmp_path, "hidden_starter.py", """
+        import _thread
+        REAL_START = _thread.start_new_thread  # bound before any run: the real one
+        """)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import hidden_starter  # noqa: PLC0415 - imported before the exploration, on purpose
+
+    def program():
+        hidden_starter.REAL_START(time.sleep, (0.5,))
+
+    report = explore(program, runs=3)
+    assert report.failure is None
+    assert report.uncontrolled is not None and "real OS thread" in report.uncontrolled
+    time.sleep(0.6)
+
+
+def test_timers_due_at_the_same_instant_fire_in_every_order():
+    orders: set[str] = set()
+
+    def program():
+        fired: list[str] = []
+        threads = [threading.Thread(target=lambda n=n: (time.sleep(5), fired.append(n))) for n in "ab"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        orders.add("".join(fired))
+
+    report = explore(program, strategy="dfs", max_preemptions=0, max_pauses=0, runs=500)
+    assert report.failure is None and report.exhausted
+    assert orders == {"ab", "ba"}  # with no preemption at all: the order is a free choice
