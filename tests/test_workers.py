@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 import threading
 from collections import Counter
@@ -242,28 +244,47 @@ def test_cli_workers_and_all(program, tmp_path):
     assert written["workers"] == 2 and [f["replay"] for f in written["failures"]][0] == written["failure"]["replay"]
 
 
-def test_dask_cluster_runs_the_same_campaign(program):
+def test_dask_cluster_runs_the_same_campaign(program, tmp_path):
     pytest.importorskip("distributed", reason="the distributed extra is not installed (pip install "
                                               "'interleave-sct[distributed]')")
-    import dask
-    from distributed import Client, LocalCluster
-
     target = program(RARE_LOST_UPDATE)
+    dies = program(DIES_SOMETIMES, "dies")
     local = explore(target, strategy="random", runs=2000, seed=7, workers=2, shrink_time=5)
     exhaustive = explore(target + "::fixed", strategy="dfs", runs=100_000)
-    # Daemonic Dask workers could not start the process each slot is searched in.
-    with dask.config.set({"distributed.worker.daemon": False}), \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        on_dask = explore(target, strategy="random", runs=2000, seed=7, workers=client, shrink_time=5)
-        enumerated = explore(target + "::fixed", strategy="dfs", runs=100_000, workers=cluster.scheduler_address)
-        dying = explore(program(DIES_SOMETIMES, "dies"), strategy="random", runs=200, seed=0, workers=client)
-    assert on_dask.workers == 2
-    assert (on_dask.failure.replay, on_dask.failure.run, on_dask.runs) == \
-        (local.failure.replay, local.failure.run, local.runs)
-    assert enumerated.exhausted and enumerated.runs == enumerated.distinct_schedules == exhaustive.runs
-    assert dying.runs == 199 and len(dying.worker_deaths) == 1  # caught and replaced inside the Dask task
-    assert dying.worker_deaths[0].startswith("worker 1 died (exit code 3) while running its run 73 (run index 145")
+    # The cluster lives in a process of its own, so what earlier tests left in this one
+    # (threads, patched modules) cannot stall its shutdown; a stall fails the test.
+    script = tmp_path / "on_dask.py"
+    script.write_text(textwrap.dedent(f"""
+        import json
+        import dask
+        from distributed import Client, LocalCluster
+        from interleave import explore
+
+        if __name__ == "__main__":
+            # Daemonic Dask workers could not start the process each slot is searched in.
+            with dask.config.set({{"distributed.worker.daemon": False}}), \\
+                    LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \\
+                    Client(cluster) as client:
+                on_dask = explore({target!r}, strategy="random", runs=2000, seed=7, workers=client, shrink_time=5)
+                enumerated = explore({target + "::fixed"!r}, strategy="dfs", runs=100_000,
+                                     workers=cluster.scheduler_address)
+                dying = explore({dies!r}, strategy="random", runs=200, seed=0, workers=client)
+            print(json.dumps({{
+                "workers": on_dask.workers, "replay": on_dask.failure.replay, "run": on_dask.failure.run,
+                "runs": on_dask.runs, "enumerated": [enumerated.exhausted, enumerated.runs, enumerated.distinct_schedules],
+                "dying": [dying.runs, dying.worker_deaths],
+            }}))
+        """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    on_dask = json.loads(done.stdout.strip().splitlines()[-1])
+    assert on_dask["workers"] == 2
+    assert (on_dask["replay"], on_dask["run"], on_dask["runs"]) == (local.failure.replay, local.failure.run, local.runs)
+    exhausted, runs, distinct = on_dask["enumerated"]
+    assert exhausted and runs == distinct == exhaustive.runs
+    dying_runs, deaths = on_dask["dying"]
+    assert dying_runs == 199 and len(deaths) == 1  # caught and replaced inside the Dask task
+    assert deaths[0].startswith("worker 1 died (exit code 3) while running its run 73 (run index 145")
 
 
 def test_spawned_workers_give_what_forked_ones_give(program, monkeypatch):
