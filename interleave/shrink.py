@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from .failures import Failure
 from .runner import Runner
-from .scheduler import Deviation, RunResult
+from .scheduler import JUMP, Deviation, RunResult
+from .strategies.base import Strategy, is_fault_decision
 from .strategies.dfs import BoundedDFS
 from .strategies.replay import Replay
 
@@ -46,7 +47,7 @@ def shrink(runner: Runner, target: Failure, deviations: list[Deviation], result:
         # A bounded share of the budget: where schedules are many, the search cannot finish anyway.
         remaining = deadline - time.monotonic()
         search_until = time.monotonic() + min(remaining / 2, max(1.0, SEARCH_SHARE * time_budget))
-        found, tried = _search_fewer_preemptions(runner, target, shrunk.result.preemptions - 1, search_until)
+        found, tried = _search_fewer_preemptions(runner, target, shrunk.deviations, search_until)
         attempts += tried
         if found is None:
             break
@@ -63,17 +64,50 @@ def _thread_switches(deviations: list[Deviation]) -> int:
     return sum(1 for d in deviations if d.cost and d.choice >= 0)
 
 
-def _search_fewer_preemptions(runner: Runner, target: Failure, bound: int,
+class _KeepingFaultsAndPauses(Strategy):
+    """Enumerates where preemptions go while the schedule's pauses and faults stay as they
+    are; free choices (who runs when a thread blocks) are kept too, or enumerated."""
+
+    name = "fewer-preemptions"
+
+    def __init__(self, kept: list[Deviation], bound: int, free_choices: bool) -> None:
+        self.kept = {d.key(): d.choice for d in kept}
+        self.dfs = BoundedDFS(bound)
+        self.free_choices = free_choices
+
+    def begin_run(self, run_index: int) -> bool:
+        return self.dfs.begin_run(run_index)
+
+    def choose(self, sched, options, default, preemptive):
+        planned = self.kept.get(sched.decision_key())
+        if planned is not None and planned in options:
+            return planned
+        if is_fault_decision(options) or not (preemptive or self.free_choices):
+            return default
+        return self.dfs.choose(sched, [o for o in options if o != JUMP] or options, default, preemptive)
+
+    def end_run(self, result: RunResult) -> None:
+        self.dfs.end_run(result)
+
+
+def _search_fewer_preemptions(runner: Runner, target: Failure, deviations: list[Deviation],
                               until: float) -> tuple[RunResult | None, int]:
-    """Enumerate schedules by increasing preemptions (at most ``bound``) for the same failure."""
-    dfs = BoundedDFS(bound)
+    """Enumerate thread choices by increasing preemptions, fewer than the schedule has,
+    keeping its pauses and faults, for the same failure."""
+    switches = _thread_switches(deviations)
+    pauses_and_faults = [d for d in deviations if d.cost and d.choice < 0]
+    free = [d for d in deviations if not d.cost]
     tried = 0
-    while time.monotonic() < until and dfs.begin_run(tried):
-        run = runner.run(dfs)
-        dfs.end_run(run)
-        tried += 1
-        if target.same_as(run.failure) and run.preemptions <= bound:
-            return run, tried
+    # First with the free choices as they are (a small space), then enumerating them too.
+    for free_choices in (False, True):
+        kept = pauses_and_faults if free_choices else pauses_and_faults + free
+        search = _KeepingFaultsAndPauses(kept, switches - 1, free_choices)
+        while time.monotonic() < until and search.begin_run(tried):
+            run = runner.run(search)
+            search.end_run(run)
+            tried += 1
+            if target.same_as(run.failure) and _thread_switches(run.deviations) < switches:
+                return run, tried
     return None, tried
 
 
