@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..scheduler import JUMP
 from .base import Strategy, is_fault_decision
-from .random_walk import FAULT_PROBABILITY, run_rng
+from .random_walk import random_fault, run_rng
 
 
 class PCT(Strategy):
@@ -49,7 +49,7 @@ class PCT(Strategy):
 
     def choose(self, sched, options, default, preemptive):
         if is_fault_decision(options):
-            return self.rng.choice(options[1:]) if self.rng.random() < FAULT_PROBABILITY else default
+            return random_fault(self.rng, options, default)
         self.decisions += 1
         while self.change_points and self.change_points[0] <= self.decisions:
             self.change_points.pop(0)

@@ -18,6 +18,11 @@ def run_rng(seed: int, run_index: int, salt: str) -> random.Random:
     return random.Random(f"{salt}:{seed}:{run_index}")
 
 
+def random_fault(rng: random.Random, options: list[int], default: int) -> int:
+    """A sampled answer to a fault decision: now and then a fault, uniformly which one."""
+    return rng.choice(options[1:]) if rng.random() < FAULT_PROBABILITY else default
+
+
 class RandomWalk(Strategy):
     name = "random"
 
@@ -32,9 +37,7 @@ class RandomWalk(Strategy):
     def choose(self, sched, options, default, preemptive):
         rng = self.rng
         if is_fault_decision(options):
-            if rng.random() < FAULT_PROBABILITY:
-                return rng.choice(options[1:])
-            return default
+            return random_fault(rng, options, default)
         if options[-1] == JUMP:
             if rng.random() < JUMP_PROBABILITY:
                 return JUMP

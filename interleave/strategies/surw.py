@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..scheduler import JUMP
 from .base import Strategy, is_fault_decision
-from .random_walk import FAULT_PROBABILITY, JUMP_PROBABILITY, run_rng
+from .random_walk import JUMP_PROBABILITY, random_fault, run_rng
 
 
 class SURW(Strategy):
@@ -31,7 +31,7 @@ class SURW(Strategy):
     def choose(self, sched, options, default, preemptive):
         rng = self.rng
         if is_fault_decision(options):
-            return rng.choice(options[1:]) if rng.random() < FAULT_PROBABILITY else default
+            return random_fault(rng, options, default)
         threads = options
         if options[-1] == JUMP:
             if rng.random() < JUMP_PROBABILITY:
