@@ -21,6 +21,7 @@ from .html import write_html
 from .linecoverage import write_report
 from .program import BadInput
 from .trace import render
+from .tracing import ACCESS, GRANULARITIES
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -62,8 +63,10 @@ def cli() -> None:
 @click.option("--max-steps", type=click.IntRange(min=1), help="Step bound of one run; past it the run is a hang (default 100,000).")
 @click.option("--max-pauses", type=click.IntRange(min=0), help="Pauses per run: a runnable thread held while time jumps (default 2).")
 @click.option("--max-faults", type=click.IntRange(min=0), help="Faults per run for programs that model them (default 2).")
-@click.option("--granularity", type=click.Choice(["line", "opcode"]), default="line", show_default=True,
-              help="Switch points at every line of your code, or at every bytecode.")
+@click.option("--granularity", type=click.Choice(list(GRANULARITIES)), default=ACCESS, show_default=True,
+              help="access: a switch point before every shared access of your code (attributes, items, "
+                   "containers, rebound globals and cells) and every synchronization; line: before every line; "
+                   "opcode: before every bytecode.")
 @click.option("--shrink-time", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds allowed for shrinking a failure.")
 @click.option("--workers", callback=lambda ctx, param, value: _workers(value), metavar="N|ADDRESS",

@@ -106,7 +106,7 @@ def explore(
     max_steps: int | None = None,
     max_pauses: int | None = None,
     max_faults: int | None = None,
-    granularity: str = "line",
+    granularity: str = "access",
     shrink_time: float = 30.0,
     on_progress: Callable[[Progress], None] | None = None,
     partition: tuple[int, int] = (0, 1),
@@ -152,6 +152,17 @@ def explore(
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     runner = Runner(program, config)
+    try:
+        return _explore_here(program, runner, chooser, runs, time_limit, seed, strategy, shrink_time, on_progress,
+                             partition, coverage)
+    finally:
+        runner.close()
+
+
+def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy, runs: int | None,
+                  time_limit: float | None, seed: int, strategy: str, shrink_time: float,
+                  on_progress: Callable[[Progress], None] | None, partition: tuple[int, int],
+                  coverage: bool) -> Report:
     report = Report(target=program.display, strategy=strategy, seed=seed)
     collector = LineCollector() if coverage else None
     started = time.monotonic()
@@ -166,7 +177,7 @@ def explore(
             if not chooser.begin_run(partition[0] + report.runs * partition[1]):
                 break
             try:
-                result = runner.run(chooser, collector)
+                result = runner.run(chooser, observer=collector)
             except Nondeterminism as exc:
                 report.nondeterministic = f"the program did not repeat itself under the same choices ({exc})"
                 break
@@ -331,6 +342,8 @@ def replay(target: str | Callable[[], Any] | Program, token: str) -> ReplayOutco
         result = runner.run(chooser, recorder)
     except ScheduleMismatch as exc:
         raise misfit(str(exc)) from None
+    finally:
+        runner.close()
     if result.uncontrolled is not None:
         raise BadInput(f"cannot replay: the program used {result.uncontrolled}")
     if not chooser.all_used():

@@ -86,8 +86,7 @@ class Lock:
             raise ValueError("can't specify a timeout for a non-blocking call")
         if timeout < 0 and timeout != -1:
             raise ValueError("timeout value must be a non-negative number")
-        if _called_from_library(sys._getframe(1)):
-            sched.op_point()
+        _before_lock_operation(sched, sys._getframe(1))
         cur = sched.current
         if self._locked:
             if not blocking or timeout == 0:
@@ -116,8 +115,7 @@ class Lock:
             self._fresh(sched)
         if not self._locked:
             raise RuntimeError("release unlocked lock")
-        if _called_from_library(sys._getframe(1)):
-            sched.op_point()
+        _before_lock_operation(sched, sys._getframe(1))
         self._locked = False
         self.holder = None
         if sched.recorder is not None:
@@ -235,12 +233,39 @@ class RLock(Lock):
 _library_code: dict[Any, bool] = {}
 
 
+def _before_lock_operation(sched: Scheduler, frame: Any) -> None:
+    """The switch point a lock operation gets, if any.
+
+    With line steps, the program's own lines are switch points already and so are the
+    stdlib's calls made from them: only an operation called from installed library code
+    needs one of its own. With shared accesses as the steps, every operation the program or
+    a library makes is one; the lock operations inside one stdlib call (``Queue.put``,
+    ``Condition.wait``, ``Thread.join``) are that call's one step.
+    """
+    while frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    if not sched.accesses:
+        if _called_from_library(frame):
+            sched.op_point()
+        return
+    if not _stdlib_internal(frame.f_code.co_filename):
+        sched.sync_point(None, frame)
+        return
+    entry, outer = frame, frame.f_back
+    while outer is not None and _stdlib_internal(outer.f_code.co_filename):
+        entry, outer = outer, outer.f_back
+    if outer is not None:  # else a thread of the stdlib's own (a pool worker between tasks)
+        sched.sync_point(entry, outer)
+
+
+def _stdlib_internal(filename: str) -> bool:
+    return is_threading_internal(filename) or filename.startswith(_PACKAGE)
+
+
 def _called_from_library(frame: Any) -> bool:
     """True when a lock operation comes from installed library code (not the program's own
     lines, which are switch points already, nor the stdlib's threading internals): such an
     operation is a switch point of its own."""
-    while frame.f_code.co_filename == __file__:
-        frame = frame.f_back
     code = frame.f_code
     answer = _library_code.get(code)
     if answer is None:

@@ -13,8 +13,12 @@ import os
 import sys
 import traceback
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from .access import inject
+from .files import is_user_file
+from .instrument import compile_module, instrument_function
 
 
 class BadInput(Exception):
@@ -31,15 +35,45 @@ class Program:
     module_name: str | None = None
     function: Callable[[], Any] | None = None
     config: dict[str, Any] | None = None
+    source: bytes | None = None
+    _instrumented: Any = field(default=None, repr=False, compare=False)
 
-    def entry(self) -> Callable[[], Any]:
-        """Inside a run: a fresh module (for file targets) and the function to call."""
+    def entry(self, instrumented: bool = False) -> Callable[[], Any]:
+        """Inside a run: a fresh module (for file targets) and the function to call.
+
+        ``instrumented``: the code with every shared access a switch point
+        (:mod:`interleave.instrument`), compiled once.
+        """
         if self.code is None:
             assert self.function is not None
-            return self.function
+            return self.prepare() if instrumented else self.function
+        assert self.module_name is not None and self.path is not None
         namespace = _fresh_module(self.module_name, self.path)
-        exec(self.code, namespace)
+        code = self.code
+        if instrumented:
+            code = self.prepare()
+            inject(namespace)
+        exec(code, namespace)
         return namespace[self.func_name]
+
+    def prepare(self) -> Any:
+        """The instrumented code (or function), made once and outside any run."""
+        if self._instrumented is None:
+            if self.code is None:
+                self._instrumented = instrument_function(self.function)
+            else:
+                assert self.path is not None
+                self._instrumented = compile_module(self.source or b"", self.path)
+        return self._instrumented
+
+    @property
+    def has_user_code(self) -> bool:
+        """Whether the code under test is a file of the user's (a callable made at a REPL
+        or from a string has no source: nothing of it can be a switch point)."""
+        if self.path is not None:
+            return True
+        code = getattr(self.function, "__code__", None)
+        return code is not None and is_user_file(code.co_filename)
 
 
 def _fresh_module(name: str, path: str) -> dict[str, Any]:
@@ -102,6 +136,7 @@ def load(target: str | Callable[[], Any]) -> Program:
         code=code,
         module_name=module_name,
         config=dict(config) if isinstance(config, dict) else None,
+        source=source,
     )
 
 

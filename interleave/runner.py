@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tracing
+from .instrument import Instrumentation, Scope
 from .patching import Patcher
 from .program import Program
 from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
@@ -29,38 +30,65 @@ class RunConfig:
     max_steps: int = DEFAULT_MAX_STEPS
     max_pauses: int = 2
     max_faults: int = 2
-    granularity: str = tracing.LINE
+    granularity: str = tracing.ACCESS
 
     def code(self) -> str:
         """Compact form for replay tokens."""
-        g = "o" if self.granularity == tracing.OPCODE else "l"
-        return f"{g}{self.max_steps}p{self.max_pauses}f{self.max_faults}"
+        return f"{_GRANULARITY_CODES[self.granularity]}{self.max_steps}p{self.max_pauses}f{self.max_faults}"
 
     @classmethod
     def from_code(cls, code: str) -> RunConfig:
-        granularity = tracing.OPCODE if code[0] == "o" else tracing.LINE
+        granularity = {c: g for g, c in _GRANULARITY_CODES.items()}[code[0]]
         steps, rest = code[1:].split("p")
         pauses, faults = rest.split("f")
         return cls(int(steps), int(pauses), int(faults), granularity)
 
 
-class Runner:
-    """Runs a program again and again, each time under the chooser it is given."""
+_GRANULARITY_CODES = {tracing.ACCESS: "a", tracing.LINE: "l", tracing.OPCODE: "o"}
 
-    def __init__(self, program: Program, config: RunConfig) -> None:
+
+class Runner:
+    """Runs a program again and again, each time under the chooser it is given.
+
+    With shared accesses as the steps (the default granularity), the code in scope is
+    instrumented while the runner is open; :meth:`close` undoes it.
+    """
+
+    def __init__(self, program: Program, config: RunConfig, include: tuple[str, ...] = ()) -> None:
         self.program = program
         self.config = config
         self.patcher = Patcher()
-        self._install = tracing.installer(config.granularity)
+        self.accesses = config.granularity == tracing.ACCESS
+        self._install = None if self.accesses else tracing.installer(config.granularity)
+        self.instrumentation: Instrumentation | None = None
+        if self.accesses:
+            self.instrumentation = Instrumentation(Scope(include))
+            self.instrumentation.start()
+            program.prepare()  # compiled now: a run does the same work every time
 
-    def run(self, chooser: Chooser, recorder: Recorder | None = None) -> RunResult:
+    def close(self) -> None:
+        if self.instrumentation is not None:
+            self.instrumentation.stop()
+            self.instrumentation = None
+
+    def run(self, chooser: Chooser, recorder: Recorder | None = None, *, track_accesses: bool = False,
+            observer: Recorder | None = None) -> RunResult:
+        """One run. ``observer`` sees every executed line without making it a switch point
+        (line coverage when accesses are the steps)."""
+        install = self._install
+        if observer is not None and self.accesses:
+            install = tracing.line_observer(observer)
+        elif observer is not None:
+            recorder = recorder or observer
         sched = Scheduler(
             chooser,
             max_steps=self.config.max_steps,
             max_pauses=self.config.max_pauses,
             max_faults=self.config.max_faults,
             recorder=recorder,
-            install_tracer=self._install,
+            install_tracer=install,
+            accesses=self.accesses,
+            track_accesses=track_accesses,
         )
         main_name, main_ident = threading.current_thread().name, _thread.get_ident()
         threads_before = _os_threads()
@@ -75,7 +103,7 @@ class Runner:
         return result
 
     def _main(self) -> Any:
-        function = self.program.entry()
+        function = self.program.entry(instrumented=self.accesses)
         sched = active()
         if sched is not None and sched.recorder is not None:
             sched.recorder.event(sched, "enter", self.program.func_name)

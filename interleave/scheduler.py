@@ -26,8 +26,10 @@ from typing import Any, Callable, NamedTuple, Protocol
 
 import greenlet
 
+from . import access
 from .clock import Clock
-from .failures import Failure, blocked_thread_report, blocking_call, exception_failure, hang_failure, user_location
+from .failures import (Failure, blocked_thread_report, blocking_call, exception_failure, hang_failure,
+                       innermost_user_frame, user_location)
 
 #: Identities of virtual threads: far below any real thread's (a pthread address), so a
 #: virtual thread never shadows a real one in ``threading._active``.
@@ -41,6 +43,9 @@ RUNNABLE, BLOCKED, FINISHED = "runnable", "blocked", "finished"
 #: After this many consecutive steps of one thread, the default schedule hands over to
 #: the next runnable thread (as an OS scheduler would), so a spin-wait is not a hang.
 TIME_SLICE = 1000
+
+#: A loop that touches nothing shared is seen running once every this many turns.
+TICK_SLICE = 16
 
 #: Fault decisions are keyed apart from scheduling decisions (``sub`` from this base), so
 #: removing a deviation that changes how many threads were runnable at a fault's step
@@ -106,7 +111,8 @@ class VThread:
     __slots__ = (
         "index", "ident", "name", "daemon", "greenlet", "state", "steps", "streak",
         "waiting_on", "timer_generation", "timed_out", "sentinel", "thread_obj", "frozen",
-        "group", "decided_at", "decisions_here", "faulted_at", "faults_here",
+        "group", "decided_at", "decisions_here", "faulted_at", "faults_here", "ops", "quiet", "sync_entry",
+        "sync_pending",
     )
 
     def __init__(self, index: int, ident: int, name: str, daemon: bool) -> None:
@@ -131,6 +137,12 @@ class VThread:
         self.decisions_here = 0
         self.faulted_at = -1
         self.faults_here = 0
+        # Visible operations since this thread's last switch point: the first one after a
+        # switch point needs none of its own (see Scheduler.access_point).
+        self.ops = 0
+        self.quiet = 0  # loop turns without a visible operation
+        self.sync_entry: Any = None  # the stdlib call (its frame) whose lock operations are one step
+        self.sync_pending = False  # a call of a synchronization object's method was announced
 
     def __repr__(self) -> str:
         return f"<VThread {self.index} {self.name} {self.state}>"
@@ -165,6 +177,8 @@ class Scheduler:
         max_faults: int = 2,
         recorder: Recorder | None = None,
         install_tracer: Callable[[Scheduler], Callable[[], None]] | None = None,
+        accesses: bool = False,
+        track_accesses: bool = False,
     ) -> None:
         self.chooser = chooser
         self.max_steps = max_steps
@@ -189,6 +203,14 @@ class Scheduler:
         self.extra: dict[str, Any] = {}
         self.internal_error: Exception | None = None
         self._fault_key: tuple[int, int, int] | None = None
+        #: Shared accesses are the steps (the program's code is instrumented), not lines.
+        self.accesses = accesses
+        #: Whether instrumented accesses note what they touched (a recorder, or a strategy asked).
+        self.noting = accesses and (recorder is not None or track_accesses)
+        #: ``(thread, object key, field, write, site)`` per noted access, in order.
+        self.access_log: list[tuple[int, Any, Any, bool, int]] = []
+        self._object_keys: dict[int, Any] = {}
+        self._keepalive: list[Any] = []
 
     # ------------------------------------------------------------------ threads
 
@@ -262,6 +284,8 @@ class Scheduler:
         main_vt = self.spawn(main, name=main_name, daemon=False, ident=main_ident)
         self.current = main_vt
         _active = self
+        if self.accesses:
+            access.RUN.sched, access.RUN.os_ident = self, self.os_ident
         uninstall = None
         try:
             uninstall = self._install_tracer(self) if self._install_tracer else None
@@ -273,11 +297,14 @@ class Scheduler:
                     break
                 self.current = nxt
                 nxt.streak = 0
+                nxt.ops = 0
                 nxt.greenlet.switch()
         finally:
             if uninstall is not None:
                 uninstall()
             self._teardown()
+            if access.RUN.sched is self:
+                access.RUN.sched = None
             _active = None
         if self.internal_error is not None:
             raise self.internal_error
@@ -352,6 +379,97 @@ class Scheduler:
         if self.steps > self.max_steps:
             self.fail_hang()
         self._switch_point(in_trace=False, yielding=True)
+        self.current.ops = 0
+
+    def access_point(self) -> None:
+        """Switch point before a shared access of instrumented code (see :mod:`interleave.access`).
+
+        The first visible operation after a switch point needs none of its own: nothing the
+        other threads could see happened in between.
+        """
+        cur = self.current
+        cur.quiet = 0
+        if cur.sync_pending:
+            cur.sync_pending = False
+            self._visible_step(cur)
+        elif cur.ops == 0:
+            cur.ops = 1
+        else:
+            self._visible_step(cur)
+        if self.recorder is not None and not self.tearing_down:
+            self.recorder.step(self, cur, sys._getframe(2))
+
+    def sync_call(self) -> None:
+        """A method of a synchronization object is about to be called from instrumented code:
+        the switch point is here; the lock operations inside that call are its own step."""
+        cur = self.current
+        cur.quiet = 0
+        if cur.ops or cur.sync_pending:
+            self._visible_step(cur)
+        cur.ops = 0
+        cur.sync_pending = True
+        cur.sync_entry = None
+        if self.recorder is not None and not self.tearing_down:
+            self.recorder.step(self, cur, sys._getframe(2))
+
+    def sync_point(self, entry: Any, frame: Any) -> None:
+        """Switch point before a lock operation, when shared accesses are the steps.
+
+        ``entry`` is the frame of the stdlib call the operation is part of (None when the
+        program or a library called the lock itself): one stdlib call is one step.
+        """
+        cur = self.current
+        if entry is not None:
+            if entry is cur.sync_entry:
+                return
+            cur.sync_entry = entry
+        if cur.sync_pending:  # announced by sync_call, which made this call's step
+            cur.sync_pending = False
+            cur.ops = 1
+            return
+        cur.quiet = 0
+        if cur.ops == 0:
+            cur.ops = 1
+        else:
+            self._visible_step(cur)
+        if self.recorder is not None and not self.tearing_down:
+            user = innermost_user_frame(frame)
+            if user is not None:
+                self.recorder.step(self, cur, user)
+
+    def _visible_step(self, cur: VThread) -> None:
+        if self.tearing_down:
+            return
+        cur.steps += 1
+        self.steps += 1
+        if self.steps > self.max_steps:
+            self.fail_hang()
+        if len(self.runnable) > 1 or (self.pauses_left > 0 and self.clock.has_timers()):
+            self._switch_point(in_trace=False, yielding=False)
+        cur.ops = 1
+
+    def tick(self) -> None:
+        """A loop turned; every :data:`TICK_SLICE` turns without a visible operation is a step."""
+        cur = self.current
+        cur.quiet += 1
+        if cur.quiet >= TICK_SLICE:
+            cur.quiet = 0
+            cur.ops = 1  # a step of its own, even with nothing visible since the last one
+            self._visible_step(cur)
+
+    def note(self, site: int, obj: Any, field: Any, write: bool, value: Any) -> None:
+        """What the access just made touched (when this run keeps records)."""
+        key = access.stable_name(obj)
+        if key is None:
+            key = self._object_keys.get(id(obj))
+            if key is None:
+                # Numbered in the order the run first touches them: the same in every run
+                # that follows the same schedule prefix (ids of memory are not).
+                key = self._object_keys[id(obj)] = len(self._object_keys)
+                self._keepalive.append(obj)
+        self.access_log.append((self.current.index, key, field, write, site))
+        if self.recorder is not None and not self.tearing_down:
+            self.recorder.access(self, site, obj, field, write, value)
 
     def op_point(self) -> None:
         """Switch point before an operation on a primitive called from untraced code."""
@@ -448,6 +566,7 @@ class Scheduler:
     def _switch(self, target: VThread, in_trace: bool) -> None:
         self.current = target
         target.streak = 0
+        target.ops = 0
         if in_trace:
             _leave_tracing(self._tstate)
             try:

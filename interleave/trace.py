@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from .access import NOTHING, SITES, describe
 from .failures import Failure, _short, loop_lines, source_line
 from .files import is_user_file
 
@@ -22,6 +23,10 @@ class Step:
     filename: str
     lineno: int
     clock: float
+    #: What the step touched, in the program's terms (``reads Stats.hits -> 0``), when known.
+    accesses: list[str] | None = None
+    #: The same as data: ``(object key, field, write)`` per access, for the timeline and races.
+    touched: list[tuple[Any, Any, bool]] | None = None
 
 
 @dataclass
@@ -48,6 +53,23 @@ class TraceRecorder:
             return
         self.steps.append(Step(thread.index, thread.name, frame.f_code.co_filename, frame.f_lineno, sched.clock.now))
 
+    def access(self, sched: Any, site: int, obj: Any, field: Any, write: bool, value: Any) -> None:
+        if not self.steps:
+            return
+        step = self.steps[-1]
+        what = describe(site, obj, field)
+        if write:
+            text = f"writes {what}" + (f" = {_value(value)}" if value is not NOTHING else "")
+        elif SITES[site].kind == "call" and not what.startswith("the "):
+            text = f"calls {what}" + (f" -> {_value(value)}" if value is not NOTHING else "")
+        else:
+            text = f"reads {what}" + (f" -> {_value(value)}" if value is not NOTHING else "")
+        if step.accesses is None:
+            step.accesses, step.touched = [], []
+        step.accesses.append(text)
+        assert step.touched is not None
+        step.touched.append((sched.access_log[-1][1], field, write))
+
     def event(self, sched: Any, kind: str, detail: str, data: dict[str, Any] | None = None) -> None:
         cur = sched.current
         if kind in ("acquire", "release", "wake", "block"):
@@ -58,6 +80,15 @@ class TraceRecorder:
 
     def path(self) -> list[tuple[int, int]]:
         return [(s.thread, s.lineno) for s in self.steps]
+
+
+def _value(value: Any) -> str:
+    """A value as a trace shows it: its repr, cut short."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ of the program's
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def library_call(frame: Any) -> str | None:
@@ -112,6 +143,8 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
             before, after = ev.detail.split(" -> ")
             step = last_step.get(ev.thread)
             where = f" before {_short(step.filename)}:{step.lineno}" if step else ""
+            if step is not None and step.accesses:
+                where = f" after it {step.accesses[-1]} ({_short(step.filename)}:{step.lineno})"
             paused[ev.thread] = step
             return f"preemption: {before} is paused{where}; {after} runs"
         if ev.kind == "block":
@@ -193,4 +226,5 @@ def _summary_line(steps: list[Step], first: int, width: int, then: str) -> str:
 def _step_line(i: int, step: Step, width: int, ops: list[str] | None = None) -> str:
     where = f"{_short(step.filename)}:{step.lineno}"
     line = f"{i + 1:9d} {step.name:<{width}}  {where:<24} {source_line(step.filename, step.lineno)}"
-    return f"{line}    [{', '.join(ops)}]" if ops else line
+    notes = (step.accesses or []) + (ops or [])
+    return f"{line}    [{', '.join(notes)}]" if notes else line

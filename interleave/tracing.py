@@ -31,7 +31,8 @@ from typing import Any, Callable
 from .files import is_user_file
 from .scheduler import Scheduler
 
-LINE, OPCODE = "line", "opcode"
+ACCESS, LINE, OPCODE = "access", "line", "opcode"
+GRANULARITIES = (ACCESS, LINE, OPCODE)
 
 #: Our ``sys.monitoring`` name, and the tool ids we may take, best first. By convention
 #: 0 is a debugger's, 1 coverage's, 2 a profiler's and 5 an optimizer's; Hypothesis takes 3.
@@ -183,3 +184,33 @@ def _install_settrace(sched: Scheduler, opcodes: bool) -> Callable[[], None]:
         sys.settrace(previous)
 
     return uninstall
+
+
+def line_observer(observer: Any) -> Callable[[Scheduler], Callable[[], None]]:
+    """An installer whose line events only go to ``observer.step`` (no switch points):
+    line coverage for runs whose steps are shared accesses."""
+
+    def install(sched: Scheduler) -> Callable[[], None]:
+        user_code = _user_code
+
+        def local(frame: Any, event: str, arg: Any) -> Any:
+            if event == "line" and not sched.tearing_down:
+                observer.step(sched, sched.current, frame)
+            return local
+
+        def on_call(frame: Any, event: str, arg: Any) -> Any:
+            code = frame.f_code
+            mine = user_code.get(code)
+            if mine is None:
+                mine = user_code[code] = is_user_file(code.co_filename)
+            return local if mine else None
+
+        previous = sys.gettrace()
+        sys.settrace(on_call)
+
+        def uninstall() -> None:
+            sys.settrace(previous)
+
+        return uninstall
+
+    return install

@@ -649,11 +649,14 @@ def describe_here(job: Job, found: list[Found], shrink_time: float) -> list[Fail
     program = job.program if job.program is not None else load(job.spec)
     runner = Runner(program, job.config)
     reports = []
-    for f in found:
-        result = runner.run(Replay(f.deviations, strict=True))
-        if not f.failure.same_as(result.failure):
-            raise_nondeterministic(f.failure, result.failure)
-        reports.append(_describe_failure(runner, program, f.key + 1, result, f.elapsed_s, shrink_time))
+    try:
+        for f in found:
+            result = runner.run(Replay(f.deviations, strict=True))
+            if not f.failure.same_as(result.failure):
+                raise_nondeterministic(f.failure, result.failure)
+            reports.append(_describe_failure(runner, program, f.key + 1, result, f.elapsed_s, shrink_time))
+    finally:
+        runner.close()
     return reports
 
 
