@@ -33,6 +33,7 @@ import ast
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import types
 from dataclasses import dataclass, field
@@ -328,14 +329,10 @@ class _Rewriter(ast.NodeTransformer):
 
     # -- scopes
 
-    def _in_scope(self, node: Any) -> Any:
-        outer, temps = self.scope, self.temps
-        self.scope = self.analysis.scopes.get(id(node))
-        if self.scope is None or not self.scope.is_function:
-            self.scope = outer
-        self.generic_visit(node)
-        self.scope, self.temps = outer, temps
-        return node
+    @staticmethod
+    def _generated(node: ast.AST) -> bool:
+        """Code another rewriter made (pytest's assertion temporaries are named ``@py_...``)."""
+        return any(isinstance(n, ast.Name) and n.id.startswith("@") for n in ast.walk(node))
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> Any:
         # Decorators and defaults run in the enclosing scope.
@@ -583,7 +580,7 @@ class _Rewriter(ast.NodeTransformer):
     # -- expressions
 
     def visit_Attribute(self, node: ast.Attribute) -> Any:
-        if self.scope is None or not isinstance(node.ctx, ast.Load):
+        if self.scope is None or not isinstance(node.ctx, ast.Load) or self._generated(node.value):
             return self.generic_visit(node)
         name = _mangle(node.attr, self._class_name())
         return self._call("get_attr", [self.visit(node.value), ast.Constant(name),
@@ -614,6 +611,8 @@ class _Rewriter(ast.NodeTransformer):
         if self.scope is None:
             return self.generic_visit(node)
         func = node.func
+        if self._generated(func):
+            return self.generic_visit(node)
         args = [self.visit(a) for a in node.args]
         keywords = [ast.copy_location(ast.keyword(k.arg, self.visit(k.value)), k) for k in node.keywords]
         if isinstance(func, ast.Attribute):
@@ -632,7 +631,8 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
     def visit_Compare(self, node: ast.Compare) -> Any:
-        if self.scope is None or len(node.ops) != 1 or not isinstance(node.ops[0], (ast.In, ast.NotIn)):
+        if (self.scope is None or len(node.ops) != 1 or not isinstance(node.ops[0], (ast.In, ast.NotIn))
+                or self._generated(node)):
             return self.generic_visit(node)
         left, right = self.visit(node.left), self.visit(node.comparators[0])
         site = self._site(node, "read", self._text(node.comparators[0]))
@@ -689,8 +689,6 @@ class Scope:
 
 
 def _absolute(path: str) -> str:
-    import os
-
     return os.path.abspath(path)
 
 
@@ -751,7 +749,7 @@ class Instrumentation:
         self.scope = scope
         self.finder = _Finder(scope)
         self._swapped: list[tuple[types.FunctionType, types.CodeType]] = []
-        self._done: set[str] = set()
+        self._injected: list[dict[str, Any]] = []
         self._active = False
 
     def __enter__(self) -> Instrumentation:
@@ -775,65 +773,77 @@ class Instrumentation:
         for function, code in reversed(self._swapped):
             function.__code__ = code
         self._swapped.clear()
-        self._done.clear()
+        for namespace in self._injected:
+            namespace.pop(HELPER, None)
+        self._injected.clear()
 
     def instrument_loaded(self) -> None:
         """Swap instrumented code into the functions of every loaded module in scope."""
-        twins: dict[types.CodeType, types.CodeType] = {}
+        by_file: dict[str, dict[tuple[str, int, str], types.CodeType]] = {}
         for name, module in list(sys.modules.items()):
             filename = getattr(module, "__file__", None)
-            if name in self._done or not isinstance(filename, str) or not filename.endswith(".py"):
+            if not isinstance(filename, str) or not filename.endswith(".py"):
                 continue
             namespace = getattr(module, "__dict__", None)
             if not isinstance(namespace, dict) or HELPER in namespace or not self.scope.wants(filename, name):
                 continue
-            self._done.add(name)
             instrumented = _compile_loaded(module, filename)
             if instrumented is None:
                 continue
-            by_key = {_code_key(c): c for c in _code_objects(instrumented)}
+            by_file[filename] = {_code_key(c): c for c in _code_objects(instrumented)}
             access.inject(namespace)
-            for original in _module_codes(module, filename):
-                twin = by_key.get(_code_key(original))
-                if twin is not None and twin.co_freevars == original.co_freevars:
-                    twins[original] = twin
-        if twins:
-            self._swap(twins)
+            self._injected.append(namespace)
+        if by_file:
+            self._swap(by_file)
 
-    def _swap(self, twins: dict[types.CodeType, types.CodeType]) -> None:
+    def _swap(self, by_file: dict[str, dict[tuple[str, int, str], types.CodeType]]) -> None:
+        """Every function object made from those files' code gets the instrumented twin
+        (closures and decorated functions too, wherever they are kept)."""
         import gc
 
         for obj in gc.get_objects():
-            if type(obj) is types.FunctionType:
-                twin = twins.get(obj.__code__)
-                if twin is not None:
-                    self._swapped.append((obj, obj.__code__))
-                    obj.__code__ = twin
+            if type(obj) is not types.FunctionType:
+                continue
+            code = obj.__code__
+            twins = by_file.get(code.co_filename)
+            if twins is None:
+                continue
+            twin = twins.get(_code_key(code))
+            if twin is not None and twin is not code and twin.co_freevars == code.co_freevars:
+                self._swapped.append((obj, code))
+                obj.__code__ = twin
 
 
-def _module_codes(module: types.ModuleType, filename: str) -> Iterator[types.CodeType]:
-    """Code objects of the functions defined in a module (found through its namespace)."""
-    import gc
-
-    for obj in gc.get_objects():
-        if type(obj) is types.FunctionType and obj.__code__.co_filename == filename:
-            yield from _code_objects(obj.__code__)
+#: Instrumented code by (file, size, modification time): a campaign per test compiles once.
+_compiled: dict[tuple[str, int, int, bool], types.CodeType | None] = {}
 
 
 def _compile_loaded(module: types.ModuleType, filename: str) -> types.CodeType | None:
+    loader = getattr(module, "__loader__", None)
+    pytest_rewritten = type(loader).__name__ == "AssertionRewritingHook"
+    try:
+        stat = os.stat(filename)
+    except OSError:
+        return None
+    key = (filename, stat.st_size, stat.st_mtime_ns, pytest_rewritten)
+    if key not in _compiled:
+        _compiled[key] = _compile_file(filename, loader if pytest_rewritten else None)
+    return _compiled[key]
+
+
+def _compile_file(filename: str, pytest_loader: Any) -> types.CodeType | None:
     try:
         with open(filename, "rb") as f:
             source = f.read()
         tree = ast.parse(source, filename)
     except (OSError, SyntaxError, ValueError):
         return None
-    loader = getattr(module, "__loader__", None)
-    if type(loader).__name__ == "AssertionRewritingHook":
+    if pytest_loader is not None:
         # pytest compiled this module with its assertion rewriting: keep those messages.
         try:
             from _pytest.assertion.rewrite import rewrite_asserts
 
-            rewrite_asserts(tree, source, filename, getattr(loader, "config", None))
+            rewrite_asserts(tree, source, filename, getattr(pytest_loader, "config", None))
         except Exception:  # noqa: BLE001 - plain asserts are still asserts
             pass
     try:

@@ -46,19 +46,21 @@ class Program:
         """
         if self.code is None:
             assert self.function is not None
-            return self.prepare() if instrumented else self.function
+            return self.compiled() if instrumented else self.function
         assert self.module_name is not None and self.path is not None
         namespace = _fresh_module(self.module_name, self.path)
         code = self.code
         if instrumented:
-            code = self.prepare()
+            code = self.compiled()
             inject(namespace)
         exec(code, namespace)
         return namespace[self.func_name]
 
-    def prepare(self) -> Any:
+    def compiled(self) -> Any:
         """The instrumented code (or function), made once and outside any run."""
         if self._instrumented is None:
+            if self.code is None and self.function is None:
+                return None  # a body that is not a plain callable (the pytest plugin's)
             if self.code is None:
                 self._instrumented = instrument_function(self.function)
             else:

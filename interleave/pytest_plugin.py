@@ -225,8 +225,10 @@ def _test_body_type() -> type:
     class TestBody(Program):
         prepare: Callable[[], Callable[[], Any]]
 
-        def entry(self) -> Callable[[], Any]:
-            """Inside the run, before the body: what happens first in every schedule."""
+        def entry(self, instrumented: bool = False) -> Callable[[], Any]:
+            """Inside the run, before the body: what happens first in every schedule.
+
+            The test's module (and the code under test) is instrumented by the runner."""
             return self.prepare()
 
     return TestBody

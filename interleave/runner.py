@@ -64,7 +64,7 @@ class Runner:
         if self.accesses:
             self.instrumentation = Instrumentation(Scope(include))
             self.instrumentation.start()
-            program.prepare()  # compiled now: a run does the same work every time
+            program.compiled()  # compiled now: a run does the same work every time
 
     def close(self) -> None:
         if self.instrumentation is not None:

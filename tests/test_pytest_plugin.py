@@ -71,7 +71,7 @@ def test_racy_test_fails_with_kind_trace_and_replay_lines(pytester: pytest.Pytes
     result.stdout.fnmatch_lines([
         "interleave: FAILURE (exception) AssertionError: assert 1 == 2 in MainThread at test_counter.py:*",
         "*shrunk to 1 preemption(s)*",
-        "*>> preemption: Thread-1 (increment) is paused before test_counter.py:*",
+        "*>> preemption: Thread-1 (increment) is paused after it reads Counter.value -> 0 (test_counter.py:10); MainThread runs",
         "*XX AssertionError*",
         "Replay it:",
         "  pytest test_counter.py::test_counter --interleave-replay=1.*",
