@@ -82,11 +82,20 @@ class TraceRecorder:
         return [(s.thread, s.lineno) for s in self.steps]
 
 
+_PLAIN = (int, float, complex, str, bytes, bool, type(None))
+
+
 def _value(value: Any) -> str:
-    """A value as a trace shows it: its repr, cut short."""
-    try:
+    """A value as a trace shows it, cut short. Only plain values are shown by their repr:
+    another object's ``__repr__`` is code of the program's or the stdlib's, and running it
+    here would take steps (``Thread.__repr__`` takes a lock) the run never took."""
+    if type(value) in _PLAIN:
         text = repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ of the program's
+    elif type(value) in (list, tuple, set, frozenset, dict):
+        parts = [p for pair in value.items() for p in pair] if isinstance(value, dict) else list(value)
+        plain = len(parts) <= 16 and all(type(p) in _PLAIN for p in parts)
+        text = repr(value) if plain else f"<{type(value).__name__} of {len(value)}>"
+    else:
         text = f"<{type(value).__name__}>"
     return text if len(text) <= 40 else text[:37] + "..."
 
