@@ -297,6 +297,17 @@ class ModuleAccess:
             return iterable
         return _iterate(iterable, site)
 
+    def truth(self, value: Any, site: int) -> bool:
+        """The truth of a tested value: for a container, a read of it."""
+        sched = _sched()
+        if sched is None or not isinstance(value, _CONTAINERS):
+            return bool(value)
+        sched.access_point()
+        result = bool(value)
+        if sched.noting:
+            sched.note(site, value, None, READ, result)
+        return result
+
     # -- globals and cells
 
     def read_global(self, name: str, site: int) -> Any:

@@ -422,7 +422,34 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
     def visit_While(self, node: ast.While) -> Any:
-        return self._loop_body(node)
+        node = self._loop_body(node)
+        node.test = self._truth(node.test)
+        return node
+
+    def visit_If(self, node: ast.If) -> Any:
+        self.generic_visit(node)
+        node.test = self._truth(node.test)
+        return node
+
+    def visit_IfExp(self, node: ast.IfExp) -> Any:
+        self.generic_visit(node)
+        node.test = self._truth(node.test)
+        return node
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Not):
+            node.operand = self._truth(node.operand)
+        return node
+
+    def _truth(self, test: ast.expr) -> ast.expr:
+        """``if c:``, ``while not c:``: the truth of a container reads it (its length)."""
+        if self.scope is None or not isinstance(test, (ast.Name, ast.Call, ast.Attribute, ast.Subscript)):
+            return test
+        if isinstance(test, ast.Call) and not (isinstance(test.func, ast.Attribute) and test.func.attr in (
+                "get_attr", "get_item", "read_global")):
+            return test  # a call's result is the callee's, not shared memory read here
+        return self._call("truth", [test, self._site(test, "read", self._text(test))], test)
 
     def visit_For(self, node: ast.For) -> Any:
         node = self._loop_body(node)
@@ -430,7 +457,8 @@ class _Rewriter(ast.NodeTransformer):
             node.iter = self._iterate(node.iter)
         return node
 
-    visit_AsyncFor = visit_While  # type: ignore[assignment]
+    def visit_AsyncFor(self, node: ast.AsyncFor) -> Any:
+        return self._loop_body(node)
 
     def _iterate(self, iterable: ast.expr) -> ast.expr:
         if isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Name) and iterable.func.id == "range":

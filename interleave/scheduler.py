@@ -456,6 +456,8 @@ class Scheduler:
             cur.quiet = 0
             cur.ops = 1  # a step of its own, even with nothing visible since the last one
             self._visible_step(cur)
+            if self.recorder is not None and not self.tearing_down:
+                self.recorder.step(self, cur, sys._getframe(2))
 
     def note(self, site: int, obj: Any, field: Any, write: bool, value: Any) -> None:
         """What the access just made touched (when this run keeps records)."""
