@@ -254,8 +254,9 @@ def _before_lock_operation(sched: Scheduler, frame: Any) -> None:
     entry, outer = frame, frame.f_back
     while outer is not None and _stdlib_internal(outer.f_code.co_filename):
         entry, outer = outer, outer.f_back
-    if outer is not None:  # else a thread of the stdlib's own (a pool worker between tasks)
-        sched.sync_point(entry, outer)
+    # With no caller outside the stdlib (a thread's own start-up, a pool worker between
+    # tasks) the operation is a step all the same: ``Thread.start`` waits for it.
+    sched.sync_point(entry, outer)
 
 
 def _stdlib_internal(filename: str) -> bool:
