@@ -244,6 +244,8 @@ def _before_lock_operation(sched: Scheduler, frame: Any) -> None:
     """
     while frame.f_code.co_filename == __file__:
         frame = frame.f_back
+    if frame.f_code.co_filename == _SCHEDULER_FILE:
+        return  # the scheduler's own bookkeeping (a finished thread's sentinel): no step
     if not sched.accesses:
         if _called_from_library(frame):
             sched.op_point()
@@ -257,6 +259,9 @@ def _before_lock_operation(sched: Scheduler, frame: Any) -> None:
     # With no caller outside the stdlib (a thread's own start-up, a pool worker between
     # tasks) the operation is a step all the same: ``Thread.start`` waits for it.
     sched.sync_point(entry, outer)
+
+
+_SCHEDULER_FILE = sys.modules[Scheduler.__module__].__file__
 
 
 def _stdlib_internal(filename: str) -> bool:

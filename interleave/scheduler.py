@@ -384,29 +384,23 @@ class Scheduler:
     def access_point(self) -> None:
         """Switch point before a shared access of instrumented code (see :mod:`interleave.access`).
 
-        The first visible operation after a switch point needs none of its own: nothing the
-        other threads could see happened in between.
+        Every visible operation is a step. The first one after a switch point needs no
+        switch point of its own: nothing the other threads could see happened in between.
         """
         cur = self.current
         cur.quiet = 0
-        if cur.sync_pending:
-            cur.sync_pending = False
-            self._visible_step(cur)
-        elif cur.ops == 0:
-            cur.ops = 1
-        else:
-            self._visible_step(cur)
+        switch = cur.ops > 0 or cur.sync_pending
+        cur.sync_pending = False
+        self._visible_step(cur, switch)
         if self.recorder is not None and not self.tearing_down:
             self.recorder.step(self, cur, sys._getframe(2))
 
     def sync_call(self) -> None:
         """A method of a synchronization object is about to be called from instrumented code:
-        the switch point is here; the lock operations inside that call are its own step."""
+        the step is here; the lock operations inside that call are part of it."""
         cur = self.current
         cur.quiet = 0
-        if cur.ops or cur.sync_pending:
-            self._visible_step(cur)
-        cur.ops = 0
+        self._visible_step(cur, cur.ops > 0 or cur.sync_pending)
         cur.sync_pending = True
         cur.sync_entry = None
         if self.recorder is not None and not self.tearing_down:
@@ -425,26 +419,22 @@ class Scheduler:
             cur.sync_entry = entry
         if cur.sync_pending:  # announced by sync_call, which made this call's step
             cur.sync_pending = False
-            cur.ops = 1
             return
         cur.quiet = 0
-        if cur.ops == 0:
-            cur.ops = 1
-        else:
-            self._visible_step(cur)
+        self._visible_step(cur, cur.ops > 0)
         if self.recorder is not None and not self.tearing_down:
             user = innermost_user_frame(frame)
             if user is not None:
                 self.recorder.step(self, cur, user)
 
-    def _visible_step(self, cur: VThread) -> None:
+    def _visible_step(self, cur: VThread, switch: bool) -> None:
         if self.tearing_down:
             return
         cur.steps += 1
         self.steps += 1
         if self.steps > self.max_steps:
             self.fail_hang()
-        if len(self.runnable) > 1 or (self.pauses_left > 0 and self.clock.has_timers()):
+        if switch and (len(self.runnable) > 1 or (self.pauses_left > 0 and self.clock.has_timers())):
             self._switch_point(in_trace=False, yielding=False)
         cur.ops = 1
 
@@ -454,8 +444,7 @@ class Scheduler:
         cur.quiet += 1
         if cur.quiet >= TICK_SLICE:
             cur.quiet = 0
-            cur.ops = 1  # a step of its own, even with nothing visible since the last one
-            self._visible_step(cur)
+            self._visible_step(cur, True)  # a step of its own, even with nothing visible since the last
             if self.recorder is not None and not self.tearing_down:
                 self.recorder.step(self, cur, sys._getframe(2))
 

@@ -126,7 +126,7 @@ def main():
             if i % 3 == 0:
                 time.sleep(0)  # let the other worker in
 
-    threads = [threading.Thread(target=worker, args=(1000,)) for _ in range(2)]
+    threads = [threading.Thread(target=worker, args=(1500,)) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -360,7 +360,7 @@ def test_large_runs_stay_small(programs: Path) -> None:
 
 def test_a_polling_loop_folds_into_one_row(programs: Path) -> None:
     model = model_of(f"{programs / 'poller.py'}::main")
-    assert model["steps"] > 20_000
+    assert model["steps"] >= 20_000  # the run went on to its step bound
     repeats = [it for it in model["items"] if it["k"] == "repeat"]
     assert len(repeats) == 1 and len(model["items"]) < 30
     loop = repeats[0]
