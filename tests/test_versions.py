@@ -182,11 +182,13 @@ def test_opcode_granularity_switches_inside_a_line():
             t.join()
         assert box["n"] == 2, box
 
-    by_line = explore(program, strategy="dfs", runs=2000, seed=0)
+    by_line = explore(program, strategy="dfs", runs=2000, seed=0, granularity="line")
     assert by_line.failure is None and by_line.exhausted
+    by_access = explore(program, strategy="dfs", runs=2000, seed=0)  # the default: a read and a write
+    assert by_access.failure is not None and by_access.failure.preemptions == 1
     by_opcode = explore(program, strategy="dfs", runs=5000, seed=0, granularity="opcode")
     assert by_opcode.failure is not None and "AssertionError" in by_opcode.failure.message
-    line_result, _ = run_once(program)
+    line_result, _ = run_once(program, granularity=tracing.LINE)
     opcode_result, _ = run_once(program, granularity=tracing.OPCODE)
     assert opcode_result.steps > 2 * line_result.steps
 
