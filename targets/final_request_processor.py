@@ -241,7 +241,10 @@ class Follower:
             self.selector.wakeup()
         elif not self.check_valid or cnxn.key.is_valid():  # 3.4.10 adds the isValid() check
             if cnxn.key.interest_ops() & WRITE == 0:  # nothing queued: write directly
-                cnxn.endpoint.send(response)
+                try:
+                    cnxn.endpoint.send(response)
+                except ConnectionClosed:
+                    pass  # sock.write's IOException on a closed channel: "best effort", ignored
 
     def nio_factory(self):
         """The selector thread: reads client requests and forwards them to the leader."""
