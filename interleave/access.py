@@ -171,13 +171,15 @@ NOTHING = object()
 class ModuleAccess:
     """The helper injected into an instrumented module: one per module (its globals)."""
 
-    __slots__ = ("globals", "module", "__weakref__")
+    __slots__ = ("globals", "module", "compiled", "__weakref__")
 
     slice = builtins.slice
 
-    def __init__(self, namespace: dict[str, Any]) -> None:
+    def __init__(self, namespace: dict[str, Any], compiled: bool) -> None:
         self.globals = namespace
         self.module = namespace.get("__name__", "?")
+        #: The module's code was compiled instrumented (else its functions get swapped twins).
+        self.compiled = compiled
 
     # -- attributes
 
@@ -420,8 +422,13 @@ def describe(site: int, obj: Any, field: Any) -> str:
     return base
 
 
-def inject(namespace: dict[str, Any]) -> None:
-    """Give a module's namespace its helper (instrumented code calls it by this name)."""
+def inject(namespace: dict[str, Any], compiled: bool = True) -> None:
+    """Give a module's namespace its helper (instrumented code calls it by this name).
+
+    It stays after the campaign: a generator made from instrumented code (a fixture's
+    teardown) may resume later, and outside a run the helper only performs the access."""
     helper = namespace.get(HELPER)
     if not isinstance(helper, ModuleAccess) or helper.globals is not namespace:
-        namespace[HELPER] = ModuleAccess(namespace)
+        namespace[HELPER] = ModuleAccess(namespace, compiled)
+    elif compiled:
+        helper.compiled = True

@@ -777,7 +777,6 @@ class Instrumentation:
         self.scope = scope
         self.finder = _Finder(scope)
         self._swapped: list[tuple[types.FunctionType, types.CodeType]] = []
-        self._injected: list[dict[str, Any]] = []
         self._active = False
 
     def __enter__(self) -> Instrumentation:
@@ -801,9 +800,6 @@ class Instrumentation:
         for function, code in reversed(self._swapped):
             function.__code__ = code
         self._swapped.clear()
-        for namespace in self._injected:
-            namespace.pop(HELPER, None)
-        self._injected.clear()
 
     def instrument_loaded(self) -> None:
         """Swap instrumented code into the functions of every loaded module in scope."""
@@ -813,14 +809,16 @@ class Instrumentation:
             if not isinstance(filename, str) or not filename.endswith(".py"):
                 continue
             namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict) or HELPER in namespace or not self.scope.wants(filename, name):
+            if not isinstance(namespace, dict) or not self.scope.wants(filename, name):
                 continue
+            helper = namespace.get(HELPER)
+            if isinstance(helper, access.ModuleAccess) and helper.compiled:
+                continue  # compiled instrumented already (imported through the hook, or the target)
             instrumented = _compile_loaded(module, filename)
             if instrumented is None:
                 continue
             by_file[filename] = {_code_key(c): c for c in _code_objects(instrumented)}
-            access.inject(namespace)
-            self._injected.append(namespace)
+            access.inject(namespace, compiled=False)
         if by_file:
             self._swap(by_file)
 
@@ -884,8 +882,7 @@ def instrument_function(function: Any) -> Any:
     """An instrumented twin of a function made outside any instrumented module (a callable
     target), or the function itself where its source cannot be read."""
     code = getattr(function, "__code__", None)
-    if code is None or HELPER in getattr(function, "__globals__", {}) and function.__globals__.get(HELPER) is not None \
-            and _is_instrumented(code):
+    if code is None or _is_instrumented(code):
         return function
     filename = code.co_filename
     try:
@@ -906,7 +903,7 @@ def instrument_function(function: Any) -> Any:
     twin = {_code_key(c): c for c in _code_objects(instrumented)}.get(_code_key(code))
     if twin is None or twin.co_freevars != code.co_freevars:
         return function
-    access.inject(function.__globals__)
+    access.inject(function.__globals__, compiled=False)
     new = types.FunctionType(twin, function.__globals__, function.__name__, function.__defaults__, function.__closure__)
     new.__kwdefaults__ = function.__kwdefaults__
     new.__qualname__ = function.__qualname__
