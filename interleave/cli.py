@@ -198,7 +198,7 @@ def _print_confidence(report: Report) -> None:
 def _decisions(failure: FailureReport) -> str:
     """``1 preemption``, ``1 preemption + 1 pause``, ``1 fault``: what the shrunk schedule needs."""
     parts = [_n(n, word) for n, word in ((failure.switches, "preemption"), (failure.pauses, "pause"),
-                                          (failure.faults, "fault")) if n]
+                                          (failure.faults, "fault"), (failure.draws, "changed draw")) if n]
     return " + ".join(parts) or "0 preemptions"
 
 
@@ -223,17 +223,21 @@ def replay_command(target: str, token: str, html_path: str | None, full: bool) -
     except BadInput as exc:
         _bad_input(str(exc))
         return
+    changed = ", ".join(outcome.changed)
+    against = f" (with {changed} changed since the token was made)" if changed else ""
+    if changed:
+        click.echo(f"interleave: changed since the token was made: {changed}; replaying the program as it is now")
     if html_path:
         write_html(html_path, outcome.recorder, outcome.failure, title=target, token=token)
     click.echo(render(outcome.recorder, outcome.failure, skip_setup=setup_steps(outcome.recorder), full=True) if full
                else outcome.trace)
     if outcome.failure is None:
-        click.echo(f"interleave: the schedule ran without failing ({outcome.steps:,} steps)")
+        click.echo(f"interleave: the schedule ran without failing ({outcome.steps:,} steps){against}")
         sys.exit(EXIT_OK)
     if outcome.failure.kind != "hang":
         click.echo("")
         click.echo(outcome.failure.details)
-    click.echo(f"interleave: reproduced ({outcome.failure.kind}) {outcome.failure.message}")
+    click.echo(f"interleave: reproduced ({outcome.failure.kind}) {outcome.failure.message}{against}")
     sys.exit(EXIT_FAILURE)
 
 
