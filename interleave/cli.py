@@ -17,6 +17,7 @@ from click.core import ParameterSource
 from . import strategies
 from .explore import (DEFAULT_RUNS, DEFAULT_TIME_LIMIT, FailureReport, NondeterministicProgram, Progress, Report,
                       explore, replay, setup_steps)
+from .fresh import fresh_replay_problem
 from .html import write_html
 from .linecoverage import write_report
 from .program import BadInput
@@ -108,7 +109,13 @@ def explore_command(target: str, json_path: str | None, html_path: str | None, c
                        token=report.failure.replay)
         else:
             click.echo(f"interleave: no failure, so no timeline was written to {html_path}", err=True)
-    _print_report(report)
+    unrepeated = _not_reproduced_in_fresh_process(target, report)
+    if report.failure is not None or not unrepeated:
+        _print_report(report)
+    for line in unrepeated:
+        click.echo(f"interleave: error: {line}", err=True)
+    if unrepeated:
+        sys.exit(EXIT_BAD_INPUT)
     if report.coverage is not None:
         click.echo("")
         click.echo("Line coverage over all explored runs:")
@@ -120,6 +127,23 @@ def explore_command(target: str, json_path: str | None, html_path: str | None, c
     if report.nondeterministic is not None:
         _bad_input(report.nondeterministic)
     sys.exit(EXIT_FAILURE if report.failure is not None else EXIT_OK)
+
+
+def _not_reproduced_in_fresh_process(target: str, report: Report) -> list[str]:
+    """One line per failure whose token does not reproduce it in a new process; those
+    failures leave the report (a token that fails only after earlier runs helps nobody)."""
+    lines = []
+    for failure in list(report.failures or ([report.failure] if report.failure else [])):
+        problem = fresh_replay_problem(target, failure)
+        if problem is None:
+            continue
+        lines.append(f"the failure found in run {failure.run:,} ({failure.message}) does not reproduce in a fresh "
+                     f"process: {problem}. The program keeps state from one run to the next (in a module it "
+                     f"imports, a class attribute, a cache): reset it at the start of the function")
+        report.failures = [f for f in report.failures if f is not failure]
+    if lines:
+        report.failure = report.failures[0] if report.failures else None
+    return lines
 
 
 def _workers(value: str | None) -> int | str:
