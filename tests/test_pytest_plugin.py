@@ -74,8 +74,8 @@ def test_racy_test_fails_with_kind_trace_and_replay_lines(pytester: pytest.Pytes
         "*>> preemption: Thread-1 (increment) is paused before test_counter.py:*",
         "*XX AssertionError*",
         "Replay it:",
-        "  pytest test_counter.py::test_counter --interleave-replay=1.*",
-        '  @pytest.mark.interleave(replay="1.*")',
+        "  pytest test_counter.py::test_counter --interleave-replay=2.*",
+        '  @pytest.mark.interleave(replay="2.*")',
     ])
     assert "pytest_plugin.py" not in result.stdout.str()  # no traceback through interleave itself
     assert len(kept_tokens(pytester)) == 1
@@ -416,7 +416,7 @@ def test_hypothesis_shows_minimal_input_and_minimal_schedule(pytester: pytest.Py
         "*n=1,",  # 0 cannot fail: 1 is the minimal input
         ")",
         "*shrunk to 1 preemption(s)*",
-        "*--interleave-replay=1.*",
+        "*--interleave-replay=2.*",
     ])
 
 
@@ -452,7 +452,7 @@ def test_xdist_workers_explore_their_own_tests(pytester: pytest.Pytester) -> Non
     pytester.makepyfile(test_racy=RACY, test_fixed=FIXED)
     result = pytester.runpytest_subprocess("-n", "2", "--interleave-runs=100", timeout=60)
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["*interleave: FAILURE (exception)*", "*--interleave-replay=1.*"])
+    result.stdout.fnmatch_lines(["*interleave: FAILURE (exception)*", "*--interleave-replay=2.*"])
     assert len(kept_tokens(pytester)) == 1
 
 
