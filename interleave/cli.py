@@ -45,7 +45,7 @@ def cli() -> None:
     Examples:
       interleave explore examples/lost_update.py
       interleave explore targets/nio_throttle.py::fixed --time-limit 30
-      interleave replay examples/lost_update.py 1.311.2997fcf7.d.aedaaaaab4aqi.u7vnlqi
+      interleave replay examples/lost_update.py 2.311.356de856.0.d.aebqaaaacuaqi.fldansxfifiyq
     """
 
 

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from interleave.runner import RunConfig
+from interleave.schedule import PYTHON, Token
+
 RACE = """
 import threading
 
@@ -99,7 +102,8 @@ def test_two_processes_with_the_same_seed_agree(race):
         (["explore", "broken.py"], "syntax error in broken.py line 1"),
         (["explore", "bad_import.py"], "error while loading bad_import.py: ModuleNotFoundError"),
         (["replay", "race.py", "not-a-token"], "corrupt replay token"),
-        (["replay", "race.py", "1.311.00000000.d.aeaqaaabayaai.3w6t2ua"], "another version"),
+        (["replay", "race.py", Token(PYTHON, "00000000", RunConfig(), (), 0).encode()], "another version"),
+        (["replay", "race.py", "1.311.00000000.d.aeaqaaabayaai.3w6t2ua"], "older format (1)"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_two(race, args, message):
