@@ -660,21 +660,18 @@ class KeptFailures:
         for path in entries:
             what = f"the kept failure {self.display(path)}"
             if path.is_symlink():
-                self.note(f"{what} is a symbolic link: interleave does not follow it; it was dropped")
-                self.drop(path)
+                self.note(f"{what} is a symbolic link: interleave does not follow it; {self._drop_saying(path)}")
                 continue
             try:
                 text, mtime = _read_no_follow(path)
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not text"
-                self.note(f"{what} cannot be read ({reason}); it was dropped")
-                self.drop(path)
+                self.note(f"{what} cannot be read ({reason}); {self._drop_saying(path)}")
                 continue
             try:
                 Token.decode(text.strip())
             except BadToken as exc:
-                self.note(f"{what} is not a replay token this interleave reads ({exc}); it was dropped")
-                self.drop(path)
+                self.note(f"{what} is not a replay token this interleave reads ({exc}); {self._drop_saying(path)}")
                 continue
             found.append((mtime, path, text.strip()))
         return [(path, token) for _, path, token in sorted(found, key=lambda entry: entry[0])]
@@ -696,11 +693,16 @@ class KeptFailures:
             # A read-only checkout still reports the failure; it just is not kept.
             self.note(f"the failing schedule was not kept under {self.display(self.root)} ({exc.strerror or exc})")
 
-    def drop(self, path: Path) -> None:
+    def drop(self, path: Path) -> bool:
+        """Remove an entry; False when the store cannot be written (it is passed over again next time)."""
         try:
             path.unlink(missing_ok=True)
         except OSError:
-            pass  # a read-only store keeps it; it is dropped again next time, with its note
+            return False
+        return True
+
+    def _drop_saying(self, path: Path) -> str:
+        return "it was dropped" if self.drop(path) else "it was passed over (the store cannot be written)"
 
     def display(self, path: Path) -> str:
         try:
