@@ -22,7 +22,8 @@ TIMEOUT = 120.0
 
 def fresh_replay_problem(target: str, failure: FailureReport, timeout: float = TIMEOUT) -> str | None:
     """None when replaying ``failure``'s token in a new process reproduces it; else what happened there."""
-    env = {**os.environ, "PYTHONHASHSEED": "0"}  # as the command sets it
+    env = dict(os.environ)
+    env.setdefault("PYTHONHASHSEED", "0")  # as the command sets it
     try:
         done = subprocess.run([sys.executable, "-m", "interleave", "replay", target, failure.replay],
                               capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)

@@ -12,6 +12,8 @@ Choices that differ from the *default* (keep running the current thread; when it
 continue, the next runnable thread in round-robin order) are recorded as *deviations*,
 keyed by ``(thread index, steps that thread has taken, sub-decision)``. Those keys stay
 meaningful when other deviations are removed, which is what replay and shrinking need.
+Fault decisions (:meth:`Scheduler.fault_choice`) and draws of ``random``
+(:meth:`Scheduler.draw_choice`) are decisions too, each kind keyed apart.
 
 The scheduler knows nothing about the CLI, pytest or how programs are loaded.
 """
