@@ -112,16 +112,16 @@ def explore_command(target: str, json_path: str | None, html_path: str | None, c
     unrepeated = _not_reproduced_in_fresh_process(target, report)
     if report.failure is not None or not unrepeated:
         _print_report(report)
-    for line in unrepeated:
-        click.echo(f"interleave: error: {line}", err=True)
-    if unrepeated:
-        sys.exit(EXIT_BAD_INPUT)
     if report.coverage is not None:
         click.echo("")
         click.echo("Line coverage over all explored runs:")
         write_report(report.coverage, out=sys.stdout if coverage_text else None, html_dir=coverage_html)
         if coverage_html:
             click.echo(f"HTML coverage report: {coverage_html}/index.html")
+    for line in unrepeated:
+        click.echo(f"interleave: error: {line}", err=True)
+    if unrepeated:
+        sys.exit(EXIT_BAD_INPUT)
     if report.uncontrolled is not None:
         _bad_input(f"cannot explore: the program used {report.uncontrolled}; results would not be trustworthy")
     if report.nondeterministic is not None:
@@ -138,8 +138,9 @@ def _not_reproduced_in_fresh_process(target: str, report: Report) -> list[str]:
         if problem is None:
             continue
         lines.append(f"the failure found in run {failure.run:,} ({failure.message}) does not reproduce in a fresh "
-                     f"process: {problem}. The program keeps state from one run to the next (in a module it "
-                     f"imports, a class attribute, a cache): reset it at the start of the function")
+                     f"process: {problem}. The program depends on state kept from one run to the next (in a "
+                     f"module it imports, a class attribute, a cache), or on something interleave does not "
+                     f"control: reset such state at the start of the function")
         report.failures = [f for f in report.failures if f is not failure]
     if lines:
         report.failure = report.failures[0] if report.failures else None
