@@ -218,6 +218,7 @@ def _config(program: Program, max_steps: int | None, max_pauses: int | None, max
         max_pauses=max_pauses if max_pauses is not None else int(settings.get("max_pauses", 2)),
         max_faults=max_faults if max_faults is not None else int(settings.get("max_faults", 2)),
         granularity=granularity,
+        max_draws=int(settings.get("max_draws", 2)),  # draws of random a run may change (interleave.draws)
     )
 
 

@@ -210,3 +210,9 @@ def test_choices_and_shuffles_are_draws_too(tmp_path):
     report = explore(f"{path}::main", strategy="dfs", max_preemptions=2, runs=5000)
     assert report.failure is not None
     assert report.failure.draws == 2
+
+
+def test_a_program_can_keep_its_draws_as_seeded(tmp_path):
+    path = write(tmp_path, "coin.py", COIN + '\n__interleave__ = {"max_draws": 0}\n')
+    report = explore(f"{path}::main", strategy="dfs", max_preemptions=2, runs=20_000)
+    assert report.failure is None and report.exhausted
