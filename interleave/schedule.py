@@ -71,8 +71,9 @@ class Token:
     @classmethod
     def decode(cls, text: str) -> Token:
         parts = text.strip().split(".")
-        if parts and parts[0].isdigit() and parts[0] != VERSION:
-            raise BadToken(f"this replay token is of an older format ({parts[0]}) than this interleave reads "
+        if parts and parts[0].isdigit() and int(parts[0]) != int(VERSION):
+            age = "an older" if int(parts[0]) < int(VERSION) else "a newer"
+            raise BadToken(f"this replay token is of {age} format ({parts[0]}) than this interleave reads "
                            f"({VERSION}); explore again for a new one")
         if len(parts) != 7 or parts[0] != VERSION:
             raise BadToken(f"corrupt replay token: expected 7 dot-separated fields starting with '{VERSION}.'")
