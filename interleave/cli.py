@@ -17,6 +17,7 @@ from click.core import ParameterSource
 from . import strategies
 from .explore import (DEFAULT_RUNS, DEFAULT_TIME_LIMIT, FailureReport, NondeterministicProgram, Progress, Report,
                       explore, replay, setup_steps)
+from .fresh import fresh_replay_problem
 from .html import write_html
 from .linecoverage import write_report
 from .program import BadInput
@@ -45,7 +46,7 @@ def cli() -> None:
     Examples:
       interleave explore examples/lost_update.py
       interleave explore targets/nio_throttle.py::fixed --time-limit 30
-      interleave replay examples/lost_update.py 1.311.2997fcf7.d.aedaaaaab4aqi.u7vnlqi
+      interleave replay examples/lost_update.py 2.311.356de856.0.d.aebqaaaacuaqi.fldansxfifiyq
     """
 
 
@@ -111,18 +112,42 @@ def explore_command(target: str, json_path: str | None, html_path: str | None, c
                        token=report.failure.replay)
         else:
             click.echo(f"interleave: no failure, so no timeline was written to {html_path}", err=True)
-    _print_report(report)
+    unrepeated = _not_reproduced_in_fresh_process(target, report)
+    if report.failure is not None or not unrepeated:
+        _print_report(report)
     if report.coverage is not None:
         click.echo("")
         click.echo("Line coverage over all explored runs:")
         write_report(report.coverage, out=sys.stdout if coverage_text else None, html_dir=coverage_html)
         if coverage_html:
             click.echo(f"HTML coverage report: {coverage_html}/index.html")
+    for line in unrepeated:
+        click.echo(f"interleave: error: {line}", err=True)
+    if unrepeated:
+        sys.exit(EXIT_BAD_INPUT)
     if report.uncontrolled is not None:
         _bad_input(f"cannot explore: the program used {report.uncontrolled}; results would not be trustworthy")
     if report.nondeterministic is not None:
         _bad_input(report.nondeterministic)
     sys.exit(EXIT_FAILURE if report.failure is not None else EXIT_OK)
+
+
+def _not_reproduced_in_fresh_process(target: str, report: Report) -> list[str]:
+    """One line per failure whose token does not reproduce it in a new process; those
+    failures leave the report (a token that fails only after earlier runs helps nobody)."""
+    lines = []
+    for failure in list(report.failures or ([report.failure] if report.failure else [])):
+        problem = fresh_replay_problem(target, failure)
+        if problem is None:
+            continue
+        lines.append(f"the failure found in run {failure.run:,} ({failure.message}) does not reproduce in a fresh "
+                     f"process: {problem}. The program depends on state kept from one run to the next (in a "
+                     f"module it imports, a class attribute, a cache), or on something interleave does not "
+                     f"control: reset such state at the start of the function")
+        report.failures = [f for f in report.failures if f is not failure]
+    if lines:
+        report.failure = report.failures[0] if report.failures else None
+    return lines
 
 
 def _workers(value: str | None) -> int | str:
@@ -201,7 +226,7 @@ def _print_confidence(report: Report) -> None:
 def _decisions(failure: FailureReport) -> str:
     """``1 preemption``, ``1 preemption + 1 pause``, ``1 fault``: what the shrunk schedule needs."""
     parts = [_n(n, word) for n, word in ((failure.switches, "preemption"), (failure.pauses, "pause"),
-                                          (failure.faults, "fault")) if n]
+                                          (failure.faults, "fault"), (failure.draws, "changed draw")) if n]
     return " + ".join(parts) or "0 preemptions"
 
 
@@ -226,17 +251,21 @@ def replay_command(target: str, token: str, html_path: str | None, full: bool) -
     except BadInput as exc:
         _bad_input(str(exc))
         return
+    changed = ", ".join(outcome.changed)
+    against = f" (with {changed} changed since the token was made)" if changed else ""
+    if changed:
+        click.echo(f"interleave: changed since the token was made: {changed}; replaying the program as it is now")
     if html_path:
         write_html(html_path, outcome.recorder, outcome.failure, title=target, token=token)
     click.echo(render(outcome.recorder, outcome.failure, skip_setup=setup_steps(outcome.recorder), full=True) if full
                else outcome.trace)
     if outcome.failure is None:
-        click.echo(f"interleave: the schedule ran without failing ({outcome.steps:,} steps)")
+        click.echo(f"interleave: the schedule ran without failing ({outcome.steps:,} steps){against}")
         sys.exit(EXIT_OK)
     if outcome.failure.kind != "hang":
         click.echo("")
         click.echo(outcome.failure.details)
-    click.echo(f"interleave: reproduced ({outcome.failure.kind}) {outcome.failure.message}")
+    click.echo(f"interleave: reproduced ({outcome.failure.kind}) {outcome.failure.message}{against}")
     sys.exit(EXIT_FAILURE)
 
 

@@ -1,23 +1,29 @@
 """Exploration: run a program under a strategy until a failure or the budget, then report.
 
 A failure is shrunk, replayed once more with a recorder (which also checks that the
-program repeats itself), and described with its trace and replay token.
+program repeats itself), and described with its trace and replay token. The token holds
+digests of the user files that final run executed besides the target (the target's own
+edits are the fingerprint's): a replay names those that changed since, before its result,
+so a run of an edited helper is never taken for a replay of the same program.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from . import strategies
-from .failures import Failure
+from .failures import Failure, _short
+from .files import is_user_file
 from .linecoverage import LineCollector
 from .program import BadInput, Program, load
 from .runner import DEFAULT_MAX_STEPS, RunConfig, Runner
-from .schedule import PYTHON, Token, steps_checksum
-from .scheduler import JUMP, Deviation, RunResult
+from .schedule import PYTHON, Token, file_digest, steps_checksum
+from .scheduler import DRAW_SUB, JUMP, Deviation, RunResult
 from .shrink import shrink
 from .strategies.dfs import Nondeterminism
 from .strategies.replay import Replay, ScheduleMismatch
@@ -47,6 +53,7 @@ class FailureReport:
     switches: int = 0
     pauses: int = 0
     faults: int = 0
+    draws: int = 0
     #: The final replay's steps and events (for ``--html``); left out of :meth:`Report.to_json`.
     recorder: TraceRecorder | None = field(default=None, repr=False, compare=False)
 
@@ -222,6 +229,7 @@ def _config(program: Program, max_steps: int | None, max_pauses: int | None, max
         max_pauses=max_pauses if max_pauses is not None else int(settings.get("max_pauses", 2)),
         max_faults=max_faults if max_faults is not None else int(settings.get("max_faults", 2)),
         granularity=granularity,
+        max_draws=int(settings.get("max_draws", 2)),  # draws of random a run may change (interleave.draws)
     )
 
 
@@ -263,7 +271,9 @@ def _describe_failure(runner: Runner, program: Program, run_index: int, result: 
         final = None
     if final is None or not failure.same_as(final.failure):
         raise_nondeterministic(failure, final.failure if final is not None else None)
-    token = Token(PYTHON, program.fingerprint, runner.config, tuple(shrunk.deviations), steps_checksum(recorder.path()))
+    files = frozenset(d for d in map(file_digest, executed_files(program, recorder)) if d is not None)
+    token = Token(PYTHON, program.fingerprint, runner.config, tuple(shrunk.deviations), steps_checksum(recorder.path()),
+                  files)
     shown = final.failure or failure
     return FailureReport(
         kind=shown.kind,
@@ -280,11 +290,38 @@ def _describe_failure(runner: Runner, program: Program, run_index: int, result: 
         minimal=shrunk.minimal,
         switches=sum(1 for d in final.deviations if d.cost and d.choice >= 0),
         pauses=sum(1 for d in final.deviations if d.choice == JUMP),
-        faults=sum(1 for d in final.deviations if d.cost and d.choice <= -2),
+        faults=sum(1 for d in final.deviations if d.cost and d.choice <= -2 and d.sub < DRAW_SUB),
+        draws=sum(1 for d in final.deviations if d.cost and d.sub >= DRAW_SUB),
         trace=render(recorder, shown, skip_setup=setup_steps(recorder)),
         thread=shown.thread,
         recorder=recorder,
     )
+
+
+def executed_files(program: Program, recorder: TraceRecorder) -> list[str]:
+    """The user files a recorded run executed, besides the one the fingerprint covers: those
+    it stepped through, and those of the user modules the program imported (at load or in a
+    run), whose top-level code may be all a run depends on."""
+    found = {s.filename for s in recorder.steps}
+    if program.modules_before is not None:
+        for name, module in list(sys.modules.items()):
+            filename = getattr(module, "__file__", None)
+            if name not in program.modules_before and isinstance(filename, str):
+                found.add(filename)
+    files = {os.path.abspath(f) for f in found if is_user_file(f)}
+    files.discard(program.fingerprinted)
+    return sorted(files)
+
+
+def changed_files(program: Program, recorder: TraceRecorder, token: Token) -> list[str]:
+    """The files the run executed whose digest the token does not hold (edited, or new to
+    the run), then a count of the token's files the run no longer executed."""
+    current = {path: file_digest(path) for path in executed_files(program, recorder)}
+    changed = [_short(path) for path, digest in current.items() if digest not in token.files]
+    gone = len(token.files - set(current.values())) - len(changed)
+    if gone > 0:
+        changed.append(f"{gone} file{'s' if gone > 1 else ''} it executed that this run did not")
+    return changed
 
 
 def setup_steps(recorder: TraceRecorder) -> int:
@@ -313,20 +350,25 @@ class ReplayOutcome:
     steps: int
     preemptions: int
     recorder: TraceRecorder
+    #: User files that changed since the token was made (see :func:`changed_files`).
+    changed: list[str] = field(default_factory=list)
 
 
 def replay(target: str | Callable[[], Any] | Program, token: str) -> ReplayOutcome:
     """Run exactly the schedule in ``token``; raises :class:`BadInput` if it does not fit."""
     decoded = Token.decode(token)
     program = target if isinstance(target, Program) else load(target)
+    recorder = TraceRecorder()
 
     def misfit(reason: str) -> BadInput:
+        changed = changed_files(program, recorder, decoded)
+        note = f" (changed since the token was made: {', '.join(changed)})" if changed else ""
         if decoded.python != PYTHON:  # line events differ between versions: say so, whatever broke
             return BadInput(
                 f"this token was made on Python {decoded.python[0]}.{decoded.python[1:]} and does not replay "
-                f"the same on {PYTHON[0]}.{PYTHON[1:]}; explore again on this version"
+                f"the same on {PYTHON[0]}.{PYTHON[1:]}; explore again on this version{note}"
             )
-        return BadInput(f"the schedule no longer fits the program: {reason}")
+        return BadInput(f"the schedule no longer fits the program: {reason}{note}")
 
     if decoded.fingerprint != program.fingerprint:
         if decoded.python != PYTHON and program.path is None:
@@ -336,7 +378,6 @@ def replay(target: str | Callable[[], Any] | Program, token: str) -> ReplayOutco
             f"(fingerprint {decoded.fingerprint}, now {program.fingerprint}); explore again"
         )
     runner = Runner(program, decoded.config)
-    recorder = TraceRecorder()
     chooser = Replay(list(decoded.deviations), strict=True)
     try:
         result = runner.run(chooser, recorder)
@@ -352,7 +393,7 @@ def replay(target: str | Callable[[], Any] | Program, token: str) -> ReplayOutco
         raise misfit("the replay took a different path (the program changed or is not deterministic)")
     failure = result.failure
     return ReplayOutcome(failure, render(recorder, failure, skip_setup=setup_steps(recorder)),
-                         result.steps, result.preemptions, recorder)
+                         result.steps, result.preemptions, recorder, changed_files(program, recorder, decoded))
 
 
 __all__ = ["explore", "replay", "Report", "FailureReport", "ReplayOutcome", "Progress", "BadInput",

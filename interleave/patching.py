@@ -10,6 +10,8 @@ What is replaced, and why at that level:
   name the user's modules bound before the run (``from time import sleep``).
 * Real locks that the user's modules created before the run (module globals) are swapped
   for controlled twins, the same twin every run.
+* Draws of the shared ``random`` generator become scheduler choices, from the seeded
+  state every run (:mod:`interleave.draws`).
 * Things that cannot be controlled (real sockets, processes, ``select``) are replaced by
   tripwires that stop the run with a message naming them.
 
@@ -20,13 +22,13 @@ from __future__ import annotations
 
 import _thread
 import gc
-import random
 import sys
 import threading
 import time
 from itertools import count
 from typing import Any, Callable
 
+from . import draws
 from . import primitives as P
 from .files import is_user_file
 from .scheduler import Scheduler
@@ -122,10 +124,6 @@ def _acquire_in_serial_order(self: Any, futures: Any) -> None:
     self.futures = sorted(futures, key=hash)
 
 
-#: ``random``'s state after ``random.seed(0)``: every run starts from it.
-_SEEDED = random.Random(0).getstate()
-
-
 _TRIPWIRES = {f"{module}.{name}": _tripwire(f"{module}.{name}") for module, names in _UNCONTROLLED.items()
               for name in names}
 
@@ -153,7 +151,7 @@ class Patcher:
             return
         self._scanned_modules = len(sys.modules)
         replacements = {id(P.REAL_TIME[name]): fn for name, fn in P.CONTROLLED_TIME.items()}
-        replacements.update({id(real): controlled for real, controlled in _REBOUND})
+        replacements.update({id(real): controlled for real, controlled in _REBOUND + draws.REBOUND})
         bindings = []
         for module in list(sys.modules.values()):
             filename = getattr(module, "__file__", None)
@@ -219,8 +217,7 @@ class Patcher:
         self._scan_bindings()
         for namespace, name, _old, new in self._bindings:
             namespace[name] = new
-        self._random_state = random.getstate()
-        random.setstate(_SEEDED)
+        self._random_state = draws.install()
         # The cycle collector runs finalizers and weakref callbacks at moments that depend on
         # everything allocated so far: off during a run, so runs repeat exactly.
         self._gc_was_enabled = gc.isenabled()
@@ -237,7 +234,7 @@ class Patcher:
             else:
                 setattr(module, name, value)
         self._saved.clear()
-        random.setstate(self._random_state)
+        draws.uninstall(self._random_state)
         if self._gc_was_enabled:
             gc.enable()
 

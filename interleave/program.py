@@ -37,6 +37,11 @@ class Program:
     config: dict[str, Any] | None = None
     source: bytes | None = None
     _instrumented: Any = field(default=None, repr=False, compare=False)
+    #: The file whose edits the fingerprint judges (the target; a callable's own file):
+    #: a token names the other user files a run executes by their digests (schedule.py).
+    fingerprinted: str | None = None
+    #: ``sys.modules`` before the program was loaded: the user modules it imports are the others.
+    modules_before: frozenset[str] | None = None
 
     def entry(self, instrumented: bool = False) -> Callable[[], Any]:
         """Inside a run: a fresh module (for file targets) and the function to call.
@@ -115,6 +120,7 @@ def load(target: str | Callable[[], Any]) -> Program:
     directory = os.path.dirname(path)
     if directory not in sys.path:
         sys.path.insert(0, directory)
+    modules_before = frozenset(sys.modules)
     namespace = _fresh_module(module_name, path)
     try:
         exec(code, namespace)
@@ -139,6 +145,8 @@ def load(target: str | Callable[[], Any]) -> Program:
         module_name=module_name,
         config=dict(config) if isinstance(config, dict) else None,
         source=source,
+        fingerprinted=path,
+        modules_before=modules_before,
     )
 
 
@@ -148,7 +156,9 @@ def _load_callable(function: Callable[[], Any]) -> Program:
     code = getattr(function, "__code__", None)
     material = _code_material(code) if code is not None else name.encode()
     digest = hashlib.sha256(name.encode() + b"\0" + material).hexdigest()[:8]
-    return Program(display=name, func_name=name, fingerprint=digest, function=function)
+    own_file = os.path.abspath(code.co_filename) if code is not None else None
+    return Program(display=name, func_name=name, fingerprint=digest, function=function, fingerprinted=own_file,
+                   modules_before=frozenset(sys.modules))
 
 
 def _code_material(code: types.CodeType) -> bytes:

@@ -260,7 +260,7 @@ class TestExploration:
         self.item = item
         self.budget = budget
         self.fixtures = FreshFixtures(item)
-        self.kept = KeptFailures(Path(str(item.config.rootpath)))
+        self.kept = KeptFailures(Path(str(item.config.rootpath)), self.note)
         self.coverage = CoverageBridge.if_measuring()
         self.outcome: BaseException | None = None  # a skip or xfail raised by the body
         self._fingerprint = self.fingerprint()
@@ -277,7 +277,7 @@ class TestExploration:
             return lambda: self._guarded(call, funcargs)
 
         body = _test_body_type()(display=self.item.nodeid, func_name=self.item.originalname,
-                                 fingerprint=self._fingerprint)
+                                 fingerprint=self._fingerprint, fingerprinted=str(self.item.path))
         body.prepare = prepare
         return body
 
@@ -355,12 +355,13 @@ class TestExploration:
                 self.kept.drop(kept)
             self.note(f"{what} no longer fits and was dropped; the test was explored instead ({exc})")
             return False
+        changed = f" (with {', '.join(outcome.changed)} changed since it was made)" if outcome.changed else ""
         if outcome.failure is None:
             if kept is None:
-                self.note(f"{what} ran without failing ({outcome.steps:,} steps)")
+                self.note(f"{what} ran without failing ({outcome.steps:,} steps){changed}")
             return True
         failure = outcome.failure
-        head = f"replayed {what}: {outcome.preemptions} preemption(s), {outcome.steps:,} steps"
+        head = f"replayed {what}: {outcome.preemptions} preemption(s), {outcome.steps:,} steps{changed}"
         self.kept.keep(self.item.nodeid, token)
         pytest.fail(self.failure_text(failure.kind, failure.message, head, outcome.trace, failure.details, token),
                     pytrace=False)
@@ -620,54 +621,112 @@ class KeptFailures:
 
     One directory per test (named by a hash of its node id) so that xdist workers never
     write the same file; each write is a rename, so a reader never sees half a token.
+
+    The store never decides a test's outcome: an entry that cannot be read, or is not a
+    token this interleave reads, is dropped with a note; a symbolic link anywhere in the
+    store (a directory or an entry) is never followed, for reading or writing; and a store
+    that cannot be written (a read-only checkout) only means the failure is not kept.
     """
 
-    def __init__(self, rootdir: Path) -> None:
+    def __init__(self, rootdir: Path, note: Callable[[str], None] = lambda text: None) -> None:
         self.base = rootdir / ".interleave"
         self.root = self.base / "pytest"
         self.rootdir = rootdir
+        self.note = note
 
     def _dir(self, nodeid: str) -> Path:
         return self.root / hashlib.sha256(nodeid.encode()).hexdigest()[:16]
 
+    def _linked(self, directory: Path) -> bool:
+        """True (with a note) when a directory of the store is a symbolic link: not followed."""
+        for path in (self.base, self.root, directory):
+            if path.is_symlink():
+                self.note(f"{self.display(path)} is a symbolic link: interleave does not follow it, "
+                          f"so no failing schedule is read from it or kept in it")
+                return True
+        return False
+
     def tokens(self, nodeid: str) -> list[tuple[Path, str]]:
+        """The test's kept tokens, oldest first; unusable entries are dropped with a note."""
+        from .schedule import BadToken, Token
+
         directory = self._dir(nodeid)
-        if not directory.is_dir():
+        if self._linked(directory) or not directory.is_dir():
+            return []
+        try:
+            entries = [p for p in directory.iterdir() if p.name.endswith(".token")]
+        except OSError as exc:
+            self.note(f"the kept failures in {self.display(directory)} cannot be listed ({exc.strerror or exc})")
             return []
         found = []
-        for path in sorted(directory.glob("*.token"), key=lambda p: p.stat().st_mtime):
-            try:
-                found.append((path, path.read_text().strip()))
-            except OSError:
+        for path in entries:
+            what = f"the kept failure {self.display(path)}"
+            if path.is_symlink():
+                self.note(f"{what} is a symbolic link: interleave does not follow it; {self._drop_saying(path)}")
                 continue
-        return found
+            try:
+                text, mtime = _read_no_follow(path)
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not text"
+                self.note(f"{what} cannot be read ({reason}); {self._drop_saying(path)}")
+                continue
+            try:
+                Token.decode(text.strip())
+            except BadToken as exc:
+                self.note(f"{what} is not a replay token this interleave reads ({exc}); {self._drop_saying(path)}")
+                continue
+            found.append((mtime, path, text.strip()))
+        return [(path, token) for _, path, token in sorted(found, key=lambda entry: entry[0])]
 
     def keep(self, nodeid: str, token: str) -> None:
         directory = self._dir(nodeid)
+        if self._linked(directory):
+            return
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            ignore = self.base / ".gitignore"
-            if not ignore.exists():
-                ignore.write_text("# interleave's kept failing schedules (pytest plugin)\n*\n")
-            (directory / "nodeid").write_text(nodeid + "\n")  # for people looking in
+            if not os.path.lexists(self.base / ".gitignore"):
+                _write_no_follow(self.base / ".gitignore", "# interleave's kept failing schedules (pytest plugin)\n*\n")
+            _write_no_follow(directory / "nodeid", nodeid + "\n")  # for people looking in
             path = directory / (hashlib.sha256(token.encode()).hexdigest()[:16] + ".token")
-            temporary = path.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(token + "\n")
-            os.replace(temporary, path)
-            os.utime(path)  # newest: an old failure found again moves to the back of the queue
+            _write_no_follow(path, token + "\n")  # newest: an old failure found again moves to the back
             for old, _ in self.tokens(nodeid)[:-KEEP_PER_TEST]:
-                old.unlink(missing_ok=True)
-        except OSError:
-            pass  # a read-only checkout still reports the failure; it just is not kept
+                self.drop(old)
+        except OSError as exc:
+            # A read-only checkout still reports the failure; it just is not kept.
+            self.note(f"the failing schedule was not kept under {self.display(self.root)} ({exc.strerror or exc})")
 
-    def drop(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
+    def drop(self, path: Path) -> bool:
+        """Remove an entry; False when the store cannot be written (it is passed over again next time)."""
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            return False
+        return True
+
+    def _drop_saying(self, path: Path) -> str:
+        return "it was dropped" if self.drop(path) else "it was passed over (the store cannot be written)"
 
     def display(self, path: Path) -> str:
         try:
             return str(path.relative_to(self.rootdir))
         except ValueError:
             return str(path)
+
+
+def _read_no_follow(path: Path) -> tuple[str, float]:
+    """A kept entry's text and modification time, refusing a symbolic link put in its place."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        return f.read(4096).decode("utf-8"), os.fstat(f.fileno()).st_mtime
+
+
+def _write_no_follow(path: Path, text: str) -> None:
+    """Write through a new file renamed into place: a symbolic link at ``path`` is replaced, never followed."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(temporary, path)
 
 
 # ---------------------------------------------------------------- coverage

@@ -31,17 +31,21 @@ class RunConfig:
     max_pauses: int = 2
     max_faults: int = 2
     granularity: str = tracing.ACCESS
+    #: Draws of ``random`` that a run may change from the seeded value (see interleave.draws).
+    max_draws: int = 2
 
     def code(self) -> str:
         """Compact form for replay tokens."""
-        return f"{_GRANULARITY_CODES[self.granularity]}{self.max_steps}p{self.max_pauses}f{self.max_faults}"
+        g = _GRANULARITY_CODES[self.granularity]
+        return f"{g}{self.max_steps}p{self.max_pauses}f{self.max_faults}r{self.max_draws}"
 
     @classmethod
     def from_code(cls, code: str) -> RunConfig:
         granularity = {c: g for g, c in _GRANULARITY_CODES.items()}[code[0]]
         steps, rest = code[1:].split("p")
-        pauses, faults = rest.split("f")
-        return cls(int(steps), int(pauses), int(faults), granularity)
+        pauses, rest = rest.split("f")
+        faults, draws = rest.split("r")
+        return cls(int(steps), int(pauses), int(faults), granularity, int(draws))
 
 
 _GRANULARITY_CODES = {tracing.ACCESS: "a", tracing.LINE: "l", tracing.OPCODE: "o"}
@@ -85,6 +89,7 @@ class Runner:
             max_steps=self.config.max_steps,
             max_pauses=self.config.max_pauses,
             max_faults=self.config.max_faults,
+            max_draws=self.config.max_draws,
             recorder=recorder,
             install_tracer=install,
             accesses=self.accesses,

@@ -1,20 +1,30 @@
 """Schedules as data: the deviations of a run, and the replay token that carries them.
 
-A token is ``1.<python>.<fingerprint>.<config>.<deviations>.<checksum>``:
+A token is ``2.<python>.<fingerprint>.<files>.<config>.<deviations>.<checksum>``:
 
 * ``python``: the minor version it was made on (``311``), since line events differ
   between versions;
-* ``fingerprint``: 8 hex digits of the program's source and function name;
+* ``fingerprint``: 8 hex digits of the program's source and function name (the target
+  file, or a callable's code);
+* ``files``: what the run executed besides: 24 bits of a digest (name and content) per
+  user file, sorted, base32 (``0`` for none). A replay recomputes them for the files it
+  executes and names those whose digest the token does not hold, so a run of an edited
+  helper is never taken for a replay of the same program. Names are not in the token
+  (they would make it long), only enough to recognise a file that did not change;
 * ``config``: ``d`` for the default run configuration, else its compact code;
 * ``deviations``: base32 of zigzag varints, four per deviation (thread, step, sub, choice);
-* ``checksum``: base32 of a CRC of the run's steps (thread and line per step), so a
-  replay that takes another path is detected instead of shown.
+* ``checksum``: base32 of 8 bytes: a CRC of the run's steps (thread and line per step),
+  so a replay that takes another path is detected instead of shown; then a CRC of
+  everything before it in the token (that first CRC included), so a token with any field
+  altered is refused as corrupt before it runs.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import os
 import sys
 import zlib
 from dataclasses import dataclass
@@ -23,8 +33,10 @@ from .program import BadInput
 from .runner import RunConfig
 from .scheduler import Deviation
 
-VERSION = "1"
+VERSION = "2"
 PYTHON = f"{sys.version_info[0]}{sys.version_info[1]}"
+#: Bytes of a file's digest in the token.
+FILE_DIGEST_BYTES = 3
 
 
 class BadToken(BadInput):
@@ -37,36 +49,70 @@ class Token:
     fingerprint: str
     config: RunConfig
     deviations: tuple[Deviation, ...]
+    #: CRC of the run's path (:func:`steps_checksum`).
     checksum: int
+    #: Digests of the other user files the run executed (:func:`file_digest`).
+    files: frozenset[bytes] = frozenset()
 
     def encode(self) -> str:
+        head = ".".join(self._fields()) + "."
+        integrity = zlib.crc32(head.encode() + self.checksum.to_bytes(4, "big"))
+        return head + _b32(self.checksum.to_bytes(4, "big") + integrity.to_bytes(4, "big"))
+
+    def _fields(self) -> list[str]:
         config = "d" if self.config == RunConfig() else self.config.code()
         numbers: list[int] = []
         for d in self.deviations:
             numbers += [d.thread, d.steps, d.sub, _zigzag(d.choice)]
         payload = _b32(_varints(numbers)) or "0"
-        checksum = _b32(self.checksum.to_bytes(4, "big"))
-        return ".".join([VERSION, self.python, self.fingerprint, config, payload, checksum])
+        files = _b32(b"".join(sorted(self.files))) or "0"
+        return [VERSION, self.python, self.fingerprint, files, config, payload]
 
     @classmethod
     def decode(cls, text: str) -> Token:
         parts = text.strip().split(".")
-        if len(parts) != 6 or parts[0] != VERSION:
-            raise BadToken("corrupt replay token: expected 6 dot-separated fields starting with '1.'")
-        _, python, fingerprint, config_code, payload, checksum = parts
+        if parts and parts[0].isdigit() and int(parts[0]) != int(VERSION):
+            age = "an older" if int(parts[0]) < int(VERSION) else "a newer"
+            raise BadToken(f"this replay token is of {age} format ({parts[0]}) than this interleave reads "
+                           f"({VERSION}); explore again for a new one")
+        if len(parts) != 7 or parts[0] != VERSION:
+            raise BadToken(f"corrupt replay token: expected 7 dot-separated fields starting with '{VERSION}.'")
+        _, python, fingerprint, files_field, config_code, payload, checksum = parts
         try:
+            sums = _unb32(checksum)
+            if len(sums) != 8:
+                raise ValueError("checksum of the wrong length")
+            head = text.strip()[: -len(checksum)]
+            if zlib.crc32(head.encode() + sums[:4]) != int.from_bytes(sums[4:], "big"):
+                raise BadToken("corrupt replay token: it does not match its checksum (altered or cut short?)")
             config = RunConfig() if config_code == "d" else RunConfig.from_code(config_code)
             numbers = _read_varints(_unb32(payload)) if payload != "0" else []
-            crc = int.from_bytes(_unb32(checksum), "big")
+            packed = _unb32(files_field) if files_field != "0" else b""
         except (ValueError, IndexError, binascii.Error):
             raise BadToken("corrupt replay token: its fields do not decode") from None
-        if len(numbers) % 4 or not python.isdigit() or len(fingerprint) != 8:
+        if (len(numbers) % 4 or not python.isdigit() or len(fingerprint) != 8
+                or len(packed) % FILE_DIGEST_BYTES):
             raise BadToken("corrupt replay token: its fields do not decode")
         deviations = tuple(
             Deviation(numbers[i], numbers[i + 1], numbers[i + 2], _unzigzag(numbers[i + 3]), 0)
             for i in range(0, len(numbers), 4)
         )
-        return cls(python, fingerprint, config, deviations, crc)
+        files = frozenset(packed[i:i + FILE_DIGEST_BYTES] for i in range(0, len(packed), FILE_DIGEST_BYTES))
+        return cls(python, fingerprint, config, deviations, int.from_bytes(sums[:4], "big"), files)
+
+
+def file_digest(path: str) -> bytes | None:
+    """A user file's digest for the token: its base name and content (None if unreadable).
+
+    The base name, not the path, so a checkout moved elsewhere or replayed from another
+    directory still matches.
+    """
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except OSError:
+        return None
+    return hashlib.sha256(os.path.basename(path).encode() + b"\0" + content).digest()[:FILE_DIGEST_BYTES]
 
 
 def steps_checksum(steps: list[tuple[int, int]]) -> int:

@@ -12,6 +12,8 @@ Choices that differ from the *default* (keep running the current thread; when it
 continue, the next runnable thread in round-robin order) are recorded as *deviations*,
 keyed by ``(thread index, steps that thread has taken, sub-decision)``. Those keys stay
 meaningful when other deviations are removed, which is what replay and shrinking need.
+Fault decisions (:meth:`Scheduler.fault_choice`) and draws of ``random``
+(:meth:`Scheduler.draw_choice`) are decisions too, each kind keyed apart.
 
 The scheduler knows nothing about the CLI, pytest or how programs are loaded.
 """
@@ -51,6 +53,8 @@ TICK_SLICE = 16
 #: removing a deviation that changes how many threads were runnable at a fault's step
 #: (hence whether a scheduling decision came first there) does not move the fault's key.
 FAULT_SUB = 1 << 16
+#: Draws of ``random`` (see :mod:`interleave.draws`) are keyed apart again, from this base.
+DRAW_SUB = 2 << 16
 
 _pythonapi = ctypes.pythonapi
 _pythonapi.PyThreadState_Get.restype = ctypes.c_void_p
@@ -112,7 +116,7 @@ class VThread:
         "index", "ident", "name", "daemon", "greenlet", "state", "steps", "streak",
         "waiting_on", "timer_generation", "timed_out", "sentinel", "thread_obj", "frozen",
         "group", "decided_at", "decisions_here", "faulted_at", "faults_here", "ops", "quiet", "sync_entry",
-        "sync_pending",
+        "sync_pending", "drew_at", "draws_here",
     )
 
     def __init__(self, index: int, ident: int, name: str, daemon: bool) -> None:
@@ -143,6 +147,8 @@ class VThread:
         self.quiet = 0  # loop turns without a visible operation
         self.sync_entry: Any = None  # the stdlib call (its frame) whose lock operations are one step
         self.sync_pending = False  # a call of a synchronization object's method was announced
+        self.drew_at = -1
+        self.draws_here = 0
 
     def __repr__(self) -> str:
         return f"<VThread {self.index} {self.name} {self.state}>"
@@ -175,6 +181,7 @@ class Scheduler:
         max_steps: int = 100_000,
         max_pauses: int = 2,
         max_faults: int = 2,
+        max_draws: int = 2,
         recorder: Recorder | None = None,
         install_tracer: Callable[[Scheduler], Callable[[], None]] | None = None,
         accesses: bool = False,
@@ -184,6 +191,7 @@ class Scheduler:
         self.max_steps = max_steps
         self.pauses_left = max_pauses
         self.faults_left = max_faults
+        self.draws_left = max_draws
         self.recorder = recorder
         self._install_tracer = install_tracer
         self.clock = Clock()
@@ -641,6 +649,31 @@ class Scheduler:
             self.deviations.append(Deviation(cur.index, cur.steps, sub, choice, 1))
             if self.recorder is not None:
                 self.recorder.event(self, "fault", f"{label}: option {picked}")
+        return picked
+
+    def draw_choice(self, options: int) -> int:
+        """Which of ``options`` values a draw of ``random`` returns: 0, the seeded draw, is
+        the default and free; another is paid like a fault (explored, shrunk, replayed)."""
+        if self.draws_left <= 0 or options < 2 or self.tearing_down:
+            return 0
+        cur = self.current
+        if cur.drew_at == cur.steps:
+            cur.draws_here += 1
+        else:
+            cur.drew_at = cur.steps
+            cur.draws_here = 0
+        sub = DRAW_SUB + cur.draws_here
+        self.decisions += 1
+        self._fault_key = (cur.index, cur.steps, sub)
+        try:
+            choice = self._ask([-(k + 2) for k in range(options)], -2, False, False)
+        finally:
+            self._fault_key = None
+        picked = -choice - 2
+        if picked != 0:
+            self.draws_left -= 1
+            self.preemptions += 1
+            self.deviations.append(Deviation(cur.index, cur.steps, sub, choice, 1))
         return picked
 
     def freeze(self, threads: list[VThread], frozen: bool) -> None:

@@ -113,12 +113,13 @@ def library_call(frame: Any) -> str | None:
 
 
 #: Events shown in the text trace (lock acquire/release are for the timeline only).
-_SHOWN = {"preempt": ">>", "pause": "~~", "clock": "~~", "fault": "!!", "start": "++", "exit": "--", "block": ".."}
+_SHOWN = {"preempt": ">>", "pause": "~~", "clock": "~~", "fault": "!!", "draw": "??", "start": "++", "exit": "--",
+          "block": ".."}
 _KEEP_HEAD, _KEEP_TAIL = 1, 3
 
 
 #: Events that make the steps around them worth showing in full.
-_MARKS = {"preempt", "pause", "fault"}
+_MARKS = {"preempt", "pause", "fault", "draw"}
 
 
 def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0, full: bool = False) -> str:
@@ -162,6 +163,8 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
             return f"{ev.name} starts {ev.detail}"
         if ev.kind == "exit":
             return f"{ev.detail} ends"
+        if ev.kind == "draw":
+            return f"{ev.name}: {ev.detail}"
         return ev.detail
 
     def emit_events(i: int) -> None:

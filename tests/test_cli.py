@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from interleave.runner import RunConfig
+from interleave.schedule import PYTHON, Token
+
 RACE = """
 import threading
 
@@ -99,7 +102,8 @@ def test_two_processes_with_the_same_seed_agree(race):
         (["explore", "broken.py"], "syntax error in broken.py line 1"),
         (["explore", "bad_import.py"], "error while loading bad_import.py: ModuleNotFoundError"),
         (["replay", "race.py", "not-a-token"], "corrupt replay token"),
-        (["replay", "race.py", "1.311.00000000.d.aeaqaaabayaai.3w6t2ua"], "another version"),
+        (["replay", "race.py", Token(PYTHON, "00000000", RunConfig(), (), 0).encode()], "another version"),
+        (["replay", "race.py", "1.311.00000000.d.aeaqaaabayaai.3w6t2ua"], "older format (1)"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_two(race, args, message):
@@ -177,3 +181,74 @@ def test_coverage_reports_the_lines_run_over_all_schedules(race):
     missing = row.split("%", 1)[1]
     assert "11-17" in missing  # main() was never run while exploring fixed()
     assert (race / "cov" / "index.html").exists()
+
+
+def test_a_tampered_token_is_refused_in_one_line(race):
+    found = run_cli("explore", "race.py", "--json", "report.json", "--workers", "1", cwd=race)
+    token = json.loads((race / "report.json").read_text())["failure"]["replay"]
+    parts = token.split(".")
+    parts[1] = "399"  # claims another Python: the checksum says otherwise
+    result = run_cli("replay", "race.py", ".".join(parts), cwd=race)
+    assert found.returncode == 1 and result.returncode == 2
+    assert result.stderr.strip() == ("interleave: error: corrupt replay token: it does not match its checksum "
+                                     "(altered or cut short?)")
+
+
+def test_replay_names_a_changed_helper_before_the_result(tmp_path):
+    (tmp_path / "steps.py").write_text("def add(box):\n    value = box[0]\n    box[0] = value + 1\n")
+    (tmp_path / "uses.py").write_text(textwrap.dedent("""
+        import threading
+        import steps
+        def main():
+            box = [0]
+            threads = [threading.Thread(target=steps.add, args=(box,)) for _ in range(2)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+            assert box[0] == 2, box[0]
+        """))
+    found = run_cli("explore", "uses.py", "--json", "report.json", "--workers", "1", cwd=tmp_path)
+    assert found.returncode == 1, found.stderr
+    token = json.loads((tmp_path / "report.json").read_text())["failure"]["replay"]
+    same = run_cli("replay", "uses.py", token, cwd=tmp_path)
+    assert same.returncode == 1 and "since the token was made" not in same.stdout
+    (tmp_path / "steps.py").write_text("def add(box):\n    value = box[0]\n    box[0] = value + 2\n")
+    edited = run_cli("replay", "uses.py", token, cwd=tmp_path)
+    lines = edited.stdout.splitlines()
+    assert edited.returncode == 0
+    assert lines[0] == "interleave: changed since the token was made: steps.py; replaying the program as it is now"
+    assert lines[-1].startswith("interleave: the schedule ran without failing")
+    assert lines[-1].endswith("(with steps.py changed since the token was made)")
+
+
+STATEFUL = """
+import threading
+import calls
+
+def work(done, i):
+    done.append(i)
+
+def main():
+    calls.COUNT[0] += 1  # kept from one run to the next: the module is imported once
+    done = []
+    threads = [threading.Thread(target=work, args=(done, i)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls.COUNT[0] < 3, f"call {calls.COUNT[0]}"
+"""
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_failure_that_needs_earlier_runs_is_named_not_reported(tmp_path, workers):
+    (tmp_path / "calls.py").write_text("COUNT = [0]\n")
+    (tmp_path / "stateful.py").write_text(STATEFUL)
+    result = run_cli("explore", "stateful.py", "--workers", workers, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr and "Replay it:" not in result.stdout
+    if workers == "1":
+        assert "does not reproduce in a fresh process: replaying its schedule there ran without failing" \
+            in result.stderr
+    else:  # the process that shrinks is another than the one that searched: it sees it first
+        assert "the program is not deterministic" in result.stderr

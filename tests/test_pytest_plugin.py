@@ -74,8 +74,8 @@ def test_racy_test_fails_with_kind_trace_and_replay_lines(pytester: pytest.Pytes
         "*>> preemption: Thread-1 (increment) is paused after it reads Counter.value -> 0 (test_counter.py:10); MainThread runs",
         "*XX AssertionError*",
         "Replay it:",
-        "  pytest test_counter.py::test_counter --interleave-replay=1.*",
-        '  @pytest.mark.interleave(replay="1.*")',
+        "  pytest test_counter.py::test_counter --interleave-replay=2.*",
+        '  @pytest.mark.interleave(replay="2.*")',
     ])
     assert "pytest_plugin.py" not in result.stdout.str()  # no traceback through interleave itself
     assert len(kept_tokens(pytester)) == 1
@@ -416,7 +416,7 @@ def test_hypothesis_shows_minimal_input_and_minimal_schedule(pytester: pytest.Py
         "*n=1,",  # 0 cannot fail: 1 is the minimal input
         ")",
         "*shrunk to 1 preemption(s)*",
-        "*--interleave-replay=1.*",
+        "*--interleave-replay=2.*",
     ])
 
 
@@ -452,7 +452,7 @@ def test_xdist_workers_explore_their_own_tests(pytester: pytest.Pytester) -> Non
     pytester.makepyfile(test_racy=RACY, test_fixed=FIXED)
     result = pytester.runpytest_subprocess("-n", "2", "--interleave-runs=100", timeout=60)
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["*interleave: FAILURE (exception)*", "*--interleave-replay=1.*"])
+    result.stdout.fnmatch_lines(["*interleave: FAILURE (exception)*", "*--interleave-replay=2.*"])
     assert len(kept_tokens(pytester)) == 1
 
 
@@ -510,3 +510,92 @@ def test_importing_the_plugin_patches_nothing() -> None:
         assert "hypothesis" not in __import__("sys").modules
     """)
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _store(pytester: pytest.Pytester, nodeid: str) -> Path:
+    import hashlib
+
+    return pytester.path / ".interleave" / "pytest" / hashlib.sha256(nodeid.encode()).hexdigest()[:16]
+
+
+def test_the_store_drops_entries_it_cannot_read_with_a_note(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_counter=FIXED)
+    store = _store(pytester, "test_counter.py::test_counter")
+    store.mkdir(parents=True)
+    (store / "binary.token").write_bytes(b"\xff\xfe\x00 not text")
+    (store / "garbage.token").write_text("not-a-token\n")
+    (store / "old.token").write_text("1.311.00000000.d.aeaqaaabayaai.3w6t2ua\n")
+    result = pytester.runpytest("--interleave-runs=20")
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "binary.token cannot be read (not text); it was dropped" in out
+    assert "garbage.token is not a replay token this interleave reads (corrupt replay token" in out
+    assert "old.token is not a replay token this interleave reads (this replay token is of an older format" in out
+    assert not list(store.glob("*.token"))
+
+
+def test_the_store_never_follows_a_symbolic_link(pytester: pytest.Pytester, tmp_path_factory) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    pytester.makepyfile(test_counter=RACY)
+    token = TOKEN.search(pytester.runpytest().stdout.str()).group(1)
+    [kept] = kept_tokens(pytester)
+    kept.unlink()
+    (outside / "elsewhere.token").write_text(token + "\n")
+    link = kept.parent / "linked.token"
+    link.symlink_to(outside / "elsewhere.token")
+
+    # A linked entry is not read (a kept failure would be replayed first): dropped, the link only.
+    result = pytester.runpytest("--interleave-runs=1", "--interleave-strategy=dfs")
+    out = result.stdout.str()
+    assert "replayed the kept failure" not in out
+    assert "linked.token is a symbolic link: interleave does not follow it; it was dropped" in out
+    assert not link.is_symlink() and (outside / "elsewhere.token").exists()
+
+    # A linked store directory is neither read nor written through.
+    import shutil
+
+    shutil.rmtree(pytester.path / ".interleave")
+    (pytester.path / ".interleave").symlink_to(outside, target_is_directory=True)
+    found = pytester.runpytest()
+    found.assert_outcomes(failed=1)
+    assert ".interleave is a symbolic link: interleave does not follow it" in found.stdout.str()
+    assert sorted(p.name for p in outside.iterdir()) == ["elsewhere.token"]
+
+
+READ_ONLY = """
+import builtins, errno, io, os
+
+def _refuse(path):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+
+def _guard(real, writes):
+    def guarded(path, *args, **kwargs):
+        named = isinstance(path, (str, bytes, os.PathLike))
+        if named and ".interleave" in os.fsdecode(path) and writes(args, kwargs):
+            _refuse(path)
+        return real(path, *args, **kwargs)
+    return guarded
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+os.open = _guard(os.open, lambda a, k: bool((a[0] if a else k.get("flags", 0)) & _WRITE_FLAGS))
+for name in ("mkdir", "replace", "rename", "unlink", "utime", "rmdir"):
+    setattr(os, name, _guard(getattr(os, name), lambda a, k: True))
+_opener = lambda a, k: any(c in (a[0] if a else k.get("mode", "r")) for c in "wax+")
+builtins.open = io.open = _guard(io.open, _opener)
+"""
+
+
+def test_a_read_only_store_never_fails_a_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_fixed=FIXED, test_racy=RACY)
+    stale = _store(pytester, "test_fixed.py::test_counter")
+    stale.mkdir(parents=True)
+    (stale / "stale.token").write_text("1.311.00000000.d.aeaqaaabayaai.3w6t2ua\n")
+    pytester.makeconftest(READ_ONLY)  # the store's file system is read-only from here on
+    result = pytester.runpytest_subprocess("--interleave-runs=200", timeout=120)
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "interleave: FAILURE (exception) AssertionError" in out
+    assert "stale.token is not a replay token this interleave reads" in out
+    assert "it was passed over (the store cannot be written)" in out
+    assert "the failing schedule was not kept under .interleave/pytest (Read-only file system)" in out
+    assert "pytest_plugin.py" not in out and (stale / "stale.token").exists()  # no traceback of ours

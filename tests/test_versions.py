@@ -8,6 +8,7 @@ version (``.ci/run``); the tests marked for one version check what only it has.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -557,9 +558,8 @@ def main():
 
 
 def _other_version(token: str, python: str) -> str:
-    parts = token.split(".")
-    parts[1] = python
-    return ".".join(parts)
+    """The same token as made on another version (every field is under the checksum)."""
+    return dataclasses.replace(Token.decode(token), python=python).encode()
 
 
 def test_a_token_from_another_version_replays_exactly_or_says_it_cannot(tmp_path):
@@ -576,18 +576,20 @@ def test_a_token_from_another_version_replays_exactly_or_says_it_cannot(tmp_path
 
     # A path that differs, as a real other version's may: refused with a clear message.
     decoded = Token.decode(failure.replay)
-    altered = Token(other, decoded.fingerprint, decoded.config, decoded.deviations, decoded.checksum ^ 1).encode()
+    altered = Token(other, decoded.fingerprint, decoded.config, decoded.deviations, decoded.checksum ^ 1,
+                    decoded.files).encode()
     with pytest.raises(BadInput, match=rf"made on Python 3\.99 and does not replay the same on 3\.{PYTHON[1:]}"):
         replay(target, altered)
     # A schedule whose decisions are not reached on this version: the same message.
     far = Token(other, decoded.fingerprint, decoded.config,
-                decoded.deviations + (scheduler.Deviation(1, 10_000, 0, 2, 0),), decoded.checksum).encode()
+                decoded.deviations + (scheduler.Deviation(1, 10_000, 0, 2, 0),), decoded.checksum,
+                decoded.files).encode()
     with pytest.raises(BadInput, match="made on Python 3.99"):
         replay(target, far)
     # The same breakage on the token's own version keeps its own message.
     with pytest.raises(BadInput, match="no longer fits"):
         replay(target, Token(PYTHON, decoded.fingerprint, decoded.config, decoded.deviations,
-                             decoded.checksum ^ 1).encode())
+                             decoded.checksum ^ 1, decoded.files).encode())
 
 
 def _interpreters() -> dict[str, str]:

@@ -1,0 +1,218 @@
+"""Replay tokens: every field under the checksum, the files a run executed, and draws of
+``random`` as recorded choices."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import textwrap
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from interleave import BadInput, explore, replay
+from interleave.runner import RunConfig
+from interleave.schedule import FILE_DIGEST_BYTES, Token
+from interleave.scheduler import DRAW_SUB, Deviation
+
+RACE = """
+import threading
+import HELPER as helper
+
+box = [0]
+
+def main():
+    box[0] = 0
+    threads = [threading.Thread(target=helper.add, args=(box,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert box[0] == helper.EXPECTED, box[0]
+"""
+
+HELPER = """
+EXPECTED = 2
+
+def add(box):
+    value = box[0]
+    box[0] = value + 1
+"""
+
+
+def write(tmp_path, name: str, source: str):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+_helpers = itertools.count()
+
+
+@pytest.fixture
+def race(tmp_path):
+    """A race in a helper module of its own (a name no other test imported)."""
+    name = f"helper_{next(_helpers)}"
+    write(tmp_path, f"{name}.py", HELPER)
+    path = write(tmp_path, "race.py", RACE.replace("HELPER", name))
+    failure = explore(f"{path}::main", runs=500).failure
+    assert failure is not None
+    return tmp_path / f"{name}.py", f"{path}::main", failure.replay
+
+
+def edit(helper, old: str, new: str) -> None:
+    """Edit a helper module, and forget it was imported, as a new process would."""
+    helper.write_text(helper.read_text().replace(old, new))
+    sys.modules.pop(helper.stem, None)
+
+
+deviations = st.builds(
+    Deviation,
+    thread=st.integers(0, 300),
+    steps=st.integers(0, 10**6),
+    sub=st.one_of(st.integers(0, 5), st.integers(DRAW_SUB, DRAW_SUB + 5), st.integers(1 << 16, (1 << 16) + 5)),
+    choice=st.integers(-40, 300),
+    cost=st.just(0),  # the token does not carry costs: the scheduler works them out again
+)
+tokens = st.builds(
+    Token,
+    python=st.sampled_from(["311", "312", "313", "399"]),
+    fingerprint=st.text("0123456789abcdef", min_size=8, max_size=8),
+    config=st.builds(RunConfig, max_steps=st.integers(1, 10**7), max_pauses=st.integers(0, 9),
+                     max_faults=st.integers(0, 9), granularity=st.sampled_from(["line", "opcode"]),
+                     max_draws=st.integers(0, 9)),
+    deviations=st.lists(deviations, max_size=12).map(tuple),
+    checksum=st.integers(0, 2**32 - 1),
+    files=st.frozensets(st.binary(min_size=FILE_DIGEST_BYTES, max_size=FILE_DIGEST_BYTES), max_size=6),
+)
+
+
+@given(tokens)
+def test_a_token_decodes_to_the_schedule_it_encodes(token):
+    text = token.encode()
+    assert Token.decode(text) == token
+    assert text.count(".") == 6 and text.isascii() and " " not in text
+
+
+def test_the_examples_tokens_stay_short(race):
+    _, _, token = race
+    assert len(token) < 80, token
+
+
+@pytest.mark.parametrize("field, altered", [
+    (1, lambda f: "399"),                                   # the python version
+    (2, lambda f: f[:-1] + ("0" if f[-1] != "0" else "1")),  # the fingerprint
+    (3, lambda f: "aaaaa" if f == "0" else "0"),             # the files' digests
+    (4, lambda f: "l5000p2f2r2"),                            # the configuration
+    (5, lambda f: f[:-1] + ("a" if f[-1] != "a" else "b")),  # the deviations
+    (6, lambda f: ("b" if f[0] != "b" else "c") + f[1:]),   # the checksum itself
+])
+def test_a_token_with_any_field_altered_is_refused_as_corrupt(race, field, altered):
+    _, target, token = race
+    parts = token.split(".")
+    parts[field] = altered(parts[field])
+    tampered = ".".join(parts)
+    assert tampered != token
+    with pytest.raises(BadInput, match="corrupt replay token"):
+        replay(target, tampered)
+
+
+def test_replay_names_a_helper_module_that_changed_since_the_token(race):
+    helper, target, token = race
+    assert replay(target, token).changed == []
+    # Only a constant that no step of the run executes: the import alone makes it part of the run.
+    edit(helper, "EXPECTED = 2", "EXPECTED = 1")
+    outcome = replay(target, token)
+    assert outcome.failure is None  # the same schedule no longer fails...
+    assert [name.rsplit("/", 1)[-1] for name in outcome.changed] == [helper.name]  # ...and replay says why
+
+
+def test_a_schedule_that_no_longer_fits_names_the_changed_helper(race):
+    helper, target, token = race
+    edit(helper, "    value = box[0]\n", "    value = box[0]\n    value += 0\n")
+    with pytest.raises(BadInput, match=rf"no longer fits.*changed since the token was made: .*{helper.name}"):
+        replay(target, token)
+
+
+COIN = """
+import random
+import threading
+
+box = [0]
+lock = threading.Lock()
+
+def add():
+    if random.random() < 0.5:  # the unlocked path, taken only on a low draw
+        value = box[0]
+        box[0] = value + 1
+    else:
+        with lock:
+            box[0] += 1
+
+def main():
+    box[0] = 0
+    threads = [threading.Thread(target=add) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    noise = [random.random() for _ in range(3)]  # drawn, never matters
+    assert box[0] == 2, (box[0], noise)
+"""
+
+
+@pytest.mark.parametrize("strategy", ["portfolio", "random"])
+def test_a_race_that_needs_a_low_random_draw_is_found_and_replayed(tmp_path, strategy):
+    import random
+
+    seeded = random.Random(0)
+    assert seeded.random() > 0.5 and seeded.random() > 0.5  # the seeded run never takes the unlocked path
+    path = write(tmp_path, "coin.py", COIN)
+    target = f"{path}::main"
+    report = explore(target, runs=3000, seed=1, strategy=strategy)
+    failure = report.failure
+    assert failure is not None and "AssertionError: (1, " in failure.message
+    drawn = [d for d in Token.decode(failure.replay).deviations if d.sub >= DRAW_SUB]
+    assert len(drawn) == 1 and failure.draws == 1  # shrunk to the one draw the race needs
+    assert "random() gives 0.0 in place of the seeded 0.84" in failure.trace or \
+        "random() gives 0.0 in place of the seeded 0.75" in failure.trace
+    shown = [e.detail for e in failure.recorder.events if e.kind == "draw"]
+    for _ in range(2):  # the same draws, every replay
+        again = replay(target, failure.replay)
+        assert again.failure is not None and again.failure.message == failure.message
+        assert [e.detail for e in again.recorder.events if e.kind == "draw"] == shown
+
+
+def test_draws_the_program_seeds_itself_are_left_alone(tmp_path):
+    own = COIN.replace("def add():\n", "def add():\n    rng = random.Random(7)\n") \
+        .replace("random.random() < 0.5", "rng.random() < 0.2")
+    seeded = COIN.replace("    box[0] = 0\n", "    box[0] = 0\n    random.seed(2)\n")
+    import random
+
+    assert random.Random(7).random() > 0.2
+    generator = random.Random(2)
+    assert generator.random() > 0.5 and generator.random() > 0.5
+    for source in (own, seeded):
+        path = write(tmp_path, "own.py", source)
+        report = explore(f"{path}::main", strategy="dfs", max_preemptions=2, runs=20_000)
+        assert report.failure is None and report.exhausted
+
+
+def test_choices_and_shuffles_are_draws_too(tmp_path):
+    path = write(tmp_path, "pick.py", """
+        import random
+        def main():
+            order = list(range(5))
+            random.shuffle(order)
+            assert random.choice("abcdefg") != "a" or order[0] != 4, order
+        """)
+    report = explore(f"{path}::main", strategy="dfs", max_preemptions=2, runs=5000)
+    assert report.failure is not None
+    assert report.failure.draws == 2
+
+
+def test_a_program_can_keep_its_draws_as_seeded(tmp_path):
+    path = write(tmp_path, "coin.py", COIN + '\n__interleave__ = {"max_draws": 0}\n')
+    report = explore(f"{path}::main", strategy="dfs", max_preemptions=2, runs=20_000)
+    assert report.failure is None and report.exhausted
