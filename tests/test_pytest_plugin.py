@@ -74,7 +74,7 @@ def test_racy_test_fails_with_kind_trace_and_replay_lines(pytester: pytest.Pytes
         "*>> preemption: Thread-1 (increment) is paused before test_counter.py:*",
         "*XX AssertionError*",
         "Replay it:",
-        "  pytest test_counter.py::test_counter --interleave-replay=1.*",
+        "  *pytest test_counter.py::test_counter --interleave-replay=1.*",
         '  @pytest.mark.interleave(replay="1.*")',
     ])
     assert "pytest_plugin.py" not in result.stdout.str()  # no traceback through interleave itself
@@ -334,7 +334,7 @@ def test_settings_command_line_over_marker_over_ini(pytester: pytest.Pytester) -
 
 
         def test_counts(request):
-            expected = request.config.getoption("interleave_runs")
+            expected = int(request.config.getoption("interleave_runs") or 0)
             assert CALLS == {"ini": expected or 7, "marker": expected or 3}
     """)
     pytester.runpytest().assert_outcomes(passed=3)
@@ -358,7 +358,10 @@ def test_bad_marker_argument_is_one_clear_line(pytester: pytest.Pytester) -> Non
 def test_bad_options_are_one_line_usage_errors(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_counter=FIXED)
     for option, line in [("--interleave-replay=not-a-token", "ERROR: --interleave-replay: corrupt replay token*"),
-                         ("--interleave-runs=0", "ERROR: --interleave-runs must be positive, not 0")]:
+                         ("--interleave-runs=0", "ERROR: --interleave-runs: expected a whole number >= 1, got 0"),
+                         ("--interleave-time-limit=nan", "ERROR: --interleave-time-limit: expected a number > 0, got nan"),
+                         ("--interleave-strategy=fast", "ERROR: --interleave-strategy: expected one of portfolio, *"),
+                         ("--interleave-granularity=word", "ERROR: --interleave-granularity: expected one of line*")]:
         result = pytester.runpytest(option)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines([line])
