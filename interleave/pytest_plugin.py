@@ -238,8 +238,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("interleave notes")
         for note in notes:
             terminalreporter.write_line(note)
-    stats = [value for reports in terminalreporter.stats.values() for report in reports
-             for name, value in getattr(report, "user_properties", ()) if name == STATS]
+    stats = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                if name == STATS and value not in stats:  # each phase's report carries the test's properties
+                    stats.append(value)
     if terminalreporter.config.getoption("interleave_stats"):
         terminalreporter.section("interleave statistics")
         for line in stats or ["no marked test passed after exploring"]:
@@ -564,14 +568,18 @@ def stats_line(nodeid: str, reports: list[Report]) -> str:
     runs = sum(r.runs for r in reports)
     schedules = sum(r.distinct_schedules for r in reports)
     elapsed = sum(r.elapsed_s for r in reports)
-    line = (f"{nodeid}: {inputs}{runs:,} runs, {schedules:,} distinct schedules, {elapsed:.2f}s "
+    line = (f"{nodeid}: {inputs}{_n(runs, 'run')}, {_n(schedules, 'distinct schedule')}, {elapsed:.2f}s "
             f"[{first.strategy}, seed {first.seed}]")
     if all(r.complete for r in reports):
         return line + "; every schedule was run"
     bounds = [r.bound for r in reports]
     if all(b is not None and b >= 0 for b in bounds):
-        return line + f"; every schedule with at most {min(bounds)} preemption{'' if min(bounds) == 1 else 's'} was run"
+        return line + f"; every schedule with at most {_n(min(bounds), 'preemption')} was run"
     return line + "; schedules sampled, no bound exhausted"
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 # ---------------------------------------------------------------- fixtures
