@@ -57,10 +57,17 @@ def _failure_part(text: str) -> str:
     return "...\n" + text[start:end].rstrip() + "\n...\n"
 
 
+def _failure_head(text: str) -> str:
+    """The failure's first lines, up to where it was found; object addresses left out."""
+    start = text.index("interleave: FAILURE")
+    end = text.index("\n", text.index("  found in run", start))
+    return "...\n" + re.sub(r"0x[0-9a-f]+", "0x...", text[start:end]) + "\n...\n"
+
+
 def _stats_part(text: str) -> str:
     start = text.index("interleave statistics")
     line_start = text.rindex("\n", 0, start) + 1
-    end = text.index("=" * 10, start + len("interleave statistics") + 5)
+    end = text.index("=" * 10, text.index("\n", start))
     return "...\n" + text[line_start:end].rstrip() + "\n...\n"
 
 
@@ -70,6 +77,8 @@ SAMPLES = (
            files=(("test_counter.py", "# test_counter.py"),), excerpt=_failure_part),
     Sample("pytest-fixed", "docs/pytest.md", "python -m pytest test_counter.py --interleave-stats",
            files=(("test_counter.py", "# test_counter.py, fixed"),), excerpt=_stats_part),
+    Sample("pytest-hypothesis", "docs/pytest.md", "python -m pytest test_add.py --hypothesis-seed=0",
+           files=(("test_add.py", "# test_add.py"),), excerpt=_failure_head),
 )
 
 
