@@ -354,9 +354,9 @@ class TestExploration:
             locks.restore()
             if self.coverage is not None:
                 self.coverage.merge()
-        self.passing()
         if self.outcome is not None:
             raise self.outcome
+        self.passing()
 
     def passing(self) -> None:
         """The test passed: warn if there was nothing to explore; keep its statistics if asked to."""
@@ -484,9 +484,9 @@ class TestExploration:
                 self.coverage.merge()
         if failed_with is not None:
             pytest.fail(failed_with, pytrace=False)
-        self.passing()
         if self.outcome is not None:
             raise self.outcome
+        self.passing()
 
     def _explore_input(self, program: Any) -> None:
         from hypothesis.control import current_build_context

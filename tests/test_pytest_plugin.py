@@ -602,16 +602,24 @@ def test_a_setting_the_engine_lacks_is_refused_not_ignored(pytester: pytest.Pyte
 def test_stats_show_what_passing_tests_explored(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_counter=FIXED, test_alone="""
         import pytest
+        from hypothesis import given, settings, strategies as st
 
         @pytest.mark.interleave
         def test_alone():
             assert 1 + 1 == 2
+
+        @pytest.mark.interleave(runs=3)
+        @settings(max_examples=4, database=None)
+        @given(st.integers())
+        def test_inputs(n):
+            assert n == n
     """)
     result = pytester.runpytest("--interleave-stats", "--interleave-runs=200", "-W", "ignore::pytest.PytestWarning")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines([
         "*interleave statistics*",
         "test_alone.py::test_alone: 1 run, 1 distinct schedule, *s ?portfolio, seed 0?; every schedule was run",
+        "test_alone.py::test_inputs: * inputs, * runs, * distinct schedules, *; every schedule was run",
         "test_counter.py::test_counter: 200 runs, * distinct schedules, *s ?portfolio, seed 0?; "
         "every schedule with at most * was run",
     ])
@@ -636,18 +644,23 @@ def test_health_warnings_for_tests_with_nothing_to_interleave(pytester: pytest.P
             for t in threads:
                 t.join()
             assert sorted(seen) == [0, 1]
+
+        @pytest.mark.interleave(runs=5)
+        def test_skipped():
+            pytest.skip("not a pass: no health check")
     """, test_counter=FIXED)
     result = pytester.runpytest("--interleave-runs=50")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=3, skipped=1)
     out = result.stdout.str()
     result.stdout.fnmatch_lines([
         "*InterleaveHealthWarning: test_health.py::test_no_thread started no thread in its runs*",
         "*InterleaveHealthWarning: test_health.py::test_library_threads_only: the threads it started ran no "
         "line of your code*",
     ], consecutive=False)
-    assert "test_counter.py::test_counter" not in out.split("warnings summary", 1)[1]
+    assert "test_counter" not in out.split("warnings summary", 1)[1]
+    assert "test_skipped" not in out.split("warnings summary", 1)[1]
     quiet = pytester.runpytest("-W", "error::interleave.pytest_plugin.InterleaveHealthWarning", "test_health.py")
-    quiet.assert_outcomes(failed=2)  # a health warning can be made an error, like any pytest warning
+    quiet.assert_outcomes(failed=2, skipped=1)  # a health warning can be made an error, like any pytest warning
 
 
 def test_turning_the_plugin_off_as_the_docs_say(pytester: pytest.Pytester) -> None:
