@@ -6,6 +6,8 @@ written from ``interleave.settings.OPTIONS`` in the same way. ``--check`` writes
 and exits 1 when a file would change (times aside, which differ on every run); the
 tests run it so.
 
+Paths of this checkout are shown relative to it (``./examples/...``), and a scratch
+directory as ``/tmp/project``, so the samples do not depend on where the repository is.
 Samples are made with one worker process (the run numbers then do not depend on the
 machine's cores) and a fixed seed; traces and tokens depend on the Python version, so
 ``--check`` compares only on the version the samples were made with (named in them).
@@ -106,8 +108,9 @@ def run(sample: Sample, text: str) -> str:
         for name, first_line in sample.files:
             (cwd / name).write_text(code_block(text, first_line))
         done = subprocess.run(words, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    # The scratch directory's name is new every time: shown as /tmp/project.
-    output = sample.excerpt(done.stdout).replace(scratch, "/tmp")
+    # Paths that differ from checkout to checkout: the scratch directory is shown as /tmp/project,
+    # the repository as "." (where the commands run).
+    output = sample.excerpt(done.stdout).replace(scratch, "/tmp").replace(str(ROOT), ".")
     return f"```\n$ {sample.command}\n{output.rstrip()}\n```\n"
 
 
