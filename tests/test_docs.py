@@ -27,6 +27,8 @@ API_ONLY = {"target", "keep_going", "coverage", "on_progress", "partition"}
 def test_samples_are_what_the_commands_print():
     result = subprocess.run([sys.executable, str(ROOT / "docs" / "make_samples.py"), "--check"], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
+    if result.returncode == 0 and "not compared" in result.stdout:
+        pytest.skip(result.stdout.strip())  # traces and tokens are per Python version
     assert result.returncode == 0, "run python docs/make_samples.py to update:\n" + result.stdout + result.stderr
 
 
