@@ -40,6 +40,15 @@ def test_the_cli_takes_every_setting_and_nothing_else():
         assert options[option.name].opts == [option.flag]
 
 
+def test_the_settings_dataclass_follows_the_table():
+    defaults = settings.Exploration()
+    assert list(settings.Exploration.__dataclass_fields__) == [o.name for o in settings.OPTIONS]
+    for option in settings.OPTIONS:
+        assert getattr(defaults, option.name) == option.default, option.name
+        if option.default not in (None, ()):
+            assert option.check(option.default) == option.default, option.name  # a default passes its own check
+
+
 def test_the_engine_takes_the_settings_with_the_same_defaults():
     parameters = inspect.signature(interleave.explore).parameters
     assert set(parameters) - API_ONLY <= {o.name for o in settings.OPTIONS}, "a new explore() parameter needs a row"
