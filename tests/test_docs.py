@@ -3,6 +3,7 @@ everywhere (CLI, marker, ini, engine, docs), the API page covers the API, links 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import subprocess
@@ -47,6 +48,21 @@ def test_the_settings_dataclass_follows_the_table():
         assert getattr(defaults, option.name) == option.default, option.name
         if option.default not in (None, ()):
             assert option.check(option.default) == option.default, option.name  # a default passes its own check
+
+
+def test_defaults_named_in_the_help_are_the_ones_used():
+    from interleave import pytest_plugin, runner
+
+    explore = importlib.import_module("interleave.explore")  # the module; the package's `explore` is the function
+    helps = {o.name: o.help for o in settings.OPTIONS}
+    assert f"default {explore.DEFAULT_RUNS:,} " in helps["runs"]
+    assert f"under pytest {pytest_plugin.DEFAULT_RUNS}, or {pytest_plugin.DEFAULT_RUNS_PER_INPUT} per input" \
+        in helps["runs"]
+    assert f"default {explore.DEFAULT_TIME_LIMIT:g} " in helps["time_limit"]
+    assert f"else {runner.DEFAULT_MAX_STEPS:,})" in helps["max_steps"]
+    assert f"default {runner.RunConfig().max_pauses})" in helps["max_pauses"]
+    assert f"default {runner.RunConfig().max_faults})" in helps["max_faults"]
+    assert f"under pytest {pytest_plugin.PYTEST_DEFAULTS['workers']})" in helps["workers"]
 
 
 def test_the_engine_takes_the_settings_with_the_same_defaults():
