@@ -246,3 +246,17 @@ def test_numbers_out_of_range_are_usage_errors(race, args):
     assert result.returncode == 2
     assert f"Invalid value for '{args[0]}'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_outside_an_exploration_exits_130_quietly(monkeypatch, capsys):
+    from interleave import cli
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt  # as if Ctrl-C came while loading the program or printing
+
+    monkeypatch.setenv("INTERLEAVE_NO_REEXEC", "1")
+    monkeypatch.setattr(cli, "cli", interrupted)
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "interleave: interrupted\n"
