@@ -1,22 +1,23 @@
 """The ``interleave`` command: ``explore`` a program for failing schedules, ``replay`` one.
 
-Exit codes: 0 no failure within the budget; 1 a failure found (or reproduced by replay);
-2 bad input, a replay that does not fit, or a program interleave cannot control.
+Exit codes (listed in ``interleave --help``): 0 no failure within the budget; 1 a failure
+found (or reproduced by replay); 2 bad input, a replay that does not fit, or a program
+interleave cannot control; 130 Ctrl-C outside an exploration.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shlex
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import click
-from click.core import ParameterSource
 
-from . import strategies
-from .explore import (DEFAULT_RUNS, DEFAULT_TIME_LIMIT, FailureReport, NondeterministicProgram, Progress, Report,
-                      explore, replay, setup_steps)
+from . import settings
+from .explore import FailureReport, NondeterministicProgram, Progress, Report, explore, replay, setup_steps
 from .fresh import fresh_replay_problem
 from .html import write_html
 from .linecoverage import write_report
@@ -24,12 +25,43 @@ from .program import BadInput
 from .trace import render
 from .tracing import ACCESS, GRANULARITIES
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _bad_input(message: str) -> None:
     click.echo(f"interleave: error: {message}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+class _Setting(click.ParamType):
+    """A value of one exploration option, checked by the settings table."""
+
+    def __init__(self, option: settings.Option) -> None:
+        self.option = option
+        self.name = option.metavar or option.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self.option.parse(value) if isinstance(value, str) else self.option.check(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _click_option(option: settings.Option) -> Callable[[Any], Any]:
+    if option.kind is bool:
+        return click.option(option.flag, option.name, is_flag=True, help=option.help)
+    if option.kind is list:
+        return click.option(option.flag, option.name, multiple=True, metavar=option.metavar, help=option.help)
+    kind = click.Choice(option.kind) if isinstance(option.kind, tuple) else _Setting(option)
+    return click.option(option.flag, option.name, type=kind, default=option.default,
+                        show_default=option.default is not None, metavar=option.metavar, help=option.help)
+
+
+def exploration_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Every option of the settings table, in its order."""
+    for option in reversed(settings.OPTIONS):
+        command = _click_option(option)(command)
+    return command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,56 +77,55 @@ def cli() -> None:
     \b
     Examples:
       interleave explore examples/lost_update.py
-      interleave explore targets/nio_throttle.py::fixed --time-limit 30
-      interleave replay examples/lost_update.py 2.311.356de856.0.d.aebqaaaacuaqi.fldansxfifiyq
+      interleave explore targets/nio_throttle.py::fixed --runs 1000 --seed 1
+      interleave explore examples/lost_update.py --json - --workers 1
+      interleave replay examples/lost_update.py::main TOKEN
+    (TOKEN: the replay token explore printed.)
+
+    \b
+    Exit codes:
+      0    no failure found (explore), or the schedule ran without failing (replay)
+      1    a failure found (explore), or reproduced (replay)
+      2    bad input: a usage error, a program that cannot be loaded or controlled,
+           a replay token that is corrupt or does not fit
+      130  interrupted by Ctrl-C before an exploration began or after it ended
+           (Ctrl-C during an exploration stops it and reports what it found)
     """
 
 
 @cli.command("explore")
 @click.argument("target", metavar="PATH[::FUNC]")
-@click.option("--runs", type=click.IntRange(min=1), help=f"Stop after this many runs (default {DEFAULT_RUNS:,} when no --time-limit).")
-@click.option("--time-limit", type=click.FloatRange(min=0), help=f"Stop after this many seconds (default {DEFAULT_TIME_LIMIT:g} when no --runs).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Makes the whole exploration reproducible.")
-@click.option("--strategy", type=click.Choice(strategies.NAMES), default="portfolio", show_default=True,
-              help="portfolio: bounded enumeration, PCT and random walk taking turns; random: uniform random walk; "
-                   "pct: probabilistic concurrency testing; dfs: every schedule, by increasing preemptions.")
-@click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True, help="PCT bug depth d.")
-@click.option("--max-preemptions", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Bound for the enumeration (dfs, and the portfolio's dfs share).")
-@click.option("--max-steps", type=click.IntRange(min=1), help="Step bound of one run; past it the run is a hang (default 100,000).")
-@click.option("--max-pauses", type=click.IntRange(min=0), help="Pauses per run: a runnable thread held while time jumps (default 2).")
-@click.option("--max-faults", type=click.IntRange(min=0), help="Faults per run for programs that model them (default 2).")
-@click.option("--granularity", type=click.Choice(list(GRANULARITIES)), default=ACCESS, show_default=True,
-              help="access: a switch point before every shared access of your code (attributes, items, "
-                   "containers, rebound globals and cells) and every synchronization; line: before every line; "
-                   "opcode: before every bytecode.")
-@click.option("--shrink-time", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds allowed for shrinking a failure.")
-@click.option("--workers", callback=lambda ctx, param, value: _workers(value), metavar="N|ADDRESS",
-              help="Split the search among N processes (default: one per core), or run it on the Dask cluster "
-                   "whose scheduler is at ADDRESS, e.g. tcp://host:8786 (needs the distributed extra).")
+@exploration_options
 @click.option("--all", "keep_going", is_flag=True,
               help="Do not stop at the first failure: go on to the end of the budget and report every distinct one.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write the report as JSON here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+              help="Write the report as JSON here (- for standard output; the text report then goes to standard error).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
               help="Write the failing run's timeline here (one self-contained HTML file).")
 @click.option("--coverage", "coverage_text", is_flag=True, help="Print the line coverage of your code over all explored runs.")
 @click.option("--coverage-html", type=click.Path(file_okay=False, writable=True), metavar="DIR",
               help="Write that coverage as an HTML report into DIR.")
-def explore_command(target: str, json_path: str | None, html_path: str | None, coverage_text: bool,
-                    coverage_html: str | None, **options: Any) -> None:
+def explore_command(target: str, keep_going: bool, json_path: str | None, html_path: str | None,
+                    coverage_text: bool, coverage_html: str | None, **values: Any) -> None:
     """Run PATH's FUNC (default: main) under many schedules until one fails.
 
     FUNC takes no arguments and is ordinary threading code: it does not import
     interleave. Each run executes the file afresh. A failure is shrunk to a minimal
     schedule, printed as a trace, and given a replay token.
+
+    Exit 0 when no schedule failed, 1 when one did, 2 for bad input.
     """
     progress = _progress_printer() if sys.stderr.isatty() else None
     coverage = coverage_text or bool(coverage_html)
-    if coverage and click.get_current_context().get_parameter_source("workers") != ParameterSource.COMMANDLINE:
-        options["workers"] = 1  # lines are collected in-process
+    if values["workers"] is None:
+        values["workers"] = 1 if coverage else settings.default_workers()  # coverage: lines are collected in-process
     try:
-        report = explore(target, on_progress=progress, coverage=coverage, **options)
+        arguments = settings.explore_arguments(settings.Exploration(**values), explore)
+    except settings.NotAvailable as exc:
+        _bad_input(f"{exc.option.flag} is not available yet")
+        return
+    try:
+        report = explore(target, on_progress=progress, coverage=coverage, keep_going=keep_going, **arguments)
     except BadInput as exc:
         _bad_input(str(exc))
         return
@@ -103,24 +134,28 @@ def explore_command(target: str, json_path: str | None, html_path: str | None, c
         return
     if progress is not None:
         click.echo("\r\033[K", nl=False, err=True)
-    if json_path:
+    if json_path == "-":
+        click.echo(json.dumps(report.to_json(), indent=2))
+    elif json_path:
         with open(json_path, "w") as f:
             json.dump(report.to_json(), f, indent=2)
-    if html_path:
-        if report.failure is not None and report.failure.recorder is not None:
-            write_html(html_path, report.failure.recorder, report.failure, title=report.target,
-                       token=report.failure.replay)
-        else:
-            click.echo(f"interleave: no failure, so no timeline was written to {html_path}", err=True)
     unrepeated = _not_reproduced_in_fresh_process(target, report)
-    if report.failure is not None or not unrepeated:
-        _print_report(report)
-    if report.coverage is not None:
-        click.echo("")
-        click.echo("Line coverage over all explored runs:")
-        write_report(report.coverage, out=sys.stdout if coverage_text else None, html_dir=coverage_html)
-        if coverage_html:
-            click.echo(f"HTML coverage report: {coverage_html}/index.html")
+    # With the JSON on standard output, the text report goes to standard error.
+    with contextlib.redirect_stdout(sys.stderr) if json_path == "-" else contextlib.nullcontext():
+        if html_path:
+            if report.failure is not None and report.failure.recorder is not None:
+                write_html(html_path, report.failure.recorder, report.failure, title=report.target,
+                           token=report.failure.replay)
+            else:
+                click.echo(f"interleave: no failure, so no timeline was written to {html_path}", err=True)
+        if report.failure is not None or not unrepeated:
+            _print_report(report)
+        if report.coverage is not None:
+            click.echo("")
+            click.echo("Line coverage over all explored runs:")
+            write_report(report.coverage, out=sys.stdout if coverage_text else None, html_dir=coverage_html)
+            if coverage_html:
+                click.echo(f"HTML coverage report: {coverage_html}/index.html")
     for line in unrepeated:
         click.echo(f"interleave: error: {line}", err=True)
     if unrepeated:
@@ -206,7 +241,7 @@ def _print_failure(report: Report, failure: FailureReport) -> None:
         click.echo(failure.details)
     click.echo("")
     click.echo("Replay it:")
-    click.echo(f"  interleave replay {report.target} {failure.replay}")
+    click.echo(f"  interleave replay {shlex.quote(report.target)} {failure.replay}")
 
 
 def _print_confidence(report: Report) -> None:
@@ -278,4 +313,4 @@ def main() -> None:
         cli(prog_name="interleave")
     except KeyboardInterrupt:  # before or after an exploration, which handles its own
         click.echo("interleave: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)

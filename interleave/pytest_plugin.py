@@ -6,8 +6,8 @@ controlled ones and no state leaks from one schedule to the next). A failure is 
 with its kind, the shrunk trace and the lines that replay it; failing schedules are kept
 under ``<rootdir>/.interleave/pytest/`` and replayed first the next time.
 
-Registered through the ``pytest11`` entry point. This module imports only pytest and
-the standard library; the engine modules it uses are imported when a marked test runs
+Registered through the ``pytest11`` entry point. This module imports only pytest,
+the standard library and the settings table; the engine modules it uses are imported when a marked test runs
 (the package's ``__init__`` imports the engine, which patches nothing), and nothing is
 patched outside a run.
 """
@@ -19,12 +19,15 @@ import hashlib
 import inspect
 import os
 import shlex
+import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
+
+from .settings import BY_NAME, OPTIONS, Exploration, NotAvailable, Option, explore_arguments
 
 if TYPE_CHECKING:
     from .explore import Report
@@ -33,13 +36,17 @@ MARKER = "interleave"
 DEFAULT_RUNS = 1000
 #: With ``@given``, the budget is per generated input, so it is smaller by default.
 DEFAULT_RUNS_PER_INPUT = 100
-DEFAULT_STRATEGY = "portfolio"
-STRATEGIES = ("portfolio", "random", "pct", "dfs")  # interleave.strategies.NAMES, without importing it
-SHRINK_TIME = 30.0
+#: The plugin's own defaults where they differ from the CLI's (a test runs in one process).
+PYTEST_DEFAULTS = {"workers": 1}
 #: Kept failing schedules per test; the oldest go first.
 KEEP_PER_TEST = 8
-MARKER_ARGUMENTS = ("runs", "time_limit", "seed", "strategy", "replay")
+MARKER_ARGUMENTS = (*(option.name for option in OPTIONS), "replay")
 NOTE = "interleave-note"
+STATS = "interleave-stats"
+
+
+class InterleaveHealthWarning(pytest.PytestWarning):
+    """A marked test that interleave had nothing to explore in (no thread, or no step of your code)."""
 
 
 # ---------------------------------------------------------------- options
@@ -47,34 +54,46 @@ NOTE = "interleave-note"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("interleave", "interleave: explore thread schedules of @pytest.mark.interleave tests")
-    group.addoption("--interleave-runs", type=int, metavar="N",
-                    help=f"schedules per test (default {DEFAULT_RUNS}; {DEFAULT_RUNS_PER_INPUT} per input with @given)")
-    group.addoption("--interleave-time-limit", type=float, metavar="SECONDS", help="time budget per test")
-    group.addoption("--interleave-seed", type=int, metavar="N", help="seed of the search (default 0)")
-    group.addoption("--interleave-strategy", choices=STRATEGIES, help=f"search strategy (default {DEFAULT_STRATEGY})")
+    for option in OPTIONS:
+        if option.kind is bool:
+            group.addoption(option.pytest_flag, action="store_true", default=None, help=option.help)
+        elif option.kind is list:
+            group.addoption(option.pytest_flag, action="append", metavar=option.metavar, help=option.help)
+        else:
+            group.addoption(option.pytest_flag, metavar=option.metavar or option.name.upper(), help=option.help)
     group.addoption("--interleave-replay", metavar="TOKEN",
                     help="run exactly this failing schedule (from a failure report) instead of exploring")
-    parser.addini("interleave_runs", "schedules per test", default="")
-    parser.addini("interleave_time_limit", "time budget per test, in seconds", default="")
-    parser.addini("interleave_seed", "seed of the search", default="")
-    parser.addini("interleave_strategy", f"search strategy: {', '.join(STRATEGIES)}", default="")
+    group.addoption("--interleave-stats", action="store_true",
+                    help="after the tests, show what was explored for each marked test that passed")
+    for option in OPTIONS:
+        parser.addini(option.ini, option.help, type=_ini_type(option), default=None)
+
+
+def _ini_type(option: Option) -> str:
+    """Typed where pytest can (8.4 and later), so that TOML's native values work in ``[tool.pytest]``."""
+    typed = {int: "int", float: "float", bool: "bool", list: "linelist", "workers": "int"}.get(option.kind, "string")
+    if typed in ("int", "float") and pytest.version_tuple < (8, 4):
+        return "string"
+    return typed
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "interleave(runs=None, time_limit=None, seed=None, strategy=None, replay=None): "
+        f"interleave({', '.join(f'{name}=None' for name in MARKER_ARGUMENTS)}): "
         "run the test under many thread schedules and report a failing one (interleave)",
     )
-    for name in ("runs", "time_limit", "seed", "strategy"):
-        try:
-            _ini(config, name)
-        except ValueError as exc:
-            raise pytest.UsageError(str(exc)) from None
-    for name in ("runs", "time_limit"):
-        value = config.getoption(f"interleave_{name}")
-        if value is not None and value <= 0:
-            raise pytest.UsageError(f"--interleave-{name.replace('_', '-')} must be positive, not {value}")
+    from .explore import explore
+
+    for option in OPTIONS:
+        given = ((option.pytest_flag, _from_command_line(config, option)),
+                 (f"ini option {option.ini}", _ini(config, option)))
+        for where, value in given:
+            if value is not None and value != option.default:
+                try:
+                    explore_arguments(replace(Exploration(), **{option.name: value}), explore)
+                except NotAvailable:
+                    raise pytest.UsageError(f"{where}: {option.name} is not available yet") from None
     token = config.getoption("interleave_replay")
     if token:
         from .schedule import BadToken, Token
@@ -86,25 +105,32 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    seed = _first(config.getoption("interleave_seed"), _ini(config, "seed"), 0)
-    strategy = _first(config.getoption("interleave_strategy"), _ini(config, "strategy"), DEFAULT_STRATEGY)
+    seed = _first(_from_command_line(config, BY_NAME["seed"]), _ini(config, BY_NAME["seed"]), BY_NAME["seed"].default)
+    strategy = _first(_from_command_line(config, BY_NAME["strategy"]), _ini(config, BY_NAME["strategy"]),
+                      BY_NAME["strategy"].default)
     return f"interleave: seed {seed}, strategy {strategy}, failing schedules kept in .interleave/pytest/"
 
 
-def _ini(config: pytest.Config, name: str) -> Any:
-    text = str(config.getini(f"interleave_{name}")).strip()
-    if not text:
+def _from_command_line(config: pytest.Config, option: Option) -> Any:
+    """The option's value from pytest's command line, checked; None when not given."""
+    value = config.getoption(option.pytest_flag.lstrip("-").replace("-", "_"))
+    if value is None:
         return None
-    convert = {"runs": int, "time_limit": float, "seed": int, "strategy": str}[name]
     try:
-        value = convert(text)
-    except ValueError:
-        raise ValueError(f"ini option interleave_{name} = {text!r} is not a {convert.__name__}") from None
-    if name == "strategy" and value not in STRATEGIES:
-        raise ValueError(f"ini option interleave_strategy = {text!r}: choose from {', '.join(STRATEGIES)}")
-    if name in ("runs", "time_limit") and value <= 0:
-        raise ValueError(f"ini option interleave_{name} must be positive")
-    return value
+        return option.parse(value) if isinstance(value, str) else option.check(value)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{option.pytest_flag}: {exc}") from None
+
+
+def _ini(config: pytest.Config, option: Option) -> Any:
+    """The option's value from the configuration file, checked; None when not set there."""
+    value = config.getini(option.ini)
+    if value is None or value == "" or value == []:
+        return None
+    try:
+        return option.parse(value) if isinstance(value, str) else option.check(value)
+    except ValueError as exc:
+        raise pytest.UsageError(f"ini option {option.ini}: {exc}") from None
 
 
 def _first(*values: Any) -> Any:
@@ -115,10 +141,7 @@ def _first(*values: Any) -> Any:
 class Budget:
     """What one test is explored with: command line, then marker, then ini, then defaults."""
 
-    runs: int | None
-    time_limit: float | None
-    seed: int
-    strategy: str
+    settings: Exploration
     replay: str | None
 
 
@@ -137,35 +160,35 @@ def budget_for(item: pytest.Item, per_input: bool) -> Budget:
         raise BadMarker(f"@pytest.mark.interleave got unknown argument {unknown[0]!r} "
                         f"(expected {', '.join(MARKER_ARGUMENTS)})")
     mark = marker.kwargs
-    _check(mark.get("runs"), int, "runs", positive=True)
-    _check(mark.get("time_limit"), (int, float), "time_limit", positive=True)
-    _check(mark.get("seed"), int, "seed")
-    _check(mark.get("replay"), str, "replay")
-    if mark.get("strategy") is not None and mark["strategy"] not in STRATEGIES:
-        raise BadMarker(f"@pytest.mark.interleave strategy={mark['strategy']!r}: choose from {', '.join(STRATEGIES)}")
+    replay = mark.get("replay")
+    if replay is not None and not isinstance(replay, str):
+        raise BadMarker(f"@pytest.mark.interleave replay={replay!r}: expected a string")
     config = item.config
 
-    def pick(name: str) -> Any:
-        return _first(config.getoption(f"interleave_{name}"), mark.get(name), _ini(config, name))
+    def pick(option: Option) -> Any:
+        value = _first(_from_command_line(config, option), _marker_value(mark, option), _ini(config, option))
+        return PYTEST_DEFAULTS.get(option.name) if value is None else value
 
-    runs, time_limit = pick("runs"), pick("time_limit")
-    if runs is None and time_limit is None:
-        runs = DEFAULT_RUNS_PER_INPUT if per_input else DEFAULT_RUNS
-    return Budget(
-        runs=runs,
-        time_limit=time_limit,
-        seed=_first(pick("seed"), 0),
-        strategy=_first(pick("strategy"), DEFAULT_STRATEGY),
-        replay=_first(config.getoption("interleave_replay"), mark.get("replay")),
-    )
+    settings = Exploration.pick(pick)
+    if settings.runs is None and settings.time_limit is None:
+        settings = replace(settings, runs=DEFAULT_RUNS_PER_INPUT if per_input else DEFAULT_RUNS)
+    from .explore import explore
+
+    try:
+        explore_arguments(settings, explore)
+    except NotAvailable as exc:
+        raise BadMarker(f"@pytest.mark.interleave {exc.option.name}=: {exc}") from None
+    return Budget(settings=settings, replay=_first(config.getoption("interleave_replay"), replay))
 
 
-def _check(value: Any, kind: Any, name: str, positive: bool = False) -> None:
+def _marker_value(mark: dict[str, Any], option: Option) -> Any:
+    value = mark.get(option.name)
     if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, kind) or (positive and value <= 0):
-        wanted = "a positive number" if positive else f"a {getattr(kind, '__name__', 'number')}"
-        raise BadMarker(f"@pytest.mark.interleave {name}={value!r}: expected {wanted}")
+        return None
+    try:
+        return option.check(value)
+    except ValueError as exc:
+        raise BadMarker(f"@pytest.mark.interleave {option.name}={value!r}: {exc}") from None
 
 
 # ---------------------------------------------------------------- hooks
@@ -215,6 +238,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("interleave notes")
         for note in notes:
             terminalreporter.write_line(note)
+    stats = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                if name == STATS and value not in stats:  # each phase's report carries the test's properties
+                    stats.append(value)
+    if terminalreporter.config.getoption("interleave_stats"):
+        terminalreporter.section("interleave statistics")
+        for line in stats or ["no marked test passed after exploring"]:
+            terminalreporter.write_line(line)
 
 
 @functools.cache
@@ -263,6 +296,8 @@ class TestExploration:
         self.kept = KeptFailures(Path(str(item.config.rootpath)), self.note)
         self.coverage = CoverageBridge.if_measuring()
         self.outcome: BaseException | None = None  # a skip or xfail raised by the body
+        self.health = Health()
+        self.passed: list[Report] = []  # explorations without a failure, for --interleave-stats
         self._fingerprint = self.fingerprint()
 
     # -- the program the engine runs
@@ -287,6 +322,8 @@ class TestExploration:
         except (pytest.skip.Exception, pytest.xfail.Exception) as exc:
             # Not a failure of the schedule: pytest reports it once exploring is done.
             self.outcome = exc
+        finally:
+            self.health.observe()
 
     def fingerprint(self) -> str:
         """Changes when the test's body changes, so schedules of an old version are dropped.
@@ -321,6 +358,14 @@ class TestExploration:
                 self.coverage.merge()
         if self.outcome is not None:
             raise self.outcome
+        self.passing()
+
+    def passing(self) -> None:
+        """The test passed: warn if there was nothing to explore; keep its statistics if asked to."""
+        for warning in self.health.warnings(self.item.nodeid):
+            self.item.warn(InterleaveHealthWarning(warning))
+        if self.passed and self.item.config.getoption("interleave_stats"):
+            self.item.user_properties.append((STATS, stats_line(self.item.nodeid, self.passed)))
 
     def _replay_then_explore(self, program: Any) -> None:
         budget = self.budget
@@ -330,16 +375,17 @@ class TestExploration:
         else:
             for path, token in self.kept.tokens(self.item.nodeid):
                 self._replay(program, token, f"the kept failure {self.kept.display(path)}", kept=path)
-        self._check_report(self._explore(program, SHRINK_TIME))
+        self._check_report(self._explore(program))
 
-    def _explore(self, program: Any, shrink_time: float) -> Report:
+    def _explore(self, program: Any, shrink: bool = True) -> Report:
         from .explore import NondeterministicProgram, explore
         from .program import BadInput
 
-        budget = self.budget
+        arguments = explore_arguments(self.budget.settings, explore)
+        if not shrink:
+            arguments["shrink_time"] = 0.0
         try:
-            return explore(program, runs=budget.runs, time_limit=budget.time_limit, seed=budget.seed,
-                           strategy=budget.strategy, shrink_time=shrink_time)
+            return explore(program, **arguments)
         except (BadInput, NondeterministicProgram) as exc:
             pytest.fail(f"interleave: {exc}", pytrace=False)
 
@@ -375,6 +421,7 @@ class TestExploration:
             pytest.fail(f"interleave: {report.nondeterministic}", pytrace=False)
         failure = report.failure
         if failure is None:
+            self.passed.append(report)
             return
         if failure.run > 1 and report.strategy in FIRST_RUN_IN_DEFAULT_ORDER and _default_order(failure.replay):
             pytest.fail(
@@ -390,11 +437,10 @@ class TestExploration:
                                       failure.replay), pytrace=False)
 
     def failure_text(self, kind: str, message: str, head: str, trace: str, details: str, token: str) -> str:
-        nodeid = shlex.quote(self.item.nodeid)
         lines = [f"interleave: FAILURE ({kind}) {message}", f"  {head}", "", trace]
         if kind != "hang" and details:
             lines += ["", details]
-        lines += ["", "Replay it:", f"  pytest {nodeid} --interleave-replay={token}",
+        lines += ["", "Replay it:", f"  {replay_command(self.item, token)}",
                   "or pin it in the test (on the marker's line, so no line moves):",
                   f'  @pytest.mark.interleave(replay="{token}")']
         if _is_hypothesis_test(self.item.obj):
@@ -443,6 +489,7 @@ class TestExploration:
             pytest.fail(failed_with, pytrace=False)
         if self.outcome is not None:
             raise self.outcome
+        self.passing()
 
     def _explore_input(self, program: Any) -> None:
         from hypothesis.control import current_build_context
@@ -463,7 +510,79 @@ class TestExploration:
             return
         # Hypothesis calls again with the minimal input (is_final): only then is the schedule shrunk.
         final = current_build_context().is_final
-        self._check_report(self._explore(program, SHRINK_TIME if final else 0.0))
+        self._check_report(self._explore(program, shrink=final))
+
+
+def replay_command(item: pytest.Item, token: str) -> str:
+    """The command that replays ``token``, as the session was started (``pytest``, ``python -m pytest``),
+    from the directory it was started in, shell-quoted."""
+    config = item.config
+    argv = getattr(config, "workerinput", {}).get("mainargv") or sys.argv  # an xdist worker: its controller's
+    program = Path(argv[0]) if argv else Path("pytest")
+    if program.name == "__main__.py":  # python -m pytest
+        python = Path(sys.executable)
+        found = shutil.which(python.name)
+        shown = python.name if found and Path(found).resolve() == python.resolve() else str(python)
+        words = [shown, "-m", "pytest"]
+    else:
+        words = [program.name if shutil.which(program.name) else str(program)]
+    path, sep, rest = item.nodeid.partition("::")
+    where = os.path.relpath(config.rootpath / path, config.invocation_params.dir)
+    words += [where + sep + rest, f"--interleave-replay={token}"]
+    return shlex.join(words)
+
+
+class Health:
+    """What the runs of one test did, for its health warnings: threads started, and their steps."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.threads = 0  # most threads a run started besides the test's own
+        self.thread_steps = 0  # most steps those threads took in one run
+
+    def observe(self) -> None:
+        """At the end of the test body, inside a run."""
+        from .scheduler import active
+
+        sched = active()
+        if sched is None:
+            return
+        started = sched.threads[1:]  # the first is the test's own thread
+        self.runs += 1
+        self.threads = max(self.threads, len(started))
+        self.thread_steps = max(self.thread_steps, sum(vt.steps for vt in started))
+
+    def warnings(self, nodeid: str) -> list[str]:
+        if not self.runs:
+            return []  # the runs happened in worker processes
+        if not self.threads:
+            return [f"{nodeid} started no thread in its runs, so there was nothing to interleave "
+                    f"(threads started at import or by a fixture wider than the function are not explored)"]
+        if not self.thread_steps:
+            return [f"{nodeid}: the threads it started ran no line of your code (installed packages and the "
+                    f"standard library run without switch points), so no interleaving of your code was explored"]
+        return []
+
+
+def stats_line(nodeid: str, reports: list[Report]) -> str:
+    """What the passing explorations of one test ran (one per input with ``@given``)."""
+    first = reports[0]
+    inputs = f"{len(reports)} inputs, " if len(reports) > 1 else ""
+    runs = sum(r.runs for r in reports)
+    schedules = sum(r.distinct_schedules for r in reports)
+    elapsed = sum(r.elapsed_s for r in reports)
+    line = (f"{nodeid}: {inputs}{_n(runs, 'run')}, {_n(schedules, 'distinct schedule')}, {elapsed:.2f}s "
+            f"[{first.strategy}, seed {first.seed}]")
+    if all(r.complete for r in reports):
+        return line + "; every schedule was run"
+    bounds = [r.bound for r in reports]
+    if all(b is not None and b >= 0 for b in bounds):
+        return line + f"; every schedule with at most {_n(min(bounds), 'preemption')} was run"
+    return line + "; schedules sampled, no bound exhausted"
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 # ---------------------------------------------------------------- fixtures

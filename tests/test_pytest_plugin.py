@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -76,6 +78,10 @@ def test_racy_test_fails_with_kind_trace_and_replay_lines(pytester: pytest.Pytes
         "Replay it:",
         "  pytest test_counter.py::test_counter --interleave-replay=2.*",
         '  @pytest.mark.interleave(replay="2.*")',
+
+
+        "  *pytest test_counter.py::test_counter --interleave-replay=1.*",
+        '  @pytest.mark.interleave(replay="1.*")',
     ])
     assert "pytest_plugin.py" not in result.stdout.str()  # no traceback through interleave itself
     assert len(kept_tokens(pytester)) == 1
@@ -334,7 +340,7 @@ def test_settings_command_line_over_marker_over_ini(pytester: pytest.Pytester) -
 
 
         def test_counts(request):
-            expected = request.config.getoption("interleave_runs")
+            expected = int(request.config.getoption("interleave_runs") or 0)
             assert CALLS == {"ini": expected or 7, "marker": expected or 3}
     """)
     pytester.runpytest().assert_outcomes(passed=3)
@@ -358,7 +364,10 @@ def test_bad_marker_argument_is_one_clear_line(pytester: pytest.Pytester) -> Non
 def test_bad_options_are_one_line_usage_errors(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_counter=FIXED)
     for option, line in [("--interleave-replay=not-a-token", "ERROR: --interleave-replay: corrupt replay token*"),
-                         ("--interleave-runs=0", "ERROR: --interleave-runs must be positive, not 0")]:
+                         ("--interleave-runs=0", "ERROR: --interleave-runs: expected a whole number >= 1, got 0"),
+                         ("--interleave-time-limit=nan", "ERROR: --interleave-time-limit: expected a number > 0, got nan"),
+                         ("--interleave-strategy=fast", "ERROR: --interleave-strategy: expected one of portfolio, *"),
+                         ("--interleave-granularity=word", "ERROR: --interleave-granularity: expected one of line*")]:
         result = pytester.runpytest(option)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines([line])
@@ -599,3 +608,192 @@ def test_a_read_only_store_never_fails_a_test(pytester: pytest.Pytester) -> None
     assert "it was passed over (the store cannot be written)" in out
     assert "the failing schedule was not kept under .interleave/pytest (Read-only file system)" in out
     assert "pytest_plugin.py" not in out and (stale / "stale.token").exists()  # no traceback of ours
+
+
+ONE_LINE_RACE = """
+    import threading
+    import pytest
+
+
+    @pytest.mark.interleave{arguments}
+    def test_add():
+        box = [0]
+
+        def add():
+            box[0] += 1
+
+        threads = [threading.Thread(target=add) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert box[0] == 2
+"""
+
+
+def test_exploration_settings_reach_the_engine_from_the_marker(pytester: pytest.Pytester) -> None:
+    # `box[0] += 1` is one line: only a switch point inside it (opcode granularity) shows the race.
+    pytester.makepyfile(test_line=ONE_LINE_RACE.format(arguments='(granularity="line", runs=300)'),
+                        test_opcode=ONE_LINE_RACE.format(arguments='(granularity="opcode", runs=300, shrink_time=2)'),
+                        test_steps=ONE_LINE_RACE.format(arguments="(max_steps=3, workers=1, max_pauses=0)"),
+                        test_surw=FIXED.replace("@pytest.mark.interleave\n",
+                                                '@pytest.mark.interleave(strategy="surw", runs=50, depth=2, '
+                                                'max_preemptions=1, max_faults=0)\n'))
+    result = pytester.runpytest("-rf")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["FAILED test_opcode.py::test_add - Failed: interleave: FAILURE (exception)*",
+                                 "FAILED test_steps.py::test_add - Failed: interleave: FAILURE (hang)*"])
+
+
+@pytest.mark.parametrize("table", ["[tool.pytest.ini_options]", "[tool.pytest]"])
+def test_ini_options_take_native_toml_values(pytester: pytest.Pytester, table: str) -> None:
+    if table == "[tool.pytest]" and pytest.version_tuple < (9,):
+        pytest.skip("[tool.pytest] is read by pytest 9 and later")
+    pytester.makepyprojecttoml(f"""
+        {table}
+        interleave_runs = 40
+        interleave_time_limit = 60
+        interleave_seed = 3
+        interleave_strategy = "random"
+        interleave_granularity = "opcode"
+        interleave_max_steps = 100000
+        interleave_max_preemptions = 2
+        interleave_max_pauses = 1
+        interleave_shrink_time = 2.5
+        interleave_workers = 1
+        interleave_races = false
+    """)
+    pytester.makepyfile(test_race=ONE_LINE_RACE.format(arguments=""))
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*found in run * ?random, seed 3?*"])
+    assert "expects" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_bad_ini_value_is_one_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml("[tool.pytest.ini_options]\ninterleave_max_steps = 0\n")
+    pytester.makepyfile(test_counter=FIXED)
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ini option interleave_max_steps: expected a whole number >= 1, got 0"])
+
+
+def test_a_setting_the_engine_lacks_is_refused_not_ignored(pytester: pytest.Pytester) -> None:
+    import interleave
+
+    if "races" in inspect.signature(interleave.explore).parameters:
+        pytest.skip("the engine takes races= now")
+    pytester.makepyfile(test_race=ONE_LINE_RACE.format(arguments="(races=True)"))
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*@pytest.mark.interleave races=: races is not available yet"])
+    refused = pytester.runpytest("--interleave-races")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["ERROR: --interleave-races: races is not available yet"])
+
+
+def test_stats_show_what_passing_tests_explored(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_counter=FIXED, test_alone="""
+        import pytest
+        from hypothesis import given, settings, strategies as st
+
+        @pytest.mark.interleave
+        def test_alone():
+            assert 1 + 1 == 2
+
+        @pytest.mark.interleave(runs=3)
+        @settings(max_examples=4, database=None)
+        @given(st.integers())
+        def test_inputs(n):
+            assert n == n
+    """)
+    result = pytester.runpytest("--interleave-stats", "--interleave-runs=200", "-W", "ignore::pytest.PytestWarning")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([
+        "*interleave statistics*",
+        "test_alone.py::test_alone: 1 run, 1 distinct schedule, *s ?portfolio, seed 0?; every schedule was run",
+        "test_alone.py::test_inputs: * inputs, * runs, * distinct schedules, *; every schedule was run",
+        "test_counter.py::test_counter: 200 runs, * distinct schedules, *s ?portfolio, seed 0?; "
+        "every schedule with at most * was run",
+    ])
+    assert "interleave statistics" not in pytester.runpytest("--interleave-runs=20").stdout.str()
+
+
+def test_health_warnings_for_tests_with_nothing_to_interleave(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_health="""
+        import threading
+        import pytest
+
+        @pytest.mark.interleave(runs=20)
+        def test_no_thread():
+            assert sum([1, 2]) == 3
+
+        @pytest.mark.interleave(runs=20)
+        def test_library_threads_only():
+            seen = []
+            threads = [threading.Thread(target=seen.append, args=(n,)) for n in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert sorted(seen) == [0, 1]
+
+        @pytest.mark.interleave(runs=5)
+        def test_skipped():
+            pytest.skip("not a pass: no health check")
+    """, test_counter=FIXED)
+    result = pytester.runpytest("--interleave-runs=50")
+    result.assert_outcomes(passed=3, skipped=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*InterleaveHealthWarning: test_health.py::test_no_thread started no thread in its runs*",
+        "*InterleaveHealthWarning: test_health.py::test_library_threads_only: the threads it started ran no "
+        "line of your code*",
+    ], consecutive=False)
+    assert "test_counter" not in out.split("warnings summary", 1)[1]
+    assert "test_skipped" not in out.split("warnings summary", 1)[1]
+    quiet = pytester.runpytest("-W", "error::interleave.pytest_plugin.InterleaveHealthWarning", "test_health.py")
+    quiet.assert_outcomes(failed=2, skipped=1)  # a health warning can be made an error, like any pytest warning
+
+
+def test_turning_the_plugin_off_as_the_docs_say(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_counter=FIXED)
+    broken = pytester.runpytest_subprocess("-p", "no:interleave", "--strict-markers")
+    assert broken.ret == pytest.ExitCode.INTERRUPTED  # the marker is unknown: a collection error
+    pytester.makeini("[pytest]\nmarkers =\n    interleave: explored by interleave when its plugin is on\n")
+    off = pytester.runpytest_subprocess("-p", "no:interleave", "--strict-markers")
+    off.assert_outcomes(passed=1)  # run once, as a plain test
+    on = pytester.runpytest("--strict-markers", "--interleave-runs=20", "--interleave-stats")
+    on.assert_outcomes(passed=1)
+    on.stdout.fnmatch_lines(["test_counter.py::test_counter: 20 runs*"])
+
+
+def _replay_line(result: pytest.RunResult) -> list[str]:
+    line = result.stdout.str().split("Replay it:\n", 1)[1].splitlines()[0]
+    return shlex.split(line)
+
+
+def test_the_replay_line_repeats_the_invocation_and_replays(pytester: pytest.Pytester) -> None:
+    tests = pytester.mkdir("my tests")
+    (tests / "test_counter.py").write_text(textwrap.dedent(RACY))
+    # `python -m pytest` (as runpytest_subprocess starts it) puts the rootdir on sys.path; `pytest` would not.
+    found = pytester.runpytest_subprocess("my tests/test_counter.py")
+    found.assert_outcomes(failed=1)
+    words = _replay_line(found)
+    assert words[1:4] == ["-m", "pytest", "my tests/test_counter.py::test_counter"]
+    assert words[4].startswith("--interleave-replay=1.")
+    for path in kept_tokens(pytester):
+        path.unlink()  # only the printed line may reproduce it
+    replayed = subprocess.run(words, cwd=pytester.path, capture_output=True, text=True, timeout=300)
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    assert "replayed the replay token" in replayed.stdout
+
+    # From a subdirectory, with the console script: the line says so.
+    script = Path(sys.executable).with_name("pytest")
+    if not script.exists():
+        return
+    inside = subprocess.run([str(script), "test_counter.py", "-p", "no:cacheprovider"], cwd=tests,
+                            capture_output=True, text=True, timeout=300)
+    line = inside.stdout.split("Replay it:\n", 1)[1].splitlines()[0]
+    words = shlex.split(line)
+    assert Path(words[0]).name == "pytest" and words[1] == "test_counter.py::test_counter"
