@@ -18,6 +18,7 @@ import click
 
 from . import settings
 from .explore import FailureReport, NondeterministicProgram, Progress, Report, explore, replay, setup_steps
+from .census import Census
 from .fresh import fresh_replay_problem
 from .html import write_html
 from .linecoverage import write_report
@@ -244,13 +245,27 @@ def _print_failure(report: Report, failure: FailureReport) -> None:
     click.echo(f"  interleave replay {shlex.quote(report.target)} {failure.replay}")
 
 
+_SWITCH_POINTS = {
+    "access": "switch points at every shared access and synchronization of your code",
+    "line": "switch points at every line of your code",
+    "opcode": "switch points at every bytecode of your code",
+}
+
+
 def _print_confidence(report: Report) -> None:
-    if report.complete:
-        click.echo("  every schedule of the program was run: no schedule fails")
+    covers = _SWITCH_POINTS.get(report.granularity, report.granularity)
+    if not report.user_code_ran:
+        click.echo("  no code of yours ran with switch points (installed code only, or a function without a "
+                   "source file): nothing was explored; --include names installed code to explore")
+    elif report.complete:
+        click.echo(f"  every schedule of the program was run ({covers}): no schedule fails")
     elif report.exhausted and report.bound is not None:
-        click.echo(f"  exhausted: every schedule with at most {_n(report.bound, 'preemption')} was run, none fails")
+        click.echo(f"  exhausted: every schedule with at most {_n(report.bound, 'preemption')} was run "
+                   f"({covers}), none fails")
     elif report.bound is not None and report.bound >= 0:
-        click.echo(f"  every schedule with at most {_n(report.bound, 'preemption')} was run, none fails")
+        click.echo(f"  every schedule with at most {_n(report.bound, 'preemption')} was run ({covers}), none fails")
+    for line in Census(report.uninstrumented).summary():
+        click.echo(f"  {line}")
     for name, c in report.confidence.items():
         d = name.rsplit("_", 1)[1]
         click.echo(f"  PCT d={d}: each run finds a depth-{d} bug with probability >= 1/(n*k^{int(d) - 1}) = "

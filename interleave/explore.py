@@ -83,6 +83,13 @@ class Report:
     failures: list[FailureReport] = field(default_factory=list)
     #: One line per worker process that died, saying what it was running.
     worker_deaths: list[str] = field(default_factory=list)
+    #: Where threads could switch: ``access`` (every shared access), ``line`` or ``opcode``.
+    granularity: str = "access"
+    #: Installed packages the program's code called that ran without switch points, with
+    #: the number of calls in a run in the default order (``--include`` explores inside).
+    uninstrumented: dict[str, int] = field(default_factory=dict)
+    #: False when no code of the user's ran with switch points (nothing could be explored).
+    user_code_ran: bool = True
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(replace(self, failure=None, failures=[]))
@@ -114,6 +121,7 @@ def explore(
     max_pauses: int | None = None,
     max_faults: int | None = None,
     granularity: str = "access",
+    include: tuple[str, ...] | list[str] = (),
     shrink_time: float = 30.0,
     on_progress: Callable[[Progress], None] | None = None,
     partition: tuple[int, int] = (0, 1),
@@ -134,7 +142,8 @@ def explore(
 
     ``workers``: split the search among this many processes, or run it on the Dask
     cluster at this scheduler address (or behind this ``distributed.Client``); see
-    :mod:`interleave.workers`. ``keep_going``: do not stop at the first failure; report
+    :mod:`interleave.workers`. ``include``: installed modules or packages (or paths)
+    whose code gets switch points like the user's own. ``keep_going``: do not stop at the first failure; report
     every distinct one.
     """
     program = target if isinstance(target, Program) else load(target)
@@ -150,8 +159,9 @@ def explore(
         return explore_parallel(program, workers=workers, keep_going=keep_going, runs=runs, time_limit=time_limit,
                                 seed=seed, strategy=strategy, depth=depth, max_preemptions=max_preemptions,
                                 max_steps=max_steps, max_pauses=max_pauses, max_faults=max_faults,
-                                granularity=granularity, shrink_time=shrink_time, on_progress=on_progress)
-    config = _config(program, max_steps, max_pauses, max_faults, granularity)
+                                granularity=granularity, include=tuple(include), shrink_time=shrink_time,
+                                on_progress=on_progress)
+    config = _config(program, max_steps, max_pauses, max_faults, granularity, tuple(include))
     if runs is None and time_limit is None:
         runs, time_limit = DEFAULT_RUNS, DEFAULT_TIME_LIMIT
     try:
@@ -170,8 +180,10 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
                   time_limit: float | None, seed: int, strategy: str, shrink_time: float,
                   on_progress: Callable[[Progress], None] | None, partition: tuple[int, int],
                   coverage: bool) -> Report:
-    report = Report(target=program.display, strategy=strategy, seed=seed)
+    report = Report(target=program.display, strategy=strategy, seed=seed, granularity=runner.config.granularity)
     collector = LineCollector() if coverage else None
+    if partition[0] == 0:
+        apply_census(report, runner.census())
     started = time.monotonic()
     last_progress = started
     seen: set[int] = set()
@@ -221,7 +233,7 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
 
 
 def _config(program: Program, max_steps: int | None, max_pauses: int | None, max_faults: int | None,
-            granularity: str) -> RunConfig:
+            granularity: str, include: tuple[str, ...] = ()) -> RunConfig:
     """Command-line values win; then the target's ``__interleave__`` settings; then defaults."""
     settings = program.config or {}
     return RunConfig(
@@ -230,13 +242,20 @@ def _config(program: Program, max_steps: int | None, max_pauses: int | None, max
         max_faults=max_faults if max_faults is not None else int(settings.get("max_faults", 2)),
         granularity=granularity,
         max_draws=int(settings.get("max_draws", 2)),  # draws of random a run may change (interleave.draws)
+        include=tuple(include),
     )
+
+
+def apply_census(report: Report, census: Census | None) -> None:
+    if census is not None:
+        report.uninstrumented = dict(census.uninstrumented)
+        report.user_code_ran = census.user_calls > 0
 
 
 def _summarize_search(report: Report, chooser: strategies.Strategy) -> None:
     summary = chooser.summary()
     dfs = summary.get("dfs", summary if isinstance(chooser, strategies.BoundedDFS) else None)
-    if dfs:
+    if dfs and report.user_code_ran:  # with no code of the user's run, nothing was explored
         report.exhausted = chooser.exhausted()
         report.bound = dfs.get("bound")
         report.complete = bool(dfs.get("complete"))

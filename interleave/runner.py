@@ -8,6 +8,7 @@ and joined, and the run lasts until every non-daemon thread has finished.
 from __future__ import annotations
 
 import _thread
+import base64
 import os
 import sys
 import threading
@@ -15,10 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tracing
+from .census import Census
+from .census import tracer as census_tracer
 from .instrument import Instrumentation, Scope
 from .patching import Patcher
 from .program import Program
 from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
+from .strategies.replay import Replay
 
 DEFAULT_MAX_STEPS = 100_000
 
@@ -33,19 +37,29 @@ class RunConfig:
     granularity: str = tracing.ACCESS
     #: Draws of ``random`` that a run may change from the seeded value (see interleave.draws).
     max_draws: int = 2
+    #: Installed modules, packages or paths whose code gets switch points like the user's.
+    include: tuple[str, ...] = ()
 
     def code(self) -> str:
-        """Compact form for replay tokens."""
+        """Compact form for replay tokens (names included as base32: they hold dots)."""
         g = _GRANULARITY_CODES[self.granularity]
-        return f"{g}{self.max_steps}p{self.max_pauses}f{self.max_faults}r{self.max_draws}"
+        text = f"{g}{self.max_steps}p{self.max_pauses}f{self.max_faults}r{self.max_draws}"
+        if self.include:
+            text += "i" + base64.b32encode("\0".join(self.include).encode()).decode().rstrip("=").lower()
+        return text
 
     @classmethod
     def from_code(cls, code: str) -> RunConfig:
         granularity = {c: g for g, c in _GRANULARITY_CODES.items()}[code[0]]
+        code, _, included = code.partition("i")
         steps, rest = code[1:].split("p")
         pauses, rest = rest.split("f")
         faults, draws = rest.split("r")
-        return cls(int(steps), int(pauses), int(faults), granularity, int(draws))
+        include: tuple[str, ...] = ()
+        if included:
+            padded = included.upper() + "=" * (-len(included) % 8)
+            include = tuple(base64.b32decode(padded).decode().split("\0"))
+        return cls(int(steps), int(pauses), int(faults), granularity, int(draws), include)
 
 
 _GRANULARITY_CODES = {tracing.ACCESS: "a", tracing.LINE: "l", tracing.OPCODE: "o"}
@@ -58,7 +72,7 @@ class Runner:
     instrumented while the runner is open; :meth:`close` undoes it.
     """
 
-    def __init__(self, program: Program, config: RunConfig, include: tuple[str, ...] = ()) -> None:
+    def __init__(self, program: Program, config: RunConfig) -> None:
         self.program = program
         self.config = config
         self.patcher = Patcher()
@@ -66,7 +80,7 @@ class Runner:
         self._install = None if self.accesses else tracing.installer(config.granularity)
         self.instrumentation: Instrumentation | None = None
         if self.accesses:
-            self.instrumentation = Instrumentation(Scope(include))
+            self.instrumentation = Instrumentation(Scope(config.include))
             self.instrumentation.start()
             program.compiled()  # compiled now: a run does the same work every time
 
@@ -75,15 +89,26 @@ class Runner:
             self.instrumentation.stop()
             self.instrumentation = None
 
+    def census(self) -> Census | None:
+        """One run in the default order that counts the calls into installed code made
+        without switch points (None where lines are the steps: that tracer is in use)."""
+        if self.instrumentation is None:
+            return None
+        found = Census()
+        self.run(Replay([], strict=False), tracer=census_tracer(found, self.instrumentation.scope))
+        return found
+
     def run(self, chooser: Chooser, recorder: Recorder | None = None, *, track_accesses: bool = False,
-            observer: Recorder | None = None) -> RunResult:
+            observer: Recorder | None = None, tracer: Any = None) -> RunResult:
         """One run. ``observer`` sees every executed line without making it a switch point
-        (line coverage when accesses are the steps)."""
+        (line coverage when accesses are the steps); ``tracer`` installs a tracer of its own."""
         install = self._install
         if observer is not None and self.accesses:
             install = tracing.line_observer(observer)
         elif observer is not None:
             recorder = recorder or observer
+        if tracer is not None and self.accesses:
+            install = tracer
         sched = Scheduler(
             chooser,
             max_steps=self.config.max_steps,

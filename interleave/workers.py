@@ -42,8 +42,9 @@ from multiprocessing.connection import wait
 from typing import Any, Callable, Iterator, Protocol
 
 from . import strategies
+from .census import Census
 from .explore import (FailureReport, NondeterministicProgram, Progress, Report, _config, _describe_failure,
-                      confidence_from, raise_nondeterministic)
+                      apply_census, confidence_from, raise_nondeterministic)
 from .failures import Failure
 from .program import BadInput, Program, load
 from .runner import RunConfig, Runner
@@ -105,6 +106,7 @@ class SlotResult:
     exhausted: bool = False
     dfs: dict[str, Any] | None = None
     pct: list[dict[str, Any]] = field(default_factory=list)
+    census: Census | None = None  # slot 0's (see interleave.census)
 
 
 class Control(Protocol):
@@ -177,6 +179,8 @@ def search(job: Job, control: Control) -> SlotResult:
         dfs.partition(job.slot, job.slots)
     runner = Runner(program, job.config)
     out = SlotResult(job.slot)
+    if job.slot == 0:
+        out.census = runner.census()
     seen_places: set[tuple] = set()
     started = time.monotonic()
     run = shared = 0  # runs of this slot so far; shared (uncounted) enumeration runs so far
@@ -354,6 +358,7 @@ class Campaign:
     lost_slots: list[int]
     elapsed_s: float
     interrupted: bool = False
+    granularity: str = "access"
 
 
 def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], None] | None = None,
@@ -548,9 +553,10 @@ def dask_slots(client: Any) -> int:
 def explore_parallel(program: Program, *, workers: int | str | Any, keep_going: bool, runs: int | None,
                      time_limit: float | None, seed: int, strategy: str, depth: int, max_preemptions: int,
                      max_steps: int | None, max_pauses: int | None, max_faults: int | None, granularity: str,
-                     shrink_time: float, on_progress: Callable[[Progress], None] | None) -> Report:
+                     shrink_time: float, on_progress: Callable[[Progress], None] | None,
+                     include: tuple[str, ...] = ()) -> Report:
     """The campaign behind :func:`interleave.explore` when ``workers`` is not 1 or ``keep_going`` is set."""
-    config = _config(program, max_steps, max_pauses, max_faults, granularity)
+    config = _config(program, max_steps, max_pauses, max_faults, granularity, include)
     try:
         strategies.make(strategy, seed=seed, depth=depth, max_preemptions=max_preemptions)
     except ValueError as exc:
@@ -600,6 +606,7 @@ def _explore(program: Program, config: RunConfig, client: Any, slots: int, keep_
     else:
         campaign = run_local(jobs, method, on_progress)
         describer = _describer(jobs[0], shrink_time, method)
+    campaign.granularity = config.granularity
     return merge(program, campaign, slots, strategy, seed, keep_going, describer)
 
 
@@ -607,7 +614,7 @@ def merge(program: Program, campaign: Campaign, slots: int, strategy: str, seed:
           describe: Callable[[list[Found]], list[FailureReport]]) -> Report:
     """One report from the slots' results: counts trimmed at the failure, failures described by ``describe``."""
     report = Report(target=program.display, strategy=strategy, seed=seed, workers=slots,
-                    worker_deaths=list(campaign.deaths))
+                    worker_deaths=list(campaign.deaths), granularity=campaign.granularity)
     results = campaign.results
     found = sorted((f for r in results for f in r.found), key=lambda f: f.key)
     ends = [r.stopped_at for r in results if r.stopped_at is not None]
@@ -711,8 +718,9 @@ def _describe_main(job: Job, found: list[Found], shrink_time: float, conn: Any) 
 
 
 def _merge_search(report: Report, results: list[SlotResult], lost: list[int]) -> None:
+    apply_census(report, next((r.census for r in results if r.census is not None), None))
     dfs = [r.dfs for r in results if r.dfs is not None]
-    if dfs:
+    if dfs and report.user_code_ran:
         every = len(dfs) == report.workers and not lost
         done = every and all(d["done"] and not d["truncated"] for d in dfs)
         report.exhausted = done
