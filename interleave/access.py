@@ -414,6 +414,9 @@ def describe(site: int, obj: Any, field: Any) -> str:
     kind = SITES[site].kind
     if kind in ("read", "write") and isinstance(field, str) and "[" not in text and text.endswith("." + field):
         return f"{type(obj).__name__}.{field}"
+    if kind == "call" and "." in text and "(" not in text:
+        base, method = text.rsplit(".", 1)  # a container's method: what it touched, then how
+        return (f"{base}[{field!r}]" if field is not None else base) + f" ({method})"
     if kind == "call":
         return text
     base = text.split("[", 1)[0] if "[" in text else text

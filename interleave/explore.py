@@ -20,7 +20,7 @@ from . import strategies
 from .failures import Failure, _short
 from .files import is_user_file
 from .linecoverage import LineCollector
-from .program import BadInput, Program, load
+from .program import BadInput, Program, load, target_path
 from .runner import DEFAULT_MAX_STEPS, RunConfig, Runner
 from .schedule import PYTHON, Token, file_digest, steps_checksum
 from .scheduler import DRAW_SUB, JUMP, Deviation, RunResult
@@ -54,6 +54,9 @@ class FailureReport:
     pauses: int = 0
     faults: int = 0
     draws: int = 0
+    #: What the failing run's steps read and wrote, in the program's terms: one entry per
+    #: step that touched shared memory (``{"step", "thread", "where", "accesses"}``).
+    accesses: list[dict[str, Any]] = field(default_factory=list)
     #: The final replay's steps and events (for ``--html``); left out of :meth:`Report.to_json`.
     recorder: TraceRecorder | None = field(default=None, repr=False, compare=False)
 
@@ -314,6 +317,7 @@ def _describe_failure(runner: Runner, program: Program, run_index: int, result: 
         trace=render(recorder, shown, skip_setup=setup_steps(recorder)),
         thread=shown.thread,
         recorder=recorder,
+        accesses=access_records(recorder),
     )
 
 
@@ -341,6 +345,20 @@ def changed_files(program: Program, recorder: TraceRecorder, token: Token) -> li
     if gone > 0:
         changed.append(f"{gone} file{'s' if gone > 1 else ''} it executed that this run did not")
     return changed
+
+
+#: Access records a report carries at most (a hang's run can have a hundred thousand).
+MAX_ACCESS_RECORDS = 5_000
+
+
+def access_records(recorder: TraceRecorder) -> list[dict[str, Any]]:
+    """The steps that touched shared memory, for the JSON report."""
+    records = []
+    for index, step in enumerate(recorder.steps):
+        if step.accesses:
+            records.append({"step": index + 1, "thread": step.name,
+                            "where": f"{target_path(step.filename)}:{step.lineno}", "accesses": list(step.accesses)})
+    return records[-MAX_ACCESS_RECORDS:]
 
 
 def setup_steps(recorder: TraceRecorder) -> int:

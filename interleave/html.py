@@ -239,12 +239,14 @@ class _Builder:
             if segment is None:
                 resume(s.thread, s.clock)
                 segment = {"k": "steps", "lane": s.thread, "first": i, "t": s.clock, "at": [], "hot": {},
-                           "paused": {}, "anchors": []}
+                           "paused": {}, "anchors": [], "acc": {}}
                 arrive(s.thread)
             last_step[s.thread] = (segment, len(segment["at"]), i)
             waited.discard(s.thread)
             if i in hot:
                 segment["hot"][str(len(segment["at"]))] = hot[i]
+            if s.accesses:  # what the step read and wrote, in the program's terms
+                segment["acc"][str(len(segment["at"]))] = "; ".join(s.accesses)
             segment["at"].append(self.where(s.filename, s.lineno))
         close()
         for lane, waiting in pending_targets.items():
@@ -752,11 +754,12 @@ function layout() {
         }
         anchorY[r] = y;
         const at = it.at[r], file = M.files[at[0]], src = M.src[at[0] + ":" + at[1]] || "";
-        const why = it.hot[r], held = it.paused[r];
+        const why = it.hot[r], held = it.paused[r], acc = (it.acc || {})[r];
         const loc = w < 320 ? String(at[1]) : file.split("/").pop() + ":" + at[1];  // narrow lanes: the line number only
-        box(it.lane, y, H, (why ? "hot" : "") + (held ? " paused" : ""),
-            (held ? "\u2016 " : "") + '<span class="loc">' + esc(loc) + "</span>" + esc(src),
-            "step " + (it.first + r + 1) + "  " + file + ":" + at[1] + "\n" + src + (why ? "\n\u2190 " + why : "") +
+        box(it.lane, y, H, (why ? "hot" : "") + (held ? " paused" : "") + (acc ? " acc" : ""),
+            (held ? "\u2016 " : "") + '<span class="loc">' + esc(loc) + "</span>" + esc(acc || src),
+            "step " + (it.first + r + 1) + "  " + file + ":" + at[1] + "\n" + src + (acc ? "\n" + acc : "") +
+            (why ? "\n\u2190 " + why : "") +
             (held === "before" ? "\npaused before this line runs; it runs when the thread resumes" :
              held ? "\npaused inside this line (its wait was over); the rest runs when the thread resumes" : ""));
         if (axis === "step") gutter(y + 2, "#" + (it.first + r + 1));

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .access import NOTHING, SITES, describe
+from .access import NOTHING, describe
 from .failures import Failure, _short, loop_lines, source_line
 from .files import is_user_file
 
@@ -60,8 +60,6 @@ class TraceRecorder:
         what = describe(site, obj, field)
         if write:
             text = f"writes {what}" + (f" = {_value(value)}" if value is not NOTHING else "")
-        elif SITES[site].kind == "call" and not what.startswith("the "):
-            text = f"calls {what}" + (f" -> {_value(value)}" if value is not NOTHING else "")
         else:
             text = f"reads {what}" + (f" -> {_value(value)}" if value is not NOTHING else "")
         if step.accesses is None:
