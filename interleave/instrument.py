@@ -650,7 +650,7 @@ class _Rewriter(ast.NodeTransformer):
             return ast.copy_location(ast.Call(method, args, keywords), node)
         if (isinstance(func, ast.Name) and func.id in READING_BUILTINS and self._resolve(func.id) == "plain"
                 and func.id not in self.analysis.module_names and args):
-            site = self._site(node, "call", f"{func.id}({self._text(node.args[0])})")
+            site = self._site(node, "call", f"{self._text(node.args[0])} ({func.id})")
             return ast.copy_location(ast.Call(
                 ast.Attribute(ast.Name(HELPER, ast.Load()), "call_reading", ast.Load()),
                 [func, site, *args], keywords), node)

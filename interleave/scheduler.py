@@ -107,6 +107,8 @@ class RunResult:
     elapsed_virtual: float
     uncontrolled: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``(thread, object key, field, write, site)`` per shared access, when the run noted them.
+    accesses: list[tuple[int, Any, Any, bool, int]] = field(default_factory=list)
 
 
 class VThread:
@@ -327,6 +329,7 @@ class Scheduler:
             elapsed_virtual=self.clock.elapsed(),
             uncontrolled=self.uncontrolled,
             extra=self.extra,
+            accesses=self.access_log,
         )
 
     def _done(self) -> bool:
