@@ -185,8 +185,6 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
                   coverage: bool) -> Report:
     report = Report(target=program.display, strategy=strategy, seed=seed, granularity=runner.config.granularity)
     collector = LineCollector() if coverage else None
-    if partition[0] == 0:
-        apply_census(report, runner.census())
     started = time.monotonic()
     last_progress = started
     seen: set[int] = set()
@@ -223,6 +221,7 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
         report.interrupted = True
     report.elapsed_s = time.monotonic() - started
     report.distinct_schedules = len(seen)
+    apply_census(report, runner.census)
     if collector is not None:
         report.coverage = collector.as_json()
     _summarize_search(report, chooser)

@@ -550,7 +550,9 @@ class Health:
         started = sched.threads[1:]  # the first is the test's own thread
         self.runs += 1
         self.threads = max(self.threads, len(started))
-        self.thread_steps = max(self.thread_steps, sum(vt.steps for vt in started))
+        # Steps in the program's own code (with lines as the steps, every step is one).
+        steps = [vt.user_steps if sched.accesses else vt.steps for vt in started]
+        self.thread_steps = max(self.thread_steps, sum(steps))
 
     def warnings(self, nodeid: str) -> list[str]:
         if not self.runs:

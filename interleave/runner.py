@@ -22,7 +22,6 @@ from .instrument import Instrumentation, Scope
 from .patching import Patcher
 from .program import Program
 from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
-from .strategies.replay import Replay
 
 DEFAULT_MAX_STEPS = 100_000
 
@@ -79,6 +78,8 @@ class Runner:
         self.accesses = config.granularity == tracing.ACCESS
         self._install = None if self.accesses else tracing.installer(config.granularity)
         self.instrumentation: Instrumentation | None = None
+        #: What the first run called without switch points (see :mod:`interleave.census`).
+        self.census: Census | None = None
         if self.accesses:
             self.instrumentation = Instrumentation(Scope(config.include))
             self.instrumentation.start()
@@ -89,14 +90,6 @@ class Runner:
             self.instrumentation.stop()
             self.instrumentation = None
 
-    def census(self) -> Census | None:
-        """One run in the default order that counts the calls into installed code made
-        without switch points (None where lines are the steps: that tracer is in use)."""
-        if self.instrumentation is None:
-            return None
-        found = Census()
-        self.run(Replay([], strict=False), tracer=census_tracer(found, self.instrumentation.scope))
-        return found
 
     def run(self, chooser: Chooser, recorder: Recorder | None = None, *, track_accesses: bool = False,
             observer: Recorder | None = None, tracer: Any = None) -> RunResult:
@@ -109,6 +102,11 @@ class Runner:
             recorder = recorder or observer
         if tracer is not None and self.accesses:
             install = tracer
+        elif install is None and self.census is None and self.instrumentation is not None:
+            # The first run also counts the calls into installed code it makes without switch
+            # points (a call tracer makes no switch point: the run goes as it would).
+            self.census = Census()
+            install = census_tracer(self.census, self.instrumentation.scope)
         sched = Scheduler(
             chooser,
             max_steps=self.config.max_steps,

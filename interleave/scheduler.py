@@ -32,6 +32,7 @@ from . import access
 from .clock import Clock
 from .failures import (Failure, blocked_thread_report, blocking_call, exception_failure, hang_failure,
                        innermost_user_frame, user_location)
+from .files import is_user_file
 
 #: Identities of virtual threads: far below any real thread's (a pthread address), so a
 #: virtual thread never shadows a real one in ``threading._active``.
@@ -118,7 +119,7 @@ class VThread:
         "index", "ident", "name", "daemon", "greenlet", "state", "steps", "streak",
         "waiting_on", "timer_generation", "timed_out", "sentinel", "thread_obj", "frozen",
         "group", "decided_at", "decisions_here", "faulted_at", "faults_here", "ops", "quiet", "sync_entry",
-        "sync_pending", "drew_at", "draws_here",
+        "sync_pending", "drew_at", "draws_here", "user_steps",
     )
 
     def __init__(self, index: int, ident: int, name: str, daemon: bool) -> None:
@@ -149,6 +150,7 @@ class VThread:
         self.quiet = 0  # loop turns without a visible operation
         self.sync_entry: Any = None  # the stdlib call (its frame) whose lock operations are one step
         self.sync_pending = False  # a call of a synchronization object's method was announced
+        self.user_steps = 0  # steps taken in the program's own code (not the stdlib's on its behalf)
         self.drew_at = -1
         self.draws_here = 0
 
@@ -400,6 +402,7 @@ class Scheduler:
         """
         cur = self.current
         cur.quiet = 0
+        cur.user_steps += 1
         switch = cur.ops > 0 or cur.sync_pending
         cur.sync_pending = False
         self._visible_step(cur, switch)
@@ -411,6 +414,7 @@ class Scheduler:
         the step is here; the lock operations inside that call are part of it."""
         cur = self.current
         cur.quiet = 0
+        cur.user_steps += 1
         self._visible_step(cur, cur.ops > 0 or cur.sync_pending)
         cur.sync_pending = True
         cur.sync_entry = None
@@ -432,6 +436,8 @@ class Scheduler:
             cur.sync_pending = False
             return
         cur.quiet = 0
+        if frame is not None and is_user_file(frame.f_code.co_filename):
+            cur.user_steps += 1
         self._visible_step(cur, cur.ops > 0)
         if self.recorder is not None and not self.tearing_down:
             user = innermost_user_frame(frame)

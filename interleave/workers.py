@@ -179,8 +179,6 @@ def search(job: Job, control: Control) -> SlotResult:
         dfs.partition(job.slot, job.slots)
     runner = Runner(program, job.config)
     out = SlotResult(job.slot)
-    if job.slot == 0:
-        out.census = runner.census()
     seen_places: set[tuple] = set()
     started = time.monotonic()
     run = shared = 0  # runs of this slot so far; shared (uncounted) enumeration runs so far
@@ -249,6 +247,8 @@ def search(job: Job, control: Control) -> SlotResult:
                    "complete": dfs.complete(), "max_bound": dfs.max_bound}
     summary = chooser.summary()
     out.pct = list(summary.get("pct") or ([summary] if isinstance(chooser, strategies.PCT) else []))
+    if job.slot == 0:
+        out.census = runner.census
     return out
 
 
