@@ -485,6 +485,7 @@ class Scheduler:
         """Something happened that changes what the program can do (a thread started or
         ended, the state changed): the no-progress count starts again."""
         self.progress_at = self.steps
+        self.extra["progress_deviations"] = len(self.deviations)
         self.stalled = False
         self._snapshot = None
         self._loop_lines = None
@@ -499,6 +500,9 @@ class Scheduler:
         if self.steps > self.max_steps * RUN_STEPS_FACTOR:
             self.fail_hang(frame, in_trace, still_changing=True)
         now = snapshot(self)
+        if self._snapshot is None:  # the first look since the last progress
+            self._snapshot = now
+            return
         if not now.same_as(self._snapshot):
             self._progress()
             self._snapshot = now
