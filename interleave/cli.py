@@ -59,7 +59,8 @@ def cli() -> None:
 @click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True, help="PCT bug depth d.")
 @click.option("--max-preemptions", type=click.IntRange(min=0), default=2, show_default=True,
               help="Bound for the enumeration (dfs, and the portfolio's dfs share).")
-@click.option("--max-steps", type=click.IntRange(min=1), help="Step bound of one run; past it the run is a hang (default 100,000).")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Steps a run may take without progress (no thread starts or ends, the program's state "
+              "stays the same) before it is a hang (default 100,000); a run is stopped at 100 times this.")
 @click.option("--max-pauses", type=click.IntRange(min=0), help="Pauses per run: a runnable thread held while time jumps (default 2).")
 @click.option("--max-faults", type=click.IntRange(min=0), help="Faults per run for programs that model them (default 2).")
 @click.option("--granularity", type=click.Choice(["line", "opcode"]), default="line", show_default=True,

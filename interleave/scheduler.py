@@ -510,7 +510,7 @@ class Scheduler:
         if not self.stalled:
             self.stalled = True
             self._loop_lines = {}
-        if self.steps - self.progress_at >= self.max_steps:
+        if self.steps - self.progress_at > self.max_steps:
             if not self._wake_a_sleeper():
                 self.fail_hang(frame, in_trace)
 
