@@ -64,6 +64,9 @@ class _Walk:
             out.append(v)
             return
         out.append(_qualname(t))
+        if t is bytearray:
+            out.append(bytes(v[:ITEMS * 8]))
+            return
         if depth <= 0 or t in _OPAQUE or issubclass(t, type) or _module(t) in _MACHINERY:
             return
         if issubclass(t, list):

@@ -479,6 +479,8 @@ class Scheduler:
         woken = {vt.index for vt in self._advance_clock()}
         for i in spinning:
             self._deferred.setdefault(i, set()).update(woken)
+        # What the woken threads do next is explored again: a race as a poll ends is a finding.
+        self.stalled = False
         return True
 
     def _progress(self) -> None:

@@ -218,6 +218,30 @@ def test_time_reaches_a_deadline_further_than_the_bound():
     assert report.failure is None, report.failure.message
 
 
+def test_a_race_as_a_poll_ends_is_still_found():
+    """Time passing for a spinner gives the woken thread's next steps back to the strategy."""
+
+    def program():
+        box = {"ready": False, "x": 0}
+
+        def writer():
+            time.sleep(0.01)
+            box["ready"] = True
+            box["x"] = 1  # a reader that saw ready may run before this
+
+        t = threading.Thread(target=writer)
+        t.start()
+        while not box["ready"]:
+            pass
+        assert box["x"] == 1
+        t.join()
+
+    for strategy in ("portfolio", "dfs"):
+        report = explore(program, strategy=strategy, runs=200, max_pauses=0)
+        assert report.failure is not None and report.failure.kind == "exception", strategy
+        assert "AssertionError" in report.failure.message
+
+
 def two_spinners_nobody_releases():
     flag = []
 
