@@ -9,7 +9,8 @@ the strategy (:mod:`interleave.strategies`) to choose among the *options*: the i
 of the runnable threads, plus :data:`JUMP` (let virtual time pass to the next deadline
 while threads are still runnable) when a timer is pending and the pause budget allows.
 Choices that differ from the *default* (keep running the current thread; when it cannot
-continue, the next runnable thread in round-robin order) are recorded as *deviations*,
+continue, yields or has used up its time slice, the next runnable thread in round-robin
+order) are recorded as *deviations*,
 keyed by ``(thread index, steps that thread has taken, sub-decision)``. Those keys stay
 meaningful when other deviations are removed, which is what replay and shrinking need.
 
@@ -424,7 +425,7 @@ class Scheduler:
             if self.stalled and self._time_passes():
                 continue
             cur_runnable = cur.state == RUNNABLE and not cur.frozen and not hub
-            if cur_runnable and cur.streak >= TIME_SLICE:
+            if cur_runnable and cur.streak >= TIME_SLICE and len(runnable) > 1:
                 self.polled()
                 yielding = True
             runnable = self._eligible(runnable)
