@@ -281,3 +281,15 @@ def test_the_busy_wait_example_is_still_a_hang_with_a_short_token(monkeypatch):
     assert failure is not None and failure.kind == "hang", failure and failure.message
     assert "MainThread loops at examples/busy_wait.py:35-36" in failure.message
     assert len(failure.replay) < 200, len(failure.replay)
+
+
+def test_a_loop_that_keeps_changing_stops_at_the_hard_bound_and_says_how_to_raise_it():
+    def program():
+        i = 0
+        while True:
+            i += 1
+
+    failure = explore(program, runs=1, max_steps=100, shrink_time=0).failure
+    assert failure is not None and failure.kind == "hang"
+    assert "still running after 10000 steps" in failure.message  # 100 times the no-progress bound
+    assert "--max-steps" in failure.message and "interleave_max_steps" in failure.message
