@@ -53,6 +53,11 @@ class Clock:
         self._drop_stale()
         return bool(self._heap)
 
+    def pending(self) -> list[tuple[float, Any]]:
+        """Every live deadline and its waiter, earliest first."""
+        return [(deadline, waiter) for deadline, _, waiter, generation in sorted(self._heap)
+                if waiter.timer_generation == generation]
+
     def advance_to_next(self) -> list[Any]:
         """Jump to the earliest deadline and return every waiter due then, in timer order."""
         deadline = self.next_deadline()

@@ -137,12 +137,60 @@ def _waits_for(vt: VThread, api: str) -> str:
     return repr(obj)
 
 
-def hang_failure(sched: Scheduler, vt: VThread, frame: Any) -> Failure:
-    user = innermost_user_frame(frame)
-    where = f"{_short(user.f_code.co_filename)}:{user.f_lineno}" if user else "?"
-    message = f"hang: still running after {sched.max_steps} steps ({vt.name} at {where})"
-    details = f"Hang: the run went past the step bound of {sched.max_steps} steps; {vt.name} was at {where}."
-    return Failure(HANG, message, details, ("hang",), vt.name)
+#: Where to raise the bound, on every face (the message of a hang says it).
+RAISE_BOUND = "raise the bound with --max-steps N, the marker's max_steps=N or the ini's interleave_max_steps = N"
+
+
+def hang_failure(sched: Scheduler, vt: VThread, frame: Any, loops: dict[tuple[int, str, int], int] | None) -> Failure:
+    """A run that got nowhere: ``loops`` counts the lines each thread ran (thread, file,
+    line) since the program's state last changed; None when the state kept changing but
+    the run went past its hard bound of steps."""
+    if loops is None:
+        user = innermost_user_frame(frame)
+        where = f"{_short(user.f_code.co_filename)}:{user.f_lineno}" if user else "?"
+        bound = sched.max_steps * _run_steps_factor()
+        message = f"hang: still running after {bound} steps ({vt.name} at {where}); {RAISE_BOUND}"
+        details = (f"Hang: the run went past {bound} steps ({_run_steps_factor()} times its no-progress bound "
+                   f"of {sched.max_steps}); {vt.name} was at {where}. To let it run longer, {RAISE_BOUND}.")
+        return Failure(HANG, message, details, ("hang",), vt.name)
+    per_thread: dict[int, Counter] = {}
+    for (thread, filename, lineno), n in loops.items():
+        per_thread.setdefault(thread, Counter())[(filename, lineno)] += n
+    loopers = sorted(per_thread, key=lambda t: -sum(per_thread[t].values()))
+    where = "; ".join(f"{sched.threads[t].name} loops at {_span(per_thread[t])}" for t in loopers[:3])
+    names = where or f"{vt.name} at {user_location(frame) or '?'}"
+    message = f"hang: no thread made progress in {sched.max_steps} steps ({names}); {RAISE_BOUND}"
+    rows = [f"Hang: for {sched.max_steps} steps no thread started or ended and the program's state stayed "
+            f"the same, with no timer pending for a thread that was not looping."]
+    for t in loopers:
+        rows.append(f"  {sched.threads[t].name} repeats:")
+        for (filename, lineno), n in sorted(per_thread[t].most_common(6), key=lambda item: item[0]):
+            rows.append(f"    {n:7d}x {_short(filename)}:{lineno}  {source_line(filename, lineno)}")
+    for other in sched.threads:
+        if other.index not in per_thread and other.state == "blocked":
+            rows.append(f"  {other.name} is blocked in {blocking_call(other.greenlet.gr_frame if other.greenlet else None, other.waiting_on)}")
+    rows.append(f"To let such a run go on longer, {RAISE_BOUND}.")
+    return Failure(HANG, message, "\n".join(rows), ("hang",), vt.name)
+
+
+def _run_steps_factor() -> int:
+    from .scheduler import RUN_STEPS_FACTOR
+
+    return RUN_STEPS_FACTOR
+
+
+def _span(lines: Counter) -> str:
+    """``busy_wait.py:36-37``: the lines a thread repeats, in its most used file."""
+    files: Counter = Counter()
+    for (filename, _), n in lines.items():
+        files[filename] += n
+    filename = files.most_common(1)[0][0]
+    numbers = sorted({lineno for f, lineno in lines if f == filename})
+    if numbers[-1] - numbers[0] + 1 == len(numbers) and len(numbers) > 1:
+        text = f"{numbers[0]}-{numbers[-1]}"
+    else:
+        text = ",".join(map(str, numbers[:6])) + (",..." if len(numbers) > 6 else "")
+    return f"{_short(filename)}:{text}"
 
 
 def loop_lines(steps: list[tuple[str, str, int]], tail: int = 2000, top: int = 6) -> list[str]:

@@ -90,6 +90,8 @@ class Lock:
         cur = sched.current
         if self._locked:
             if not blocking or timeout == 0:
+                if not _called_from_threading(sys._getframe(1)):
+                    sched.polled()  # the program polls the lock: the others run before it tries again
                 return False
             deadline = None if timeout == -1 else sched.clock.now + timeout
             while self._locked:
@@ -281,6 +283,14 @@ def _called_from_library(frame: Any) -> bool:
             or filename.startswith("<")
         )
     return answer
+
+
+def _called_from_threading(frame: Any) -> bool:
+    """True when a lock operation comes from the stdlib's threading internals (Condition
+    tries its lock to learn whether it owns it: no poll of the program's)."""
+    while frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    return is_threading_internal(frame.f_code.co_filename)
 
 
 def allocate_lock() -> Lock:

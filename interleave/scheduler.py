@@ -9,7 +9,8 @@ the strategy (:mod:`interleave.strategies`) to choose among the *options*: the i
 of the runnable threads, plus :data:`JUMP` (let virtual time pass to the next deadline
 while threads are still runnable) when a timer is pending and the pause budget allows.
 Choices that differ from the *default* (keep running the current thread; when it cannot
-continue, the next runnable thread in round-robin order) are recorded as *deviations*,
+continue, yields or has used up its time slice, the next runnable thread in round-robin
+order) are recorded as *deviations*,
 keyed by ``(thread index, steps that thread has taken, sub-decision)``. Those keys stay
 meaningful when other deviations are removed, which is what replay and shrinking need.
 Fault decisions (:meth:`Scheduler.fault_choice`) and draws of ``random``
@@ -33,6 +34,7 @@ from .clock import Clock
 from .failures import (Failure, blocked_thread_report, blocking_call, exception_failure, hang_failure,
                        innermost_user_frame, user_location)
 from .files import is_user_file
+from .progress import Snapshot, snapshot
 
 #: Identities of virtual threads: far below any real thread's (a pthread address), so a
 #: virtual thread never shadows a real one in ``threading._active``.
@@ -43,12 +45,20 @@ JUMP = -1
 
 RUNNABLE, BLOCKED, FINISHED = "runnable", "blocked", "finished"
 
-#: After this many consecutive steps of one thread, the default schedule hands over to
-#: the next runnable thread (as an OS scheduler would), so a spin-wait is not a hang.
+#: After this many consecutive steps of one thread, it hands over to the other runnable
+#: threads (as an OS scheduler would), whatever the strategy prefers: a spin cannot starve them.
 TIME_SLICE = 1000
 
 #: A loop that touches nothing shared is seen running once every this many turns.
 TICK_SLICE = 16
+
+#: How often (in steps) the scheduler looks whether the program's state changed; two equal
+#: looks in a row with nothing started or ended in between make the run *stalled*.
+STALL_SAMPLE = 500
+
+#: A run that keeps changing its state is still stopped (as a hang) past this many times
+#: its no-progress bound ``max_steps``.
+RUN_STEPS_FACTOR = 100
 
 #: Fault decisions are keyed apart from scheduling decisions (``sub`` from this base), so
 #: removing a deviation that changes how many threads were runnable at a fault's step
@@ -119,7 +129,7 @@ class VThread:
         "index", "ident", "name", "daemon", "greenlet", "state", "steps", "streak",
         "waiting_on", "timer_generation", "timed_out", "sentinel", "thread_obj", "frozen",
         "group", "decided_at", "decisions_here", "faulted_at", "faults_here", "ops", "quiet", "sync_entry",
-        "sync_pending", "drew_at", "draws_here", "user_steps",
+        "sync_pending", "drew_at", "draws_here", "user_steps", "timed_wait_at",
     )
 
     def __init__(self, index: int, ident: int, name: str, daemon: bool) -> None:
@@ -153,6 +163,8 @@ class VThread:
         self.user_steps = 0  # steps taken in the program's own code (not the stdlib's on its behalf)
         self.drew_at = -1
         self.draws_here = 0
+        #: The run's step count when it last waited with a deadline (it lets time pass itself).
+        self.timed_wait_at = -1
 
     def __repr__(self) -> str:
         return f"<VThread {self.index} {self.name} {self.state}>"
@@ -223,6 +235,15 @@ class Scheduler:
         self.access_log: list[tuple[int, Any, Any, bool, int]] = []
         self._object_keys: dict[int, Any] = {}
         self._keepalive: list[Any] = []
+        # Fairness: a thread that yielded waits until the threads runnable then have run.
+        self._deferred: dict[int, set[int]] = {}
+        # Progress: see _sample. While stalled, the fair default schedule runs, time passes.
+        self.progress_at = 0
+        self.stalled = False
+        self._sample_every = max(1, min(STALL_SAMPLE, max_steps // 4))
+        self._next_sample = self._sample_every
+        self._snapshot: Snapshot | None = None
+        self._loop_lines: dict[tuple[int, str, int], int] | None = None
 
     # ------------------------------------------------------------------ threads
 
@@ -251,6 +272,7 @@ class Scheduler:
         vt.greenlet = greenlet.greenlet(lambda: self._thread_body(vt, fn, args, kwargs or {}), parent=self.hub)
         self.threads.append(vt)
         bisect.insort(self.runnable, index)
+        self._progress()
         if self.recorder is not None and self.current is not None:
             self.recorder.event(self, "start", vt.name, {"child": vt.index, "group": vt.group})
         return vt
@@ -271,6 +293,7 @@ class Scheduler:
 
     def _on_exit(self, vt: VThread) -> None:
         vt.state = FINISHED
+        self._progress()
         i = bisect.bisect_left(self.runnable, vt.index)
         if i < len(self.runnable) and self.runnable[i] == vt.index:
             del self.runnable[i]
@@ -310,6 +333,7 @@ class Scheduler:
                 self.current = nxt
                 nxt.streak = 0
                 nxt.ops = 0
+                self._ran(nxt)
                 nxt.greenlet.switch()
         finally:
             if uninstall is not None:
@@ -378,19 +402,24 @@ class Scheduler:
         self.steps += 1
         if self.recorder is not None:
             self.recorder.step(self, cur, frame)
-        if self.steps > self.max_steps:
-            self.fail_hang(frame, in_trace=True)
-        if len(self.runnable) == 1 and not (self.pauses_left > 0 and self.clock.has_timers()):
+        if self.steps >= self._next_sample:
+            self._sample(frame, in_trace=True)
+        if self._loop_lines is not None:
+            key = (cur.index, frame.f_code.co_filename, frame.f_lineno)
+            self._loop_lines[key] = self._loop_lines.get(key, 0) + 1
+        if len(self.runnable) == 1 and not ((self.pauses_left > 0 or self.stalled) and self.clock.has_timers()):
             cur.streak += 1
             return
         self._switch_point(in_trace=True, yielding=False)
 
     def yield_point(self) -> None:
-        """A point where the current thread offers to let others run (``sleep(0)``)."""
+        """A point where the current thread offers to let others run (``sleep(0)``): the
+        threads runnable now run before it does again."""
         self.steps += 1
         self.current.steps += 1
-        if self.steps > self.max_steps:
-            self.fail_hang()
+        if self.steps >= self._next_sample:
+            self._sample()
+        self.polled()
         self._switch_point(in_trace=False, yielding=True)
         self.current.ops = 0
 
@@ -436,22 +465,29 @@ class Scheduler:
             cur.sync_pending = False
             return
         cur.quiet = 0
-        if frame is not None and is_user_file(frame.f_code.co_filename):
+        user = frame is not None and is_user_file(frame.f_code.co_filename)
+        if user:
             cur.user_steps += 1
-        self._visible_step(cur, cur.ops > 0)
+        self._visible_step(cur, cur.ops > 0, frame)
         if self.recorder is not None and not self.tearing_down:
             user = innermost_user_frame(frame)
             if user is not None:
                 self.recorder.step(self, cur, user)
 
-    def _visible_step(self, cur: VThread, switch: bool) -> None:
+    def _visible_step(self, cur: VThread, switch: bool, frame: Any = None) -> None:
+        """One step; ``frame`` is the program's (by default three calls up: the helper's caller)."""
         if self.tearing_down:
             return
         cur.steps += 1
         self.steps += 1
-        if self.steps > self.max_steps:
-            self.fail_hang()
-        if switch and (len(self.runnable) > 1 or (self.pauses_left > 0 and self.clock.has_timers())):
+        if self.steps >= self._next_sample or self._loop_lines is not None:
+            frame = frame or sys._getframe(3)
+            if self.steps >= self._next_sample:
+                self._sample(frame)
+            if self._loop_lines is not None:
+                key = (cur.index, frame.f_code.co_filename, frame.f_lineno)
+                self._loop_lines[key] = self._loop_lines.get(key, 0) + 1
+        if switch and (len(self.runnable) > 1 or ((self.pauses_left > 0 or self.stalled) and self.clock.has_timers())):
             self._switch_point(in_trace=False, yielding=False)
         cur.ops = 1
 
@@ -479,12 +515,20 @@ class Scheduler:
         if self.recorder is not None and not self.tearing_down:
             self.recorder.access(self, site, obj, field, write, value)
 
+    def polled(self) -> None:
+        """The current thread polled and found nothing (a yield, a failed non-blocking
+        acquire): it may not run again before the threads runnable now have run."""
+        cur = self.current
+        others = {i for i in self.runnable if i != cur.index}
+        if others:
+            self._deferred[cur.index] = others
+
     def op_point(self) -> None:
         """Switch point before an operation on a primitive called from untraced code."""
         self.steps += 1
         self.current.steps += 1
-        if self.steps > self.max_steps:
-            self.fail_hang()
+        if self.steps >= self._next_sample:
+            self._sample()
         if len(self.runnable) > 1:
             self._switch_point(in_trace=False, yielding=False)
 
@@ -496,25 +540,39 @@ class Scheduler:
             self._switch(nxt, in_trace)
 
     def _pick_next(self, *, in_trace: bool, yielding: bool = False, hub: bool = False) -> VThread | None:
-        """Decide who runs next; jumps the clock when nobody can run. None: the run is over."""
+        """Decide who runs next; jumps the clock when nobody can run. None: the run is over.
+
+        Fair like real time: a thread past its time slice, or one that yielded, is no option
+        until the others runnable then have run (a forced choice, not a deviation); while
+        the run is stalled the default is taken, and time passes if the runnable threads
+        only spin (see :meth:`_time_passes`)."""
         cur = self.current
         while True:
             runnable = self.runnable
-            cur_runnable = cur.state == RUNNABLE and not cur.frozen and not hub
-            jump_ok = self.pauses_left > 0 and bool(runnable) and self.clock.has_timers()
             if not runnable:
                 if self.clock.has_timers():
                     self._advance_clock()
                     continue
                 self.fail_deadlock()
                 return None
-            if cur_runnable and not yielding and cur.streak < TIME_SLICE:
+            if self.stalled and self._time_passes():
+                continue
+            cur_runnable = cur.state == RUNNABLE and not cur.frozen and not hub
+            if cur_runnable and cur.streak >= TIME_SLICE and len(runnable) > 1:
+                self.polled()
+                yielding = True
+            runnable = self._eligible(runnable)
+            cur_runnable = cur_runnable and cur.index in runnable
+            jump_ok = self.pauses_left > 0 and not self.stalled and self.clock.has_timers()
+            if cur_runnable and not yielding:
                 default = cur.index
             else:
                 i = bisect.bisect_right(runnable, cur.index)
                 default = runnable[i] if i < len(runnable) else runnable[0]
             if len(runnable) == 1 and not jump_ok:
                 return self.threads[runnable[0]]
+            if self.stalled:
+                return self.threads[default]
             options = runnable + [JUMP] if jump_ok else runnable
             choice = self._decide(options, default, cur_runnable and not yielding, in_trace)
             if choice == JUMP:
@@ -522,6 +580,92 @@ class Scheduler:
                 self._advance_clock()
                 continue
             return self.threads[choice]
+
+    def _eligible(self, runnable: list[int]) -> list[int]:
+        """The runnable threads not waiting for others to run first (all, if none is left)."""
+        deferred = self._deferred
+        if not deferred:
+            return runnable
+        threads = self.threads
+        eligible = [i for i in runnable if i not in deferred
+                    or not any(threads[j].state == RUNNABLE and not threads[j].frozen for j in deferred[i])]
+        return eligible or runnable
+
+    def _ran(self, vt: VThread) -> None:
+        """``vt`` was switched to: nobody waits for it to run any more."""
+        if self._deferred:
+            index = vt.index
+            for waiter, others in list(self._deferred.items()):
+                others.discard(index)
+                if not others or waiter == index:
+                    del self._deferred[waiter]
+
+    def _time_passes(self) -> bool:
+        """While the run is stalled and its runnable threads only spin (none of them waited
+        with a deadline since the last progress), real time would pass: jump the clock to
+        the next deadline, free (no pause), and let the woken threads run first."""
+        if not self.clock.has_timers():
+            return False
+        threads = self.threads
+        spinning = list(self.runnable)
+        if any(threads[i].timed_wait_at >= self.progress_at for i in spinning):
+            return False
+        woken = {vt.index for vt in self._advance_clock()}
+        for i in spinning:
+            self._deferred.setdefault(i, set()).update(woken)
+        # What the woken threads do next is explored again: a race as a poll ends is a finding.
+        self.stalled = False
+        return True
+
+    def _progress(self) -> None:
+        """Something happened that changes what the program can do (a thread started or
+        ended, the state changed): the no-progress count starts again."""
+        self.progress_at = self.steps
+        self.extra["progress_deviations"] = len(self.deviations)
+        self.stalled = False
+        self._snapshot = None
+        self._loop_lines = None
+
+    def _sample(self, frame: Any = None, in_trace: bool = False) -> None:
+        """Every few steps: did the program's state change since the last look? Not for
+        ``max_steps`` steps is a hang (unless a thread that did not loop waits for a deadline
+        still to come: then the clock goes there first)."""
+        self._next_sample = self.steps + self._sample_every
+        if self.tearing_down:
+            return
+        if self.steps > self.max_steps * RUN_STEPS_FACTOR:
+            self.fail_hang(frame, in_trace, still_changing=True)
+        now = snapshot(self)
+        if self._snapshot is None:  # the first look since the last progress
+            self._snapshot = now
+            return
+        if not now.same_as(self._snapshot):
+            self._progress()
+            self._snapshot = now
+            return
+        if not self.stalled:
+            self.stalled = True
+            self._loop_lines = {}
+        if self.steps - self.progress_at > self.max_steps:
+            if not self._wake_a_sleeper():
+                self.fail_hang(frame, in_trace)
+
+    def _wake_a_sleeper(self) -> bool:
+        """At a would-be hang: a thread that did not loop and waits for a deadline (a long
+        sleep, a timeout) would see it come in real time; jump there. False if none waits."""
+        loopers = {thread for thread, _, _ in self._loop_lines or ()}
+        sleepers = [vt for _, vt in self.clock.pending() if vt.index not in loopers and vt.state == BLOCKED]
+        if not sleepers:
+            return False
+        target = sleepers[0]
+        woken: set[int] = set()
+        while target.state == BLOCKED and self.clock.has_timers():
+            woken |= {vt.index for vt in self._advance_clock()}
+        for i in self.runnable:
+            if i not in woken:
+                self._deferred.setdefault(i, set()).update(woken)
+        self._progress()
+        return True
 
     def _next_sub(self, cur: VThread) -> int:
         if cur.decided_at == cur.steps:
@@ -563,18 +707,22 @@ class Scheduler:
         cur = self.current
         return (cur.index, cur.steps, cur.decisions_here)
 
-    def _advance_clock(self) -> None:
+    def _advance_clock(self) -> list[VThread]:
+        """Jump to the next deadline; the threads it woke."""
         before = self.clock.now
-        for vt in self.clock.advance_to_next():
+        due = self.clock.advance_to_next()
+        for vt in due:
             vt.timed_out = True
             self.wake(vt)
         if self.recorder is not None:
             self.recorder.event(self, "clock", f"+{self.clock.now - before:g}s")
+        return due
 
     def _switch(self, target: VThread, in_trace: bool) -> None:
         self.current = target
         target.streak = 0
         target.ops = 0
+        self._ran(target)
         if in_trace:
             _leave_tracing(self._tstate)
             try:
@@ -599,6 +747,7 @@ class Scheduler:
             del self.runnable[i]
         if deadline is not None:
             cur.timer_generation += 1
+            cur.timed_wait_at = self.steps
             self.clock.add(deadline, cur, cur.timer_generation)
         if self.recorder is not None:
             holder = getattr(waiting_on, "holder", None)
@@ -635,7 +784,7 @@ class Scheduler:
 
     def fault_choice(self, label: str, options: int) -> int:
         """A fault decision (0 = no fault): explored, shrunk and replayed like a preemption."""
-        if self.faults_left <= 0 or options < 2:
+        if self.faults_left <= 0 or options < 2 or self.stalled:
             return 0
         cur = self.current
         if cur.faulted_at == cur.steps:
@@ -771,8 +920,9 @@ class Scheduler:
         holder = getattr(vt.waiting_on, "holder", None)
         return holder.index if holder is not None else None
 
-    def fail_hang(self, frame: Any = None, in_trace: bool = False) -> None:
-        self.fail(hang_failure(self, self.current, frame or sys._getframe(1)), in_trace)
+    def fail_hang(self, frame: Any = None, in_trace: bool = False, still_changing: bool = False) -> None:
+        loops = None if still_changing else self._loop_lines or {}
+        self.fail(hang_failure(self, self.current, frame or sys._getframe(1), loops), in_trace)
 
     def fail_uncontrolled(self, what: str) -> None:
         if self.uncontrolled is None and not self.tearing_down:

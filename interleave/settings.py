@@ -122,8 +122,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("depth", int, 3, "PCT bug depth d.", minimum=1, metavar="D"),
     Option("max_preemptions", int, 2, "Bound for the enumeration (dfs, and the portfolio's dfs share).",
            minimum=0, metavar="N"),
-    Option("max_steps", int, None, "Step bound of one run; past it the run is a hang (default: the program's "
-           "__interleave__ setting, else 100,000).", minimum=1, metavar="N"),
+    Option("max_steps", int, None, "Steps a run may take without progress (no thread starts or ends, the "
+           "program's state stays the same) before it is a hang (default: the program's __interleave__ setting, "
+           "else 100,000); a run is stopped at 100 times this.", minimum=1, metavar="N"),
     Option("max_pauses", int, None, "Pauses per run: a runnable thread held while time jumps (default 2).",
            minimum=0, metavar="N"),
     Option("max_faults", int, None, "Faults per run for programs that model them (default 2).", minimum=0,

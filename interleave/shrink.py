@@ -41,8 +41,9 @@ def shrink(runner: Runner, target: Failure, deviations: list[Deviation], result:
            time_budget: float = 30.0) -> ShrinkResult:
     """Shrink to a 1-minimal schedule, then look for one with fewer preemptions and shrink that."""
     deadline = time.monotonic() + time_budget
+    deviations, result, cut = _cut_after_last_progress(runner, target, deviations, result)
     shrunk = _remove_deviations(runner, target, deviations, result, deadline)
-    attempts = shrunk.attempts
+    attempts = shrunk.attempts + cut
     while _thread_switches(shrunk.deviations) > 0 and time.monotonic() < deadline:
         # A bounded share of the budget: where schedules are many, the search cannot finish anyway.
         remaining = deadline - time.monotonic()
@@ -56,6 +57,19 @@ def shrink(runner: Runner, target: Failure, deviations: list[Deviation], result:
     shrunk.attempts = attempts
     shrunk.minimal = shrunk.minimal and time.monotonic() < deadline
     return shrunk
+
+
+def _cut_after_last_progress(runner: Runner, target: Failure, deviations: list[Deviation],
+                             result: RunResult) -> tuple[list[Deviation], RunResult, int]:
+    """A hang's choices after the program last changed only kept it looping: one replay
+    (whatever the budget) without them, kept if it hangs the same way."""
+    kept = result.extra.get("progress_deviations")
+    if target.kind != "hang" or kept is None or kept >= len(deviations):
+        return deviations, result, 0
+    run = runner.run(Replay(deviations[:kept], strict=False))
+    if target.same_as(run.failure):
+        return run.deviations, run, 1
+    return deviations, result, 1
 
 
 def _thread_switches(deviations: list[Deviation]) -> int:
