@@ -29,6 +29,7 @@ slots as Dask tasks; see docs/workers.md.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -42,15 +43,14 @@ from multiprocessing.connection import wait
 from typing import Any, Callable, Iterator, Protocol
 
 from . import strategies
-from .explore import (FailureReport, NondeterministicProgram, Progress, Report, _config, _describe_failure,
-                      confidence_from, raise_nondeterministic)
+from .explore import (INTERRUPTED, PENDING, FailureReport, FoundFailure, NondeterministicProgram, Progress, Report,
+                      _config, confidence_from, describe_failures, unreplayed)
 from .failures import Failure
 from .program import BadInput, Program, load
 from .runner import RunConfig, Runner
 from .scheduler import Deviation
 from .strategies.dfs import BoundedDFS, Nondeterminism
 from .strategies.portfolio import Portfolio
-from .strategies.replay import Replay
 
 #: A key no run reaches: "nobody has to stop".
 NO_LIMIT = 2**62
@@ -295,9 +295,33 @@ class _SlotControl:
         board[self.base + 3] = steps
 
 
-def _worker_main(job: Job, shared: _Shared, position: int, conn: Any) -> None:
+def _as_child(parent: int) -> None:
+    """Set up a worker (or describing) process: the parent alone decides when it stops.
+
+    Ctrl-C, SIGTERM and SIGHUP are the parent's to act on (it lowers the stop key or kills
+    the child); on Linux the child is killed when the parent dies, however it dies, so no
+    child outlives it.
+    """
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
+    if os.environ.pop(_SAFE_PATH_ADDED, None):
+        del os.environ["PYTHONSAFEPATH"]  # only for starting this interpreter: the program sees the parent's env
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+#: prctl option: the signal this process gets when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_main(job: Job, shared: _Shared, position: int, conn: Any, parent: int) -> None:
     """Body of a worker process: search, send the result (or the one-line reason it could not)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop, through the stop key
+    _as_child(parent)  # it stops at the stop key the parent lowers
     try:
         outcome: SlotResult | str = search(job, shared.for_slot(position))
     except BadInput as exc:
@@ -328,21 +352,32 @@ def _start_method(program: Program) -> str:
     return "fork" if program.code is None or threading.active_count() == 1 else "spawn"
 
 
+#: Set in a spawned child's environment when only its start needed PYTHONSAFEPATH.
+_SAFE_PATH_ADDED = "INTERLEAVE_SAFE_PATH_ADDED"
+
+
 @contextmanager
 def _same_hash_seed(method: str) -> Iterator[None]:
-    """Spawned interpreters share one hash seed (0, as the command uses), unless one is set.
+    """Spawned interpreters share one hash seed (0, as the command uses), unless one is set;
+    and start without the current directory on ``sys.path``.
 
-    Otherwise each would draw its own, and a schedule that depends on the order of a set
-    of strings would differ from worker to worker.
+    Otherwise each would draw its own seed, and a schedule that depends on the order of a
+    set of strings would differ from worker to worker; and a file in the current directory
+    named like a standard module (``signal.py``) would replace it before interleave loads.
     """
-    if method != "spawn" or "PYTHONHASHSEED" in os.environ:
+    if method != "spawn":
         yield
         return
-    os.environ["PYTHONHASHSEED"] = "0"
+    added = {name: value for name, value in (("PYTHONHASHSEED", "0"), ("PYTHONSAFEPATH", "1"),
+                                             (_SAFE_PATH_ADDED, "1")) if name not in os.environ}
+    if "PYTHONSAFEPATH" not in added:
+        added.pop(_SAFE_PATH_ADDED)
+    os.environ.update(added)
     try:
         yield
     finally:
-        del os.environ["PYTHONHASHSEED"]
+        for name in added:
+            del os.environ[name]
 
 
 @dataclass
@@ -369,7 +404,7 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
 
     def start(position: int, job: Job) -> None:
         reader, writer = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=_worker_main, args=(job, shared, position, writer), daemon=True,
+        process = ctx.Process(target=_worker_main, args=(job, shared, position, writer, os.getpid()), daemon=True,
                               name=f"interleave-worker-{job.slot}")
         with _same_hash_seed(method):
             process.start()
@@ -548,7 +583,8 @@ def dask_slots(client: Any) -> int:
 def explore_parallel(program: Program, *, workers: int | str | Any, keep_going: bool, runs: int | None,
                      time_limit: float | None, seed: int, strategy: str, depth: int, max_preemptions: int,
                      max_steps: int | None, max_pauses: int | None, max_faults: int | None, granularity: str,
-                     shrink_time: float, on_progress: Callable[[Progress], None] | None) -> Report:
+                     shrink_time: float, on_progress: Callable[[Progress], None] | None,
+                     on_found: Callable[[list[FailureReport]], None] | None = None) -> Report:
     """The campaign behind :func:`interleave.explore` when ``workers`` is not 1 or ``keep_going`` is set."""
     config = _config(program, max_steps, max_pauses, max_faults, granularity)
     try:
@@ -559,18 +595,19 @@ def explore_parallel(program: Program, *, workers: int | str | Any, keep_going: 
         client = dask_client(workers)
         try:
             return _explore(program, config, client, dask_slots(client), keep_going, runs, time_limit, seed, strategy,
-                            depth, max_preemptions, shrink_time, on_progress)
+                            depth, max_preemptions, shrink_time, on_progress, on_found)
         finally:
             client.close()
     client = None if isinstance(workers, int) else workers
     slots = dask_slots(client) if client is not None else workers
     return _explore(program, config, client, slots, keep_going, runs, time_limit, seed, strategy, depth,
-                    max_preemptions, shrink_time, on_progress)
+                    max_preemptions, shrink_time, on_progress, on_found)
 
 
 def _explore(program: Program, config: RunConfig, client: Any, slots: int, keep_going: bool, runs: int | None,
              time_limit: float | None, seed: int, strategy: str, depth: int, max_preemptions: int,
-             shrink_time: float, on_progress: Callable[[Progress], None] | None) -> Report:
+             shrink_time: float, on_progress: Callable[[Progress], None] | None,
+             on_found: Callable[[list[FailureReport]], None] | None) -> Report:
     if slots < 1:
         raise BadInput(f"--workers must be at least 1 (got {slots})")
     if runs is not None:
@@ -591,23 +628,23 @@ def _explore(program: Program, config: RunConfig, client: Any, slots: int, keep_
     ]
     if client is not None:
         campaign = run_dask(jobs, client)
-        describer = _describer(jobs[0], shrink_time, method)
+        describer = _describer(jobs[0], shrink_time, method, on_found)
     elif slots == 1:
         started = time.monotonic()
         campaign = Campaign([search(jobs[0], Solo())], [], [], 0.0)
         campaign.elapsed_s = time.monotonic() - started
-        describer = _describer(jobs[0], shrink_time, None)
+        describer = _describer(jobs[0], shrink_time, None, on_found)
     else:
         campaign = run_local(jobs, method, on_progress)
-        describer = _describer(jobs[0], shrink_time, method)
+        describer = _describer(jobs[0], shrink_time, method, on_found)
     return merge(program, campaign, slots, strategy, seed, keep_going, describer)
 
 
 def merge(program: Program, campaign: Campaign, slots: int, strategy: str, seed: int, keep_going: bool,
-          describe: Callable[[list[Found]], list[FailureReport]]) -> Report:
+          describe: Describe) -> Report:
     """One report from the slots' results: counts trimmed at the failure, failures described by ``describe``."""
     report = Report(target=program.display, strategy=strategy, seed=seed, workers=slots,
-                    worker_deaths=list(campaign.deaths))
+                    worker_deaths=list(campaign.deaths), lost_workers=sorted(campaign.lost_slots))
     results = campaign.results
     found = sorted((f for r in results for f in r.found), key=lambda f: f.key)
     ends = [r.stopped_at for r in results if r.stopped_at is not None]
@@ -634,76 +671,101 @@ def merge(program: Program, campaign: Campaign, slots: int, strategy: str, seed:
         distinct.setdefault((f.failure.kind, f.failure.place), f)
     chosen = list(distinct.values()) if keep_going else found[:1]
     if chosen:
-        try:
-            report.failures = describe(chosen)
-        except KeyboardInterrupt:
-            report.interrupted = True
-        except _DescriberDied as exc:
-            report.worker_deaths.append(str(exc))
+        report.failures = describe(chosen, report.interrupted)
+        report.interrupted = report.interrupted or any(f.not_shrunk == INTERRUPTED for f in report.failures)
     report.failure = report.failures[0] if report.failures else None
     return report
 
 
-def describe_here(job: Job, found: list[Found], shrink_time: float) -> list[FailureReport]:
-    """Replay each failing run in this process, shrink it and make its token."""
+#: Describes the chosen failures (not shrinking them when the campaign was interrupted).
+Describe = Callable[[list[Found], bool], list[FailureReport]]
+
+
+def describe_here(job: Job, found: list[Found], shrink_time: float | None,
+                  on_found: Callable[[list[FailureReport]], None] | None = None,
+                  on_shrunk: Callable[[list[FailureReport]], None] | None = None) -> list[FailureReport]:
+    """Replay each failing run in this process, make its token, shrink it (``shrink_time`` None: not)."""
     program = job.program if job.program is not None else load(job.spec)
     runner = Runner(program, job.config)
-    reports = []
-    for f in found:
-        result = runner.run(Replay(f.deviations, strict=True))
-        if not f.failure.same_as(result.failure):
-            raise_nondeterministic(f.failure, result.failure)
-        reports.append(_describe_failure(runner, program, f.key + 1, result, f.elapsed_s, shrink_time))
-    return reports
+    return describe_failures(runner, program, [_as_found_failure(f) for f in found], shrink_time, on_found, on_shrunk)
 
 
-class _DescriberDied(Exception):
-    """The process describing the failures died."""
+def _as_found_failure(found: Found) -> FoundFailure:
+    return FoundFailure(found.key + 1, found.failure, found.deviations, found.elapsed_s)
 
 
-def _describer(job: Job, shrink_time: float, method: str | None) -> Callable[[list[Found]], list[FailureReport]]:
+#: Seconds an interrupted campaign waits for the describing process to send the failure as
+#: found (one replay of the failing run; it ignores Ctrl-C), before reporting it without a token.
+TOKEN_GRACE_S = 10.0
+
+
+def _describer(job: Job, shrink_time: float, method: str | None,
+               on_found: Callable[[list[FailureReport]], None] | None) -> Describe:
     """Describe failures in this process (``method`` None) or in a child process.
 
     A child, when this process coordinates workers: a run executes the program's exit
     hooks, which shut down every thread pool of the process it runs in (a Dask client's).
+    The child sends the failures as found (with their tokens) before it shrinks them, and
+    again after each is shrunk: if this process is interrupted or the child dies, the last
+    it sent is reported.
     """
     if method is None:
-        return lambda found: describe_here(job, found, shrink_time)
+        return lambda found, interrupted: describe_here(job, found, None if interrupted else shrink_time, on_found)
 
-    def describe(found: list[Found]) -> list[FailureReport]:
+    def describe(found: list[Found], interrupted: bool) -> list[FailureReport]:
         ctx = multiprocessing.get_context(method)
         reader, writer = ctx.Pipe(duplex=False)
         child = job if method == "fork" else Job(**{**job.__dict__, "program": None})
-        process = ctx.Process(target=_describe_main, args=(child, found, shrink_time, writer), daemon=True,
-                              name="interleave-describe")
+        process = ctx.Process(target=_describe_main, name="interleave-describe", daemon=True,
+                              args=(child, found, None if interrupted else shrink_time, writer, os.getpid()))
         with _same_hash_seed(method):
             process.start()
         writer.close()
+        latest: list[FailureReport] | None = None
         try:
-            outcome = reader.recv()
-        except (EOFError, OSError):
-            outcome = None
+            try:
+                while True:
+                    kind, payload = reader.recv()
+                    if kind == "error":
+                        raise payload
+                    latest = payload
+                    if kind == "done":
+                        return latest
+                    if kind == "found" and on_found is not None:
+                        on_found(list(latest))
+            except KeyboardInterrupt:
+                interrupted = True
+                if latest is None and reader.poll(TOKEN_GRACE_S):
+                    kind, payload = reader.recv()
+                    if kind == "error":
+                        raise payload from None
+                    latest = payload
+        except (EOFError, OSError, KeyboardInterrupt):
+            pass  # the child died, or a second Ctrl-C: report what it sent
         finally:
             reader.close()
             if process.is_alive():  # interrupted, or exiting after sending
                 process.kill()
             process.join()
-        if outcome is None:
-            raise _DescriberDied(f"the process replaying the failure died ({_death_cause(process.exitcode)})")
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        why = INTERRUPTED if interrupted else f"the process shrinking it died ({_death_cause(process.exitcode)})"
+        if latest is None:
+            return [unreplayed(_as_found_failure(f), why) for f in found]
+        for report in latest:
+            if report.not_shrunk == PENDING:
+                report.not_shrunk = why
+        return latest
 
     return describe
 
 
-def _describe_main(job: Job, found: list[Found], shrink_time: float, conn: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _describe_main(job: Job, found: list[Found], shrink_time: float | None, conn: Any, parent: int) -> None:
+    _as_child(parent)  # the parent decides: on a Ctrl-C it reports what was sent last
     try:
-        outcome: Any = describe_here(job, found, shrink_time)
+        reports = describe_here(job, found, shrink_time, on_found=lambda reports: conn.send(("found", reports)),
+                                on_shrunk=lambda reports: conn.send(("shrunk", reports)))
+        conn.send(("done", reports))
     except (BadInput, NondeterministicProgram) as exc:
-        outcome = exc
-    conn.send(outcome)
+        conn.send(("error", exc))
     conn.close()
 
 
