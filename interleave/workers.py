@@ -357,9 +357,10 @@ _SAFE_PATH_ADDED = "INTERLEAVE_SAFE_PATH_ADDED"
 
 
 @contextmanager
-def _same_hash_seed(method: str) -> Iterator[None]:
-    """Spawned interpreters share one hash seed (0, as the command uses), unless one is set;
-    and start without the current directory on ``sys.path``.
+def _spawn_environment(method: str) -> Iterator[None]:
+    """While spawned interpreters start (workers, and multiprocessing's resource tracker):
+    one hash seed for all (0, as the command uses), unless one is set; and no current
+    directory on ``sys.path``.
 
     Otherwise each would draw its own seed, and a schedule that depends on the order of a
     set of strings would differ from worker to worker; and a file in the current directory
@@ -371,7 +372,7 @@ def _same_hash_seed(method: str) -> Iterator[None]:
     added = {name: value for name, value in (("PYTHONHASHSEED", "0"), ("PYTHONSAFEPATH", "1"),
                                              (_SAFE_PATH_ADDED, "1")) if name not in os.environ}
     if "PYTHONSAFEPATH" not in added:
-        added.pop(_SAFE_PATH_ADDED)
+        added.pop(_SAFE_PATH_ADDED, None)
     os.environ.update(added)
     try:
         yield
@@ -397,6 +398,12 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
 
     ``poll``: called about every 0.25 s, returns a stop key from elsewhere (a Dask campaign).
     """
+    with _spawn_environment(method):  # from the first lock made: it may start the resource tracker
+        return _run_local(jobs, method, on_progress, poll)
+
+
+def _run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], None] | None,
+               poll: Callable[[], int] | None) -> Campaign:
     ctx = multiprocessing.get_context(method)
     shared = _Shared(ctx, len(jobs))
     started = time.monotonic()
@@ -406,8 +413,7 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
         reader, writer = ctx.Pipe(duplex=False)
         process = ctx.Process(target=_worker_main, args=(job, shared, position, writer, os.getpid()), daemon=True,
                               name=f"interleave-worker-{job.slot}")
-        with _same_hash_seed(method):
-            process.start()
+        process.start()
         writer.close()  # so the reader sees EOF when the worker dies
         live[reader] = (position, job, process)
 
@@ -718,7 +724,7 @@ def _describer(job: Job, shrink_time: float, method: str | None,
         child = job if method == "fork" else Job(**{**job.__dict__, "program": None})
         process = ctx.Process(target=_describe_main, name="interleave-describe", daemon=True,
                               args=(child, found, None if interrupted else shrink_time, writer, os.getpid()))
-        with _same_hash_seed(method):
+        with _spawn_environment(method):
             process.start()
         writer.close()
         latest: list[FailureReport] | None = None
@@ -747,7 +753,7 @@ def _describer(job: Job, shrink_time: float, method: str | None,
             if process.is_alive():  # interrupted, or exiting after sending
                 process.kill()
             process.join()
-        why = INTERRUPTED if interrupted else f"the process shrinking it died ({_death_cause(process.exitcode)})"
+        why = INTERRUPTED if interrupted else f"the process shrinking it died: {_death_cause(process.exitcode)}"
         if latest is None:
             return [unreplayed(_as_found_failure(f), why) for f in found]
         for report in latest:
