@@ -58,6 +58,9 @@ NO_LIMIT = 2**62
 MAX_RESTARTS = 3
 #: The steps of a run that was skipped (it had killed a worker).
 SKIPPED = -1
+#: Seconds an interrupted campaign waits for the workers to finish their runs under way and
+#: send their results (a second Ctrl-C stops waiting); then they are killed.
+STOP_GRACE_S = 10.0
 
 
 @dataclass
@@ -423,6 +426,7 @@ def _run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], N
     restarts = [0] * len(jobs)
     last_progress = started
     interrupted = False
+    stopping_since = 0.0
 
     def collect(reader: Any) -> None:
         """A worker's result, or its death: then report it and start its successor."""
@@ -441,6 +445,9 @@ def _run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], N
             return
         run, member = shared.get(position, 0), shared.get(position, 1)
         deaths.append(_describe_death(job, run, member, _death_cause(process.exitcode)))
+        if interrupted:
+            deaths[-1] += "; the campaign was stopping, so no worker took over"
+            return
         restarts[position] += 1
         if restarts[position] > MAX_RESTARTS:
             lost.append(job.slot)
@@ -464,15 +471,22 @@ def _run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], N
                     steps = sum(shared.get(s, 3) for s in range(len(jobs)))
                     on_progress(Progress(runs, steps, last_progress - started))
             except KeyboardInterrupt:
+                if interrupted:  # a second one: stop waiting for the runs under way
+                    break
                 interrupted = True  # the workers ignore SIGINT: they stop at the stop key and send their results
+                stopping_since = time.monotonic()
                 shared.lower(0)
+            if interrupted and time.monotonic() - stopping_since > STOP_GRACE_S:
+                break
     finally:
         shared.lower(0)
-        for _, _, process in live.values():
-            process.join(timeout=2.0)
+        deadline = time.monotonic() + 2.0
+        for _, job, process in live.values():
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
                 process.join()
+                deaths.append(f"worker {job.slot} was stopped before it sent its results: its runs are not counted")
     return Campaign([results[s] for s in sorted(results)], deaths, lost, time.monotonic() - started, interrupted)
 
 

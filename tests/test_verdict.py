@@ -337,13 +337,14 @@ def _workers_started(directory: Path, count: int) -> list[int]:
     raise AssertionError("the workers did not start")
 
 
-@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_a_signal_to_the_command_stops_every_worker_and_reports(tmp_path, number):
+@pytest.mark.parametrize("number, workers", [(signal.SIGTERM, 2), (signal.SIGHUP, 2), (signal.SIGINT, 2),
+                                             (signal.SIGTERM, 1)])
+def test_a_signal_to_the_command_stops_every_worker_and_reports(tmp_path, number, workers):
     (tmp_path / "endless.py").write_text(ENDLESS.format(directory=str(tmp_path)))
-    process = start_cli("explore", "endless.py", "--strategy", "random", "--time-limit", "120", "--workers", "2",
-                        cwd=tmp_path)
-    pids = _workers_started(tmp_path, 2)
-    assert process.pid not in pids
+    process = start_cli("explore", "endless.py", "--strategy", "random", "--time-limit", "120", "--workers",
+                        str(workers), cwd=tmp_path)
+    pids = _workers_started(tmp_path, workers)
+    assert (process.pid in pids) == (workers == 1)
     time.sleep(0.3)
     process.send_signal(number)
     out, err = process.communicate(timeout=60)
