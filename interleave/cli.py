@@ -1,7 +1,9 @@
 """The ``interleave`` command: ``explore`` a program for failing schedules, ``replay`` one.
 
 Exit codes: 0 no failure within the budget; 1 a failure found (or reproduced by replay);
-2 bad input, a replay that does not fit, or a program interleave cannot control.
+2 bad input, a replay that does not fit, a program interleave cannot control, or no
+verdict (no run completed, or a share of the search was not run); 130 stopped by Ctrl-C,
+SIGTERM or SIGHUP before any failure was found.
 """
 
 from __future__ import annotations
