@@ -288,20 +288,44 @@ def test_a_failure_being_shrunk_survives_an_interrupt_or_a_dead_shrinker(tmp_pat
     assert replayed.returncode == 1 and "reproduced (exception) AssertionError" in replayed.stdout
 
 
-def test_a_failure_is_kept_as_found_when_shrinking_is_interrupted(tmp_path, monkeypatch):
+TWO_BUGS = """
+import threading
+
+def main():
+    box = [0]
+    def add(k):
+        n = box[0]
+        box[0] = n + k
+    threads = [threading.Thread(target=add, args=(k,)) for k in (1, 10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if box[0] == 1:
+        raise ValueError("the 10 was lost")
+    if box[0] == 10:
+        raise KeyError("the 1 was lost")
+"""
+
+
+@pytest.mark.parametrize("workers, keep_going", [(1, False), (2, False), (2, True)])
+def test_a_failure_is_kept_as_found_when_shrinking_is_interrupted(tmp_path, monkeypatch, workers, keep_going):
     exploring = importlib.import_module("interleave.explore")  # the package's name "explore" is the function
-    (tmp_path / "race.py").write_text(RACE)
+    (tmp_path / "bugs.py").write_text(TWO_BUGS)
 
     def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # as a Ctrl-C in the middle of shrinking (forked workers inherit it)
 
     monkeypatch.setattr(exploring, "shrink", interrupted)
     seen = []
-    report = explore(str(tmp_path / "race.py"), strategy="random", runs=200, seed=3, on_found=seen.append)
-    assert report.interrupted and report.failure is not None and report.failure.not_shrunk == "interrupted"
-    assert [f.replay for f in seen[0]] == [report.failure.replay]
+    report = explore(str(tmp_path / "bugs.py"), strategy="random", runs=300, seed=3, workers=workers,
+                     keep_going=keep_going, on_found=seen.append)
+    assert report.interrupted and len(report.failures) == (2 if keep_going else 1)
+    assert all(f.not_shrunk == "interrupted" and f.shrink_attempts == 0 for f in report.failures)
+    assert [f.replay for f in seen[0]] == [f.replay for f in report.failures]
     monkeypatch.undo()
-    assert exploring.replay(str(tmp_path / "race.py"), report.failure.replay).failure is not None
+    for failure in report.failures:
+        assert exploring.replay(str(tmp_path / "bugs.py"), failure.replay).failure.message == failure.message
 
 
 # ------------------------------------------------------------------ signals stop everything
