@@ -161,6 +161,7 @@ def test_a_lost_share_is_no_verdict_even_when_other_runs_passed(tmp_path, monkey
         real_main(job, shared, position, conn, parent)
 
     monkeypatch.setattr(workers, "_worker_main", dying_in_slot_1)
+    monkeypatch.setattr(workers, "_start_method", lambda program: "fork")  # a spawned worker would not see the patch
     report = explore(str(tmp_path / "half.py"), strategy="random", runs=40, workers=2)
     assert report.lost_workers == [1] and report.runs == 20 and report.failure is None
     assert report.unbacked() == ("the share of worker 1 of the search was not run (their processes kept dying); "
@@ -317,6 +318,7 @@ def test_a_failure_is_kept_as_found_when_shrinking_is_interrupted(tmp_path, monk
         raise KeyboardInterrupt  # as a Ctrl-C in the middle of shrinking (forked workers inherit it)
 
     monkeypatch.setattr(exploring, "shrink", interrupted)
+    monkeypatch.setattr(importlib.import_module("interleave.workers"), "_start_method", lambda program: "fork")
     seen = []
     report = explore(str(tmp_path / "bugs.py"), strategy="random", runs=300, seed=3, workers=workers,
                      keep_going=keep_going, on_found=seen.append)
