@@ -321,7 +321,7 @@ def _as_found(runner: Runner, program: Program, found: FoundFailure) -> tuple[Fa
         run = None
     if run is None or not found.failure.same_as(run.failure):
         raise_nondeterministic(found.failure, run.failure if run is not None else None)
-    report = _failure_report(program, runner, found, run, recorder, run, attempts=0, minimal=False)
+    report = _failure_report(program, runner, found, found.deviations, run, recorder, run, attempts=0, minimal=False)
     report.not_shrunk = PENDING
     return report, run
 
@@ -335,12 +335,15 @@ def _shrunk(runner: Runner, program: Program, found: FoundFailure, run: RunResul
         final = None
     if final is None or not found.failure.same_as(final.failure):
         raise_nondeterministic(found.failure, final.failure if final is not None else None)
-    return _failure_report(program, runner, found, final, recorder, run, shrunk.attempts, shrunk.minimal)
+    return _failure_report(program, runner, found, shrunk.deviations, final, recorder, run, shrunk.attempts,
+                           shrunk.minimal)
 
 
-def _failure_report(program: Program, runner: Runner, found: FoundFailure, final: RunResult, recorder: TraceRecorder,
-                    original: RunResult, attempts: int, minimal: bool) -> FailureReport:
-    token = Token(PYTHON, program.fingerprint, runner.config, tuple(final.deviations), steps_checksum(recorder.path()))
+def _failure_report(program: Program, runner: Runner, found: FoundFailure, deviations: list[Deviation],
+                    final: RunResult, recorder: TraceRecorder, original: RunResult, attempts: int,
+                    minimal: bool) -> FailureReport:
+    """The failure as ``final`` (the recorded replay of ``deviations``) shows it."""
+    token = Token(PYTHON, program.fingerprint, runner.config, tuple(deviations), steps_checksum(recorder.path()))
     shown = final.failure or found.failure
     return FailureReport(
         kind=shown.kind,

@@ -401,14 +401,9 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
 
     ``poll``: called about every 0.25 s, returns a stop key from elsewhere (a Dask campaign).
     """
-    with _spawn_environment(method):  # from the first lock made: it may start the resource tracker
-        return _run_local(jobs, method, on_progress, poll)
-
-
-def _run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], None] | None,
-               poll: Callable[[], int] | None) -> Campaign:
     ctx = multiprocessing.get_context(method)
-    shared = _Shared(ctx, len(jobs))
+    with _spawn_environment(method):  # making a lock may start multiprocessing's resource tracker
+        shared = _Shared(ctx, len(jobs))
     started = time.monotonic()
     live: dict[Any, tuple[int, Job, Any]] = {}
 
@@ -416,7 +411,8 @@ def _run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], N
         reader, writer = ctx.Pipe(duplex=False)
         process = ctx.Process(target=_worker_main, args=(job, shared, position, writer, os.getpid()), daemon=True,
                               name=f"interleave-worker-{job.slot}")
-        process.start()
+        with _spawn_environment(method):
+            process.start()
         writer.close()  # so the reader sees EOF when the worker dies
         live[reader] = (position, job, process)
 
