@@ -295,21 +295,21 @@ def describe_failures(runner: Runner, program: Program, found: list[FoundFailure
             return reports
         reports.append(report)
         runs.append(run)
-    if on_found is not None:
-        on_found(list(reports))
-    if shrink_time is None:
-        for report in reports:
+    interrupted, shrunk = shrink_time is None, 0
+    try:
+        if on_found is not None:
+            on_found(list(reports))
+        if shrink_time is not None:
+            for i, f in enumerate(found):
+                reports[i] = _shrunk(runner, program, f, runs[i], shrink_time)
+                shrunk = i + 1
+                if on_shrunk is not None:
+                    on_shrunk(list(reports))
+    except KeyboardInterrupt:
+        interrupted = True
+    if interrupted:
+        for report in reports[shrunk:]:
             report.not_shrunk = INTERRUPTED
-        return reports
-    for i, f in enumerate(found):
-        try:
-            reports[i] = _shrunk(runner, program, f, runs[i], shrink_time)
-        except KeyboardInterrupt:
-            for report in reports[i:]:
-                report.not_shrunk = INTERRUPTED
-            break
-        if on_shrunk is not None:
-            on_shrunk(list(reports))
     return reports
 
 
