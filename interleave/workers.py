@@ -305,8 +305,9 @@ def _as_child(parent: int) -> None:
     the child); on Linux the child is killed when the parent dies, however it dies, so no
     child outlives it.
     """
-    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, signal.SIG_IGN)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     if os.environ.pop(_SAFE_PATH_ADDED, None):
         del os.environ["PYTHONSAFEPATH"]  # only for starting this interpreter: the program sees the parent's env
     try:
