@@ -106,6 +106,8 @@ class SlotResult:
     nondeterministic: str | None = None
     interrupted: bool = False
     exhausted: bool = False
+    #: Runs made when this slot's share of the portfolio's enumeration was complete (None: not).
+    enumerated_at: int | None = None
     dfs: dict[str, Any] | None = None
     pct: list[dict[str, Any]] = field(default_factory=list)
 
@@ -125,6 +127,9 @@ class Control(Protocol):
     def progress(self, runs: int, steps: int) -> None:
         """Runs and steps counted so far (for the progress line)."""
 
+    def enumerated(self) -> bool:
+        """This slot's share of the enumeration is complete: is every slot's (so no schedule is left)?"""
+
 
 class Solo:
     """The control of a slot searched alone, in this process."""
@@ -143,6 +148,9 @@ class Solo:
 
     def progress(self, runs: int, steps: int) -> None:
         pass
+
+    def enumerated(self) -> bool:
+        return True
 
 
 def _dfs_of(chooser: strategies.Strategy) -> BoundedDFS | None:
@@ -180,6 +188,9 @@ def search(job: Job, control: Control) -> SlotResult:
         dfs.partition(job.slot, job.slots)
     runner = Runner(program, job.config)
     out = SlotResult(job.slot)
+    # A share of the portfolio's enumeration may be complete while the program's is not: the
+    # slot samples on until every share is (one process stops when the whole enumeration is).
+    shared_enumeration = isinstance(chooser, Portfolio) and job.slots > 1
     seen_places: set[tuple] = set()
     started = time.monotonic()
     run = shared = 0  # runs of this slot so far; shared (uncounted) enumeration runs so far
@@ -190,6 +201,11 @@ def search(job: Job, control: Control) -> SlotResult:
             if key >= control.limit():
                 break
             if job.time_limit is not None and time.monotonic() - started >= job.time_limit:
+                break
+            if shared_enumeration and out.enumerated_at is None and dfs.complete():
+                out.enumerated_at = run
+            if out.enumerated_at is not None and control.enumerated():
+                out.exhausted = True
                 break
             if not chooser.begin_run(key):
                 out.exhausted = True
@@ -257,12 +273,14 @@ def search(job: Job, control: Control) -> SlotResult:
 class _Shared:
     """Shared memory of a local campaign: the stop key, and per worker its run, member, runs, steps."""
 
-    FIELDS = 4
+    FIELDS = 5  # run, member, runs, steps, share of the enumeration complete
 
-    def __init__(self, ctx: Any, slots: int) -> None:
+    def __init__(self, ctx: Any, slots: int, whole: bool) -> None:
         self.stop = ctx.RawArray("q", [NO_LIMIT])
         self.lock = ctx.Lock()
         self.board = ctx.RawArray("q", slots * self.FIELDS)
+        self.slots = slots
+        self.whole = whole  # every slot of the campaign is here (not so in a Dask task)
 
     def for_slot(self, position: int) -> _SlotControl:
         return _SlotControl(self, position)
@@ -296,6 +314,11 @@ class _SlotControl:
         board = self.shared.board
         board[self.base + 2] = runs
         board[self.base + 3] = steps
+
+    def enumerated(self) -> bool:
+        shared = self.shared
+        shared.board[self.base + 4] = 1
+        return shared.whole and all(shared.get(position, 4) for position in range(shared.slots))
 
 
 def _as_child(parent: int) -> None:
@@ -404,7 +427,7 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
     """
     ctx = multiprocessing.get_context(method)
     with _spawn_environment(method):  # making a lock may start multiprocessing's resource tracker
-        shared = _Shared(ctx, len(jobs))
+        shared = _Shared(ctx, len(jobs), whole=len(jobs) == jobs[0].slots)
     started = time.monotonic()
     live: dict[Any, tuple[int, Job, Any]] = {}
 
@@ -667,8 +690,14 @@ def merge(program: Program, campaign: Campaign, slots: int, strategy: str, seed:
     ends = [r.stopped_at for r in results if r.stopped_at is not None]
     cut = min([*ends, *([found[0].key] if found and not keep_going else [])], default=NO_LIMIT)
     seen: set[int] = set()
+    # Every share of the portfolio's enumeration complete and no failure: what a slot ran
+    # after its share was complete (until it heard that every share was) does not count.
+    enumerated = (not found and not campaign.lost_slots and len(results) == slots
+                  and all(r.enumerated_at is not None for r in results))
     for r in results:
         keep = len(r.steps) if cut == NO_LIMIT else max(0, (cut - r.slot) // slots + 1)
+        if enumerated:
+            keep = min(keep, r.enumerated_at)
         ran = [i for i in range(min(keep, len(r.steps))) if r.steps[i] != SKIPPED]
         report.runs += len(ran)
         report.steps += sum(r.steps[i] for i in ran)

@@ -409,3 +409,16 @@ def test_more_workers_than_subtrees_give_the_verdict_of_one(race, strategy):
             verdicts.append([line for line in result.stdout.splitlines() if line.startswith("  every schedule")
                              or line.startswith("  exhausted") or line.startswith("interleave: FAILURE")])
         assert verdicts[0] == verdicts[1] and verdicts[0]
+
+
+def test_a_complete_share_of_the_enumeration_does_not_stop_a_slot_while_the_program_has_more(race):
+    target = str(race / "race.py") + "::fixed"
+    one = explore(target, runs=1000, max_preemptions=1)
+    many = explore(target, runs=1000, max_preemptions=1, workers=16)  # most shares are dealt no subtree
+    assert one.runs == many.runs == 1000 and many.exhausted and not many.complete
+    (race / "tiny.py").write_text("import threading\n\ndef main():\n    t = threading.Thread(target=lambda: None)\n"
+                                  "    t.start()\n    t.join()\n")
+    alone = explore(str(race / "tiny.py"), runs=1000)
+    split = [explore(str(race / "tiny.py"), runs=1000, workers=8) for _ in range(2)]
+    assert alone.complete and all(s.complete for s in split)  # every share complete: every slot stops
+    assert split[0].runs == split[1].runs < 1000 and alone.runs < 1000
