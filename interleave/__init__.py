@@ -13,6 +13,17 @@ a token that replays it exactly.
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"] and _sys.path[:1] in ([""], [_os.getcwd()]) \
+        and _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))) != _os.getcwd():
+    # ``python -m interleave``: the current directory, which Python puts first on sys.path,
+    # is not where interleave lives; a file there named like a standard module (signal.py)
+    # would replace it in interleave's own imports. A target's directory is put on the path
+    # while the target runs.
+    del _sys.path[0]
+
 from .explore import FailureReport, NondeterministicProgram, Report, ReplayOutcome, explore, replay
 from .program import BadInput
 from .control import annotate, choose, controlled, crash, freeze, set_group, unfreeze

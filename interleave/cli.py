@@ -1,8 +1,9 @@
 """The ``interleave`` command: ``explore`` a program for failing schedules, ``replay`` one.
 
 Exit codes (listed in ``interleave --help``): 0 no failure within the budget; 1 a failure
-found (or reproduced by replay); 2 bad input, a replay that does not fit, or a program
-interleave cannot control; 130 Ctrl-C outside an exploration.
+found (or reproduced by replay); 2 bad input, a replay that does not fit, a program
+interleave cannot control, or no verdict (no run completed, or a share of the search was
+not run); 130 stopped by Ctrl-C, SIGTERM or SIGHUP before any failure was found.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -26,7 +29,9 @@ from .program import BadInput
 from .trace import render
 from .tracing import ACCESS, GRANULARITIES
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+#: An exploration stopped by Ctrl-C, SIGTERM or SIGHUP before it found a failure.
+EXIT_INTERRUPTED = 130
 
 
 def _bad_input(message: str) -> None:
@@ -126,7 +131,9 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
         _bad_input(f"{exc.option.flag} is not available yet")
         return
     try:
-        report = explore(target, on_progress=progress, coverage=coverage, keep_going=keep_going, **arguments)
+        with _termination_as_interrupt():
+            report = explore(target, on_progress=progress, coverage=coverage, keep_going=keep_going,
+                             on_found=_found_printer(values["shrink_time"], progress is not None), **arguments)
     except BadInput as exc:
         _bad_input(str(exc))
         return
@@ -165,7 +172,44 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
         _bad_input(f"cannot explore: the program used {report.uncontrolled}; results would not be trustworthy")
     if report.nondeterministic is not None:
         _bad_input(report.nondeterministic)
-    sys.exit(EXIT_FAILURE if report.failure is not None else EXIT_OK)
+    if report.failure is not None:
+        sys.exit(EXIT_FAILURE)
+    if report.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    unbacked = report.unbacked()
+    if unbacked is not None:
+        _bad_input(f"no verdict: {unbacked}")
+    sys.exit(EXIT_OK)
+
+
+@contextmanager
+def _termination_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop an exploration as Ctrl-C does: workers stopped, what was found reported."""
+
+    def interrupt(number: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    numbers = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])  # no SIGHUP on Windows
+    saved = {number: signal.signal(number, interrupt) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+def _found_printer(shrink_time: float, progress_line: bool) -> Any:
+    """Says on stderr that a failure was found, before its shrinking (which can take a while) starts."""
+
+    def show(found: list[FailureReport]) -> None:
+        if not shrink_time:
+            return
+        first = found[0]
+        clear = "\r\033[K" if progress_line else ""
+        click.echo(f"{clear}interleave: run {first.run:,} failed ({first.kind}) {first.message}; shrinking it "
+                   f"(up to {shrink_time:g}s; Ctrl-C reports it as found)", err=True)
+
+    return show
 
 
 def _not_reproduced_in_fresh_process(target: str, report: Report) -> list[str]:
@@ -215,6 +259,9 @@ def _print_report(report: Report) -> None:
     if failure is None:
         if report.interrupted:
             click.echo(f"interleave: interrupted; no failure in {head}")
+        elif report.unbacked() is not None:
+            click.echo(f"interleave: no verdict in {head}")  # the reason follows on stderr
+            return
         elif report.uncontrolled is None and report.nondeterministic is None:
             click.echo(f"interleave: no failure in {head}")
         else:
@@ -231,16 +278,25 @@ def _print_report(report: Report) -> None:
 
 def _print_failure(report: Report, failure: FailureReport) -> None:
     click.echo(f"interleave: FAILURE ({failure.kind}) {failure.message}")
-    click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s; shrunk from "
-               f"{failure.original_preemptions} preemptions/pauses/faults / {failure.original_steps:,} steps to "
-               f"{_decisions(failure)} / {failure.steps:,} steps "
-               f"({failure.shrink_attempts} replays{'' if failure.minimal else ', shrink time ran out'})")
-    click.echo("")
-    click.echo(failure.trace)
+    if failure.not_shrunk is None:
+        click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s; shrunk from "
+                   f"{failure.original_preemptions} preemptions/pauses/faults / {failure.original_steps:,} steps to "
+                   f"{_decisions(failure)} / {failure.steps:,} steps "
+                   f"({failure.shrink_attempts} replays{'' if failure.minimal else ', shrink time ran out'})")
+    else:
+        click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s; not shrunk ({failure.not_shrunk}): "
+                   f"{_decisions(failure)}" + (f" / {failure.steps:,} steps" if failure.replay else ""))
+    if failure.trace:
+        click.echo("")
+        click.echo(failure.trace)
     if failure.kind != "hang":
         click.echo("")
         click.echo(failure.details)
     click.echo("")
+    if not failure.replay:
+        click.echo(f"No replay token: the failing run was not replayed ({failure.not_shrunk}); "
+                   f"explore again with --seed {report.seed} to find it.")
+        return
     click.echo("Replay it:")
     click.echo(f"  interleave replay {shlex.quote(report.target)} {failure.replay}")
 

@@ -31,6 +31,10 @@ from .trace import TraceRecorder, render
 
 DEFAULT_RUNS = 10_000
 DEFAULT_TIME_LIMIT = 60.0
+#: :attr:`FailureReport.not_shrunk` when a Ctrl-C (or SIGTERM, SIGHUP at the command) stopped shrinking.
+INTERRUPTED = "interrupted"
+#: :attr:`FailureReport.not_shrunk` of a failure reported before its shrinking starts.
+PENDING = "not shrunk yet"
 
 
 @dataclass
@@ -57,6 +61,9 @@ class FailureReport:
     #: What the failing run's steps read and wrote, in the program's terms: one entry per
     #: step that touched shared memory (``{"step", "thread", "where", "accesses"}``).
     accesses: list[dict[str, Any]] = field(default_factory=list)
+    #: Why this is the schedule as found, not shrunk (:data:`INTERRUPTED`, or the shrinking
+    #: process died); with ``replay`` empty when not even its token could be made.
+    not_shrunk: str | None = None
     #: The final replay's steps and events (for ``--html``); left out of :meth:`Report.to_json`.
     recorder: TraceRecorder | None = field(default=None, repr=False, compare=False)
 
@@ -93,6 +100,20 @@ class Report:
     uninstrumented: dict[str, int] = field(default_factory=dict)
     #: False when no code of the user's ran with switch points (nothing could be explored).
     user_code_ran: bool = True
+    #: Workers given up after their processes kept dying: their share of the search was not run.
+    lost_workers: list[int] = field(default_factory=list)
+
+    def unbacked(self) -> str | None:
+        """Why "no failure" cannot be said of what ran (None when it can, or something else is said)."""
+        if self.failure is not None or self.interrupted or self.uncontrolled or self.nondeterministic:
+            return None
+        if self.lost_workers:
+            which = ", ".join(map(str, self.lost_workers))
+            return (f"the share of worker{'s' if len(self.lost_workers) > 1 else ''} {which} of the search was not run "
+                    f"(their processes kept dying); {self.runs:,} runs completed")
+        if self.runs == 0:
+            return "no run completed within the budget"
+        return None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(replace(self, failure=None, failures=[]))
@@ -131,6 +152,7 @@ def explore(
     workers: int | str | Any = 1,
     keep_going: bool = False,
     coverage: bool = False,
+    on_found: Callable[[list[FailureReport]], None] | None = None,
 ) -> Report:
     """Explore schedules of ``target`` (``"path.py::func"`` or a callable) for a failure.
 
@@ -146,8 +168,12 @@ def explore(
     ``workers``: split the search among this many processes, or run it on the Dask
     cluster at this scheduler address (or behind this ``distributed.Client``); see
     :mod:`interleave.workers`. ``include``: installed modules or packages (or paths)
-    whose code gets switch points like the user's own. ``keep_going``: do not stop at the first failure; report
-    every distinct one.
+    whose code gets switch points like the user's own. ``keep_going``: do not stop at the
+    first failure; report every distinct one. ``on_found``: called with the failures as
+    found (replayed, with their tokens), before shrinking starts.
+
+    A failure found is reported even when shrinking it is interrupted: as found, with
+    ``not_shrunk`` set and ``interrupted`` true.
     """
     program = target if isinstance(target, Program) else load(target)
     if coverage and (workers != 1 or keep_going):
@@ -163,7 +189,7 @@ def explore(
                                 seed=seed, strategy=strategy, depth=depth, max_preemptions=max_preemptions,
                                 max_steps=max_steps, max_pauses=max_pauses, max_faults=max_faults,
                                 granularity=granularity, include=tuple(include), shrink_time=shrink_time,
-                                on_progress=on_progress)
+                                on_progress=on_progress, on_found=on_found)
     config = _config(program, max_steps, max_pauses, max_faults, granularity, tuple(include))
     if runs is None and time_limit is None:
         runs, time_limit = DEFAULT_RUNS, DEFAULT_TIME_LIMIT
@@ -174,7 +200,7 @@ def explore(
     runner = Runner(program, config)
     try:
         return _explore_here(program, runner, chooser, runs, time_limit, seed, strategy, shrink_time, on_progress,
-                             partition, coverage)
+                             partition, coverage, on_found)
     finally:
         runner.close()
 
@@ -182,13 +208,13 @@ def explore(
 def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy, runs: int | None,
                   time_limit: float | None, seed: int, strategy: str, shrink_time: float,
                   on_progress: Callable[[Progress], None] | None, partition: tuple[int, int],
-                  coverage: bool) -> Report:
+                  coverage: bool, on_found: Callable[[list[FailureReport]], None] | None) -> Report:
     report = Report(target=program.display, strategy=strategy, seed=seed, granularity=runner.config.granularity)
     collector = LineCollector() if coverage else None
     started = time.monotonic()
     last_progress = started
     seen: set[int] = set()
-    found: tuple[int, RunResult] | None = None
+    found: FoundFailure | None = None
     try:
         while runs is None or report.runs < runs:
             elapsed = time.monotonic() - started
@@ -212,7 +238,7 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
                 report.uncontrolled = result.uncontrolled
                 break
             if result.failure is not None:
-                found = (report.runs, result)
+                found = FoundFailure(report.runs, result.failure, list(result.deviations), time.monotonic() - started)
                 break
             if on_progress is not None and time.monotonic() - last_progress > 0.25:
                 last_progress = time.monotonic()
@@ -226,11 +252,9 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
         report.coverage = collector.as_json()
     _summarize_search(report, chooser)
     if found is not None:
-        try:
-            report.failure = _describe_failure(runner, program, found[0], found[1], report.elapsed_s, shrink_time)
-            report.failures = [report.failure]
-        except KeyboardInterrupt:
-            report.interrupted = True
+        report.failures = describe_failures(runner, program, [found], shrink_time, on_found)
+        report.failure = report.failures[0]
+        report.interrupted = report.interrupted or report.failure.not_shrunk == INTERRUPTED
     return report
 
 
@@ -280,35 +304,101 @@ def confidence_from(pct: list[dict[str, Any]]) -> dict[str, Any]:
     return confidence
 
 
-def _describe_failure(runner: Runner, program: Program, run_index: int, result: RunResult, elapsed: float,
-                      shrink_time: float) -> FailureReport:
-    failure = result.failure
-    assert failure is not None
-    shrunk = shrink(runner, failure, result.deviations, result, shrink_time)
+@dataclass
+class FoundFailure:
+    """A failing run as the search saw it: its number (from 1), failure and schedule."""
+
+    run: int
+    failure: Failure
+    deviations: list[Deviation]
+    elapsed_s: float
+
+
+def describe_failures(runner: Runner, program: Program, found: list[FoundFailure], shrink_time: float | None,
+                      on_found: Callable[[list[FailureReport]], None] | None = None,
+                      on_shrunk: Callable[[list[FailureReport]], None] | None = None) -> list[FailureReport]:
+    """Each failure replayed and given its token; then (``on_found`` told) each shrunk, ``on_shrunk`` told.
+
+    The token comes first, so that a Ctrl-C while shrinking leaves the failure as found,
+    with a token that replays it, marked ``not_shrunk``. ``shrink_time`` None: interrupted
+    already, do not shrink. Raises :class:`NondeterministicProgram` when a replay does not
+    fail the same way.
+    """
+    reports: list[FailureReport] = []
+    runs: list[RunResult] = []
+    for f in found:
+        try:
+            report, run = _as_found(runner, program, f)
+        except KeyboardInterrupt:
+            reports += [unreplayed(g, INTERRUPTED) for g in found[len(reports):]]
+            return reports
+        reports.append(report)
+        runs.append(run)
+    interrupted, shrunk = shrink_time is None, 0
+    try:
+        if on_found is not None:
+            on_found(list(reports))
+        if shrink_time is not None:
+            for i, f in enumerate(found):
+                reports[i] = _shrunk(runner, program, f, runs[i], shrink_time)
+                shrunk = i + 1
+                if on_shrunk is not None:
+                    on_shrunk(list(reports))
+    except KeyboardInterrupt:
+        interrupted = True
+    if interrupted:
+        for report in reports[shrunk:]:
+            report.not_shrunk = INTERRUPTED
+    return reports
+
+
+def _as_found(runner: Runner, program: Program, found: FoundFailure) -> tuple[FailureReport, RunResult]:
     recorder = TraceRecorder()
     try:
-        final = runner.run(Replay(shrunk.deviations, strict=True), recorder)
+        run = runner.run_or_raise(Replay(found.deviations, strict=True), recorder)
+    except ScheduleMismatch:
+        run = None
+    if run is None or not found.failure.same_as(run.failure):
+        raise_nondeterministic(found.failure, run.failure if run is not None else None)
+    report = _failure_report(program, runner, found, found.deviations, run, recorder, run, attempts=0, minimal=False)
+    report.not_shrunk = PENDING
+    return report, run
+
+
+def _shrunk(runner: Runner, program: Program, found: FoundFailure, run: RunResult, shrink_time: float) -> FailureReport:
+    shrunk = shrink(runner, found.failure, run.deviations, run, shrink_time)
+    recorder = TraceRecorder()
+    try:
+        final = runner.run_or_raise(Replay(shrunk.deviations, strict=True), recorder)
     except ScheduleMismatch:
         final = None
-    if final is None or not failure.same_as(final.failure):
-        raise_nondeterministic(failure, final.failure if final is not None else None)
+    if final is None or not found.failure.same_as(final.failure):
+        raise_nondeterministic(found.failure, final.failure if final is not None else None)
+    return _failure_report(program, runner, found, shrunk.deviations, final, recorder, run, shrunk.attempts,
+                           shrunk.minimal)
+
+
+def _failure_report(program: Program, runner: Runner, found: FoundFailure, deviations: list[Deviation],
+                    final: RunResult, recorder: TraceRecorder, original: RunResult, attempts: int,
+                    minimal: bool) -> FailureReport:
+    """The failure as ``final`` (the recorded replay of ``deviations``) shows it."""
     files = frozenset(d for d in map(file_digest, executed_files(program, recorder)) if d is not None)
-    token = Token(PYTHON, program.fingerprint, runner.config, tuple(shrunk.deviations), steps_checksum(recorder.path()),
+    token = Token(PYTHON, program.fingerprint, runner.config, tuple(deviations), steps_checksum(recorder.path()),
                   files)
-    shown = final.failure or failure
+    shown = final.failure or found.failure
     return FailureReport(
         kind=shown.kind,
         message=shown.message,
         details=shown.details,
-        run=run_index,
-        elapsed_s=elapsed,
+        run=found.run,
+        elapsed_s=found.elapsed_s,
         replay=token.encode(),
         steps=final.steps,
         preemptions=final.preemptions,
-        original_steps=result.steps,
-        original_preemptions=result.preemptions,
-        shrink_attempts=shrunk.attempts,
-        minimal=shrunk.minimal,
+        original_steps=original.steps,
+        original_preemptions=original.preemptions,
+        shrink_attempts=attempts,
+        minimal=minimal,
         switches=sum(1 for d in final.deviations if d.cost and d.choice >= 0),
         pauses=sum(1 for d in final.deviations if d.choice == JUMP),
         faults=sum(1 for d in final.deviations if d.cost and d.choice <= -2 and d.sub < DRAW_SUB),
@@ -358,6 +448,20 @@ def access_records(recorder: TraceRecorder) -> list[dict[str, Any]]:
             records.append({"step": index + 1, "thread": step.name,
                             "where": f"{target_path(step.filename)}:{step.lineno}", "accesses": list(step.accesses)})
     return records[-MAX_ACCESS_RECORDS:]
+
+
+def unreplayed(found: FoundFailure, why: str) -> FailureReport:
+    """A failure as the search saw it, when it could not even be replayed for its token."""
+    failure = found.failure
+    paid = [d for d in found.deviations if d.cost]
+    return FailureReport(
+        kind=failure.kind, message=failure.message, details=failure.details, run=found.run,
+        elapsed_s=found.elapsed_s, replay="", steps=0, preemptions=len(paid), original_steps=0,
+        original_preemptions=len(paid), shrink_attempts=0, minimal=False, trace="", thread=failure.thread,
+        switches=sum(1 for d in paid if d.choice >= 0), pauses=sum(1 for d in paid if d.choice == JUMP),
+        faults=sum(1 for d in paid if d.choice <= -2 and d.sub < DRAW_SUB),
+        draws=sum(1 for d in paid if d.sub >= DRAW_SUB), not_shrunk=why,
+    )
 
 
 def setup_steps(recorder: TraceRecorder) -> int:

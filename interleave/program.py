@@ -13,8 +13,9 @@ import os
 import sys
 import traceback
 import types
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .access import inject
 from .files import is_user_file
@@ -82,6 +83,32 @@ class Program:
         code = getattr(self.function, "__code__", None)
         return code is not None and is_user_file(code.co_filename)
 
+    @contextmanager
+    def importable(self) -> Iterator[None]:
+        """The target's directory first on ``sys.path`` while its code runs, as ``python PATH`` has it.
+
+        Only then: outside, a file there named like a standard module (``signal.py``) would
+        replace it in interleave's own imports, in this process and in spawned workers.
+        """
+        if self.path is None:
+            yield
+            return
+        with _on_path(os.path.dirname(self.path)):
+            yield
+
+
+@contextmanager
+def _on_path(directory: str) -> Iterator[None]:
+    if directory in sys.path:
+        yield
+        return
+    sys.path.insert(0, directory)
+    try:
+        yield
+    finally:
+        if directory in sys.path:
+            sys.path.remove(directory)
+
 
 def _fresh_module(name: str, path: str) -> dict[str, Any]:
     module = types.ModuleType(name)
@@ -116,14 +143,14 @@ def load(target: str | Callable[[], Any]) -> Program:
     except ValueError as exc:
         raise BadInput(f"cannot compile {target_path(path)}: {exc}") from None
     stem = os.path.splitext(os.path.basename(path))[0]
-    module_name = stem if stem.isidentifier() and stem not in sys.modules else "_interleave_target_" + hashlib.sha256(path.encode()).hexdigest()[:8]
-    directory = os.path.dirname(path)
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
+    # Not a standard module's name: that entry of sys.modules is interleave's too (signal.py, queue.py).
+    own_name = stem.isidentifier() and stem not in sys.modules and stem not in sys.stdlib_module_names
+    module_name = stem if own_name else "_interleave_target_" + hashlib.sha256(path.encode()).hexdigest()[:8]
     modules_before = frozenset(sys.modules)
     namespace = _fresh_module(module_name, path)
     try:
-        exec(code, namespace)
+        with _on_path(os.path.dirname(path)):
+            exec(code, namespace)
     except BaseException as exc:  # noqa: BLE001 - reported as one line, never as our traceback
         last = traceback.extract_tb(exc.__traceback__)[-1]
         raise BadInput(
@@ -183,6 +210,24 @@ def _check_callable_without_arguments(function: Any, display: str) -> None:
     ]
     if required:
         raise BadInput(f"{display} needs arguments ({', '.join(required)}); interleave calls it with none")
+    kind = _not_a_plain_call(function)
+    if kind is not None:
+        raise BadInput(f"{display} is {kind}: calling it runs none of its body, so no schedule could fail; "
+                       "give a plain function that runs it")
+
+
+def _not_a_plain_call(function: Any) -> str | None:
+    """What ``function`` is when calling it only makes an object (a coroutine, a generator)."""
+    # An instance's async __call__ counts; a class's does not (calling the class makes an instance).
+    calls = getattr(function, "__call__", None) if not isinstance(function, type) else None
+    for candidate in (function, calls):
+        if inspect.iscoroutinefunction(candidate):
+            return "an async def function"
+        if inspect.isasyncgenfunction(candidate):
+            return "an async generator function"
+        if inspect.isgeneratorfunction(candidate):
+            return "a generator function"
+    return None
 
 
 def target_path(path: str) -> str:

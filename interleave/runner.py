@@ -122,12 +122,20 @@ class Runner:
         threads_before = _os_threads()
         self.patcher.apply()
         try:
-            result = sched.run(self._main, main_ident=main_ident, main_name=main_name)
+            with self.program.importable():
+                result = sched.run(self._main, main_ident=main_ident, main_name=main_name)
         finally:
             self.patcher.restore(sched)
         if result.uncontrolled is None and _os_threads() > threads_before:
             result.uncontrolled = ("a real OS thread that threading does not know of (started by a C extension?), "
                                    "which interleave cannot schedule")
+        return result
+
+    def run_or_raise(self, chooser: Chooser, recorder: Recorder | None = None) -> RunResult:
+        """:meth:`run`, raising the ``KeyboardInterrupt`` a run catches (the run stops, the caller too)."""
+        result = self.run(chooser, recorder)
+        if result.extra.get("interrupted"):
+            raise KeyboardInterrupt
         return result
 
     def _main(self) -> Any:

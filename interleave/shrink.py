@@ -10,6 +10,9 @@ become the new schedule, so the result always replays exactly.
 Removing deviations cannot turn a schedule into a different one that needs fewer
 preemptions, so afterwards a bounded enumeration looks for the same failure with fewer
 preemptions; whatever it finds is shrunk in turn.
+
+A Ctrl-C stops shrinking with ``KeyboardInterrupt`` (even one a replayed run caught), so the
+caller can report the failure as it was found.
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def _search_fewer_preemptions(runner: Runner, target: Failure, deviations: list[
         kept = pauses_and_faults if free_choices else pauses_and_faults + free
         search = _KeepingFaultsAndPauses(kept, switches - 1, free_choices)
         while time.monotonic() < until and search.begin_run(tried):
-            run = runner.run(search)
+            run = runner.run_or_raise(search)
             search.end_run(run)
             tried += 1
             if target.same_as(run.failure) and _thread_switches(run.deviations) < switches:
@@ -133,7 +136,7 @@ def _remove_deviations(runner: Runner, target: Failure, deviations: list[Deviati
     def attempt(candidate: list[Deviation]) -> RunResult | None:
         nonlocal attempts
         attempts += 1
-        run = runner.run(Replay(candidate, strict=False))
+        run = runner.run_or_raise(Replay(candidate, strict=False))
         return run if target.same_as(run.failure) else None
 
     def out_of_time() -> bool:

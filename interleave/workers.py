@@ -29,6 +29,7 @@ slots as Dask tasks; see docs/workers.md.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -43,15 +44,14 @@ from typing import Any, Callable, Iterator, Protocol
 
 from . import strategies
 from .census import Census
-from .explore import (FailureReport, NondeterministicProgram, Progress, Report, _config, _describe_failure,
-                      apply_census, confidence_from, raise_nondeterministic)
+from .explore import (INTERRUPTED, PENDING, FailureReport, FoundFailure, NondeterministicProgram, Progress, Report,
+                      _config, apply_census, confidence_from, describe_failures, unreplayed)
 from .failures import Failure
 from .program import BadInput, Program, load
 from .runner import RunConfig, Runner
 from .scheduler import Deviation
 from .strategies.dfs import BoundedDFS, Nondeterminism
 from .strategies.portfolio import Portfolio
-from .strategies.replay import Replay
 
 #: A key no run reaches: "nobody has to stop".
 NO_LIMIT = 2**62
@@ -59,6 +59,9 @@ NO_LIMIT = 2**62
 MAX_RESTARTS = 3
 #: The steps of a run that was skipped (it had killed a worker).
 SKIPPED = -1
+#: Seconds an interrupted campaign waits for the workers to finish their runs under way and
+#: send their results (a second Ctrl-C stops waiting); then they are killed.
+STOP_GRACE_S = 10.0
 
 
 @dataclass
@@ -104,6 +107,8 @@ class SlotResult:
     nondeterministic: str | None = None
     interrupted: bool = False
     exhausted: bool = False
+    #: Runs made when this slot's share of the portfolio's enumeration was complete (None: not).
+    enumerated_at: int | None = None
     dfs: dict[str, Any] | None = None
     pct: list[dict[str, Any]] = field(default_factory=list)
     census: Census | None = None  # slot 0's (see interleave.census)
@@ -124,6 +129,9 @@ class Control(Protocol):
     def progress(self, runs: int, steps: int) -> None:
         """Runs and steps counted so far (for the progress line)."""
 
+    def enumerated(self) -> bool:
+        """This slot's share of the enumeration is complete: is every slot's (so no schedule is left)?"""
+
 
 class Solo:
     """The control of a slot searched alone, in this process."""
@@ -142,6 +150,9 @@ class Solo:
 
     def progress(self, runs: int, steps: int) -> None:
         pass
+
+    def enumerated(self) -> bool:
+        return True
 
 
 def _dfs_of(chooser: strategies.Strategy) -> BoundedDFS | None:
@@ -179,6 +190,9 @@ def search(job: Job, control: Control) -> SlotResult:
         dfs.partition(job.slot, job.slots)
     runner = Runner(program, job.config)
     out = SlotResult(job.slot)
+    # A share of the portfolio's enumeration may be complete while the program's is not: the
+    # slot samples on until every share is (one process stops when the whole enumeration is).
+    shared_enumeration = isinstance(chooser, Portfolio) and job.slots > 1
     seen_places: set[tuple] = set()
     started = time.monotonic()
     run = shared = 0  # runs of this slot so far; shared (uncounted) enumeration runs so far
@@ -189,6 +203,11 @@ def search(job: Job, control: Control) -> SlotResult:
             if key >= control.limit():
                 break
             if job.time_limit is not None and time.monotonic() - started >= job.time_limit:
+                break
+            if shared_enumeration and out.enumerated_at is None and dfs.complete():
+                out.enumerated_at = run
+            if out.enumerated_at is not None and control.enumerated():
+                out.exhausted = True
                 break
             if not chooser.begin_run(key):
                 out.exhausted = True
@@ -258,12 +277,14 @@ def search(job: Job, control: Control) -> SlotResult:
 class _Shared:
     """Shared memory of a local campaign: the stop key, and per worker its run, member, runs, steps."""
 
-    FIELDS = 4
+    FIELDS = 5  # run, member, runs, steps, share of the enumeration complete
 
-    def __init__(self, ctx: Any, slots: int) -> None:
+    def __init__(self, ctx: Any, slots: int, whole: bool) -> None:
         self.stop = ctx.RawArray("q", [NO_LIMIT])
         self.lock = ctx.Lock()
         self.board = ctx.RawArray("q", slots * self.FIELDS)
+        self.slots = slots
+        self.whole = whole  # every slot of the campaign is here (not so in a Dask task)
 
     def for_slot(self, position: int) -> _SlotControl:
         return _SlotControl(self, position)
@@ -298,10 +319,40 @@ class _SlotControl:
         board[self.base + 2] = runs
         board[self.base + 3] = steps
 
+    def enumerated(self) -> bool:
+        shared = self.shared
+        shared.board[self.base + 4] = 1
+        return shared.whole and all(shared.get(position, 4) for position in range(shared.slots))
 
-def _worker_main(job: Job, shared: _Shared, position: int, conn: Any) -> None:
+
+def _as_child(parent: int) -> None:
+    """Set up a worker (or describing) process: the parent alone decides when it stops.
+
+    Ctrl-C, SIGTERM and SIGHUP are the parent's to act on (it lowers the stop key or kills
+    the child); on Linux the child is killed when the parent dies, however it dies, so no
+    child outlives it.
+    """
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    if os.environ.pop(_SAFE_PATH_ADDED, None):
+        del os.environ["PYTHONSAFEPATH"]  # only for starting this interpreter: the program sees the parent's env
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+#: prctl option: the signal this process gets when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_main(job: Job, shared: _Shared, position: int, conn: Any, parent: int) -> None:
     """Body of a worker process: search, send the result (or the one-line reason it could not)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop, through the stop key
+    _as_child(parent)  # it stops at the stop key the parent lowers
     try:
         outcome: SlotResult | str = search(job, shared.for_slot(position))
     except BadInput as exc:
@@ -332,21 +383,33 @@ def _start_method(program: Program) -> str:
     return "fork" if program.code is None or threading.active_count() == 1 else "spawn"
 
 
-@contextmanager
-def _same_hash_seed(method: str) -> Iterator[None]:
-    """Spawned interpreters share one hash seed (0, as the command uses), unless one is set.
+#: Set in a spawned child's environment when only its start needed PYTHONSAFEPATH.
+_SAFE_PATH_ADDED = "INTERLEAVE_SAFE_PATH_ADDED"
 
-    Otherwise each would draw its own, and a schedule that depends on the order of a set
-    of strings would differ from worker to worker.
+
+@contextmanager
+def _spawn_environment(method: str) -> Iterator[None]:
+    """While spawned interpreters start (workers, and multiprocessing's resource tracker):
+    one hash seed for all (0, as the command uses), unless one is set; and no current
+    directory on ``sys.path``.
+
+    Otherwise each would draw its own seed, and a schedule that depends on the order of a
+    set of strings would differ from worker to worker; and a file in the current directory
+    named like a standard module (``signal.py``) would replace it before interleave loads.
     """
-    if method != "spawn" or "PYTHONHASHSEED" in os.environ:
+    if method != "spawn":
         yield
         return
-    os.environ["PYTHONHASHSEED"] = "0"
+    added = {name: value for name, value in (("PYTHONHASHSEED", "0"), ("PYTHONSAFEPATH", "1"),
+                                             (_SAFE_PATH_ADDED, "1")) if name not in os.environ}
+    if "PYTHONSAFEPATH" not in added:
+        added.pop(_SAFE_PATH_ADDED, None)
+    os.environ.update(added)
     try:
         yield
     finally:
-        del os.environ["PYTHONHASHSEED"]
+        for name in added:
+            del os.environ[name]
 
 
 @dataclass
@@ -368,15 +431,16 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
     ``poll``: called about every 0.25 s, returns a stop key from elsewhere (a Dask campaign).
     """
     ctx = multiprocessing.get_context(method)
-    shared = _Shared(ctx, len(jobs))
+    with _spawn_environment(method):  # making a lock may start multiprocessing's resource tracker
+        shared = _Shared(ctx, len(jobs), whole=len(jobs) == jobs[0].slots)
     started = time.monotonic()
     live: dict[Any, tuple[int, Job, Any]] = {}
 
     def start(position: int, job: Job) -> None:
         reader, writer = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=_worker_main, args=(job, shared, position, writer), daemon=True,
+        process = ctx.Process(target=_worker_main, args=(job, shared, position, writer, os.getpid()), daemon=True,
                               name=f"interleave-worker-{job.slot}")
-        with _same_hash_seed(method):
+        with _spawn_environment(method):
             process.start()
         writer.close()  # so the reader sees EOF when the worker dies
         live[reader] = (position, job, process)
@@ -387,6 +451,7 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
     restarts = [0] * len(jobs)
     last_progress = started
     interrupted = False
+    stopping_since = 0.0
 
     def collect(reader: Any) -> None:
         """A worker's result, or its death: then report it and start its successor."""
@@ -405,6 +470,9 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
             return
         run, member = shared.get(position, 0), shared.get(position, 1)
         deaths.append(_describe_death(job, run, member, _death_cause(process.exitcode)))
+        if interrupted:
+            deaths[-1] += "; the campaign was stopping, so no worker took over"
+            return
         restarts[position] += 1
         if restarts[position] > MAX_RESTARTS:
             lost.append(job.slot)
@@ -428,15 +496,22 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
                     steps = sum(shared.get(s, 3) for s in range(len(jobs)))
                     on_progress(Progress(runs, steps, last_progress - started))
             except KeyboardInterrupt:
+                if interrupted:  # a second one: stop waiting for the runs under way
+                    break
                 interrupted = True  # the workers ignore SIGINT: they stop at the stop key and send their results
+                stopping_since = time.monotonic()
                 shared.lower(0)
+            if interrupted and time.monotonic() - stopping_since > STOP_GRACE_S:
+                break
     finally:
         shared.lower(0)
-        for _, _, process in live.values():
-            process.join(timeout=2.0)
+        deadline = time.monotonic() + 2.0
+        for _, job, process in live.values():
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
                 process.join()
+                deaths.append(f"worker {job.slot} was stopped before it sent its results: its runs are not counted")
     return Campaign([results[s] for s in sorted(results)], deaths, lost, time.monotonic() - started, interrupted)
 
 
@@ -554,6 +629,7 @@ def explore_parallel(program: Program, *, workers: int | str | Any, keep_going: 
                      time_limit: float | None, seed: int, strategy: str, depth: int, max_preemptions: int,
                      max_steps: int | None, max_pauses: int | None, max_faults: int | None, granularity: str,
                      shrink_time: float, on_progress: Callable[[Progress], None] | None,
+                     on_found: Callable[[list[FailureReport]], None] | None = None,
                      include: tuple[str, ...] = ()) -> Report:
     """The campaign behind :func:`interleave.explore` when ``workers`` is not 1 or ``keep_going`` is set."""
     config = _config(program, max_steps, max_pauses, max_faults, granularity, include)
@@ -565,18 +641,19 @@ def explore_parallel(program: Program, *, workers: int | str | Any, keep_going: 
         client = dask_client(workers)
         try:
             return _explore(program, config, client, dask_slots(client), keep_going, runs, time_limit, seed, strategy,
-                            depth, max_preemptions, shrink_time, on_progress)
+                            depth, max_preemptions, shrink_time, on_progress, on_found)
         finally:
             client.close()
     client = None if isinstance(workers, int) else workers
     slots = dask_slots(client) if client is not None else workers
     return _explore(program, config, client, slots, keep_going, runs, time_limit, seed, strategy, depth,
-                    max_preemptions, shrink_time, on_progress)
+                    max_preemptions, shrink_time, on_progress, on_found)
 
 
 def _explore(program: Program, config: RunConfig, client: Any, slots: int, keep_going: bool, runs: int | None,
              time_limit: float | None, seed: int, strategy: str, depth: int, max_preemptions: int,
-             shrink_time: float, on_progress: Callable[[Progress], None] | None) -> Report:
+             shrink_time: float, on_progress: Callable[[Progress], None] | None,
+             on_found: Callable[[list[FailureReport]], None] | None) -> Report:
     if slots < 1:
         raise BadInput(f"--workers must be at least 1 (got {slots})")
     if runs is not None:
@@ -597,31 +674,38 @@ def _explore(program: Program, config: RunConfig, client: Any, slots: int, keep_
     ]
     if client is not None:
         campaign = run_dask(jobs, client)
-        describer = _describer(jobs[0], shrink_time, method)
+        describer = _describer(jobs[0], shrink_time, method, on_found)
     elif slots == 1:
         started = time.monotonic()
         campaign = Campaign([search(jobs[0], Solo())], [], [], 0.0)
         campaign.elapsed_s = time.monotonic() - started
-        describer = _describer(jobs[0], shrink_time, None)
+        describer = _describer(jobs[0], shrink_time, None, on_found)
     else:
         campaign = run_local(jobs, method, on_progress)
-        describer = _describer(jobs[0], shrink_time, method)
+        describer = _describer(jobs[0], shrink_time, method, on_found)
     campaign.granularity = config.granularity
     return merge(program, campaign, slots, strategy, seed, keep_going, describer)
 
 
 def merge(program: Program, campaign: Campaign, slots: int, strategy: str, seed: int, keep_going: bool,
-          describe: Callable[[list[Found]], list[FailureReport]]) -> Report:
+          describe: Describe) -> Report:
     """One report from the slots' results: counts trimmed at the failure, failures described by ``describe``."""
     report = Report(target=program.display, strategy=strategy, seed=seed, workers=slots,
-                    worker_deaths=list(campaign.deaths), granularity=campaign.granularity)
+                    worker_deaths=list(campaign.deaths), lost_workers=sorted(campaign.lost_slots),
+                    granularity=campaign.granularity)
     results = campaign.results
     found = sorted((f for r in results for f in r.found), key=lambda f: f.key)
     ends = [r.stopped_at for r in results if r.stopped_at is not None]
     cut = min([*ends, *([found[0].key] if found and not keep_going else [])], default=NO_LIMIT)
     seen: set[int] = set()
+    # Every share of the portfolio's enumeration complete and no failure: what a slot ran
+    # after its share was complete (until it heard that every share was) does not count.
+    enumerated = (not found and not campaign.lost_slots and len(results) == slots
+                  and all(r.enumerated_at is not None for r in results))
     for r in results:
         keep = len(r.steps) if cut == NO_LIMIT else max(0, (cut - r.slot) // slots + 1)
+        if enumerated:
+            keep = min(keep, r.enumerated_at)
         ran = [i for i in range(min(keep, len(r.steps))) if r.steps[i] != SKIPPED]
         report.runs += len(ran)
         report.steps += sum(r.steps[i] for i in ran)
@@ -641,79 +725,105 @@ def merge(program: Program, campaign: Campaign, slots: int, strategy: str, seed:
         distinct.setdefault((f.failure.kind, f.failure.place), f)
     chosen = list(distinct.values()) if keep_going else found[:1]
     if chosen:
-        try:
-            report.failures = describe(chosen)
-        except KeyboardInterrupt:
-            report.interrupted = True
-        except _DescriberDied as exc:
-            report.worker_deaths.append(str(exc))
+        report.failures = describe(chosen, report.interrupted)
+        report.interrupted = report.interrupted or any(f.not_shrunk == INTERRUPTED for f in report.failures)
     report.failure = report.failures[0] if report.failures else None
     return report
 
 
-def describe_here(job: Job, found: list[Found], shrink_time: float) -> list[FailureReport]:
-    """Replay each failing run in this process, shrink it and make its token."""
+#: Describes the chosen failures (not shrinking them when the campaign was interrupted).
+Describe = Callable[[list[Found], bool], list[FailureReport]]
+
+
+def describe_here(job: Job, found: list[Found], shrink_time: float | None,
+                  on_found: Callable[[list[FailureReport]], None] | None = None,
+                  on_shrunk: Callable[[list[FailureReport]], None] | None = None) -> list[FailureReport]:
+    """Replay each failing run in this process, make its token, shrink it (``shrink_time`` None: not)."""
     program = job.program if job.program is not None else load(job.spec)
     runner = Runner(program, job.config)
-    reports = []
     try:
-        for f in found:
-            result = runner.run(Replay(f.deviations, strict=True))
-            if not f.failure.same_as(result.failure):
-                raise_nondeterministic(f.failure, result.failure)
-            reports.append(_describe_failure(runner, program, f.key + 1, result, f.elapsed_s, shrink_time))
+        return describe_failures(runner, program, [_as_found_failure(f) for f in found], shrink_time, on_found,
+                                 on_shrunk)
     finally:
         runner.close()
-    return reports
 
 
-class _DescriberDied(Exception):
-    """The process describing the failures died."""
+def _as_found_failure(found: Found) -> FoundFailure:
+    return FoundFailure(found.key + 1, found.failure, found.deviations, found.elapsed_s)
 
 
-def _describer(job: Job, shrink_time: float, method: str | None) -> Callable[[list[Found]], list[FailureReport]]:
+#: Seconds an interrupted campaign waits for the describing process to send the failure as
+#: found (one replay of the failing run; it ignores Ctrl-C), before reporting it without a token.
+TOKEN_GRACE_S = 10.0
+
+
+def _describer(job: Job, shrink_time: float, method: str | None,
+               on_found: Callable[[list[FailureReport]], None] | None) -> Describe:
     """Describe failures in this process (``method`` None) or in a child process.
 
     A child, when this process coordinates workers: a run executes the program's exit
     hooks, which shut down every thread pool of the process it runs in (a Dask client's).
+    The child sends the failures as found (with their tokens) before it shrinks them, and
+    again after each is shrunk: if this process is interrupted or the child dies, the last
+    it sent is reported.
     """
     if method is None:
-        return lambda found: describe_here(job, found, shrink_time)
+        return lambda found, interrupted: describe_here(job, found, None if interrupted else shrink_time, on_found)
 
-    def describe(found: list[Found]) -> list[FailureReport]:
+    def describe(found: list[Found], interrupted: bool) -> list[FailureReport]:
         ctx = multiprocessing.get_context(method)
         reader, writer = ctx.Pipe(duplex=False)
         child = job if method == "fork" else Job(**{**job.__dict__, "program": None})
-        process = ctx.Process(target=_describe_main, args=(child, found, shrink_time, writer), daemon=True,
-                              name="interleave-describe")
-        with _same_hash_seed(method):
+        process = ctx.Process(target=_describe_main, name="interleave-describe", daemon=True,
+                              args=(child, found, None if interrupted else shrink_time, writer, os.getpid()))
+        with _spawn_environment(method):
             process.start()
         writer.close()
+        latest: list[FailureReport] | None = None
         try:
-            outcome = reader.recv()
-        except (EOFError, OSError):
-            outcome = None
+            try:
+                while True:
+                    kind, payload = reader.recv()
+                    if kind == "error":
+                        raise payload
+                    latest = payload
+                    if kind == "done":
+                        return latest
+                    if kind == "found" and on_found is not None:
+                        on_found(list(latest))
+            except KeyboardInterrupt:
+                interrupted = True
+                if latest is None and reader.poll(TOKEN_GRACE_S):
+                    kind, payload = reader.recv()
+                    if kind == "error":
+                        raise payload from None
+                    latest = payload
+        except (EOFError, OSError, KeyboardInterrupt):
+            pass  # the child died, or a second Ctrl-C: report what it sent
         finally:
             reader.close()
             if process.is_alive():  # interrupted, or exiting after sending
                 process.kill()
             process.join()
-        if outcome is None:
-            raise _DescriberDied(f"the process replaying the failure died ({_death_cause(process.exitcode)})")
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        why = INTERRUPTED if interrupted else f"the process shrinking it died: {_death_cause(process.exitcode)}"
+        if latest is None:
+            return [unreplayed(_as_found_failure(f), why) for f in found]
+        for report in latest:
+            if report.not_shrunk == PENDING:
+                report.not_shrunk = why
+        return latest
 
     return describe
 
 
-def _describe_main(job: Job, found: list[Found], shrink_time: float, conn: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _describe_main(job: Job, found: list[Found], shrink_time: float | None, conn: Any, parent: int) -> None:
+    _as_child(parent)  # the parent decides: on a Ctrl-C it reports what was sent last
     try:
-        outcome: Any = describe_here(job, found, shrink_time)
+        reports = describe_here(job, found, shrink_time, on_found=lambda reports: conn.send(("found", reports)),
+                                on_shrunk=lambda reports: conn.send(("shrunk", reports)))
+        conn.send(("done", reports))
     except (BadInput, NondeterministicProgram) as exc:
-        outcome = exc
-    conn.send(outcome)
+        conn.send(("error", exc))
     conn.close()
 
 

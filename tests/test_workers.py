@@ -151,6 +151,22 @@ def test_enumeration_split_runs_exactly_the_schedules_of_one_process(program, sl
     assert all(len(share) > len(alone) // (4 * slots) for share in split)  # and really split
 
 
+def test_enumeration_split_among_more_shares_than_subtrees(program):
+    target = program(LOCKED_COUNTER)
+    [alone] = _slot_schedules(target, 1)
+    split = _slot_schedules(target, 64)  # each share exhausted, none crashing on an empty deal
+    assert Counter(s for share in split for s in share) == Counter(alone)
+    assert [] in split  # fewer bound-1 subtrees than shares: some were dealt none
+
+
+def test_sixty_four_workers_give_the_verdict_of_one(program):
+    target = program(LOCKED_COUNTER)
+    one = explore(target, strategy="dfs", runs=100_000)
+    many = explore(target, strategy="dfs", runs=100_000, workers=64)
+    assert not many.worker_deaths and many.workers == 64
+    assert (many.exhausted, many.bound, many.runs, many.failure) == (one.exhausted, one.bound, one.runs, None)
+
+
 def test_enumeration_in_worker_processes_is_still_exhaustive(program):
     target = program(LOCKED_COUNTER)
     one = explore(target, strategy="dfs", runs=100_000)

@@ -141,7 +141,7 @@ class BoundedDFS(Strategy):
         self._next_subtree()
 
     def _next_subtree(self) -> None:
-        if not self.items:
+        while not self.items:  # a share can be dealt no bound-1 root (more shares than roots)
             self.completed_bound = self.bound
             if not self.next_items or self.bound >= self.max_bound:
                 self.done = True

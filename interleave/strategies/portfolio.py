@@ -33,7 +33,7 @@ class Portfolio(Strategy):
         self.turn = 0
 
     def begin_run(self, run_index: int) -> bool:
-        if self.dfs.complete():
+        if self.dfs.complete() and self.dfs.share[1] == 1:  # a share's being complete is not the program's
             return False
         for _ in range(len(self.members)):
             member = self.members[self.turn % len(self.members)]
