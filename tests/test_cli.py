@@ -248,7 +248,8 @@ def test_a_failure_that_needs_earlier_runs_is_named_not_reported(tmp_path, worke
     (tmp_path / "stateful.py").write_text(STATEFUL)
     result = run_cli("explore", "stateful.py", "--workers", workers, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("interleave: error:")]
+    assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0]
     assert "Traceback" not in result.stderr and "Replay it:" not in result.stdout
     if workers == "1":
         # There the schedule runs without failing, or (its message read one more step) no longer fits.
