@@ -631,7 +631,15 @@ def test_exploration_settings_reach_the_engine_from_the_marker(pytester: pytest.
     # `box[0] += 1` is one line: only a switch point inside it (opcode granularity) shows the race.
     pytester.makepyfile(test_line=ONE_LINE_RACE.format(arguments='(granularity="line", runs=300)'),
                         test_opcode=ONE_LINE_RACE.format(arguments='(granularity="opcode", runs=300, shrink_time=2)'),
-                        test_steps=ONE_LINE_RACE.format(arguments="(max_steps=3, workers=1, max_pauses=0)"),
+                        test_steps="""
+                            import pytest
+
+                            @pytest.mark.interleave(max_steps=3, workers=1, max_pauses=0)
+                            def test_add():
+                                box = [0]
+                                while box[0] < 10_000:  # past 100 times its step bound: stopped as a hang
+                                    box[0] += 1
+                        """,
                         test_surw=FIXED.replace("@pytest.mark.interleave\n",
                                                 '@pytest.mark.interleave(strategy="surw", runs=50, depth=2, '
                                                 'max_preemptions=1, max_faults=0)\n'))
