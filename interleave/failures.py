@@ -75,6 +75,17 @@ def exception_failure(exc: BaseException, thread_name: str) -> Failure:
     return Failure(EXCEPTION, message, "\n".join(lines), place, thread_name)
 
 
+def exit_failure(status: int, thread_name: str, frame: Any) -> Failure:
+    """``os._exit`` with a non-zero status: the process the run stands for ended failing."""
+    frames = [f for f in traceback.extract_stack(frame) if is_user_file(f.filename)]
+    where = frames[-1] if frames else None
+    message = f"os._exit({status}) in {thread_name}" + (f" at {_short(where.filename)}:{where.lineno}" if where else "")
+    lines = ["Stack (most recent call last):"] + [line.rstrip("\n") for line in traceback.format_list(frames)]
+    lines.append(f"os._exit({status}): the process ends with exit status {status}")
+    place = ("os._exit", where.filename if where else None, where.lineno if where else None)
+    return Failure(EXCEPTION, message, "\n".join(lines), place, thread_name)
+
+
 def api_name(frame: Any) -> str | None:
     """The library call a thread is blocked in, e.g. ``Condition.wait`` or ``Queue.get``.
 

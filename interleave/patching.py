@@ -19,8 +19,11 @@ Outside a run nothing here is installed: the stdlib behaves exactly as usual.
 from __future__ import annotations
 
 import _thread
+import ctypes
 import gc
+import os
 import random
+import stat
 import sys
 import threading
 import time
@@ -57,6 +60,7 @@ _STATIC: list[tuple[Any, str, Any]] = [
     (_thread, "get_ident", P.get_ident),
     (queue, "time", P.monotonic),
     (queue, "SimpleQueue", queue._PySimpleQueue),
+    (os, "_exit", P.os_exit),
 ]
 if PY313:
     _STATIC += [
@@ -84,16 +88,45 @@ _REBOUND = [
 _REAL_LOCK_TYPES = {type(_thread.allocate_lock()): P.Lock, _thread.RLock: P.RLock}
 
 
-def _tripwire(what: str) -> Callable[..., Any]:
+def _tripwire(what: str, why: str = "real I/O or a real process") -> Callable[..., Any]:
     def tripwire(*args: Any, **kwargs: Any) -> Any:
         from .scheduler import active
 
         sched = active()
         if sched is None:
             raise RuntimeError(f"interleave tripwire for {what} called outside a run")
-        sched.fail_uncontrolled(f"{what} (real I/O or a real process, which interleave cannot schedule)")
+        sched.fail_uncontrolled(f"{what} ({why}, which interleave cannot schedule)")
 
     return tripwire
+
+
+_real_os_read = os.read
+
+
+def _os_read(fd: int, n: int) -> bytes:
+    """``os.read`` during a run: files read as usual; a pipe, a terminal or a socket could block for real."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        mode = 0
+    if fd == 0 or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode):
+        _tripwire("os.read", "a read from a pipe, a terminal or stdin")()
+    return _real_os_read(fd, n)
+
+
+#: C functions that start OS threads: looked up through ctypes during a run, they stop it.
+_THREAD_STARTERS = frozenset({"pthread_create", "thrd_create", "clone", "clone3", "PyThread_start_new_thread",
+                              "PyThread_start_joinable_thread", "CreateThread", "_beginthread", "_beginthreadex"})
+_real_cdll_getitem = ctypes.CDLL.__getitem__
+
+
+def _cdll_getitem(self: Any, name: Any) -> Any:
+    if name in _THREAD_STARTERS:
+        _tripwire(f"ctypes {name}", "a real OS thread")()
+    return _real_cdll_getitem(self, name)
+
+
+_STATIC += [(os, "read", _os_read), (ctypes.CDLL, "__getitem__", _cdll_getitem)]
 
 
 _UNCONTROLLED = {
@@ -101,9 +134,13 @@ _UNCONTROLLED = {
     "subprocess": ["Popen", "run", "call", "check_call", "check_output"],
     "select": ["select", "poll", "epoll"],
     "selectors": ["DefaultSelector"],
-    "os": ["fork", "system", "popen", "wait", "waitpid"],
+    "os": ["fork", "system", "popen", "wait", "waitpid", "kill", "killpg"],
     "multiprocessing": ["Process", "Pool"],
+    "signal": ["alarm", "setitimer", "pause", "raise_signal", "pthread_kill", "sigwait", "sigwaitinfo",
+               "sigtimedwait"],
+    "builtins": ["input"],
 }
+_WHY = {"signal": ("a real signal or timer",), "builtins": ("a read from stdin",)}
 
 
 def _serial_hash(serials: Any) -> Callable[[Any], int]:
@@ -126,8 +163,8 @@ def _acquire_in_serial_order(self: Any, futures: Any) -> None:
 _SEEDED = random.Random(0).getstate()
 
 
-_TRIPWIRES = {f"{module}.{name}": _tripwire(f"{module}.{name}") for module, names in _UNCONTROLLED.items()
-              for name in names}
+_TRIPWIRES = {f"{module}.{name}": _tripwire(name if module == "builtins" else f"{module}.{name}", *_WHY.get(module, ()))
+              for module, names in _UNCONTROLLED.items() for name in names}
 
 
 class Patcher:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tracing
+from .guard import ProcessGuard
 from .patching import Patcher
 from .program import Program
 from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
@@ -51,6 +52,7 @@ class Runner:
         self.program = program
         self.config = config
         self.patcher = Patcher()
+        self.guard = ProcessGuard()
         self._install = tracing.installer(config.granularity)
 
     def run(self, chooser: Chooser, recorder: Recorder | None = None) -> RunResult:
@@ -64,11 +66,15 @@ class Runner:
         )
         main_name, main_ident = threading.current_thread().name, _thread.get_ident()
         threads_before = _os_threads()
-        self.patcher.apply()
+        self.guard.enter(sched)
         try:
-            result = sched.run(self._main, main_ident=main_ident, main_name=main_name)
+            self.patcher.apply()
+            try:
+                result = sched.run(self._main, main_ident=main_ident, main_name=main_name)
+            finally:
+                self.patcher.restore(sched)
         finally:
-            self.patcher.restore(sched)
+            self.guard.exit()
         if result.uncontrolled is None and _os_threads() > threads_before:
             result.uncontrolled = ("a real OS thread that threading does not know of (started by a C extension?), "
                                    "which interleave cannot schedule")

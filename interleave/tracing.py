@@ -176,10 +176,16 @@ def _install_settrace(sched: Scheduler, opcodes: bool) -> Callable[[], None]:
             frame.f_trace_lines = False
         return local
 
-    previous = sys.gettrace()
-    sys.settrace(on_call)
+    def refuse(function: Any) -> None:
+        sched.fail_uncontrolled("sys.settrace (a tracer of the program's own would replace interleave's, "
+                                "which makes the switch points)")
+
+    previous, real_settrace = sys.gettrace(), sys.settrace
+    real_settrace(on_call)
+    sys.settrace = refuse
 
     def uninstall() -> None:
-        sys.settrace(previous)
+        sys.settrace = real_settrace
+        real_settrace(previous)
 
     return uninstall

@@ -1,0 +1,204 @@
+"""What a program may change in the process during a run, put back after it.
+
+A program under test may close or replace ``sys.stdout`` and ``sys.stderr``, close their
+file descriptors, change directory, set a tracer or a profiler, install signal handlers or
+register exit handlers. None of it may reach the tool (its report must still come) or the
+next run (which must start as the first did). A guard also tells a real Ctrl-C apart
+from a ``KeyboardInterrupt`` the program raises itself: only the first stops exploring.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+from typing import Any, Callable
+
+from .scheduler import Scheduler
+
+_real_signal = signal.signal
+_real_getsignal = signal.getsignal
+_STD_FDS = (0, 1, 2)
+
+
+class _KeptOpen:
+    """``sys.stdout``/``sys.stderr`` during a run: closing it closes it for the program only."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._stream.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._stream.closed
+
+    def write(self, text: str) -> int:
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _RefusedStdin:
+    """``sys.stdin`` during a run: reading it stops the run (nobody types into an exploration)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        from .scheduler import active
+
+        sched = active()
+        if sched is None:
+            raise OSError("sys.stdin was read outside the run that replaced it")
+        sched.fail_uncontrolled("sys.stdin (a read from stdin, which interleave cannot schedule)")
+
+    read = readline = readlines = read1 = readinto = __next__ = _refuse
+
+    @property
+    def buffer(self) -> _RefusedStdin:
+        return self
+
+    def __iter__(self) -> _RefusedStdin:
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _register_in_the_run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., Any]:
+    """``atexit.register`` during a run: the run does not end the process, so the handler is
+    never called (registered for real, each run's would pile up and run when the tool exits)."""
+    return fn
+
+
+class ProcessGuard:
+    """Saves the process state a program could change, for one run, and puts it back."""
+
+    def __init__(self) -> None:
+        self._streams: tuple[Any, Any, Any] = (None, None, None)
+        self._files: list[tuple[int, int] | None] = []
+        self._cwd: str | None = None
+        self._trace: Any = None
+        self._profile: Any = None
+        self._recursion_limit = 0
+        self._handlers: dict[int, Any] = {}
+        self._sigint: Any = None
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def enter(self, sched: Scheduler) -> None:
+        self._streams = (sys.stdin, sys.stdout, sys.stderr)
+        self._files = [_keep(fd) for fd in _STD_FDS]
+        try:
+            self._cwd = os.getcwd()
+        except OSError:  # the directory is gone: nothing to go back to
+            self._cwd = None
+        self._trace, self._profile = sys.gettrace(), sys.getprofile()
+        self._recursion_limit = sys.getrecursionlimit()
+        if sys.stdin is not None:
+            sys.stdin = _RefusedStdin(sys.stdin)
+        if sys.stdout is not None:
+            sys.stdout = _KeptOpen(sys.stdout)
+        if sys.stderr is not None:
+            sys.stderr = _KeptOpen(sys.stderr)
+        self._handlers = {}
+        self._sigint = None
+        if threading.current_thread() is threading.main_thread():
+            self._catch_ctrl_c(sched)
+        self._patch(signal, "signal", self._signal)
+        self._patch(atexit, "register", _register_in_the_run)
+        self._patch(atexit, "unregister", lambda fn: None)
+
+    def exit(self) -> None:
+        for module, name, value in reversed(self._saved):
+            setattr(module, name, value)
+        self._saved.clear()
+        for signum, handler in self._handlers.items():
+            _real_signal(signum, handler)
+        if self._sigint is not None:
+            _real_signal(signal.SIGINT, self._sigint)
+        if sys.gettrace() is not self._trace:
+            sys.settrace(self._trace)
+        if sys.getprofile() is not self._profile:
+            sys.setprofile(self._profile)
+        sys.setrecursionlimit(self._recursion_limit)
+        for fd, before in zip(_STD_FDS, self._files):
+            if before is not None and _identity(fd) != before:
+                os.dup2(_copies[fd][0], fd)
+        sys.stdin, sys.stdout, sys.stderr = (_reopened(s, fd) for fd, s in zip(_STD_FDS, self._streams))
+        if self._cwd is not None and _cwd() != self._cwd:
+            os.chdir(self._cwd)
+
+    def _patch(self, module: Any, name: str, value: Any) -> None:
+        self._saved.append((module, name, getattr(module, name)))
+        setattr(module, name, value)
+
+    def _signal(self, signum: int, handler: Any) -> Any:
+        """``signal.signal`` during a run: installs the handler until the run ends."""
+        if signum not in self._handlers:
+            self._handlers[signum] = _real_getsignal(signum)
+        return _real_signal(signum, handler)
+
+    def _catch_ctrl_c(self, sched: Scheduler) -> None:
+        previous = _real_getsignal(signal.SIGINT)
+        if not callable(previous):
+            return  # ignored (a worker) or the default: no KeyboardInterrupt comes from a signal
+
+        def on_ctrl_c(signum: int, frame: Any) -> Any:
+            sched.extra["interrupted"] = True  # whatever the program then does with the KeyboardInterrupt
+            return previous(signum, frame)
+
+        self._sigint = previous
+        _real_signal(signal.SIGINT, on_ctrl_c)
+
+
+#: A copy of each standard descriptor as runs find it, to put back if the program closes or
+#: replaces it: ``fd -> (copy, (st_dev, st_ino))``.
+_copies: dict[int, tuple[int, tuple[int, int]]] = {}
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _keep(fd: int) -> tuple[int, int] | None:
+    """What ``fd`` is open on now (None: not open), with a copy of it kept to put back."""
+    identity = _identity(fd)
+    if identity is not None:
+        copy = _copies.get(fd)
+        if copy is None or copy[1] != identity:  # first run, or the caller changed it between runs
+            if copy is not None:
+                os.close(copy[0])
+            _copies[fd] = (os.dup(fd), identity)
+    return identity
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def _reopened(stream: Any, fd: int) -> Any:
+    """The stream as it was, or a new one on its descriptor if the program closed it."""
+    if stream is None or not getattr(stream, "closed", False):
+        return stream
+    try:
+        return open(fd, "w" if fd else "r", encoding=stream.encoding, errors=stream.errors, closefd=False,
+                    line_buffering=getattr(stream, "line_buffering", False))
+    except (OSError, ValueError, AttributeError):
+        return stream
