@@ -7,6 +7,7 @@ Exit codes: 0 no failure within the budget; 1 a failure found (or reproduced by 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -17,12 +18,28 @@ from click.core import ParameterSource
 from . import strategies
 from .explore import (DEFAULT_RUNS, DEFAULT_TIME_LIMIT, FailureReport, NondeterministicProgram, Progress, Report,
                       explore, replay, setup_steps)
-from .html import write_html
+from .html import render_html
 from .linecoverage import write_report
+from .output import Unwritable, checked_path, write_atomically
 from .program import BadInput
 from .trace import render
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Seconds(click.ParamType):
+    """A finite number of seconds, 0 or more (``nan`` and ``inf`` are floats, not durations)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds < 0:
+            self.fail(f"{value} is not a finite number of seconds, 0 or more", param, ctx)
+        return seconds
 
 
 def _bad_input(message: str) -> None:
@@ -51,7 +68,7 @@ def cli() -> None:
 @cli.command("explore")
 @click.argument("target", metavar="PATH[::FUNC]")
 @click.option("--runs", type=click.IntRange(min=1), help=f"Stop after this many runs (default {DEFAULT_RUNS:,} when no --time-limit).")
-@click.option("--time-limit", type=click.FloatRange(min=0), help=f"Stop after this many seconds (default {DEFAULT_TIME_LIMIT:g} when no --runs).")
+@click.option("--time-limit", type=_Seconds(), help=f"Stop after this many seconds (default {DEFAULT_TIME_LIMIT:g} when no --runs).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Makes the whole exploration reproducible.")
 @click.option("--strategy", type=click.Choice(strategies.NAMES), default="portfolio", show_default=True,
               help="portfolio: bounded enumeration, PCT and random walk taking turns; random: uniform random walk; "
@@ -64,15 +81,15 @@ def cli() -> None:
 @click.option("--max-faults", type=click.IntRange(min=0), help="Faults per run for programs that model them (default 2).")
 @click.option("--granularity", type=click.Choice(["line", "opcode"]), default="line", show_default=True,
               help="Switch points at every line of your code, or at every bytecode.")
-@click.option("--shrink-time", type=click.FloatRange(min=0), default=30.0, show_default=True,
+@click.option("--shrink-time", type=_Seconds(), default=30.0, show_default=True,
               help="Seconds allowed for shrinking a failure.")
 @click.option("--workers", callback=lambda ctx, param, value: _workers(value), metavar="N|ADDRESS",
               help="Split the search among N processes (default: one per core), or run it on the Dask cluster "
                    "whose scheduler is at ADDRESS, e.g. tcp://host:8786 (needs the distributed extra).")
 @click.option("--all", "keep_going", is_flag=True,
               help="Do not stop at the first failure: go on to the end of the budget and report every distinct one.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write the report as JSON here.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
+@click.option("--json", "json_path", type=click.Path(), help="Write the report as JSON here.")
+@click.option("--html", "html_path", type=click.Path(),
               help="Write the failing run's timeline here (one self-contained HTML file).")
 @click.option("--coverage", "coverage_text", is_flag=True, help="Print the line coverage of your code over all explored runs.")
 @click.option("--coverage-html", type=click.Path(file_okay=False, writable=True), metavar="DIR",
@@ -85,6 +102,9 @@ def explore_command(target: str, json_path: str | None, html_path: str | None, c
     interleave. Each run executes the file afresh. A failure is shrunk to a minimal
     schedule, printed as a trace, and given a replay token.
     """
+    # Before exploring, and against the directory the command was started in (the program may chdir).
+    json_path, html_path = _output_path(json_path, "--json"), _output_path(html_path, "--html")
+    coverage_html = os.path.abspath(coverage_html) if coverage_html else None
     progress = _progress_printer() if sys.stderr.isatty() else None
     coverage = coverage_text or bool(coverage_html)
     if coverage and click.get_current_context().get_parameter_source("workers") != ParameterSource.COMMANDLINE:
@@ -99,27 +119,44 @@ def explore_command(target: str, json_path: str | None, html_path: str | None, c
         return
     if progress is not None:
         click.echo("\r\033[K", nl=False, err=True)
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(report.to_json(), f, indent=2)
-    if html_path:
-        if report.failure is not None and report.failure.recorder is not None:
-            write_html(html_path, report.failure.recorder, report.failure, title=report.target,
-                       token=report.failure.replay)
-        else:
-            click.echo(f"interleave: no failure, so no timeline was written to {html_path}", err=True)
-    _print_report(report)
+    _print_report(report)  # first: whatever happens to the files, the report is out
     if report.coverage is not None:
         click.echo("")
         click.echo("Line coverage over all explored runs:")
         write_report(report.coverage, out=sys.stdout if coverage_text else None, html_dir=coverage_html)
         if coverage_html:
             click.echo(f"HTML coverage report: {coverage_html}/index.html")
+    if json_path:
+        _write(json_path, json.dumps(report.to_json(), indent=2))
+    if html_path:
+        if report.failure is not None and report.failure.recorder is not None:
+            _write(html_path, render_html(report.failure.recorder, report.failure, title=report.target,
+                                          token=report.failure.replay))
+        else:
+            click.echo(f"interleave: no failure, so no timeline was written to {html_path}", err=True)
     if report.uncontrolled is not None:
         _bad_input(f"cannot explore: the program used {report.uncontrolled}; results would not be trustworthy")
     if report.nondeterministic is not None:
         _bad_input(report.nondeterministic)
     sys.exit(EXIT_FAILURE if report.failure is not None else EXIT_OK)
+
+
+def _output_path(path: str | None, option: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return checked_path(path, option)
+    except Unwritable as exc:
+        _bad_input(str(exc))
+        return None
+
+
+def _write(path: str, text: str) -> None:
+    """Write a report file whole; one line if that fails (the report is printed already)."""
+    try:
+        write_atomically(path, text)
+    except OSError as exc:
+        _bad_input(f"could not write {path}: {exc.strerror or exc}")
 
 
 def _workers(value: str | None) -> int | str:
@@ -209,7 +246,7 @@ def _n(count: int, word: str) -> str:
 @cli.command("replay")
 @click.argument("target", metavar="PATH[::FUNC]")
 @click.argument("token")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
+@click.option("--html", "html_path", type=click.Path(),
               help="Write the run's timeline here (one self-contained HTML file).")
 @click.option("--full", is_flag=True, help="Show every step instead of folding the stretches away from the preemptions.")
 def replay_command(target: str, token: str, html_path: str | None, full: bool) -> None:
@@ -218,15 +255,16 @@ def replay_command(target: str, token: str, html_path: str | None, full: bool) -
     Exit 1 when the failure is reproduced, 0 if the schedule ran without failing, 2 if
     the token is corrupt or does not fit the program as it is now.
     """
+    html_path = _output_path(html_path, "--html")
     try:
         outcome = replay(target, token)
     except BadInput as exc:
         _bad_input(str(exc))
         return
-    if html_path:
-        write_html(html_path, outcome.recorder, outcome.failure, title=target, token=token)
     click.echo(render(outcome.recorder, outcome.failure, skip_setup=setup_steps(outcome.recorder), full=True) if full
                else outcome.trace)
+    if html_path:
+        _write(html_path, render_html(outcome.recorder, outcome.failure, title=target, token=token))
     if outcome.failure is None:
         click.echo(f"interleave: the schedule ran without failing ({outcome.steps:,} steps)")
         sys.exit(EXIT_OK)
@@ -243,7 +281,10 @@ def main() -> None:
         os.environ["PYTHONHASHSEED"] = "0"
         os.execv(sys.executable, [sys.executable, "-m", "interleave", *sys.argv[1:]])
     try:
-        cli(prog_name="interleave")
-    except KeyboardInterrupt:  # before or after an exploration, which handles its own
+        status = cli.main(prog_name="interleave", standalone_mode=False)
+    except click.ClickException as exc:  # a bad option or argument: one line, as all bad input
+        _bad_input(exc.format_message())
+    except (KeyboardInterrupt, click.exceptions.Abort):  # before or after an exploration, which handles its own
         click.echo("interleave: interrupted", err=True)
         sys.exit(130)
+    sys.exit(status if isinstance(status, int) else EXIT_OK)

@@ -51,10 +51,19 @@ def innermost_user_frame(frame: Any) -> Any:
     return frame
 
 
-@lru_cache(maxsize=None)
+#: The directory paths are shown from during a run: where it started, whatever directory
+#: the program moves to (set by :mod:`interleave.guard`). Outside a run: the current one.
+run_dir: str | None = None
+
+
 def _short(filename: str) -> str:
+    return _relative(filename, run_dir or os.getcwd())
+
+
+@lru_cache(maxsize=None)
+def _relative(filename: str, base: str) -> str:
     try:
-        rel = os.path.relpath(filename)
+        rel = os.path.relpath(filename, base)
     except ValueError:
         return filename
     return filename if rel.startswith("..") else rel

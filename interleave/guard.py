@@ -16,6 +16,7 @@ import sys
 import threading
 from typing import Any, Callable
 
+from . import failures
 from .scheduler import Scheduler
 
 _real_signal = signal.signal
@@ -98,10 +99,7 @@ class ProcessGuard:
     def enter(self, sched: Scheduler) -> None:
         self._streams = (sys.stdin, sys.stdout, sys.stderr)
         self._files = [_keep(fd) for fd in _STD_FDS]
-        try:
-            self._cwd = os.getcwd()
-        except OSError:  # the directory is gone: nothing to go back to
-            self._cwd = None
+        self._cwd = failures.run_dir = _cwd()  # None: the directory is gone, nothing to go back to
         self._trace, self._profile = sys.gettrace(), sys.getprofile()
         self._recursion_limit = sys.getrecursionlimit()
         if sys.stdin is not None:
@@ -137,6 +135,7 @@ class ProcessGuard:
         sys.stdin, sys.stdout, sys.stderr = (_reopened(s, fd) for fd, s in zip(_STD_FDS, self._streams))
         if self._cwd is not None and _cwd() != self._cwd:
             os.chdir(self._cwd)
+        failures.run_dir = None
 
     def _patch(self, module: Any, name: str, value: Any) -> None:
         self._saved.append((module, name, getattr(module, name)))
@@ -198,7 +197,7 @@ def _reopened(stream: Any, fd: int) -> Any:
     if stream is None or not getattr(stream, "closed", False):
         return stream
     try:
-        return open(fd, "w" if fd else "r", encoding=stream.encoding, errors=stream.errors, closefd=False,
-                    line_buffering=getattr(stream, "line_buffering", False))
+        return open(fd, "w" if fd else "r", buffering=1 if getattr(stream, "line_buffering", False) else -1,
+                    encoding=stream.encoding, errors=stream.errors, closefd=False)
     except (OSError, ValueError, AttributeError):
         return stream

@@ -163,7 +163,7 @@ def _acquire_in_serial_order(self: Any, futures: Any) -> None:
 _SEEDED = random.Random(0).getstate()
 
 
-_TRIPWIRES = {f"{module}.{name}": _tripwire(name if module == "builtins" else f"{module}.{name}", *_WHY.get(module, ()))
+_TRIPWIRES = {f"{module}.{name}": _tripwire(f"{name}()" if module == "builtins" else f"{module}.{name}", *_WHY.get(module, ()))
               for module, names in _UNCONTROLLED.items() for name in names}
 
 
