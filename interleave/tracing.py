@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import _thread
 import sys
+import threading
 from types import CodeType
 from typing import Any, Callable
 
@@ -176,16 +177,22 @@ def _install_settrace(sched: Scheduler, opcodes: bool) -> Callable[[], None]:
             frame.f_trace_lines = False
         return local
 
-    def refuse(function: Any) -> None:
-        sched.fail_uncontrolled("sys.settrace (a tracer of the program's own would replace interleave's, "
-                                "which makes the switch points)")
+    def refusing(name: str, real: Callable[[Any], None]) -> Callable[[Any], None]:
+        def settrace(function: Any) -> None:
+            if not is_user_file(sys._getframe(1).f_code.co_filename):
+                return real(function)  # a tool's (coverage starting on a thread): as ever
+            sched.fail_uncontrolled(f"{name} (a tracer of the program's own would replace interleave's, "
+                                    "which makes the switch points)")
 
-    previous, real_settrace = sys.gettrace(), sys.settrace
+        return settrace
+
+    previous, real_settrace, real_thread_settrace = sys.gettrace(), sys.settrace, threading.settrace
     real_settrace(on_call)
-    sys.settrace = refuse
+    sys.settrace = refusing("sys.settrace", real_settrace)
+    threading.settrace = refusing("threading.settrace", real_thread_settrace)
 
     def uninstall() -> None:
-        sys.settrace = real_settrace
+        sys.settrace, threading.settrace = real_settrace, real_thread_settrace
         real_settrace(previous)
 
     return uninstall

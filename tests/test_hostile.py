@@ -144,15 +144,14 @@ def test_ctrl_c_stops_even_a_program_that_swallows_keyboard_interrupt(tmp_path):
 def test_endless_recursion_in_a_thread_is_its_recursion_error(tmp_path):
     result = explore(tmp_path, """
         import threading
-        def down(n):
-            return down(n + 1)
+        def down(n): return down(n + 1)
         def main():
             t = threading.Thread(target=down, args=(0,))
             t.start()
             t.join()
         """)
     assert result.returncode == 1, result.stderr
-    assert "FAILURE (exception) RecursionError: maximum recursion depth exceeded in Thread-1 (down) at prog.py:4" \
+    assert "FAILURE (exception) RecursionError: maximum recursion depth exceeded in Thread-1 (down) at prog.py:3" \
         in result.stdout
     assert "died" not in result.stdout + result.stderr
 
@@ -193,14 +192,16 @@ def test_os_exit_in_a_thread_ends_the_run_with_its_status_and_the_report_comes(t
 
 
 @pytest.mark.skipif(not PY311, reason="3.12 and later switch with sys.monitoring, which a program's tracer leaves alone")
-def test_a_tracer_of_the_program_is_refused_on_311(tmp_path):
-    result = explore(tmp_path, """
-        import sys
+@pytest.mark.parametrize("call", ["sys.settrace(None)", "threading.settrace(print)"])
+def test_a_tracer_of_the_program_is_refused_on_311(tmp_path, call):
+    result = explore(tmp_path, f"""
+        import sys, threading
         def main():
-            sys.settrace(None)
-        """)
+            {call}
+        """, "--granularity", "line")
     assert result.returncode == 2
-    assert one_line(result.stderr).startswith("interleave: error: cannot explore: the program used sys.settrace")
+    name = call.split("(")[0]
+    assert one_line(result.stderr).startswith(f"interleave: error: cannot explore: the program used {name} (")
     assert "prog.py:4" in result.stderr
     assert "no failure" not in result.stdout
 
