@@ -9,6 +9,7 @@ from a ``KeyboardInterrupt`` the program raises itself: only the first stops exp
 
 from __future__ import annotations
 
+import _signal
 import atexit
 import os
 import signal
@@ -20,8 +21,9 @@ from . import failures
 from .scheduler import Scheduler
 
 _real_signal = signal.signal
-_real_getsignal = signal.getsignal
-_STD_FDS = (0, 1, 2)
+#: The C functions under ``signal.signal`` and ``signal.getsignal`` (which convert to enums,
+#: at several times the cost): for the guard's own use, every run.
+_set_handler, _get_handler = _signal.signal, _signal.getsignal
 
 
 class _KeptOpen:
@@ -82,6 +84,10 @@ def _register_in_the_run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> C
     return fn
 
 
+def _unregister_in_the_run(fn: Callable[..., Any]) -> None:
+    """``atexit.unregister`` during a run: nothing of the run was registered."""
+
+
 class ProcessGuard:
     """Saves the process state a program could change, for one run, and puts it back."""
 
@@ -94,61 +100,54 @@ class ProcessGuard:
         self._recursion_limit = 0
         self._handlers: dict[int, Any] = {}
         self._sigint: Any = None
-        self._saved: list[tuple[Any, str, Any]] = []
+        self._saved: tuple[Any, Any, Any] = (None, None, None)
 
     def enter(self, sched: Scheduler) -> None:
-        self._streams = (sys.stdin, sys.stdout, sys.stderr)
-        self._files = [_keep(fd) for fd in _STD_FDS]
+        stdin, stdout, stderr = self._streams = (sys.stdin, sys.stdout, sys.stderr)
+        self._files = [_keep(1), _keep(2)]
         self._cwd = failures.run_dir = _cwd()  # None: the directory is gone, nothing to go back to
         self._trace, self._profile = sys.gettrace(), sys.getprofile()
         self._recursion_limit = sys.getrecursionlimit()
-        if sys.stdin is not None:
-            sys.stdin = _RefusedStdin(sys.stdin)
-        if sys.stdout is not None:
-            sys.stdout = _KeptOpen(sys.stdout)
-        if sys.stderr is not None:
-            sys.stderr = _KeptOpen(sys.stderr)
+        if stdin is not None:
+            sys.stdin = _RefusedStdin(stdin)
+        if stdout is not None:
+            sys.stdout = _KeptOpen(stdout)
+        if stderr is not None:
+            sys.stderr = _KeptOpen(stderr)
         self._handlers = {}
         self._sigint = None
         if threading.current_thread() is threading.main_thread():
             self._catch_ctrl_c(sched)
-        self._patch(signal, "signal", self._signal)
-        self._patch(atexit, "register", _register_in_the_run)
-        self._patch(atexit, "unregister", lambda fn: None)
+        self._saved = (signal.signal, atexit.register, atexit.unregister)
+        signal.signal, atexit.register, atexit.unregister = self._signal, _register_in_the_run, _unregister_in_the_run
 
     def exit(self) -> None:
-        for module, name, value in reversed(self._saved):
-            setattr(module, name, value)
-        self._saved.clear()
+        signal.signal, atexit.register, atexit.unregister = self._saved
         for signum, handler in self._handlers.items():
-            _real_signal(signum, handler)
+            _set_handler(signum, handler)
         if self._sigint is not None:
-            _real_signal(signal.SIGINT, self._sigint)
+            _set_handler(signal.SIGINT, self._sigint)
         if sys.gettrace() is not self._trace:
             sys.settrace(self._trace)
         if sys.getprofile() is not self._profile:
             sys.setprofile(self._profile)
         sys.setrecursionlimit(self._recursion_limit)
-        for fd, before in zip(_STD_FDS, self._files):
+        for fd, before in zip((1, 2), self._files):
             if before is not None and _identity(fd) != before:
                 os.dup2(_copies[fd][0], fd)
-        sys.stdin, sys.stdout, sys.stderr = (_reopened(s, fd) for fd, s in zip(_STD_FDS, self._streams))
+        sys.stdin, sys.stdout, sys.stderr = (_reopened(s, fd) for fd, s in enumerate(self._streams))
         if self._cwd is not None and _cwd() != self._cwd:
             os.chdir(self._cwd)
         failures.run_dir = None
 
-    def _patch(self, module: Any, name: str, value: Any) -> None:
-        self._saved.append((module, name, getattr(module, name)))
-        setattr(module, name, value)
-
     def _signal(self, signum: int, handler: Any) -> Any:
         """``signal.signal`` during a run: installs the handler until the run ends."""
         if signum not in self._handlers:
-            self._handlers[signum] = _real_getsignal(signum)
+            self._handlers[signum] = _get_handler(signum)
         return _real_signal(signum, handler)
 
     def _catch_ctrl_c(self, sched: Scheduler) -> None:
-        previous = _real_getsignal(signal.SIGINT)
+        previous = _get_handler(signal.SIGINT)
         if not callable(previous):
             return  # ignored (a worker) or the default: no KeyboardInterrupt comes from a signal
 
@@ -157,11 +156,12 @@ class ProcessGuard:
             return previous(signum, frame)
 
         self._sigint = previous
-        _real_signal(signal.SIGINT, on_ctrl_c)
+        _set_handler(signal.SIGINT, on_ctrl_c)
 
 
-#: A copy of each standard descriptor as runs find it, to put back if the program closes or
-#: replaces it: ``fd -> (copy, (st_dev, st_ino))``.
+#: A copy of stdout's and stderr's descriptors (1 and 2: where the report goes; stdin needs
+#: none, reading it is refused) as runs find them, to put back if the program closes or
+#: replaces one: ``fd -> (copy, (st_dev, st_ino))``.
 _copies: dict[int, tuple[int, tuple[int, int]]] = {}
 
 
