@@ -192,7 +192,13 @@ def _install_settrace(sched: Scheduler, opcodes: bool) -> Callable[[], None]:
     threading.settrace = refusing("threading.settrace", real_thread_settrace)
 
     def uninstall() -> None:
+        lost = sys.gettrace() is None  # not "is not on_call": a tool may wrap it (the pytest plugin's coverage)
         sys.settrace, threading.settrace = real_settrace, real_thread_settrace
         real_settrace(previous)
+        if lost and sched.failure is None and sched.uncontrolled is None:
+            # CPython drops a tracer that raises: a RecursionError at a switch point of a
+            # program whose stack was full, which the program then caught. The rest ran unseen.
+            sched.uncontrolled = ("a stack so deep that interleave's tracer overflowed it and was dropped "
+                                  "(a RecursionError the program caught)")
 
     return uninstall

@@ -156,6 +156,32 @@ def test_endless_recursion_in_a_thread_is_its_recursion_error(tmp_path):
     assert "died" not in result.stdout + result.stderr
 
 
+@pytest.mark.skipif(not PY311, reason="the tracer CPython drops when it raises is 3.11's sys.settrace one")
+def test_a_caught_recursion_error_that_cost_the_tracer_is_never_a_pass(tmp_path):
+    """At line granularity on 3.11 the full stack can overflow inside the tracer; CPython then
+    drops it, and if the program catches the RecursionError the rest of the run goes unseen."""
+    result = explore(tmp_path, RACE + """
+    def down(n): return down(n + 1)
+    def deep_then_add():
+        try:
+            down(0)
+        except RecursionError:
+            pass
+        add()
+    def main():
+        threads = [threading.Thread(target=deep_then_add) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert box[0] == 2, box[0]
+    """, "--granularity", "line", "--runs", "100")
+    assert result.returncode == 2, result.stdout
+    assert one_line(result.stderr).startswith("interleave: error: cannot explore: the program used a stack so deep "
+                                              "that interleave's tracer overflowed it and was dropped")
+    assert "no failure" not in result.stdout
+
+
 @pytest.mark.parametrize("call, line", [
     ("time.sleep(float('nan'))", "ValueError: Invalid value NaN (not a number) in MainThread at prog.py:4"),
     ("time.sleep(float('inf'))", "OverflowError: timestamp out of range for platform time_t in MainThread"),
