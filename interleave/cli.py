@@ -275,6 +275,10 @@ def replay_command(target: str, token: str, html_path: str | None, full: bool) -
     sys.exit(EXIT_FAILURE)
 
 
+#: What click 8.2 and later raise for a command given no arguments (it shows the help).
+_NO_ARGS: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", ())  # type: ignore[assignment]
+
+
 def main() -> None:
     """Console entry point: fixes the hash seed (so runs repeat across processes), then runs."""
     if os.environ.get("PYTHONHASHSEED") != "0" and os.environ.get("INTERLEAVE_NO_REEXEC") != "1":
@@ -282,6 +286,9 @@ def main() -> None:
         os.execv(sys.executable, [sys.executable, "-m", "interleave", *sys.argv[1:]])
     try:
         status = cli.main(prog_name="interleave", standalone_mode=False)
+    except _NO_ARGS as exc:  # ``interleave`` alone: the help, as click shows it
+        exc.show()
+        sys.exit(EXIT_BAD_INPUT)
     except click.ClickException as exc:  # a bad option or argument: one line, as all bad input
         _bad_input(exc.format_message())
     except (KeyboardInterrupt, click.exceptions.Abort):  # before or after an exploration, which handles its own
