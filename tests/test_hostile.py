@@ -460,3 +460,13 @@ def test_the_timeline_embeds_the_programs_strings_inertly(tmp_path):
     assert hostile in json.dumps(json.loads(model), ensure_ascii=False)
     assert page.count("<script") == 2 and page.count("</script>") == 2
     assert page.count("<!--") == 0
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path):
+    from interleave.output import write_atomically
+
+    (tmp_path / "report.json").write_text("old report")
+    with pytest.raises(UnicodeEncodeError):
+        write_atomically(tmp_path / "report.json", "x" * 100_000 + "\udc80")  # fails after 100 kB went out
+    assert (tmp_path / "report.json").read_text() == "old report"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
