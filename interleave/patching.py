@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from . import primitives as P
 from .files import is_user_file
-from .scheduler import Scheduler
+from .scheduler import Scheduler, active
 
 _threading_local = __import__("_threading_local")  # bind its helpers now, outside any run
 import queue  # noqa: E402  (imported after _threading_local on purpose: both are patched)
@@ -88,13 +88,14 @@ _REBOUND = [
 _REAL_LOCK_TYPES = {type(_thread.allocate_lock()): P.Lock, _thread.RLock: P.RLock}
 
 
-def _tripwire(what: str, why: str = "real I/O or a real process") -> Callable[..., Any]:
+def _tripwire(what: str, why: str = "real I/O or a real process",
+              real: Callable[..., Any] | None = None) -> Callable[..., Any]:
     def tripwire(*args: Any, **kwargs: Any) -> Any:
-        from .scheduler import active
-
         sched = active()
-        if sched is None:
-            raise RuntimeError(f"interleave tripwire for {what} called outside a run")
+        if sched is None:  # another OS thread of the process (a Dask client's), not the run's
+            if real is None:
+                raise RuntimeError(f"interleave tripwire for {what} called outside a run")
+            return real(*args, **kwargs)
         sched.fail_uncontrolled(f"{what} ({why}, which interleave cannot schedule)")
 
     return tripwire
@@ -109,7 +110,7 @@ def _os_read(fd: int, n: int) -> bytes:
         mode = os.fstat(fd).st_mode
     except OSError:
         mode = 0
-    if fd == 0 or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode):
+    if (fd == 0 or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)) and active() is not None:
         _tripwire("os.read", "a read from a pipe, a terminal or stdin")()
     return _real_os_read(fd, n)
 
@@ -121,7 +122,7 @@ _real_cdll_getitem = ctypes.CDLL.__getitem__
 
 
 def _cdll_getitem(self: Any, name: Any) -> Any:
-    if name in _THREAD_STARTERS:
+    if name in _THREAD_STARTERS and active() is not None:
         _tripwire(f"ctypes {name}", "a real OS thread")()
     return _real_cdll_getitem(self, name)
 
@@ -163,8 +164,18 @@ def _acquire_in_serial_order(self: Any, futures: Any) -> None:
 _SEEDED = random.Random(0).getstate()
 
 
-_TRIPWIRES = {f"{module}.{name}": _tripwire(f"{name}()" if module == "builtins" else f"{module}.{name}", *_WHY.get(module, ()))
-              for module, names in _UNCONTROLLED.items() for name in names}
+#: ``"module.name" -> (real, tripwire)``, made the first time a run replaces it.
+_TRIPWIRES: dict[str, tuple[Any, Callable[..., Any]]] = {}
+
+
+def _tripwire_for(module_name: str, name: str, real: Any) -> Callable[..., Any]:
+    key = f"{module_name}.{name}"
+    made = _TRIPWIRES.get(key)
+    if made is None or made[0] is not real:
+        what = f"{name}()" if module_name == "builtins" else key
+        made = _TRIPWIRES[key] = (real, _tripwire(what, *_WHY.get(module_name, ("real I/O or a real process",)),
+                                                  real=real))
+    return made[1]
 
 
 class Patcher:
@@ -251,8 +262,9 @@ class Patcher:
                 continue
             for name in names:
                 if hasattr(module, name):
-                    saved.append((module, name, getattr(module, name)))
-                    setattr(module, name, _TRIPWIRES[f"{module_name}.{name}"])
+                    real = getattr(module, name)
+                    saved.append((module, name, real))
+                    setattr(module, name, _tripwire_for(module_name, name, real))
         self._scan_bindings()
         for namespace, name, _old, new in self._bindings:
             namespace[name] = new
