@@ -18,7 +18,7 @@ import threading
 from typing import Any, Callable
 
 from . import failures
-from .scheduler import Scheduler
+from .scheduler import Scheduler, active
 
 _real_signal = signal.signal
 #: The C functions under ``signal.signal`` and ``signal.getsignal`` (which convert to enums,
@@ -51,25 +51,28 @@ class _KeptOpen:
         return getattr(self._stream, name)
 
 
+def _refusing(method: str) -> Callable[..., Any]:
+    def refuse(self: _RefusedStdin, *args: Any, **kwargs: Any) -> Any:
+        sched = active()
+        if sched is None:  # another OS thread of the process, not the run's
+            return getattr(self._stream, method)(*args, **kwargs)
+        sched.fail_uncontrolled("sys.stdin (a read from stdin, which interleave cannot schedule)")
+
+    return refuse
+
+
 class _RefusedStdin:
     """``sys.stdin`` during a run: reading it stops the run (nobody types into an exploration)."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
 
-    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        from .scheduler import active
-
-        sched = active()
-        if sched is None:
-            raise OSError("sys.stdin was read outside the run that replaced it")
-        sched.fail_uncontrolled("sys.stdin (a read from stdin, which interleave cannot schedule)")
-
-    read = readline = readlines = read1 = readinto = __next__ = _refuse
+    read, readline, readlines, read1, readinto, __next__ = (
+        _refusing(name) for name in ("read", "readline", "readlines", "read1", "readinto", "__next__"))
 
     @property
     def buffer(self) -> _RefusedStdin:
-        return self
+        return _RefusedStdin(self._stream.buffer)
 
     def __iter__(self) -> _RefusedStdin:
         return self
@@ -78,14 +81,21 @@ class _RefusedStdin:
         return getattr(self._stream, name)
 
 
+_real_register, _real_unregister = atexit.register, atexit.unregister
+
+
 def _register_in_the_run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., Any]:
     """``atexit.register`` during a run: the run does not end the process, so the handler is
     never called (registered for real, each run's would pile up and run when the tool exits)."""
+    if active() is None:  # another OS thread of the process
+        return _real_register(fn, *args, **kwargs)
     return fn
 
 
 def _unregister_in_the_run(fn: Callable[..., Any]) -> None:
     """``atexit.unregister`` during a run: nothing of the run was registered."""
+    if active() is None:
+        _real_unregister(fn)
 
 
 class ProcessGuard:
