@@ -228,8 +228,10 @@ class Scheduler:
         except (greenlet.GreenletExit, RunAborted):
             pass
         except SystemExit as exc:
-            # As the interpreter: ignored in a thread; from the main thread, an exit status.
-            if vt.index == 0 and exc.code not in (None, 0) and not self.tearing_down:
+            # As the interpreter: ignored in a thread; from the main thread, an exit status
+            # (None and 0 are success; any other int, or any other object, printed, a failure).
+            success = exc.code is None or (isinstance(exc.code, int) and exc.code == 0)
+            if vt.index == 0 and not success and not self.tearing_down:
                 self.fail_with_exception(exc, vt)
         except BaseException as exc:  # noqa: BLE001 - any exception of the program is a finding
             if not self.tearing_down:

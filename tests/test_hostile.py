@@ -61,6 +61,8 @@ RACE = """
 @pytest.mark.parametrize("code, status, line", [
     ("1", 1, "FAILURE (exception) SystemExit: 1 in MainThread at prog.py:4"),
     ("'bye'", 1, "FAILURE (exception) SystemExit: bye in MainThread at prog.py:4"),
+    ("0.0", 1, "FAILURE (exception) SystemExit: 0.0 in MainThread at prog.py:4"),
+    ("False", 0, "interleave: no failure in 1 runs"),
     ("0", 0, "interleave: no failure in 1 runs"),
     ("None", 0, "interleave: no failure in 1 runs"),
 ])
