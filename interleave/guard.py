@@ -108,6 +108,7 @@ class ProcessGuard:
         self._trace: Any = None
         self._profile: Any = None
         self._recursion_limit = 0
+        self._unraisable: Any = None
         self._handlers: dict[int, Any] = {}
         self._sigint: Any = None
         self._saved: tuple[Any, Any, Any] = (None, None, None)
@@ -118,6 +119,7 @@ class ProcessGuard:
         self._cwd = failures.run_dir = _cwd()  # None: the directory is gone, nothing to go back to
         self._trace, self._profile = sys.gettrace(), sys.getprofile()
         self._recursion_limit = sys.getrecursionlimit()
+        self._unraisable = sys.unraisablehook
         if stdin is not None:
             sys.stdin = _RefusedStdin(stdin)
         if stdout is not None:
@@ -142,6 +144,7 @@ class ProcessGuard:
         if sys.getprofile() is not self._profile:
             sys.setprofile(self._profile)
         sys.setrecursionlimit(self._recursion_limit)
+        sys.unraisablehook = self._unraisable
         for fd, before in zip((1, 2), self._files):
             if before is not None and _identity(fd) != before:
                 os.dup2(_copies[fd][0], fd)
@@ -161,8 +164,17 @@ class ProcessGuard:
         if not callable(previous):
             return  # ignored (a worker) or the default: no KeyboardInterrupt comes from a signal
 
+        unraisable = self._unraisable
+
+        def quiet(report: Any) -> None:
+            if not issubclass(report.exc_type, KeyboardInterrupt):
+                unraisable(report)
+
         def on_ctrl_c(signum: int, frame: Any) -> Any:
             sched.extra["interrupted"] = True  # whatever the program then does with the KeyboardInterrupt
+            # Landing in a weakref callback or a finalizer, it is swallowed there: the flag stops the
+            # run all the same, and "Exception ignored ... KeyboardInterrupt" would only be noise.
+            sys.unraisablehook = quiet
             return previous(signum, frame)
 
         self._sigint = previous
