@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shlex
 import signal
@@ -23,8 +24,9 @@ from . import settings
 from .explore import FailureReport, NondeterministicProgram, Progress, Report, explore, replay, setup_steps
 from .census import Census
 from .fresh import fresh_replay_problem
-from .html import write_html
+from .html import render_html
 from .linecoverage import write_report
+from .output import Unwritable, checked_path, write_atomically
 from .program import BadInput
 from .trace import render
 from .tracing import ACCESS, GRANULARITIES
@@ -32,6 +34,21 @@ from .tracing import ACCESS, GRANULARITIES
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 #: An exploration stopped by Ctrl-C, SIGTERM or SIGHUP before it found a failure.
 EXIT_INTERRUPTED = 130
+
+
+class _Seconds(click.ParamType):
+    """A finite number of seconds, 0 or more (``nan`` and ``inf`` are floats, not durations)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds < 0:
+            self.fail(f"{value} is not a finite number of seconds, 0 or more", param, ctx)
+        return seconds
 
 
 def _bad_input(message: str) -> None:
@@ -104,9 +121,9 @@ def cli() -> None:
 @exploration_options
 @click.option("--all", "keep_going", is_flag=True,
               help="Do not stop at the first failure: go on to the end of the budget and report every distinct one.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write the report as JSON here (- for standard output; the text report then goes to standard error).")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Write the failing run's timeline here (one self-contained HTML file).")
 @click.option("--coverage", "coverage_text", is_flag=True, help="Print the line coverage of your code over all explored runs.")
 @click.option("--coverage-html", type=click.Path(file_okay=False, writable=True), metavar="DIR",
@@ -121,6 +138,9 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
 
     Exit 0 when no schedule failed, 1 when one did, 2 for bad input.
     """
+    # Before exploring, and against the directory the command was started in (the program may chdir).
+    json_path, html_path = _output_path(json_path, "--json"), _output_path(html_path, "--html")
+    coverage_html = os.path.abspath(coverage_html) if coverage_html else None
     progress = _progress_printer() if sys.stderr.isatty() else None
     coverage = coverage_text or bool(coverage_html)
     if values["workers"] is None:
@@ -142,20 +162,12 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
         return
     if progress is not None:
         click.echo("\r\033[K", nl=False, err=True)
+    unrepeated = _not_reproduced_in_fresh_process(target, report)
     if json_path == "-":
         click.echo(json.dumps(report.to_json(), indent=2))
-    elif json_path:
-        with open(json_path, "w") as f:
-            json.dump(report.to_json(), f, indent=2)
-    unrepeated = _not_reproduced_in_fresh_process(target, report)
-    # With the JSON on standard output, the text report goes to standard error.
+    # First the report (with the JSON on standard output, the text goes to standard error),
+    # then the files: whatever happens to them, the report is out.
     with contextlib.redirect_stdout(sys.stderr) if json_path == "-" else contextlib.nullcontext():
-        if html_path:
-            if report.failure is not None and report.failure.recorder is not None:
-                write_html(html_path, report.failure.recorder, report.failure, title=report.target,
-                           token=report.failure.replay)
-            else:
-                click.echo(f"interleave: no failure, so no timeline was written to {html_path}", err=True)
         if report.failure is not None or not unrepeated:
             _print_report(report)
         if report.coverage is not None:
@@ -164,6 +176,14 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
             write_report(report.coverage, out=sys.stdout if coverage_text else None, html_dir=coverage_html)
             if coverage_html:
                 click.echo(f"HTML coverage report: {coverage_html}/index.html")
+    if json_path and json_path != "-":
+        _write(json_path, json.dumps(report.to_json(), indent=2))
+    if html_path:
+        if report.failure is not None and report.failure.recorder is not None:
+            _write(html_path, render_html(report.failure.recorder, report.failure, title=report.target,
+                                          token=report.failure.replay))
+        else:
+            click.echo(f"interleave: no failure, so no timeline was written to {html_path}", err=True)
     for line in unrepeated:
         click.echo(f"interleave: error: {line}", err=True)
     if unrepeated:
@@ -228,6 +248,24 @@ def _not_reproduced_in_fresh_process(target: str, report: Report) -> list[str]:
     if lines:
         report.failure = report.failures[0] if report.failures else None
     return lines
+
+
+def _output_path(path: str | None, option: str) -> str | None:
+    if path is None or path == "-":  # "-": standard output
+        return path
+    try:
+        return checked_path(path, option)
+    except Unwritable as exc:
+        _bad_input(str(exc))
+        return None
+
+
+def _write(path: str, text: str) -> None:
+    """Write a report file whole; one line if that fails (the report is printed already)."""
+    try:
+        write_atomically(path, text)
+    except OSError as exc:
+        _bad_input(f"could not write {path}: {exc.strerror or exc}")
 
 
 def _workers(value: str | None) -> int | str:
@@ -343,7 +381,7 @@ def _n(count: int, word: str) -> str:
 @cli.command("replay")
 @click.argument("target", metavar="PATH[::FUNC]")
 @click.argument("token")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
+@click.option("--html", "html_path", type=click.Path(),
               help="Write the run's timeline here (one self-contained HTML file).")
 @click.option("--full", is_flag=True, help="Show every step instead of folding the stretches away from the preemptions.")
 def replay_command(target: str, token: str, html_path: str | None, full: bool) -> None:
@@ -352,6 +390,7 @@ def replay_command(target: str, token: str, html_path: str | None, full: bool) -
     Exit 1 when the failure is reproduced, 0 if the schedule ran without failing, 2 if
     the token is corrupt or does not fit the program as it is now.
     """
+    html_path = _output_path(html_path, "--html")
     try:
         outcome = replay(target, token)
     except BadInput as exc:
@@ -361,10 +400,10 @@ def replay_command(target: str, token: str, html_path: str | None, full: bool) -
     against = f" (with {changed} changed since the token was made)" if changed else ""
     if changed:
         click.echo(f"interleave: changed since the token was made: {changed}; replaying the program as it is now")
-    if html_path:
-        write_html(html_path, outcome.recorder, outcome.failure, title=target, token=token)
     click.echo(render(outcome.recorder, outcome.failure, skip_setup=setup_steps(outcome.recorder), full=True) if full
                else outcome.trace)
+    if html_path:
+        _write(html_path, render_html(outcome.recorder, outcome.failure, title=target, token=token))
     if outcome.failure is None:
         click.echo(f"interleave: the schedule ran without failing ({outcome.steps:,} steps){against}")
         sys.exit(EXIT_OK)
@@ -375,13 +414,23 @@ def replay_command(target: str, token: str, html_path: str | None, full: bool) -
     sys.exit(EXIT_FAILURE)
 
 
+#: What click 8.2 and later raise for a command given no arguments (it shows the help).
+_NO_ARGS: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", ())  # type: ignore[assignment]
+
+
 def main() -> None:
     """Console entry point: fixes the hash seed (so runs repeat across processes), then runs."""
     if os.environ.get("PYTHONHASHSEED") != "0" and os.environ.get("INTERLEAVE_NO_REEXEC") != "1":
         os.environ["PYTHONHASHSEED"] = "0"
         os.execv(sys.executable, [sys.executable, "-m", "interleave", *sys.argv[1:]])
     try:
-        cli(prog_name="interleave")
-    except KeyboardInterrupt:  # before or after an exploration, which handles its own
+        status = cli.main(prog_name="interleave", standalone_mode=False)
+    except _NO_ARGS as exc:  # ``interleave`` alone: the help, as click shows it
+        exc.show()
+        sys.exit(EXIT_BAD_INPUT)
+    except click.ClickException as exc:  # a bad option or argument: one line, as all bad input
+        _bad_input(exc.format_message())
+    except (KeyboardInterrupt, click.exceptions.Abort):  # before or after an exploration, which handles its own
         click.echo("interleave: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    sys.exit(status if isinstance(status, int) else EXIT_OK)

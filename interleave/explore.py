@@ -175,6 +175,9 @@ def explore(
     A failure found is reported even when shrinking it is interrupted: as found, with
     ``not_shrunk`` set and ``interrupted`` true.
     """
+    _check_numbers(runs=(runs, 1), max_steps=(max_steps, 1), max_pauses=(max_pauses, 0),
+                   max_faults=(max_faults, 0), depth=(depth, 1), max_preemptions=(max_preemptions, 0))
+    _check_seconds(time_limit=time_limit, shrink_time=shrink_time)
     program = target if isinstance(target, Program) else load(target)
     if coverage and (workers != 1 or keep_going):
         raise BadInput("coverage is collected in one process: use it with --workers 1")
@@ -258,18 +261,44 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
     return report
 
 
+def _check_numbers(**values: tuple[Any, int]) -> None:
+    """Each ``name=(value, least)``: None, or an int (not a bool) of at least ``least``."""
+    for name, (value, least) in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise BadInput(f"{name.replace('_', ' ')} must be a whole number of at least {least}, not {value!r}")
+
+
+def _check_seconds(**values: Any) -> None:
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value < 0):
+            raise BadInput(f"{name.replace('_', ' ')} must be a finite number of seconds, 0 or more, not {value!r}")
+
+
+#: ``__interleave__`` settings a target may give, with their defaults and least values.
+_SETTINGS = {"max_steps": (DEFAULT_MAX_STEPS, 1), "max_pauses": (2, 0), "max_faults": (2, 0), "max_draws": (2, 0)}
+
+
 def _config(program: Program, max_steps: int | None, max_pauses: int | None, max_faults: int | None,
             granularity: str, include: tuple[str, ...] = ()) -> RunConfig:
     """Command-line values win; then the target's ``__interleave__`` settings; then defaults."""
     settings = program.config or {}
-    return RunConfig(
-        max_steps=max_steps if max_steps is not None else int(settings.get("max_steps", DEFAULT_MAX_STEPS)),
-        max_pauses=max_pauses if max_pauses is not None else int(settings.get("max_pauses", 2)),
-        max_faults=max_faults if max_faults is not None else int(settings.get("max_faults", 2)),
-        granularity=granularity,
-        max_draws=int(settings.get("max_draws", 2)),  # draws of random a run may change (interleave.draws)
-        include=tuple(include),
-    )
+    for name, value in settings.items():
+        if name not in _SETTINGS:
+            raise BadInput(f"__interleave__ of {program.display}: unknown setting {name!r} "
+                           f"(known: {', '.join(_SETTINGS)})")
+        least = _SETTINGS[name][1]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise BadInput(f"__interleave__ of {program.display}: {name} must be a whole number of at least "
+                           f"{least}, not {value!r}")
+
+    def pick(given: int | None, name: str) -> int:
+        return given if given is not None else settings.get(name, _SETTINGS[name][0])
+
+    return RunConfig(max_steps=pick(max_steps, "max_steps"), max_pauses=pick(max_pauses, "max_pauses"),
+                     max_faults=pick(max_faults, "max_faults"), granularity=granularity,
+                     max_draws=pick(None, "max_draws"),  # draws of random a run may change (interleave.draws)
+                     include=tuple(include))
 
 
 def apply_census(report: Report, census: Census | None) -> None:

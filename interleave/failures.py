@@ -51,10 +51,19 @@ def innermost_user_frame(frame: Any) -> Any:
     return frame
 
 
-@lru_cache(maxsize=None)
+#: The directory paths are shown from during a run: where it started, whatever directory
+#: the program moves to (set by :mod:`interleave.guard`). Outside a run: the current one.
+run_dir: str | None = None
+
+
 def _short(filename: str) -> str:
+    return _relative(filename, run_dir or os.getcwd())
+
+
+@lru_cache(maxsize=None)
+def _relative(filename: str, base: str) -> str:
     try:
-        rel = os.path.relpath(filename)
+        rel = os.path.relpath(filename, base)
     except ValueError:
         return filename
     return filename if rel.startswith("..") else rel
@@ -72,6 +81,17 @@ def exception_failure(exc: BaseException, thread_name: str) -> Failure:
     if where is not None:
         message += f" at {_short(where.filename)}:{where.lineno}"
     place = (type(exc).__name__, where.filename if where else None, where.lineno if where else None)
+    return Failure(EXCEPTION, message, "\n".join(lines), place, thread_name)
+
+
+def exit_failure(status: int, thread_name: str, frame: Any) -> Failure:
+    """``os._exit`` with a non-zero status: the process the run stands for ended failing."""
+    frames = [f for f in traceback.extract_stack(frame) if is_user_file(f.filename)]
+    where = frames[-1] if frames else None
+    message = f"os._exit({status}) in {thread_name}" + (f" at {_short(where.filename)}:{where.lineno}" if where else "")
+    lines = ["Stack (most recent call last):"] + [line.rstrip("\n") for line in traceback.format_list(frames)]
+    lines.append(f"os._exit({status}): the process ends with exit status {status}")
+    place = ("os._exit", where.filename if where else None, where.lineno if where else None)
     return Failure(EXCEPTION, message, "\n".join(lines), place, thread_name)
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from .clock import MONOTONIC_START
 from .failures import _short, source_line
+from .output import write_atomically
 from .trace import Event, TraceRecorder, render
 
 #: Events that get a row of their own in the timeline.
@@ -513,7 +514,8 @@ def render_html(recorder: TraceRecorder, failure: FailureLike | None = None, *, 
         lines[_TRACE_LINES:-_TRACE_LINES] = [f"      ... {len(lines) - 2 * _TRACE_LINES:,} lines left out here "
                                              "(interleave replay prints them all)"]
     text = "\n".join(lines)
-    data = json.dumps(model, separators=(",", ":")).replace("</", "<\\/")
+    # Nothing in the program's strings may end the script element or open a comment in it.
+    data = json.dumps(model, separators=(",", ":")).translate(_SCRIPT_SAFE)
     head = html.escape(title or "interleave timeline")
     if failure is not None:
         summary = f'<p class="failure">{html.escape(failure.kind.upper())}: {html.escape(failure.message)}</p>'
@@ -527,10 +529,13 @@ def render_html(recorder: TraceRecorder, failure: FailureLike | None = None, *, 
             .replace("@MODEL@", data))
 
 
+#: JSON escapes for the characters that could end the model's script element or open a comment in it.
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def write_html(path: str | os.PathLike[str], recorder: TraceRecorder, failure: FailureLike | None = None, *,
                title: str = "", token: str | None = None) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(render_html(recorder, failure, title=title, token=token))
+    write_atomically(path, render_html(recorder, failure, title=title, token=token))
 
 
 _PAGE = """<!DOCTYPE html>

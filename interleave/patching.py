@@ -21,7 +21,10 @@ Outside a run nothing here is installed: the stdlib behaves exactly as usual.
 from __future__ import annotations
 
 import _thread
+import ctypes
 import gc
+import os
+import stat
 import sys
 import threading
 import time
@@ -31,7 +34,7 @@ from typing import Any, Callable
 from . import draws
 from . import primitives as P
 from .files import is_user_file
-from .scheduler import Scheduler
+from .scheduler import Scheduler, active
 
 _threading_local = __import__("_threading_local")  # bind its helpers now, outside any run
 import queue  # noqa: E402  (imported after _threading_local on purpose: both are patched)
@@ -59,6 +62,7 @@ _STATIC: list[tuple[Any, str, Any]] = [
     (_thread, "get_ident", P.get_ident),
     (queue, "time", P.monotonic),
     (queue, "SimpleQueue", queue._PySimpleQueue),
+    (os, "_exit", P.os_exit),
 ]
 if PY313:
     _STATIC += [
@@ -86,16 +90,46 @@ _REBOUND = [
 _REAL_LOCK_TYPES = {type(_thread.allocate_lock()): P.Lock, _thread.RLock: P.RLock}
 
 
-def _tripwire(what: str) -> Callable[..., Any]:
+def _tripwire(what: str, why: str = "real I/O or a real process",
+              real: Callable[..., Any] | None = None) -> Callable[..., Any]:
     def tripwire(*args: Any, **kwargs: Any) -> Any:
-        from .scheduler import active
-
         sched = active()
-        if sched is None:
-            raise RuntimeError(f"interleave tripwire for {what} called outside a run")
-        sched.fail_uncontrolled(f"{what} (real I/O or a real process, which interleave cannot schedule)")
+        if sched is None:  # another OS thread of the process (a Dask client's), not the run's
+            if real is None:
+                raise RuntimeError(f"interleave tripwire for {what} called outside a run")
+            return real(*args, **kwargs)
+        sched.fail_uncontrolled(f"{what} ({why}, which interleave cannot schedule)")
 
     return tripwire
+
+
+_real_os_read = os.read
+
+
+def _os_read(fd: int, n: int) -> bytes:
+    """``os.read`` during a run: files read as usual; a pipe, a terminal or a socket could block for real."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        mode = 0
+    if (fd == 0 or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)) and active() is not None:
+        _tripwire("os.read", "a read from a pipe, a terminal or stdin")()
+    return _real_os_read(fd, n)
+
+
+#: C functions that start OS threads: looked up through ctypes during a run, they stop it.
+_THREAD_STARTERS = frozenset({"pthread_create", "thrd_create", "clone", "clone3", "PyThread_start_new_thread",
+                              "PyThread_start_joinable_thread", "CreateThread", "_beginthread", "_beginthreadex"})
+_real_cdll_getitem = ctypes.CDLL.__getitem__
+
+
+def _cdll_getitem(self: Any, name: Any) -> Any:
+    if name in _THREAD_STARTERS and active() is not None:
+        _tripwire(f"ctypes {name}", "a real OS thread")()
+    return _real_cdll_getitem(self, name)
+
+
+_STATIC += [(os, "read", _os_read), (ctypes.CDLL, "__getitem__", _cdll_getitem)]
 
 
 _UNCONTROLLED = {
@@ -103,9 +137,13 @@ _UNCONTROLLED = {
     "subprocess": ["Popen", "run", "call", "check_call", "check_output"],
     "select": ["select", "poll", "epoll"],
     "selectors": ["DefaultSelector"],
-    "os": ["fork", "system", "popen", "wait", "waitpid"],
+    "os": ["fork", "system", "popen", "wait", "waitpid", "kill", "killpg"],
     "multiprocessing": ["Process", "Pool"],
+    "signal": ["alarm", "setitimer", "pause", "raise_signal", "pthread_kill", "sigwait", "sigwaitinfo",
+               "sigtimedwait"],
+    "builtins": ["input"],
 }
+_WHY = {"signal": ("a real signal or timer",), "builtins": ("a read from stdin",)}
 
 
 def _serial_hash(serials: Any) -> Callable[[Any], int]:
@@ -124,8 +162,18 @@ def _acquire_in_serial_order(self: Any, futures: Any) -> None:
     self.futures = sorted(futures, key=hash)
 
 
-_TRIPWIRES = {f"{module}.{name}": _tripwire(f"{module}.{name}") for module, names in _UNCONTROLLED.items()
-              for name in names}
+#: ``"module.name" -> (real, tripwire)``, made the first time a run replaces it.
+_TRIPWIRES: dict[str, tuple[Any, Callable[..., Any]]] = {}
+
+
+def _tripwire_for(module_name: str, name: str, real: Any) -> Callable[..., Any]:
+    key = f"{module_name}.{name}"
+    made = _TRIPWIRES.get(key)
+    if made is None or made[0] is not real:
+        what = f"{name}()" if module_name == "builtins" else key
+        made = _TRIPWIRES[key] = (real, _tripwire(what, *_WHY.get(module_name, ("real I/O or a real process",)),
+                                                  real=real))
+    return made[1]
 
 
 class Patcher:
@@ -212,8 +260,9 @@ class Patcher:
                 continue
             for name in names:
                 if hasattr(module, name):
-                    saved.append((module, name, getattr(module, name)))
-                    setattr(module, name, _TRIPWIRES[f"{module_name}.{name}"])
+                    real = getattr(module, name)
+                    saved.append((module, name, real))
+                    setattr(module, name, _tripwire_for(module_name, name, real))
         self._scan_bindings()
         for namespace, name, _old, new in self._bindings:
             namespace[name] = new

@@ -14,6 +14,7 @@ primitive, which it creates lazily.
 from __future__ import annotations
 
 import _thread
+import operator
 import os
 import sys
 import time as _time
@@ -82,6 +83,8 @@ class Lock:
             return self._outside().acquire(blocking, timeout)
         if self._run is not sched:
             self._fresh(sched)
+        if timeout != -1:
+            seconds_checked(timeout)
         if not blocking and timeout != -1:
             raise ValueError("can't specify a timeout for a non-blocking call")
         if timeout < 0 and timeout != -1:
@@ -379,16 +382,40 @@ def excepthook(args: Any) -> None:
 # ----------------------------------------------------------------------------- time
 
 
+#: The longest duration the interpreter converts (its clock counts nanoseconds in 64 bits).
+_MAX_SECONDS = (2**63 - 1) / 1e9
+
+
+def seconds_checked(value: Any) -> float:
+    """A duration converted as the interpreter converts it, with the same errors."""
+    if not isinstance(value, (int, float)):
+        raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer")
+    if value != value:
+        raise ValueError("Invalid value NaN (not a number)")
+    if abs(value) > _MAX_SECONDS:
+        raise OverflowError("timestamp out of range for platform time_t")
+    return value
+
+
 def sleep(seconds: float) -> None:
     sched = active()
     if sched is None:
         REAL_TIME["sleep"](seconds)
         return
-    if not isinstance(seconds, (int, float)):
-        raise TypeError(f"'{type(seconds).__name__}' object cannot be interpreted as an integer or float")
-    if seconds < 0:
+    if seconds_checked(seconds) < 0:
         raise ValueError("sleep length must be non-negative")
     sched.sleep(seconds)
+
+
+_real_os_exit = os._exit
+
+
+def os_exit(status: int) -> None:
+    """``os._exit`` during a run: the run ends, as the process would (see :meth:`Scheduler.exit_process`)."""
+    sched = active()
+    if sched is None:
+        _real_os_exit(status)
+    sched.exit_process(operator.index(status), sys._getframe(1))
 
 
 def _virtual(name: str, read: Callable[[Scheduler], float]) -> Callable[[], Any]:

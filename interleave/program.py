@@ -163,6 +163,9 @@ def load(target: str | Callable[[], Any]) -> Program:
     _check_callable_without_arguments(function, f"{target_path(path)}::{func_name}")
     digest = hashlib.sha256(source + b"\0" + func_name.encode()).hexdigest()[:8]
     config = namespace.get("__interleave__")
+    if config is not None and not isinstance(config, dict):
+        raise BadInput(f"__interleave__ in {target_path(path)} must be a dict of settings, "
+                       f"not {type(config).__name__}")
     return Program(
         display=f"{target_path(path)}::{func_name}",
         func_name=func_name,
@@ -170,7 +173,7 @@ def load(target: str | Callable[[], Any]) -> Program:
         path=path,
         code=code,
         module_name=module_name,
-        config=dict(config) if isinstance(config, dict) else None,
+        config=dict(config) if config is not None else None,
         source=source,
         fingerprinted=path,
         modules_before=modules_before,

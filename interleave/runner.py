@@ -19,6 +19,7 @@ from . import tracing
 from .census import Census
 from .census import tracer as census_tracer
 from .instrument import Instrumentation, Scope
+from .guard import ProcessGuard
 from .patching import Patcher
 from .program import Program
 from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
@@ -75,6 +76,7 @@ class Runner:
         self.program = program
         self.config = config
         self.patcher = Patcher()
+        self.guard = ProcessGuard()
         self.accesses = config.granularity == tracing.ACCESS
         self._install = None if self.accesses else tracing.installer(config.granularity)
         self.instrumentation: Instrumentation | None = None
@@ -120,12 +122,16 @@ class Runner:
         )
         main_name, main_ident = threading.current_thread().name, _thread.get_ident()
         threads_before = _os_threads()
-        self.patcher.apply()
+        self.guard.enter(sched)
         try:
-            with self.program.importable():
-                result = sched.run(self._main, main_ident=main_ident, main_name=main_name)
+            self.patcher.apply()
+            try:
+                with self.program.importable():
+                    result = sched.run(self._main, main_ident=main_ident, main_name=main_name)
+            finally:
+                self.patcher.restore(sched)
         finally:
-            self.patcher.restore(sched)
+            self.guard.exit()
         if result.uncontrolled is None and _os_threads() > threads_before:
             result.uncontrolled = ("a real OS thread that threading does not know of (started by a C extension?), "
                                    "which interleave cannot schedule")

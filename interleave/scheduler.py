@@ -31,7 +31,7 @@ import greenlet
 
 from . import access
 from .clock import Clock
-from .failures import (Failure, blocked_thread_report, blocking_call, exception_failure, hang_failure,
+from .failures import (Failure, blocked_thread_report, blocking_call, exception_failure, exit_failure, hang_failure,
                        innermost_user_frame, user_location)
 from .files import is_user_file
 from .progress import Snapshot, snapshot
@@ -282,10 +282,14 @@ class Scheduler:
             fn(*args, **kwargs)
         except (greenlet.GreenletExit, RunAborted):
             pass
-        except KeyboardInterrupt:
-            self.extra["interrupted"] = True
+        except SystemExit as exc:
+            # As the interpreter: ignored in a thread; from the main thread, an exit status
+            # (None and 0 are success; any other int, or any other object, printed, a failure).
+            success = exc.code is None or (isinstance(exc.code, int) and exc.code == 0)
+            if vt.index == 0 and not success and not self.tearing_down:
+                self.fail_with_exception(exc, vt)
         except BaseException as exc:  # noqa: BLE001 - any exception of the program is a finding
-            if not self.tearing_down and not isinstance(exc, SystemExit):
+            if not self.tearing_down:
                 self.fail_with_exception(exc, vt)
         finally:
             if not self.tearing_down:
@@ -326,7 +330,7 @@ class Scheduler:
             uninstall = self._install_tracer(self) if self._install_tracer else None
             main_vt.greenlet.switch()
             while (self.failure is None and self.uncontrolled is None and self.internal_error is None
-                   and not self._done() and "interrupted" not in self.extra):
+                   and not self._done() and "interrupted" not in self.extra and "exit_status" not in self.extra):
                 nxt = self._pick_next(in_trace=False, hub=True)
                 if nxt is None:
                     break
@@ -695,6 +699,8 @@ class Scheduler:
         """The chooser's answer; an error of the chooser ends the run and is re-raised by :meth:`run`."""
         try:
             return self.chooser.choose(self, options, default, preemptive)
+        except RecursionError:
+            raise  # the program's stack is full: its own RecursionError, a few frames early
         except Exception as exc:  # noqa: BLE001 - not the program's failure: handed to the caller
             self.internal_error = exc
             self.abort(in_trace)
@@ -896,12 +902,20 @@ class Scheduler:
         self.abort(in_trace)
 
     def fail_with_exception(self, exc: BaseException, vt: VThread | None = None) -> None:
-        if _interrupted(exc):
-            self.extra["interrupted"] = True
+        if self.extra.get("interrupted") and _interrupted(exc):
+            pass  # a real Ctrl-C (the campaign's SIGINT handler said so): no finding
         elif self.failure is None and not self.tearing_down:
             self.failure = exception_failure(exc, (vt or self.current).name)
         if vt is None:
             self.abort()
+
+    def exit_process(self, status: int, frame: Any) -> None:
+        """``os._exit(status)`` in the current thread: the run ends here, as the process would;
+        a non-zero status is a failure."""
+        self.extra["exit_status"] = status
+        if status != 0:
+            self.fail(exit_failure(status, self.current.name, frame))
+        self.abort()
 
     def fail_deadlock(self) -> None:
         blocked = [vt for vt in self.threads if vt.state == BLOCKED or vt.frozen]
@@ -932,8 +946,10 @@ class Scheduler:
 
 
 def _interrupted(exc: BaseException | None) -> bool:
-    """A Ctrl-C, or an error it caused: a ``finally`` in threading's thread bootstrap that
-    it cut short raises ``KeyError`` in its place (seen on 3.13), which is no finding."""
+    """A KeyboardInterrupt, or an error it caused: a ``finally`` in threading's thread bootstrap
+    that it cut short raises ``KeyError`` in its place (seen on 3.13). Whoever runs the
+    scheduler sets ``extra["interrupted"]`` when a real Ctrl-C arrives; without that, a
+    KeyboardInterrupt is the program's own exception, and a finding."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):

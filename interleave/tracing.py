@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import _thread
 import sys
+import threading
 from types import CodeType
 from typing import Any, Callable
 
@@ -177,11 +178,29 @@ def _install_settrace(sched: Scheduler, opcodes: bool) -> Callable[[], None]:
             frame.f_trace_lines = False
         return local
 
-    previous = sys.gettrace()
-    sys.settrace(on_call)
+    def refusing(name: str, real: Callable[[Any], None]) -> Callable[[Any], None]:
+        def settrace(function: Any) -> None:
+            if not is_user_file(sys._getframe(1).f_code.co_filename):
+                return real(function)  # a tool's (coverage starting on a thread): as ever
+            sched.fail_uncontrolled(f"{name} (a tracer of the program's own would replace interleave's, "
+                                    "which makes the switch points)")
+
+        return settrace
+
+    previous, real_settrace, real_thread_settrace = sys.gettrace(), sys.settrace, threading.settrace
+    real_settrace(on_call)
+    sys.settrace = refusing("sys.settrace", real_settrace)
+    threading.settrace = refusing("threading.settrace", real_thread_settrace)
 
     def uninstall() -> None:
-        sys.settrace(previous)
+        lost = sys.gettrace() is None  # not "is not on_call": a tool may wrap it (the pytest plugin's coverage)
+        sys.settrace, threading.settrace = real_settrace, real_thread_settrace
+        real_settrace(previous)
+        if lost and sched.failure is None and sched.uncontrolled is None:
+            # CPython drops a tracer that raises: a RecursionError at a switch point of a
+            # program whose stack was full, which the program then caught. The rest ran unseen.
+            sched.uncontrolled = ("a stack so deep that interleave's tracer overflowed it and was dropped "
+                                  "(a RecursionError the program caught)")
 
     return uninstall
 

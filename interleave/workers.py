@@ -19,7 +19,7 @@ Workers only search. The chosen failing run is sent back as its deviations and f
 one process (a child of the calling one, or the calling one when it searched alone)
 replays it, shrinks it and makes the token, so a token always replays in one process.
 
-A worker process that dies (a crash, ``os._exit``, the kernel's out-of-memory killer) is
+A worker process that dies (a crash, an exit from C code, the kernel's out-of-memory killer) is
 reported with the run it was on, and a new process takes over its slot: it redoes the
 slot's runs from the start (the dead one's results died with it) and skips the fatal run.
 
