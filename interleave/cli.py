@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shlex
 import signal
@@ -34,21 +33,6 @@ from .tracing import ACCESS, GRANULARITIES
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 #: An exploration stopped by Ctrl-C, SIGTERM or SIGHUP before it found a failure.
 EXIT_INTERRUPTED = 130
-
-
-class _Seconds(click.ParamType):
-    """A finite number of seconds, 0 or more (``nan`` and ``inf`` are floats, not durations)."""
-
-    name = "seconds"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        try:
-            seconds = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
-        if not math.isfinite(seconds) or seconds < 0:
-            self.fail(f"{value} is not a finite number of seconds, 0 or more", param, ctx)
-        return seconds
 
 
 def _bad_input(message: str) -> None:

@@ -32,8 +32,8 @@ def fresh_replay_problem(target: str, failure: FailureReport, timeout: float = T
     except KeyboardInterrupt:
         return None  # not checked: what was found is shown as found
     last = (done.stdout.strip().splitlines() or [""])[-1]
-    expected = f"interleave: reproduced ({failure.kind}) {failure.message}"
-    if done.returncode == 1 and last.startswith(expected):
+    prefix = f"interleave: reproduced ({failure.kind}) "
+    if done.returncode == 1 and last.startswith(prefix) and _same_failure(last[len(prefix):], failure.message):
         return None
     if done.returncode == 0:
         return "replaying its schedule there ran without failing"
@@ -41,3 +41,16 @@ def fresh_replay_problem(target: str, failure: FailureReport, timeout: float = T
         return f"replaying its schedule there failed otherwise ({last.removeprefix('interleave: reproduced ')})"
     error = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
     return f"replaying its schedule there was refused ({error.removeprefix('interleave: error: ')})"
+
+
+def _same_failure(seen: str, expected: str) -> bool:
+    """The same failure: for an exception, its type, thread and place (its text may name an
+    address, or say where in C a recursion limit was hit); else the same message."""
+    if seen.startswith(expected):
+        return True
+
+    def shape(message: str) -> tuple[str, str]:
+        kind = message.split(":", 1)[0].split(" in ", 1)[0]
+        return kind, message.rsplit(" in ", 1)[-1]
+
+    return shape(seen) == shape(expected)

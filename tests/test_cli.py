@@ -333,7 +333,7 @@ def test_ctrl_c_outside_an_exploration_exits_130_quietly(monkeypatch, capsys):
         raise KeyboardInterrupt  # as if Ctrl-C came while loading the program or printing
 
     monkeypatch.setenv("INTERLEAVE_NO_REEXEC", "1")
-    monkeypatch.setattr(cli, "cli", interrupted)
+    monkeypatch.setattr(cli.cli, "main", interrupted)
     with pytest.raises(SystemExit) as exited:
         cli.main()
     assert exited.value.code == 130
