@@ -190,7 +190,12 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
 def _termination_as_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP stop an exploration as Ctrl-C does: workers stopped, what was found reported."""
 
-    def interrupt(number: int, frame: Any) -> None:
+    def interrupt(number: int, frame: Any) -> Any:
+        # As Ctrl-C's own handler would: during a run that one also marks the run as stopped
+        # from outside, so the program's code does not take it for a KeyboardInterrupt of its own.
+        ctrl_c = signal.getsignal(signal.SIGINT)
+        if callable(ctrl_c):
+            return ctrl_c(signal.SIGINT, frame)
         raise KeyboardInterrupt
 
     numbers = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])  # no SIGHUP on Windows

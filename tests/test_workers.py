@@ -216,10 +216,8 @@ def test_a_dead_worker_is_reported_replaced_and_its_run_skipped(program):
     for death in report.worker_deaths:
         assert re.fullmatch(r"worker [01] died \(exit code 3\) while running its run \d+ \(run index \d+, random "
                             r"walk, seed 0\); a new worker took over its slot and skipped that run", death), death
-    # The campaign went on without those runs, and the same seed loses the same runs again.
+    # The campaign went on without those runs.
     assert report.runs == 200 - len(report.worker_deaths) and report.failure is None
-    again = explore(target, strategy="random", runs=200, seed=0, workers=2)
-    assert again.worker_deaths == report.worker_deaths
 
 
 def test_a_worker_death_in_the_enumeration_makes_it_not_exhaustive(program):
