@@ -90,3 +90,14 @@ def test_access_cost_prints_line_and_access_rows_side_by_side():
     assert rows["long_run"]["old line"]["steps_per_run"] == rows["long_run"]["new line"]["steps_per_run"]
     assert rows["locals_only"]["new access"]["steps_per_run"] < rows["locals_only"]["new line"]["steps_per_run"] / 5
     assert len(out["verdicts"]) == 3
+
+
+def test_a_new_results_file_keeps_the_access_cost_section():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import report
+    finally:
+        sys.path.remove(str(BENCH))
+    previous = "# Benchmark results\n\n## Per-step costs\n\nold\n\n## Shared-access steps: cost\n\n| a | b |\n"
+    assert report.kept_section(previous) == "\n## Shared-access steps: cost\n\n| a | b |\n"
+    assert report.kept_section("# Benchmark results\n\n## Per-step costs\n") == ""
