@@ -11,7 +11,9 @@ Rows (each the fastest of ``--rounds``): line granularity with this version's tr
 (``sys.monitoring`` on 3.12+, ``sys.settrace`` on 3.11) under the random strategy (a
 random runnable thread at every decision: a switch at two steps in three) and under the
 default choice (no switches); on 3.12+ the random row with ``sys.settrace``, which
-interleave falls back to when no monitoring tool id is free; opcode granularity.
+interleave falls back to when no monitoring tool id is free; opcode granularity; access
+granularity (the default: the code is instrumented, every shared access is a switch
+point, no tracer) under the random strategy and the default choice.
 ``plain_run_us`` is one call of the workload with real threads and no interleave.
 """
 
@@ -75,17 +77,20 @@ def measure(seconds: float, granularity: str, strategy: str) -> dict[str, Any]:
     runner = Runner(load(workload), RunConfig(max_pauses=0, granularity=granularity))
     chooser = strategies.make("random", seed=0) if strategy == "random" else Replay([])
     runs = steps = switches = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        chooser.begin_run(runs)
-        result = runner.run(chooser)
-        chooser.end_run(result)
-        if result.failure is not None or result.uncontrolled:
-            raise SystemExit(f"the workload failed under interleave: {result.failure or result.uncontrolled}")
-        runs += 1
-        steps += result.steps
-        switches += len(result.deviations)
-    elapsed = time.perf_counter() - start
+    try:  # closed after: the access runner's instrumentation would outlive it in the next rows
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            chooser.begin_run(runs)
+            result = runner.run(chooser)
+            chooser.end_run(result)
+            if result.failure is not None or result.uncontrolled:
+                raise SystemExit(f"the workload failed under interleave: {result.failure or result.uncontrolled}")
+            runs += 1
+            steps += result.steps
+            switches += len(result.deviations)
+        elapsed = time.perf_counter() - start
+    finally:
+        runner.close()
     return {
         "granularity": granularity,
         "strategy": strategy,
@@ -119,10 +124,11 @@ def main() -> None:
     if sys.version_info >= (3, 12):
         configs.append(("sys.settrace", tracing.LINE, "random"))
     configs.append((native, tracing.OPCODE, "random"))
+    configs += [("instrumented", tracing.ACCESS, "random"), ("instrumented", tracing.ACCESS, "default")]
     best: dict[tuple[str, str, str], dict[str, Any]] = {}
     for _ in range(max(args.rounds, 1)):  # rounds interleave the rows, so a busy moment hits them alike
         for tracer, granularity, strategy in configs:
-            with settrace_only() if tracer != native else nullcontext():
+            with settrace_only() if tracer == "sys.settrace" and native != tracer else nullcontext():
                 row = {"tracer": tracer, **measure(args.seconds, granularity, strategy)}
             key = (tracer, granularity, strategy)
             if key not in best or row["us_per_step"] < best[key]["us_per_step"]:

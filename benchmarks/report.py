@@ -517,3 +517,13 @@ def _per_step(results: dict[str, Any]) -> str | None:
     if ps.get("error"):
         return f"## Per-step costs\n\n`benchmarks/per_step.py` failed: {ps['error']}\n"
     return "## Per-step costs (`benchmarks/per_step.py`)\n\n```\n" + ps.get("output", "") + "\n```\n"
+
+
+#: A section written by another command (``access_cost.py``): a new run of this one keeps it.
+KEPT_HEADING = "## Shared-access steps: cost"
+
+
+def kept_section(previous: str) -> str:
+    """The kept section of the previous RESULTS.md (it runs to the end of the file), or ""."""
+    start = previous.find("\n" + KEPT_HEADING + "\n")
+    return "" if start < 0 else previous[start:].rstrip("\n") + "\n"

@@ -387,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     results["environment"]["load_at_end"] = os.getloadavg()
 
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    (out_dir / "RESULTS.md").write_text(report.render(results))
+    target = out_dir / "RESULTS.md"
+    kept = report.kept_section(target.read_text() if target.exists() else "")
+    target.write_text(report.render(results) + kept)
     log(f"wrote {out_dir / 'RESULTS.md'} and results.json in {results['total_s']:.0f} s")
     return 0
 

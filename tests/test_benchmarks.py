@@ -73,3 +73,31 @@ def test_results_file_has_every_section(quick):
         assert heading in text
     assert "| lost_update |" in text and "| two_threads_20 |" in text
     assert "Peers: not measured in this run." in text
+
+
+def test_access_cost_prints_line_and_access_rows_side_by_side():
+    proc = subprocess.run([sys.executable, str(BENCH / "access_cost.py"), "--quick", "--json"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    rows = {r["program"]: r for r in out["rows"]}
+    assert set(rows) == {"long_run", "lost_update", "locals_only"}
+    for row in rows.values():
+        for column in ("old line", "new line", "new access"):
+            assert row[column]["runs_per_s"] > 0 and row[column]["steps_per_run"] > 0, (row["program"], column)
+    # the columns ran what they say: lines as the steps give the same step counts old and new,
+    # and a thread's locals are no steps of its own under access granularity
+    assert rows["long_run"]["old line"]["steps_per_run"] == rows["long_run"]["new line"]["steps_per_run"]
+    assert rows["locals_only"]["new access"]["steps_per_run"] < rows["locals_only"]["new line"]["steps_per_run"] / 5
+    assert len(out["verdicts"]) == 3
+
+
+def test_a_new_results_file_keeps_the_access_cost_section():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import report
+    finally:
+        sys.path.remove(str(BENCH))
+    previous = "# Benchmark results\n\n## Per-step costs\n\nold\n\n## Shared-access steps: cost\n\n| a | b |\n"
+    assert report.kept_section(previous) == "\n## Shared-access steps: cost\n\n| a | b |\n"
+    assert report.kept_section("# Benchmark results\n\n## Per-step costs\n") == ""
