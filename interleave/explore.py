@@ -93,6 +93,9 @@ class Report:
     uninstrumented: dict[str, int] = field(default_factory=dict)
     #: False when no code of the user's ran with switch points (nothing could be explored).
     user_code_ran: bool = True
+    #: Data races seen with races off (one per pair of locations) and the runs checked for
+    #: them: ``{"seen": n, "runs_checked": k, "places": [...]}``; empty when races are on.
+    races: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(replace(self, failure=None, failures=[]))
@@ -131,6 +134,7 @@ def explore(
     workers: int | str | Any = 1,
     keep_going: bool = False,
     coverage: bool = False,
+    races: bool = False,
 ) -> Report:
     """Explore schedules of ``target`` (``"path.py::func"`` or a callable) for a failure.
 
@@ -147,9 +151,12 @@ def explore(
     cluster at this scheduler address (or behind this ``distributed.Client``); see
     :mod:`interleave.workers`. ``include``: installed modules or packages (or paths)
     whose code gets switch points like the user's own. ``keep_going``: do not stop at the first failure; report
-    every distinct one.
+    every distinct one. ``races``: a data race (see :mod:`interleave.races`) is a failure; without
+    it, some runs are checked for races all the same and ``Report.races`` counts what they saw.
     """
     program = target if isinstance(target, Program) else load(target)
+    if races and granularity != "access":
+        raise BadInput("races are found from the shared accesses: use them with --granularity access")
     if coverage and (workers != 1 or keep_going):
         raise BadInput("coverage is collected in one process: use it with --workers 1")
     if workers != 1 or keep_going:
@@ -163,8 +170,8 @@ def explore(
                                 seed=seed, strategy=strategy, depth=depth, max_preemptions=max_preemptions,
                                 max_steps=max_steps, max_pauses=max_pauses, max_faults=max_faults,
                                 granularity=granularity, include=tuple(include), shrink_time=shrink_time,
-                                on_progress=on_progress)
-    config = _config(program, max_steps, max_pauses, max_faults, granularity, tuple(include))
+                                on_progress=on_progress, races=races)
+    config = _config(program, max_steps, max_pauses, max_faults, granularity, tuple(include), races)
     if runs is None and time_limit is None:
         runs, time_limit = DEFAULT_RUNS, DEFAULT_TIME_LIMIT
     try:
@@ -191,6 +198,7 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
     last_progress = started
     seen: set[int] = set()
     found: tuple[int, RunResult] | None = None
+    race_count = RaceCount()
     try:
         while runs is None or report.runs < runs:
             elapsed = time.monotonic() - started
@@ -198,12 +206,15 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
                 break
             if not chooser.begin_run(partition[0] + report.runs * partition[1]):
                 break
+            counting = race_count.due(report.runs, runner)
             try:
-                result = runner.run(chooser, observer=collector)
+                result = runner.run(chooser, observer=collector, check_races=counting)
             except Nondeterminism as exc:
                 report.nondeterministic = f"the program did not repeat itself under the same choices ({exc})"
                 break
             chooser.end_run(result)
+            if counting:
+                race_count.add(result)
             report.runs += 1
             report.steps += result.steps
             seen.add(hash(tuple((d.thread, d.steps, d.sub, d.choice) for d in result.deviations)))
@@ -223,6 +234,7 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
         report.interrupted = True
     report.elapsed_s = time.monotonic() - started
     report.distinct_schedules = len(seen)
+    report.races = race_count.summary()
     if collector is not None:
         report.coverage = collector.as_json()
     _summarize_search(report, chooser)
@@ -235,8 +247,49 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
     return report
 
 
+#: With races off, run 0 and every this-many-th run after it are checked for races: a
+#: run that notes its accesses costs more than one that does not.
+RACE_CHECK_EVERY = 16
+
+
+class RaceCount:
+    """The races seen in the runs checked for them while races are not failures."""
+
+    def __init__(self) -> None:
+        self.places: dict[tuple, None] = {}
+        self.runs = 0
+
+    def due(self, run: int, runner: Runner) -> bool:
+        return not runner.config.races and runner.accesses and run % RACE_CHECK_EVERY == 0
+
+    def add(self, result: RunResult) -> None:
+        if "races" in result.extra:
+            self.runs += 1
+            self.places.update(dict.fromkeys(result.extra["races"]))
+
+    def summary(self) -> dict[str, Any]:
+        """``{"seen", "runs_checked", "places"}``; empty when no run was checked."""
+        if not self.runs:
+            return {}
+        return {"seen": len(self.places), "runs_checked": self.runs,
+                "places": [race_place_text(p) for p in self.places]}
+
+
+def race_place_text(place: tuple) -> str:
+    """``a.py:5 (write) / a.py:7 (read)``: a race's pair of locations, for reports."""
+    return " / ".join(f"{target_path(f)}:{line} ({'write' if w else 'read'})" for f, line, w in place[1:])
+
+
+def merge_races(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two processes' race counts as one (the places, deduplicated)."""
+    if not a:
+        return b
+    places = list(dict.fromkeys(a["places"] + b["places"]))
+    return {"seen": len(places), "runs_checked": a["runs_checked"] + b["runs_checked"], "places": places}
+
+
 def _config(program: Program, max_steps: int | None, max_pauses: int | None, max_faults: int | None,
-            granularity: str, include: tuple[str, ...] = ()) -> RunConfig:
+            granularity: str, include: tuple[str, ...] = (), races: bool = False) -> RunConfig:
     """Command-line values win; then the target's ``__interleave__`` settings; then defaults."""
     settings = program.config or {}
     return RunConfig(
@@ -246,6 +299,7 @@ def _config(program: Program, max_steps: int | None, max_pauses: int | None, max
         granularity=granularity,
         max_draws=int(settings.get("max_draws", 2)),  # draws of random a run may change (interleave.draws)
         include=tuple(include),
+        races=races,
     )
 
 

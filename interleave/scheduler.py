@@ -109,6 +109,9 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
     #: ``(thread, object key, field, write, site)`` per shared access, when the run noted them.
     accesses: list[tuple[int, Any, Any, bool, int]] = field(default_factory=list)
+    #: ``(accesses noted before it, thread, kind, object)`` per synchronization, when noting
+    #: (see :meth:`Scheduler.note_sync`): what :mod:`interleave.races` orders accesses by.
+    syncs: list[tuple[int, int, str, int]] = field(default_factory=list)
 
 
 class VThread:
@@ -221,6 +224,9 @@ class Scheduler:
         self.access_log: list[tuple[int, Any, Any, bool, int]] = []
         self._object_keys: dict[int, Any] = {}
         self._keepalive: list[Any] = []
+        #: Synchronizations in the same order (see :meth:`note_sync`).
+        self.sync_log: list[tuple[int, int, str, int]] = []
+        self._sync_keepalive: list[Any] = []
 
     # ------------------------------------------------------------------ threads
 
@@ -249,6 +255,8 @@ class Scheduler:
         vt.greenlet = greenlet.greenlet(lambda: self._thread_body(vt, fn, args, kwargs or {}), parent=self.hub)
         self.threads.append(vt)
         bisect.insort(self.runnable, index)
+        if self.noting and self.current is not None:
+            self.sync_log.append((len(self.access_log), self.current.index, "spawn", index))
         if self.recorder is not None and self.current is not None:
             self.recorder.event(self, "start", vt.name, {"child": vt.index, "group": vt.group})
         return vt
@@ -330,6 +338,7 @@ class Scheduler:
             uncontrolled=self.uncontrolled,
             extra=self.extra,
             accesses=self.access_log,
+            syncs=self.sync_log,
         )
 
     def _done(self) -> bool:
@@ -461,17 +470,27 @@ class Scheduler:
 
     def note(self, site: int, obj: Any, field: Any, write: bool, value: Any) -> None:
         """What the access just made touched (when this run keeps records)."""
+        self.access_log.append((self.current.index, self.object_key(obj), field, write, site))
+        if self.recorder is not None and not self.tearing_down:
+            self.recorder.access(self, site, obj, field, write, value)
+
+    def object_key(self, obj: Any) -> Any:
+        """The run's name for an object: numbered in the order the run first touches them,
+        the same in every run that follows the same schedule prefix (ids of memory are not)."""
         key = access.stable_name(obj)
         if key is None:
             key = self._object_keys.get(id(obj))
             if key is None:
-                # Numbered in the order the run first touches them: the same in every run
-                # that follows the same schedule prefix (ids of memory are not).
                 key = self._object_keys[id(obj)] = len(self._object_keys)
                 self._keepalive.append(obj)
-        self.access_log.append((self.current.index, key, field, write, site))
-        if self.recorder is not None and not self.tearing_down:
-            self.recorder.access(self, site, obj, field, write, value)
+        return key
+
+    def note_sync(self, kind: str, obj: Any) -> None:
+        """A lock was acquired or released (``kind``), when this run keeps records: the
+        synchronization every stdlib primitive is built of, in order with the accesses."""
+        if not self.tearing_down:
+            self.sync_log.append((len(self.access_log), self.current.index, kind, id(obj)))
+            self._sync_keepalive.append(obj)  # its id names it for the whole run
 
     def op_point(self) -> None:
         """Switch point before an operation on a primitive called from untraced code."""

@@ -47,6 +47,10 @@ class TraceRecorder:
 
     steps: list[Step] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: Per noted access (its index in the run's access log): the step it was made in, and
+    #: the user's frames it was made from, innermost last (what a race report shows).
+    access_steps: dict[int, int] = field(default_factory=dict)
+    stacks: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
 
     def step(self, sched: Any, thread: Any, frame: Any) -> None:
         if sched.tearing_down:
@@ -54,8 +58,11 @@ class TraceRecorder:
         self.steps.append(Step(thread.index, thread.name, frame.f_code.co_filename, frame.f_lineno, sched.clock.now))
 
     def access(self, sched: Any, site: int, obj: Any, field: Any, write: bool, value: Any) -> None:
+        index = len(sched.access_log) - 1
+        self.stacks[index] = user_stack(sys._getframe(1))
         if not self.steps:
             return
+        self.access_steps[index] = len(self.steps) - 1
         step = self.steps[-1]
         what = describe(site, obj, field)
         if write:
@@ -96,6 +103,20 @@ def _value(value: Any) -> str:
     else:
         text = f"<{type(value).__name__}>"
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: Frames of the user's code kept per access.
+STACK_DEPTH = 8
+
+
+def user_stack(frame: Any) -> list[tuple[str, int]]:
+    """``(file, line)`` of the user's frames from ``frame`` outwards, innermost last."""
+    found: list[tuple[str, int]] = []
+    while frame is not None and len(found) < STACK_DEPTH:
+        if is_user_file(frame.f_code.co_filename):
+            found.append((frame.f_code.co_filename, frame.f_lineno))
+        frame = frame.f_back
+    return found[::-1]
 
 
 def library_call(frame: Any) -> str | None:
