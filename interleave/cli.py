@@ -17,7 +17,8 @@ from typing import Any, Callable
 import click
 
 from . import settings
-from .explore import FailureReport, NondeterministicProgram, Progress, Report, explore, replay, setup_steps
+from .explore import (RACE_CHECK_EVERY, FailureReport, NondeterministicProgram, Progress, Report, explore, replay,
+                      setup_steps)
 from .census import Census
 from .fresh import fresh_replay_problem
 from .html import write_html
@@ -219,6 +220,7 @@ def _print_report(report: Report) -> None:
             click.echo(f"interleave: no failure in {head}")
         else:
             return
+        _print_races(report)
         _print_confidence(report)
         return
     if len(report.failures) > 1:
@@ -243,6 +245,24 @@ def _print_failure(report: Report, failure: FailureReport) -> None:
     click.echo("")
     click.echo("Replay it:")
     click.echo(f"  interleave replay {shlex.quote(report.target)} {failure.replay}")
+
+
+def _print_races(report: Report) -> None:
+    """What the runs checked for data races saw (races off: they are not failures)."""
+    seen = report.races
+    if not seen:
+        return
+    checked = f"in the {seen['runs_checked']:,} run{'s' if seen['runs_checked'] != 1 else ''} checked for them " \
+              f"(every {RACE_CHECK_EVERY}th)"
+    if not seen["seen"]:
+        click.echo(f"  no data race {checked}")
+        return
+    click.echo(f"  {seen['seen']} data race{'s' if seen['seen'] != 1 else ''} (pairs of locations) {checked}; "
+               "--races reports them as failures, with traces and replay tokens:")
+    for place in seen["places"][:5]:
+        click.echo(f"    {place}")
+    if len(seen["places"]) > 5:
+        click.echo(f"    ... {len(seen['places']) - 5} more")
 
 
 _SWITCH_POINTS = {

@@ -64,9 +64,31 @@ class Race:
 class RaceFailure(Failure):
     """A data race found in a run: a failure like any other (shrunk, replayed, traced)."""
 
-    def __init__(self, race: Race, message: str, details: str, thread: str) -> None:
-        super().__init__(RACE, message, details, race.place(), thread)
+    def __init__(self, race: Race, what: str, names: tuple[str, str], message: str, details: str) -> None:
+        super().__init__(RACE, message, details, race.place(), names[1])
         self.race = race
+        self.what = what  # the field, in the program's terms
+        self.names = names  # the first access's thread's, then the second's
+
+    def marks(self, step_of: dict[int, int], touched_after: Any) -> dict[int, str]:
+        """The notes a trace puts under the two accesses' steps (``step_of``: access index
+        to step index; ``touched_after(step, thread, key, field)``: the next step of that
+        thread touching that field, or None)."""
+        first, second = self.race.first, self.race.second
+        a, b = self.names
+        at_first, at_second = step_of.get(first.index), step_of.get(second.index)
+        if at_first is None or at_second is None:
+            return {}
+        notes = {at_first: f"race: {a} {_verb(first)} {self.what} here, unordered with {b}'s {_noun(second)} "
+                           f"at step {at_second + 1}"}
+        later = touched_after(at_second, first.thread, self.race.key, self.race.field)
+        if later is not None:
+            notes[at_second] = (f"race: {b} {_verb(second)} {self.what} between {a}'s {_noun(first)} "
+                                f"(step {at_first + 1}) and its next access (step {later + 1}), unordered with both")
+        else:
+            notes[at_second] = (f"race: {b} {_verb(second)} {self.what} here, unordered with {a}'s {_noun(first)} "
+                                f"at step {at_first + 1}")
+        return notes
 
 
 def find(accesses: list[tuple[int, Any, Any, bool, int]], syncs: list[tuple[int, int, str, int]],
@@ -170,11 +192,15 @@ def failure(race: Race, names: list[str], objects: list[Any], stacks: dict[int, 
         for frame_file, frame_line in stacks.get(side.index, [])[:-1][::-1]:
             lines.append(f"      called from {_short(frame_file)}:{frame_line}: {source_line(frame_file, frame_line)}")
     lines += ["", f"Racy by design? End the line with  # {RACY_MARK}  (or call interleave.racy(obj, 'field'))."]
-    return RaceFailure(race, message, "\n".join(lines), b)
+    return RaceFailure(race, what, (a, b), message, "\n".join(lines))
 
 
 def _verb(side: Access) -> str:
     return "writes" if side.write else "reads"
+
+
+def _noun(side: Access) -> str:
+    return "write" if side.write else "read"
 
 
 def _where(side: Access) -> str:

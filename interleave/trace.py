@@ -158,6 +158,10 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
         if ev.kind in _SHOWN:
             events_at.setdefault(ev.at_step, []).append(ev)
     marked = {ev.at_step for ev in run_events if ev.kind in _MARKS}
+    # A data race's two accesses: their steps are shown, each with a note saying what raced.
+    race_at: dict[int, str] = {}
+    if hasattr(failure, "marks"):
+        race_at = failure.marks(trace.access_steps, lambda at, thread, key, fld: _touched_after(trace, at, thread, key, fld))
 
     # Lock operations of locks the program made itself are shown on the step they happen in.
     ops_at: dict[int, list[str]] = {}
@@ -211,14 +215,16 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
             lines.append(f"{'':>8}<< {first.name} resumes at {_short(resumed.filename)}:{resumed.lineno}  "
                          f"{source_line(resumed.filename, resumed.lineno)}")
         last_step[first.thread] = trace.steps[seg_end - 1]
-        detailed = full or resumed is not None or n == len(segments) - 1 or seg_start in marked or seg_end in marked
+        racing = any(seg_start <= i < seg_end for i in race_at)
+        detailed = (full or resumed is not None or n == len(segments) - 1 or seg_start in marked or seg_end in marked
+                    or racing)
         if not detailed:
             lines.append(_summary_line(trace.steps[seg_start:seg_end], seg_start, width,
                                        _absorb(events_at.get(seg_end, ()), first.thread, consumed, event_text)))
             continue
         count = seg_end - seg_start
         shown = range(seg_start, seg_end)
-        if not full and count > _KEEP_HEAD + _KEEP_TAIL + 2:  # fold only what saves lines
+        if not full and not racing and count > _KEEP_HEAD + _KEEP_TAIL + 2:  # fold only what saves lines
             head = list(range(seg_start, seg_start + _KEEP_HEAD))
             tail = list(range(seg_end - _KEEP_TAIL, seg_end))
             for i in head:
@@ -227,6 +233,8 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
             shown = tail
         for i in shown:
             lines.append(_step_line(i, trace.steps[i], width, ops_at.get(i)))
+            if i in race_at:
+                lines.append(f"{'':>8}!! {race_at[i]}")
     emit_events(len(trace.steps))
     if failure is not None:
         lines.append(f"{'':>8}XX {failure.message}")
@@ -234,6 +242,15 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
             lines.append(f"{'':>8}lines executed most at the end of the run:")
             lines += ["   " + row for row in loop_lines([(s.name, s.filename, s.lineno) for s in trace.steps])]
     return "\n".join(lines)
+
+
+def _touched_after(trace: TraceRecorder, at: int, thread: int, key: Any, fld: Any) -> int | None:
+    """The first step after ``at`` in which ``thread`` touches ``fld`` of object ``key``."""
+    for i in range(at + 1, len(trace.steps)):
+        step = trace.steps[i]
+        if step.thread == thread and step.touched and any(k == key and f == fld for k, f, _ in step.touched):
+            return i
+    return None
 
 
 def _absorb(events: Any, thread: int, consumed: set[int], text: Any) -> str:
