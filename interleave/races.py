@@ -102,7 +102,6 @@ def find(accesses: list[tuple[int, Any, Any, bool, int]], syncs: list[tuple[int,
     # Per object, per field: the last epoch of each (thread, site, write) that touched it.
     last: dict[Any, dict[Any, dict[tuple[int, int, bool], tuple[int, int]]]] = {}
     found: dict[tuple, Race] = {}
-    racy_sites: dict[int, bool] = {}
     pending = 0
 
     def clock(thread: int) -> dict[int, int]:
@@ -128,7 +127,7 @@ def find(accesses: list[tuple[int, Any, Any, bool, int]], syncs: list[tuple[int,
 
     for index, (thread, key, field, write, site) in enumerate(accesses):
         synchronize(index)
-        if (key, field) in ignored or (key, None) in ignored or _racy_site(site, racy_sites):
+        if (key, field) in ignored or (key, None) in ignored or _racy_site(site):
             continue
         vc = clock(thread)
         atomic = access.SITES[site].kind == "call"
@@ -157,20 +156,25 @@ def _join(into: dict[int, int], other: dict[int, int] | None) -> None:
                 into[thread] = time
 
 
-def _racy_site(site: int, cache: dict[int, bool]) -> bool:
+#: Per site (sites are registered anew when a file is instrumented again): racy by design?
+_racy_sites: dict[int, bool] = {}
+
+
+def _racy_site(site: int) -> bool:
     """A site on a line marked racy by design, or in the stdlib's synchronized code."""
-    answer = cache.get(site)
+    answer = _racy_sites.get(site)
     if answer is None:
         where = access.SITES[site]
-        answer = cache[site] = (is_threading_internal(where.filename)
-                                or RACY_MARK in linecache.getline(where.filename, where.lineno))
+        linecache.checkcache(where.filename)  # the file may have been edited since it was cached
+        answer = _racy_sites[site] = (is_threading_internal(where.filename)
+                                      or RACY_MARK in linecache.getline(where.filename, where.lineno))
     return answer
 
 
 def racy(obj: Any, field: str | None = None) -> None:
     """Mark ``obj``'s ``field`` (every field, with None) racy by design for this run: call it
     where the object is made. Outside a run it does nothing."""
-    sched = access.RUN.sched
+    sched = access._sched()
     if sched is None or not sched.noting:
         return
     sched.extra.setdefault("racy", set()).add((sched.object_key(obj), field))
@@ -180,7 +184,9 @@ def failure(race: Race, names: list[str], objects: list[Any], stacks: dict[int, 
     """The race as a failure: the field in the program's terms, both threads, both places."""
     first, second = race.first, race.second
     obj = objects[race.key] if isinstance(race.key, int) and race.key < len(objects) else race.key
-    what = access.describe(second.site, obj, race.field)
+    # Named from the write's site where it has one (a container's read-only test has no name of its own).
+    named = [access.describe(side.site, obj, race.field) for side in sorted((first, second), key=lambda s: not s.write)]
+    what = next((name for name in named if access.HELPER not in name), named[0])
     a, b = names[first.thread], names[second.thread]
     message = (f"data race on {what}: {b} {_verb(second)} it at {_where(second)} and {a} "
                f"{_verb(first)} it at {_where(first)}, with no synchronization between them")
