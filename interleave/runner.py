@@ -23,6 +23,7 @@ from .patching import Patcher
 from .program import Program
 from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
 from .strategies.replay import Replay
+from .trace import TraceRecorder
 
 DEFAULT_MAX_STEPS = 100_000
 
@@ -150,6 +151,8 @@ class Runner:
         result.extra["races"] = [race.place() for race in found]
         if found and self.config.races and result.failure is None:
             result.failure = races.first_failure(sched, found, getattr(recorder, "stacks", {}))
+            if isinstance(recorder, TraceRecorder):
+                recorder.mark_race(result.failure)
 
     def _main(self) -> Any:
         function = self.program.entry(instrumented=self.accesses)

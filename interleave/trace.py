@@ -51,6 +51,8 @@ class TraceRecorder:
     #: the user's frames it was made from, innermost last (what a race report shows).
     access_steps: dict[int, int] = field(default_factory=dict)
     stacks: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+    #: Step index -> a note the trace and the timeline put there (a data race's two accesses).
+    marks: dict[int, str] = field(default_factory=dict)
 
     def step(self, sched: Any, thread: Any, frame: Any) -> None:
         if sched.tearing_down:
@@ -82,6 +84,10 @@ class TraceRecorder:
             # draws hand-offs of the program's own locks, not of the locks inside Condition or Thread.
             data = {**(data or {}), "api": library_call(sys._getframe(1))}
         self.events.append(Event(len(self.steps), kind, detail, cur.index, cur.name, sched.clock.now, data))
+
+    def mark_race(self, failure: Any) -> None:
+        """Note the two accesses of the run's race (a :class:`~interleave.races.RaceFailure`) on their steps."""
+        self.marks = failure.marks(self.access_steps, lambda at, thread, key, fld: _touched_after(self, at, thread, key, fld))
 
     def path(self) -> list[tuple[int, int]]:
         return [(s.thread, s.lineno) for s in self.steps]
@@ -159,9 +165,7 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
             events_at.setdefault(ev.at_step, []).append(ev)
     marked = {ev.at_step for ev in run_events if ev.kind in _MARKS}
     # A data race's two accesses: their steps are shown, each with a note saying what raced.
-    race_at: dict[int, str] = {}
-    if hasattr(failure, "marks"):
-        race_at = failure.marks(trace.access_steps, lambda at, thread, key, fld: _touched_after(trace, at, thread, key, fld))
+    race_at = trace.marks
 
     # Lock operations of locks the program made itself are shown on the step they happen in.
     ops_at: dict[int, list[str]] = {}

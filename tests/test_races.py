@@ -418,3 +418,33 @@ def test_a_racy_by_design_line_is_silent_and_only_that_line(tmp_path):
     both = marked.replace("stats.hits = seen + 1", "stats.hits = seen + 1  # interleave: racy")
     (tmp_path / "race.py").write_text(both)
     assert explore(f"{tmp_path / 'race.py'}::main", races=True, runs=50, seed=0).failure is None
+
+
+def test_the_html_timeline_highlights_both_accesses(tmp_path):
+    (tmp_path / "race.py").write_text(RACE)
+    result = run_cli("explore", "race.py", "--races", "--runs", "20", "--workers", "1", "--html", "t.html",
+                     cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    page = (tmp_path / "t.html").read_text()
+    assert page.count("races here") == 2
+    assert page.count("!! race: ") == 2
+
+
+def test_the_pytest_marker_makes_a_race_a_test_failure(tmp_path):
+    (tmp_path / "race.py").write_text(RACE)
+    (tmp_path / "test_it.py").write_text(textwrap.dedent('''
+        import pytest
+        from race import main
+
+        @pytest.mark.interleave(races=True, runs=20)
+        def test_racy():
+            main()
+
+        @pytest.mark.interleave(runs=20)
+        def test_races_off():
+            main()
+    '''))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_it.py"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
+    assert "FAILURE (race) data race on Stats.hits" in result.stdout
