@@ -124,6 +124,8 @@ def find(accesses: list[tuple[int, Any, Any, bool, int]], syncs: list[tuple[int,
             elif kind == "spawn":
                 _join(clock(obj), vc)
                 vc[thread] += 1
+            elif kind == "outlive":  # the thread killed another one, which never runs again
+                _join(vc, clocks.get(obj))
 
     for index, (thread, key, field, write, site) in enumerate(accesses):
         synchronize(index)

@@ -721,6 +721,9 @@ class Scheduler:
         for vt in threads:
             if vt.state == FINISHED:
                 continue
+            if self.noting and self.current is not None and vt is not self.current:
+                # What a crashed thread did happens before what its killer does next.
+                self.sync_log.append((len(self.access_log), self.current.index, "outlive", vt.index))
             vt.state = FINISHED
             vt.timer_generation += 1
             i = bisect.bisect_left(self.runnable, vt.index)
