@@ -444,7 +444,10 @@ def test_the_pytest_marker_makes_a_race_a_test_failure(tmp_path):
         def test_races_off():
             main()
     '''))
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_it.py"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_it.py",
+                             "--interleave-stats"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
     assert "FAILURE (race) data race on Stats.hits" in result.stdout
+    # The passing test's statistics count the races its checked runs saw, and say how to see them.
+    assert "test_it.py::test_races_off: 20 runs" in result.stdout
+    assert "data races seen in the 2 runs checked for them (races=True reports them)" in result.stdout
