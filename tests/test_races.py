@@ -93,6 +93,34 @@ def queue_handoff():
         t.join()
 
 
+def simple_queue_handoff():
+    q = queue.SimpleQueue()
+
+    def producer():
+        box = Box()
+        box.n = 1
+        q.put(box)
+
+    t = threading.Thread(target=producer)
+    t.start()
+    box = q.get()
+    box.n += 1
+    t.join()
+
+
+def bump(box):
+    box.n += 1
+
+
+def nested():
+    box = Box()
+
+    def worker():
+        bump(box)
+
+    two(worker)
+
+
 def event_handoff():
     box, ready = Box(), threading.Event()
 
@@ -242,7 +270,7 @@ def racy_by_call():
     two(worker)
 '''
 
-ORDERED = ["locked", "rlocked", "queue_handoff", "event_handoff", "condition_handoff", "join_then_read",
+ORDERED = ["locked", "rlocked", "queue_handoff", "simple_queue_handoff", "event_handoff", "condition_handoff", "join_then_read",
            "start_after_write", "future_result", "barrier_handoff", "semaphore_handoff", "atomic_appends",
            "racy_by_comment", "racy_by_call"]
 UNORDERED = ["unlocked", "event_not_waited", "read_before_join"]
@@ -299,6 +327,14 @@ def test_a_race_failure_names_the_field_both_threads_and_both_lines_and_marks_th
     assert failure.details.count("box.n += 1") == 2  # both places, with their source
     marks = [line for line in failure.trace.splitlines() if line.strip().startswith("!! race:")]
     assert len(marks) == 2 and all("Box.n" in mark for mark in marks)
+
+
+def test_a_race_report_shows_both_stacks(programs):
+    failure = explore(f"{programs}::nested", races=True, runs=20, seed=0).failure
+    assert failure is not None and failure.kind == "race"
+    lines = PROGRAMS.splitlines()
+    called = lines.index("        bump(box)") + 1
+    assert failure.details.count(f"called from {programs}:{called}: bump(box)") == 2, failure.details
 
 
 def test_a_write_between_the_other_threads_read_and_write_is_told_so(programs):
