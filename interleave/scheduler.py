@@ -470,6 +470,8 @@ class Scheduler:
 
     def note(self, site: int, obj: Any, field: Any, write: bool, value: Any) -> None:
         """What the access just made touched (when this run keeps records)."""
+        if self.tearing_down:
+            return  # a stopped thread's finally block: not a step of the run
         self.access_log.append((self.current.index, self.object_key(obj), field, write, site))
         if self.recorder is not None and not self.tearing_down:
             self.recorder.access(self, site, obj, field, write, value)

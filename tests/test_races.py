@@ -108,6 +108,19 @@ def simple_queue_handoff():
     t.join()
 
 
+def teardown_finally():
+    box, never = Box(), threading.Event()
+
+    def daemon():
+        try:
+            never.wait()
+        finally:
+            box.n = 2  # runs only when the run is over and the daemon is stopped: not the run's
+
+    threading.Thread(target=daemon, daemon=True).start()
+    box.n = 1
+
+
 def bump(box):
     box.n += 1
 
@@ -272,7 +285,7 @@ def racy_by_call():
 
 ORDERED = ["locked", "rlocked", "queue_handoff", "simple_queue_handoff", "event_handoff", "condition_handoff", "join_then_read",
            "start_after_write", "future_result", "barrier_handoff", "semaphore_handoff", "atomic_appends",
-           "racy_by_comment", "racy_by_call"]
+           "racy_by_comment", "racy_by_call", "teardown_finally"]
 UNORDERED = ["unlocked", "event_not_waited", "read_before_join"]
 
 
