@@ -17,8 +17,7 @@ from typing import Any, Callable
 import click
 
 from . import settings
-from .explore import (RACE_CHECK_EVERY, FailureReport, NondeterministicProgram, Progress, Report, explore, replay,
-                      setup_steps)
+from .explore import FailureReport, NondeterministicProgram, Progress, Report, explore, replay, setup_steps
 from .census import Census
 from .fresh import fresh_replay_problem
 from .html import write_html
@@ -252,8 +251,12 @@ def _print_races(report: Report) -> None:
     seen = report.races
     if not seen:
         return
-    checked = f"in the {seen['runs_checked']:,} run{'s' if seen['runs_checked'] != 1 else ''} checked for them " \
-              f"(every {RACE_CHECK_EVERY}th)"
+    runs = f"{seen['runs_checked']:,} run{'s' if seen['runs_checked'] != 1 else ''}"
+    if seen["every"] == 1:
+        if not seen["seen"]:
+            click.echo(f"  no data race in any of the {runs}")
+        return  # with races on, a race seen is the failure
+    checked = f"in the {runs} checked for them (every {seen['every']}th)"
     if not seen["seen"]:
         click.echo(f"  no data race {checked}")
         return

@@ -93,8 +93,8 @@ class Report:
     uninstrumented: dict[str, int] = field(default_factory=dict)
     #: False when no code of the user's ran with switch points (nothing could be explored).
     user_code_ran: bool = True
-    #: Data races seen with races off (one per pair of locations) and the runs checked for
-    #: them: ``{"seen": n, "runs_checked": k, "places": [...]}``; empty when races are on.
+    #: Data races seen (one per pair of locations) in the runs checked for them (every run
+    #: with races on, else every ``every``-th): ``{"seen", "runs_checked", "every", "places"}``.
     races: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -258,9 +258,13 @@ class RaceCount:
     def __init__(self) -> None:
         self.places: dict[tuple, None] = {}
         self.runs = 0
+        self.every = RACE_CHECK_EVERY
 
     def due(self, run: int, runner: Runner) -> bool:
-        return not runner.config.races and runner.accesses and run % RACE_CHECK_EVERY == 0
+        """Whether this run is checked: every run with races on (it is anyway), else every N-th."""
+        if runner.config.races:
+            self.every = 1
+        return runner.accesses and (runner.config.races or run % RACE_CHECK_EVERY == 0)
 
     def add(self, result: RunResult) -> None:
         if "races" in result.extra:
@@ -271,7 +275,7 @@ class RaceCount:
         """``{"seen", "runs_checked", "places"}``; empty when no run was checked."""
         if not self.runs:
             return {}
-        return {"seen": len(self.places), "runs_checked": self.runs,
+        return {"seen": len(self.places), "runs_checked": self.runs, "every": self.every,
                 "places": [race_place_text(p) for p in self.places]}
 
 
@@ -285,7 +289,8 @@ def merge_races(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     if not a:
         return b
     places = list(dict.fromkeys(a["places"] + b["places"]))
-    return {"seen": len(places), "runs_checked": a["runs_checked"] + b["runs_checked"], "places": places}
+    return {"seen": len(places), "runs_checked": a["runs_checked"] + b["runs_checked"], "every": a["every"],
+            "places": places}
 
 
 def _config(program: Program, max_steps: int | None, max_pauses: int | None, max_faults: int | None,

@@ -450,6 +450,14 @@ def test_the_cli_reports_a_race_with_races_and_its_token_replays_it(tmp_path):
     assert parallel.returncode == 1 and "FAILURE (race)" in parallel.stdout
 
 
+def test_a_no_failure_summary_with_races_on_says_every_run_was_checked():
+    result = run_cli("explore", "examples/lost_update.py::fixed", "--races", "--runs", "30", "--workers", "1",
+                     cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no failure in 30 runs" in result.stdout
+    assert "  no data race in any of the 30 runs" in result.stdout
+
+
 def test_races_need_accesses_as_the_steps(tmp_path):
     (tmp_path / "race.py").write_text(RACE)
     result = run_cli("explore", "race.py", "--races", "--granularity", "line", "--runs", "5", cwd=tmp_path)
