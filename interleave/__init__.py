@@ -27,10 +27,12 @@ if _sys.argv[:1] == ["-m"] and _sys.path[:1] in ([""], [_os.getcwd()]) \
 from .explore import FailureReport, NondeterministicProgram, Report, ReplayOutcome, explore, replay
 from .program import BadInput
 from .control import annotate, choose, controlled, crash, freeze, set_group, unfreeze
+from .races import racy
 
 __version__ = "0.1.0"
 
 __all__ = [
     "explore", "replay", "Report", "FailureReport", "ReplayOutcome", "BadInput", "NondeterministicProgram",
-    "annotate", "choose", "controlled", "crash", "freeze", "set_group", "unfreeze", "__version__",
+    "annotate", "choose", "controlled", "crash", "freeze", "racy", "set_group", "unfreeze",
+    "__version__",
 ]

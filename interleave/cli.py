@@ -28,7 +28,6 @@ from .linecoverage import write_report
 from .output import Unwritable, checked_path, write_atomically
 from .program import BadInput
 from .trace import render
-from .tracing import ACCESS, GRANULARITIES
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 #: An exploration stopped by Ctrl-C, SIGTERM or SIGHUP before it found a failure.
@@ -293,6 +292,7 @@ def _print_report(report: Report) -> None:
             click.echo(f"interleave: no failure in {head}")
         else:
             return
+        _print_races(report)
         _print_confidence(report)
         return
     if len(report.failures) > 1:
@@ -326,6 +326,28 @@ def _print_failure(report: Report, failure: FailureReport) -> None:
         return
     click.echo("Replay it:")
     click.echo(f"  interleave replay {shlex.quote(report.target)} {failure.replay}")
+
+
+def _print_races(report: Report) -> None:
+    """What the runs checked for data races saw (races off: they are not failures)."""
+    seen = report.races
+    if not seen:
+        return
+    runs = f"{seen['runs_checked']:,} run{'s' if seen['runs_checked'] != 1 else ''}"
+    if seen["every"] == 1:
+        if not seen["seen"]:
+            click.echo(f"  no data race in any of the {runs}")
+        return  # with races on, a race seen is the failure
+    checked = f"in the {runs} checked for them (every {seen['every']}th)"
+    if not seen["seen"]:
+        click.echo(f"  no data race {checked}")
+        return
+    click.echo(f"  {seen['seen']} data race{'s' if seen['seen'] != 1 else ''} (pairs of locations) {checked}; "
+               "--races reports them as failures, with traces and replay tokens:")
+    for place in seen["places"][:5]:
+        click.echo(f"    {place}")
+    if len(seen["places"]) > 5:
+        click.echo(f"    ... {len(seen['places']) - 5} more")
 
 
 _SWITCH_POINTS = {

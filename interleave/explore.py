@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from . import strategies
+from .census import Census
 from .failures import Failure, _short
 from .files import is_user_file
 from .linecoverage import LineCollector
@@ -114,6 +115,9 @@ class Report:
         if self.runs == 0:
             return "no run completed within the budget"
         return None
+    #: Data races seen (one per pair of locations) in the runs checked for them (every run
+    #: with races on, else every ``every``-th): ``{"seen", "runs_checked", "every", "places"}``.
+    races: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(replace(self, failure=None, failures=[]))
@@ -153,6 +157,7 @@ def explore(
     keep_going: bool = False,
     coverage: bool = False,
     on_found: Callable[[list[FailureReport]], None] | None = None,
+    races: bool = False,
 ) -> Report:
     """Explore schedules of ``target`` (``"path.py::func"`` or a callable) for a failure.
 
@@ -173,12 +178,16 @@ def explore(
     found (replayed, with their tokens), before shrinking starts.
 
     A failure found is reported even when shrinking it is interrupted: as found, with
-    ``not_shrunk`` set and ``interrupted`` true.
+    ``not_shrunk`` set and ``interrupted`` true. ``races``: a data race
+    (see :mod:`interleave.races`) is a failure; without it, some runs are checked for races
+    all the same and ``Report.races`` counts what they saw.
     """
     _check_numbers(runs=(runs, 1), max_steps=(max_steps, 1), max_pauses=(max_pauses, 0),
                    max_faults=(max_faults, 0), depth=(depth, 1), max_preemptions=(max_preemptions, 0))
     _check_seconds(time_limit=time_limit, shrink_time=shrink_time)
     program = target if isinstance(target, Program) else load(target)
+    if races and granularity != "access":
+        raise BadInput("races are found from the shared accesses: use them with --granularity access")
     if coverage and (workers != 1 or keep_going):
         raise BadInput("coverage is collected in one process: use it with --workers 1")
     if workers != 1 or keep_going:
@@ -192,8 +201,8 @@ def explore(
                                 seed=seed, strategy=strategy, depth=depth, max_preemptions=max_preemptions,
                                 max_steps=max_steps, max_pauses=max_pauses, max_faults=max_faults,
                                 granularity=granularity, include=tuple(include), shrink_time=shrink_time,
-                                on_progress=on_progress, on_found=on_found)
-    config = _config(program, max_steps, max_pauses, max_faults, granularity, tuple(include))
+                                on_progress=on_progress, on_found=on_found, races=races)
+    config = _config(program, max_steps, max_pauses, max_faults, granularity, tuple(include), races)
     if runs is None and time_limit is None:
         runs, time_limit = DEFAULT_RUNS, DEFAULT_TIME_LIMIT
     try:
@@ -218,6 +227,7 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
     last_progress = started
     seen: set[int] = set()
     found: FoundFailure | None = None
+    race_count = RaceCount()
     try:
         while runs is None or report.runs < runs:
             elapsed = time.monotonic() - started
@@ -225,12 +235,15 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
                 break
             if not chooser.begin_run(partition[0] + report.runs * partition[1]):
                 break
+            counting = race_count.due(report.runs, runner)
             try:
-                result = runner.run(chooser, observer=collector)
+                result = runner.run(chooser, observer=collector, check_races=counting)
             except Nondeterminism as exc:
                 report.nondeterministic = f"the program did not repeat itself under the same choices ({exc})"
                 break
             chooser.end_run(result)
+            if counting:
+                race_count.add(result)
             report.runs += 1
             report.steps += result.steps
             seen.add(hash(tuple((d.thread, d.steps, d.sub, d.choice) for d in result.deviations)))
@@ -251,6 +264,7 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
     report.elapsed_s = time.monotonic() - started
     report.distinct_schedules = len(seen)
     apply_census(report, runner.census)
+    report.races = race_count.summary()
     if collector is not None:
         report.coverage = collector.as_json()
     _summarize_search(report, chooser)
@@ -279,8 +293,54 @@ def _check_seconds(**values: Any) -> None:
 _SETTINGS = {"max_steps": (DEFAULT_MAX_STEPS, 1), "max_pauses": (2, 0), "max_faults": (2, 0), "max_draws": (2, 0)}
 
 
+#: With races off, run 0 and every this-many-th run after it are checked for races: a
+#: run that notes its accesses costs more than one that does not.
+RACE_CHECK_EVERY = 16
+
+
+class RaceCount:
+    """The races seen in the runs checked for them while races are not failures."""
+
+    def __init__(self) -> None:
+        self.places: dict[tuple, None] = {}
+        self.runs = 0
+        self.every = RACE_CHECK_EVERY
+
+    def due(self, run: int, runner: Runner) -> bool:
+        """Whether this run is checked: every run with races on (it is anyway), else every N-th."""
+        if runner.config.races:
+            self.every = 1
+        return runner.accesses and (runner.config.races or run % RACE_CHECK_EVERY == 0)
+
+    def add(self, result: RunResult) -> None:
+        if "races" in result.extra:
+            self.runs += 1
+            self.places.update(dict.fromkeys(result.extra["races"]))
+
+    def summary(self) -> dict[str, Any]:
+        """``{"seen", "runs_checked", "places"}``; empty when no run was checked."""
+        if not self.runs:
+            return {}
+        return {"seen": len(self.places), "runs_checked": self.runs, "every": self.every,
+                "places": [race_place_text(p) for p in self.places]}
+
+
+def race_place_text(place: tuple) -> str:
+    """``a.py:5 (write) / a.py:7 (read)``: a race's pair of locations, for reports."""
+    return " / ".join(f"{target_path(f)}:{line} ({'write' if w else 'read'})" for f, line, w in place[1:])
+
+
+def merge_races(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two processes' race counts as one (the places, deduplicated)."""
+    if not a:
+        return b
+    places = list(dict.fromkeys(a["places"] + b["places"]))
+    return {"seen": len(places), "runs_checked": a["runs_checked"] + b["runs_checked"], "every": a["every"],
+            "places": places}
+
+
 def _config(program: Program, max_steps: int | None, max_pauses: int | None, max_faults: int | None,
-            granularity: str, include: tuple[str, ...] = ()) -> RunConfig:
+            granularity: str, include: tuple[str, ...] = (), races: bool = False) -> RunConfig:
     """Command-line values win; then the target's ``__interleave__`` settings; then defaults."""
     settings = program.config or {}
     for name, value in settings.items():
@@ -298,7 +358,7 @@ def _config(program: Program, max_steps: int | None, max_pauses: int | None, max
     return RunConfig(max_steps=pick(max_steps, "max_steps"), max_pauses=pick(max_pauses, "max_pauses"),
                      max_faults=pick(max_faults, "max_faults"), granularity=granularity,
                      max_draws=pick(None, "max_draws"),  # draws of random a run may change (interleave.draws)
-                     include=tuple(include))
+                     include=tuple(include), races=races)
 
 
 def apply_census(report: Report, census: Census | None) -> None:

@@ -136,6 +136,8 @@ class _Builder:
         last: dict[int, int] = {}
         for i, s in enumerate(steps):
             last[s.thread] = i
+        if f.kind == "race":
+            return {i: "races here" for i in self.rec.marks if i < self.end}
         if f.kind == "deadlock":
             waits = self.deadlock_waits()
             return {last[w["thread"]]: "blocked here" for w in waits if w["thread"] in last}

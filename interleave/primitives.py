@@ -107,6 +107,8 @@ class Lock:
                     return False
         self._locked = True
         self.holder = cur
+        if sched.noting:
+            sched.note_sync("acquire", self)
         if sched.recorder is not None:
             sched.recorder.event(sched, "acquire", self.label)
         return True
@@ -123,6 +125,8 @@ class Lock:
         _before_lock_operation(sched, sys._getframe(1))
         self._locked = False
         self.holder = None
+        if sched.noting:
+            sched.note_sync("release", self)
         if sched.recorder is not None:
             sched.recorder.event(sched, "release", self.label)
         for waiter in self._waiters:
@@ -344,6 +348,9 @@ class ThreadHandle:
 
     def join(self, timeout: float | None = None) -> None:
         if self.is_done():
+            sched = active()
+            if sched is not None and sched.noting:
+                sched.note_sync("acquire", self._done)  # joined: ordered after the thread's end
             return
         if timeout is None or timeout < 0:
             timeout = -1

@@ -576,11 +576,21 @@ def stats_line(nodeid: str, reports: list[Report]) -> str:
     line = (f"{nodeid}: {inputs}{_n(runs, 'run')}, {_n(schedules, 'distinct schedule')}, {elapsed:.2f}s "
             f"[{first.strategy}, seed {first.seed}]")
     if all(r.complete for r in reports):
-        return line + "; every schedule was run"
+        return line + "; every schedule was run" + _races_seen(reports)
     bounds = [r.bound for r in reports]
     if all(b is not None and b >= 0 for b in bounds):
-        return line + f"; every schedule with at most {_n(min(bounds), 'preemption')} was run"
-    return line + "; schedules sampled, no bound exhausted"
+        return line + f"; every schedule with at most {_n(min(bounds), 'preemption')} was run" + _races_seen(reports)
+    return line + "; schedules sampled, no bound exhausted" + _races_seen(reports)
+
+
+def _races_seen(reports: list[Report]) -> str:
+    """The data races the runs checked for them saw (races off), said with how to see them."""
+    places = {p for r in reports for p in r.races.get("places", ())}
+    checked = sum(r.races.get("runs_checked", 0) for r in reports)
+    if not places:
+        return ""
+    return (f"; {_n(len(places), 'data race')} seen in the {_n(checked, 'run')} checked for them "
+            "(races=True reports them)")
 
 
 def _n(count: int, word: str) -> str:

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from . import tracing
+from . import races, tracing
 from .census import Census
 from .census import tracer as census_tracer
 from .instrument import Instrumentation, Scope
@@ -23,6 +23,7 @@ from .guard import ProcessGuard
 from .patching import Patcher
 from .program import Program
 from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
+from .trace import TraceRecorder
 
 DEFAULT_MAX_STEPS = 100_000
 
@@ -39,11 +40,15 @@ class RunConfig:
     max_draws: int = 2
     #: Installed modules, packages or paths whose code gets switch points like the user's.
     include: tuple[str, ...] = ()
+    #: A data race (see interleave.races) is a failure of the run.
+    races: bool = False
 
     def code(self) -> str:
         """Compact form for replay tokens (names included as base32: they hold dots)."""
         g = _GRANULARITY_CODES[self.granularity]
         text = f"{g}{self.max_steps}p{self.max_pauses}f{self.max_faults}r{self.max_draws}"
+        if self.races:
+            text += "d"
         if self.include:
             text += "i" + base64.b32encode("\0".join(self.include).encode()).decode().rstrip("=").lower()
         return text
@@ -55,11 +60,13 @@ class RunConfig:
         steps, rest = code[1:].split("p")
         pauses, rest = rest.split("f")
         faults, draws = rest.split("r")
+        races = draws.endswith("d")
+        draws = draws.removesuffix("d")
         include: tuple[str, ...] = ()
         if included:
             padded = included.upper() + "=" * (-len(included) % 8)
             include = tuple(base64.b32decode(padded).decode().split("\0"))
-        return cls(int(steps), int(pauses), int(faults), granularity, int(draws), include)
+        return cls(int(steps), int(pauses), int(faults), granularity, int(draws), include, races)
 
 
 _GRANULARITY_CODES = {tracing.ACCESS: "a", tracing.LINE: "l", tracing.OPCODE: "o"}
@@ -94,9 +101,14 @@ class Runner:
 
 
     def run(self, chooser: Chooser, recorder: Recorder | None = None, *, track_accesses: bool = False,
-            observer: Recorder | None = None, tracer: Any = None) -> RunResult:
+            observer: Recorder | None = None, tracer: Any = None, check_races: bool = False) -> RunResult:
         """One run. ``observer`` sees every executed line without making it a switch point
-        (line coverage when accesses are the steps); ``tracer`` installs a tracer of its own."""
+        (line coverage when accesses are the steps); ``tracer`` installs a tracer of its own.
+
+        With races on (the config's), a data race is the run's failure when nothing else
+        failed; ``check_races`` only counts them (``result.extra["races"]``, their places)."""
+        check_races = check_races or self.config.races
+        track_accesses = track_accesses or check_races
         install = self._install
         if observer is not None and self.accesses:
             install = tracing.line_observer(observer)
@@ -135,6 +147,8 @@ class Runner:
         if result.uncontrolled is None and _os_threads() > threads_before:
             result.uncontrolled = ("a real OS thread that threading does not know of (started by a C extension?), "
                                    "which interleave cannot schedule")
+        if check_races and self.accesses and result.uncontrolled is None:
+            self._check_races(sched, result, recorder)
         return result
 
     def run_or_raise(self, chooser: Chooser, recorder: Recorder | None = None) -> RunResult:
@@ -143,6 +157,14 @@ class Runner:
         if result.extra.get("interrupted"):
             raise KeyboardInterrupt
         return result
+
+    def _check_races(self, sched: Scheduler, result: RunResult, recorder: Recorder | None) -> None:
+        found = races.check(sched)
+        result.extra["races"] = [race.place() for race in found]
+        if found and self.config.races and result.failure is None:
+            result.failure = races.first_failure(sched, found, getattr(recorder, "stacks", {}))
+            if isinstance(recorder, TraceRecorder):
+                recorder.mark_race(result.failure)
 
     def _main(self) -> Any:
         function = self.program.entry(instrumented=self.accesses)

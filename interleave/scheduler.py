@@ -120,6 +120,9 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
     #: ``(thread, object key, field, write, site)`` per shared access, when the run noted them.
     accesses: list[tuple[int, Any, Any, bool, int]] = field(default_factory=list)
+    #: ``(accesses noted before it, thread, kind, object)`` per synchronization, when noting
+    #: (see :meth:`Scheduler.note_sync`): what :mod:`interleave.races` orders accesses by.
+    syncs: list[tuple[int, int, str, int]] = field(default_factory=list)
 
 
 class VThread:
@@ -244,6 +247,9 @@ class Scheduler:
         self._next_sample = self._sample_every
         self._snapshot: Snapshot | None = None
         self._loop_lines: dict[tuple[int, str, int], int] | None = None
+        #: Synchronizations in the same order (see :meth:`note_sync`).
+        self.sync_log: list[tuple[int, int, str, int]] = []
+        self._sync_keepalive: list[Any] = []
 
     # ------------------------------------------------------------------ threads
 
@@ -273,6 +279,8 @@ class Scheduler:
         self.threads.append(vt)
         bisect.insort(self.runnable, index)
         self._progress()
+        if self.noting and self.current is not None:
+            self.sync_log.append((len(self.access_log), self.current.index, "spawn", index))
         if self.recorder is not None and self.current is not None:
             self.recorder.event(self, "start", vt.name, {"child": vt.index, "group": vt.group})
         return vt
@@ -360,6 +368,7 @@ class Scheduler:
             uncontrolled=self.uncontrolled,
             extra=self.extra,
             accesses=self.access_log,
+            syncs=self.sync_log,
         )
 
     def _done(self) -> bool:
@@ -507,17 +516,29 @@ class Scheduler:
 
     def note(self, site: int, obj: Any, field: Any, write: bool, value: Any) -> None:
         """What the access just made touched (when this run keeps records)."""
+        if self.tearing_down:
+            return  # a stopped thread's finally block: not a step of the run
+        self.access_log.append((self.current.index, self.object_key(obj), field, write, site))
+        if self.recorder is not None and not self.tearing_down:
+            self.recorder.access(self, site, obj, field, write, value)
+
+    def object_key(self, obj: Any) -> Any:
+        """The run's name for an object: numbered in the order the run first touches them,
+        the same in every run that follows the same schedule prefix (ids of memory are not)."""
         key = access.stable_name(obj)
         if key is None:
             key = self._object_keys.get(id(obj))
             if key is None:
-                # Numbered in the order the run first touches them: the same in every run
-                # that follows the same schedule prefix (ids of memory are not).
                 key = self._object_keys[id(obj)] = len(self._object_keys)
                 self._keepalive.append(obj)
-        self.access_log.append((self.current.index, key, field, write, site))
-        if self.recorder is not None and not self.tearing_down:
-            self.recorder.access(self, site, obj, field, write, value)
+        return key
+
+    def note_sync(self, kind: str, obj: Any) -> None:
+        """A lock was acquired or released (``kind``), when this run keeps records: the
+        synchronization every stdlib primitive is built of, in order with the accesses."""
+        if not self.tearing_down:
+            self.sync_log.append((len(self.access_log), self.current.index, kind, id(obj)))
+            self._sync_keepalive.append(obj)  # its id names it for the whole run
 
     def polled(self) -> None:
         """The current thread polled and found nothing (a yield, a failed non-blocking
@@ -863,6 +884,9 @@ class Scheduler:
         for vt in threads:
             if vt.state == FINISHED:
                 continue
+            if self.noting and self.current is not None and vt is not self.current:
+                # What a crashed thread did happens before what its killer does next.
+                self.sync_log.append((len(self.access_log), self.current.index, "outlive", vt.index))
             vt.state = FINISHED
             vt.timer_generation += 1
             i = bisect.bisect_left(self.runnable, vt.index)

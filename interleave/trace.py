@@ -47,6 +47,12 @@ class TraceRecorder:
 
     steps: list[Step] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: Per noted access (its index in the run's access log): the step it was made in, and
+    #: the user's frames it was made from, innermost last (what a race report shows).
+    access_steps: dict[int, int] = field(default_factory=dict)
+    stacks: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+    #: Step index -> a note the trace and the timeline put there (a data race's two accesses).
+    marks: dict[int, str] = field(default_factory=dict)
 
     def step(self, sched: Any, thread: Any, frame: Any) -> None:
         if sched.tearing_down:
@@ -54,8 +60,11 @@ class TraceRecorder:
         self.steps.append(Step(thread.index, thread.name, frame.f_code.co_filename, frame.f_lineno, sched.clock.now))
 
     def access(self, sched: Any, site: int, obj: Any, field: Any, write: bool, value: Any) -> None:
+        index = len(sched.access_log) - 1
+        self.stacks[index] = user_stack(sys._getframe(1))
         if not self.steps:
             return
+        self.access_steps[index] = len(self.steps) - 1
         step = self.steps[-1]
         what = describe(site, obj, field)
         if write:
@@ -75,6 +84,10 @@ class TraceRecorder:
             # draws hand-offs of the program's own locks, not of the locks inside Condition or Thread.
             data = {**(data or {}), "api": library_call(sys._getframe(1))}
         self.events.append(Event(len(self.steps), kind, detail, cur.index, cur.name, sched.clock.now, data))
+
+    def mark_race(self, failure: Any) -> None:
+        """Note the two accesses of the run's race (a :class:`~interleave.races.RaceFailure`) on their steps."""
+        self.marks = failure.marks(self.access_steps, lambda at, thread, key, fld: _touched_after(self, at, thread, key, fld))
 
     def path(self) -> list[tuple[int, int]]:
         return [(s.thread, s.lineno) for s in self.steps]
@@ -96,6 +109,20 @@ def _value(value: Any) -> str:
     else:
         text = f"<{type(value).__name__}>"
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: Frames of the user's code kept per access.
+STACK_DEPTH = 8
+
+
+def user_stack(frame: Any) -> list[tuple[str, int]]:
+    """``(file, line)`` of the user's frames from ``frame`` outwards, innermost last."""
+    found: list[tuple[str, int]] = []
+    while frame is not None and len(found) < STACK_DEPTH:
+        if is_user_file(frame.f_code.co_filename):
+            found.append((frame.f_code.co_filename, frame.f_lineno))
+        frame = frame.f_back
+    return found[::-1]
 
 
 def library_call(frame: Any) -> str | None:
@@ -137,6 +164,8 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
         if ev.kind in _SHOWN:
             events_at.setdefault(ev.at_step, []).append(ev)
     marked = {ev.at_step for ev in run_events if ev.kind in _MARKS}
+    # A data race's two accesses: their steps are shown, each with a note saying what raced.
+    race_at = trace.marks
 
     # Lock operations of locks the program made itself are shown on the step they happen in.
     ops_at: dict[int, list[str]] = {}
@@ -190,14 +219,16 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
             lines.append(f"{'':>8}<< {first.name} resumes at {_short(resumed.filename)}:{resumed.lineno}  "
                          f"{source_line(resumed.filename, resumed.lineno)}")
         last_step[first.thread] = trace.steps[seg_end - 1]
-        detailed = full or resumed is not None or n == len(segments) - 1 or seg_start in marked or seg_end in marked
+        racing = any(seg_start <= i < seg_end for i in race_at)
+        detailed = (full or resumed is not None or n == len(segments) - 1 or seg_start in marked or seg_end in marked
+                    or racing)
         if not detailed:
             lines.append(_summary_line(trace.steps[seg_start:seg_end], seg_start, width,
                                        _absorb(events_at.get(seg_end, ()), first.thread, consumed, event_text)))
             continue
         count = seg_end - seg_start
         shown = range(seg_start, seg_end)
-        if not full and count > _KEEP_HEAD + _KEEP_TAIL + 2:  # fold only what saves lines
+        if not full and not racing and count > _KEEP_HEAD + _KEEP_TAIL + 2:  # fold only what saves lines
             head = list(range(seg_start, seg_start + _KEEP_HEAD))
             tail = list(range(seg_end - _KEEP_TAIL, seg_end))
             for i in head:
@@ -206,6 +237,8 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
             shown = tail
         for i in shown:
             lines.append(_step_line(i, trace.steps[i], width, ops_at.get(i)))
+            if i in race_at:
+                lines.append(f"{'':>8}!! {race_at[i]}")
     emit_events(len(trace.steps))
     if failure is not None:
         lines.append(f"{'':>8}XX {failure.message}")
@@ -213,6 +246,15 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
             lines.append(f"{'':>8}lines executed most at the end of the run:")
             lines += ["   " + row for row in loop_lines([(s.name, s.filename, s.lineno) for s in trace.steps])]
     return "\n".join(lines)
+
+
+def _touched_after(trace: TraceRecorder, at: int, thread: int, key: Any, fld: Any) -> int | None:
+    """The first step after ``at`` in which ``thread`` touches ``fld`` of object ``key``."""
+    for i in range(at + 1, len(trace.steps)):
+        step = trace.steps[i]
+        if step.thread == thread and step.touched and any(k == key and f == fld for k, f, _ in step.touched):
+            return i
+    return None
 
 
 def _absorb(events: Any, thread: int, consumed: set[int], text: Any) -> str:

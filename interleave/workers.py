@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterator, Protocol
 from . import strategies
 from .census import Census
 from .explore import (INTERRUPTED, PENDING, FailureReport, FoundFailure, NondeterministicProgram, Progress, Report,
-                      _config, apply_census, confidence_from, describe_failures, unreplayed)
+                      RaceCount, _config, apply_census, confidence_from, merge_races, describe_failures, unreplayed)
 from .failures import Failure
 from .program import BadInput, Program, load
 from .runner import RunConfig, Runner
@@ -112,6 +112,7 @@ class SlotResult:
     dfs: dict[str, Any] | None = None
     pct: list[dict[str, Any]] = field(default_factory=list)
     census: Census | None = None  # slot 0's (see interleave.census)
+    races: dict[str, Any] = field(default_factory=dict)  # seen with races off (see explore.RaceCount)
 
 
 class Control(Protocol):
@@ -194,6 +195,7 @@ def search(job: Job, control: Control) -> SlotResult:
     # slot samples on until every share is (one process stops when the whole enumeration is).
     shared_enumeration = isinstance(chooser, Portfolio) and job.slots > 1
     seen_places: set[tuple] = set()
+    race_count = RaceCount()
     started = time.monotonic()
     run = shared = 0  # runs of this slot so far; shared (uncounted) enumeration runs so far
     total_steps = 0
@@ -226,14 +228,17 @@ def search(job: Job, control: Control) -> SlotResult:
                     out.schedules.append(0)
                     run += 1
                 continue
+            counting = not is_shared and race_count.due(run, runner)
             try:
-                result = runner.run(chooser)
+                result = runner.run(chooser, check_races=counting)
             except Nondeterminism as exc:
                 out.nondeterministic = f"the program did not repeat itself under the same choices ({exc})"
                 out.stopped_at = key
                 control.lower(key)
                 break
             chooser.end_run(result)
+            if counting:
+                race_count.add(result)
             if is_shared:
                 shared += 1
             else:
@@ -264,6 +269,7 @@ def search(job: Job, control: Control) -> SlotResult:
     if dfs is not None:
         out.dfs = {"done": dfs.done, "truncated": dfs.truncated, "completed_bound": dfs.completed_bound,
                    "complete": dfs.complete(), "max_bound": dfs.max_bound}
+    out.races = race_count.summary()
     summary = chooser.summary()
     out.pct = list(summary.get("pct") or ([summary] if isinstance(chooser, strategies.PCT) else []))
     if job.slot == 0:
@@ -630,9 +636,9 @@ def explore_parallel(program: Program, *, workers: int | str | Any, keep_going: 
                      max_steps: int | None, max_pauses: int | None, max_faults: int | None, granularity: str,
                      shrink_time: float, on_progress: Callable[[Progress], None] | None,
                      on_found: Callable[[list[FailureReport]], None] | None = None,
-                     include: tuple[str, ...] = ()) -> Report:
+                     include: tuple[str, ...] = (), races: bool = False) -> Report:
     """The campaign behind :func:`interleave.explore` when ``workers`` is not 1 or ``keep_going`` is set."""
-    config = _config(program, max_steps, max_pauses, max_faults, granularity, include)
+    config = _config(program, max_steps, max_pauses, max_faults, granularity, include, races)
     try:
         strategies.make(strategy, seed=seed, depth=depth, max_preemptions=max_preemptions)
     except ValueError as exc:
@@ -720,6 +726,9 @@ def merge(program: Program, campaign: Campaign, slots: int, strategy: str, seed:
         if keep_going or not found:
             report.uncontrolled, report.nondeterministic = first_end.uncontrolled, first_end.nondeterministic
     _merge_search(report, results, campaign.lost_slots)
+    for r in results:
+        if r.races:
+            report.races = merge_races(report.races, r.races)
     distinct: dict[tuple, Found] = {}
     for f in found:
         distinct.setdefault((f.failure.kind, f.failure.place), f)
