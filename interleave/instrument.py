@@ -285,6 +285,7 @@ class _Rewriter(ast.NodeTransformer):
         self.filename = filename
         self.scope: _Scope | None = None  # None: module or class level, left as it is
         self.temps = 0
+        self.texts: dict[int, str] = {}
 
     # -- helpers
 
@@ -321,10 +322,10 @@ class _Rewriter(ast.NodeTransformer):
         return self.scope.class_name if self.scope is not None else None
 
     def _text(self, node: ast.AST) -> str:
-        try:
-            text = ast.unparse(node)
-        except Exception:  # noqa: BLE001 - a description only
-            return "?"
+        """The node's source as the user wrote it (taken before any rewriting)."""
+        text = self.texts.get(id(node))
+        if text is None:
+            text = _unparse(node)
         return text if len(text) <= 40 else text[:37] + "..."
 
     # -- scopes
@@ -363,9 +364,10 @@ class _Rewriter(ast.NodeTransformer):
 
     def _comprehension(self, node: Any) -> Any:
         first = node.generators[0]
+        texts = [self._text(gen.iter) for gen in node.generators]
         first.iter = self.visit(first.iter)
         if self.scope is not None:
-            first.iter = self._iterate(first.iter)
+            first.iter = self._iterate(first.iter, texts[0])
         outer = self.scope
         if outer is not None:
             self.scope = self.analysis.scopes[id(node)]
@@ -373,7 +375,7 @@ class _Rewriter(ast.NodeTransformer):
             if i:
                 gen.iter = self.visit(gen.iter)
                 if self.scope is not None:
-                    gen.iter = self._iterate(gen.iter)
+                    gen.iter = self._iterate(gen.iter, texts[i])
             gen.ifs = [self.visit(c) for c in gen.ifs]
         for part in ("elt", "key", "value"):
             if hasattr(node, part):
@@ -422,48 +424,53 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
     def visit_While(self, node: ast.While) -> Any:
+        text = self._text(node.test)
         node = self._loop_body(node)
-        node.test = self._truth(node.test)
+        node.test = self._truth(node.test, text)
         return node
 
     def visit_If(self, node: ast.If) -> Any:
+        text = self._text(node.test)
         self.generic_visit(node)
-        node.test = self._truth(node.test)
+        node.test = self._truth(node.test, text)
         return node
 
     def visit_IfExp(self, node: ast.IfExp) -> Any:
+        text = self._text(node.test)
         self.generic_visit(node)
-        node.test = self._truth(node.test)
+        node.test = self._truth(node.test, text)
         return node
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        text = self._text(node.operand)
         self.generic_visit(node)
         if isinstance(node.op, ast.Not):
-            node.operand = self._truth(node.operand)
+            node.operand = self._truth(node.operand, text)
         return node
 
-    def _truth(self, test: ast.expr) -> ast.expr:
+    def _truth(self, test: ast.expr, text: str) -> ast.expr:
         """``if c:``, ``while not c:``: the truth of a container reads it (its length)."""
         if self.scope is None or not isinstance(test, (ast.Name, ast.Call, ast.Attribute, ast.Subscript)):
             return test
         if isinstance(test, ast.Call) and not (isinstance(test.func, ast.Attribute) and test.func.attr in (
                 "get_attr", "get_item", "read_global")):
             return test  # a call's result is the callee's, not shared memory read here
-        return self._call("truth", [test, self._site(test, "read", self._text(test))], test)
+        return self._call("truth", [test, self._site(test, "read", text)], test)
 
     def visit_For(self, node: ast.For) -> Any:
+        text = self._text(node.iter)
         node = self._loop_body(node)
         if self.scope is not None:
-            node.iter = self._iterate(node.iter)
+            node.iter = self._iterate(node.iter, text)
         return node
 
     def visit_AsyncFor(self, node: ast.AsyncFor) -> Any:
         return self._loop_body(node)
 
-    def _iterate(self, iterable: ast.expr) -> ast.expr:
+    def _iterate(self, iterable: ast.expr, text: str) -> ast.expr:
         if isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Name) and iterable.func.id == "range":
             return iterable  # nothing shared to read
-        return self._call("iterate", [iterable, self._site(iterable, "iterate", self._text(iterable))], iterable)
+        return self._call("iterate", [iterable, self._site(iterable, "iterate", text)], iterable)
 
     def visit_Assign(self, node: ast.Assign) -> Any:
         node.value = self.visit(node.value)
@@ -673,7 +680,10 @@ class _Rewriter(ast.NodeTransformer):
 def rewrite(tree: ast.Module, filename: str) -> ast.Module:
     """The module with its function bodies' shared accesses routed through the helper."""
     analysis = _analyse(tree)
-    new = ast.fix_missing_locations(_Rewriter(analysis, filename).visit(tree))
+    rewriter = _Rewriter(analysis, filename)
+    # Site descriptions come from the source as written: children are rewritten first.
+    rewriter.texts = {id(node): _unparse(node) for node in ast.walk(tree) if isinstance(node, _DESCRIBED)}
+    new = ast.fix_missing_locations(rewriter.visit(tree))
     for node in ast.walk(new):
         # Nodes made by another rewriter (pytest's) may lack end positions; filled in from
         # their parents, they can end before they start, which compile() refuses.
@@ -682,6 +692,16 @@ def rewrite(tree: ast.Module, filename: str) -> ast.Module:
                 end == lineno and getattr(node, "end_col_offset", 0) < getattr(node, "col_offset", 0))):
             node.end_lineno, node.end_col_offset = lineno, node.col_offset  # type: ignore[attr-defined]
     return new
+
+
+_DESCRIBED = (ast.Attribute, ast.Subscript, ast.Call, ast.Name)
+
+
+def _unparse(node: ast.AST) -> str:
+    try:
+        return ast.unparse(node)
+    except Exception:  # noqa: BLE001 - a description only
+        return "?"
 
 
 def compile_module(source: str | bytes, filename: str, tree: ast.Module | None = None) -> types.CodeType:

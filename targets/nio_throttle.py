@@ -91,12 +91,14 @@ class Server:
         self.connections = {}  # endpoint -> Connection
         self.in_process = 0
         self.selector = Selector()
-        self.updates = []  # connections whose interest set must be recomputed
+        # Connections whose interest set must be recomputed: a thread-safe queue, as ZooKeeper's
+        # updateQueue (a LinkedBlockingQueue) is; a plain list swapped out loses an append.
+        self.updates = queue.SimpleQueue()
         self.work = queue.SimpleQueue()
         self.submitted = queue.SimpleQueue()
 
     def add_interest_update(self, cnxn):
-        self.updates.append(cnxn)
+        self.updates.put(cnxn)
         self.selector.wakeup()
 
     def select_loop(self):
@@ -107,8 +109,8 @@ class Server:
                 cnxn.selectable = False  # handleIO: the worker owns it until doWork ends
                 cnxn.interest = 0
                 self.work.put(cnxn)
-            updates, self.updates = self.updates, []
-            for cnxn in updates:  # processInterestOpsUpdateRequests
+            while not self.updates.empty():  # processInterestOpsUpdateRequests: poll() until empty
+                cnxn = self.updates.get()
                 while cnxn.outgoing:  # writable: flush the responses
                     cnxn.endpoint.send(cnxn.outgoing.pop(0))
                 cnxn.interest = cnxn.interest_ops()
