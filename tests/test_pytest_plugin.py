@@ -66,7 +66,10 @@ def kept_tokens(pytester: pytest.Pytester) -> list[Path]:
     return sorted((pytester.path / ".interleave" / "pytest").glob("*/*.token"))
 
 
-def test_racy_test_fails_with_kind_trace_and_replay_lines(pytester: pytest.Pytester) -> None:
+def test_racy_test_fails_with_kind_trace_and_replay_lines(pytester: pytest.Pytester,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # The replay line repeats the invocation: as if `pytest` ran (not an xdist worker of this suite).
+    monkeypatch.setattr(sys, "argv", ["pytest"])
     pytester.makepyfile(test_counter=RACY)
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
