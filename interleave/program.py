@@ -16,6 +16,8 @@ import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .reallocks import RecordOrigins
+
 
 class BadInput(Exception):
     """Input interleave cannot use; its message is one line for the user."""
@@ -31,6 +33,15 @@ class Program:
     module_name: str | None = None
     function: Callable[[], Any] | None = None
     config: dict[str, Any] | None = None
+    #: Objects made outside the runs that the runs use besides the modules' (a wide fixture's value).
+    shared: tuple[Any, ...] = ()
+
+    def roots(self) -> list[tuple[Any, str]]:
+        """Where the runs reach objects made before them, besides the modules: for swapping real locks."""
+        roots = [(value, f"the value of fixture #{i + 1}") for i, value in enumerate(self.shared)]
+        if self.function is not None:
+            roots.insert(0, (self.function, self.display))
+        return roots
 
     def entry(self) -> Callable[[], Any]:
         """Inside a run: a fresh module (for file targets) and the function to call."""
@@ -81,7 +92,8 @@ def load(target: str | Callable[[], Any]) -> Program:
         sys.path.insert(0, directory)
     namespace = _fresh_module(module_name, path)
     try:
-        exec(code, namespace)
+        with RecordOrigins():
+            exec(code, namespace)
     except BaseException as exc:  # noqa: BLE001 - reported as one line, never as our traceback
         last = traceback.extract_tb(exc.__traceback__)[-1]
         raise BadInput(

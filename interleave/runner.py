@@ -50,7 +50,7 @@ class Runner:
     def __init__(self, program: Program, config: RunConfig) -> None:
         self.program = program
         self.config = config
-        self.patcher = Patcher()
+        self.patcher = Patcher(program.roots())
         self._install = tracing.installer(config.granularity)
 
     def run(self, chooser: Chooser, recorder: Recorder | None = None) -> RunResult:
