@@ -155,6 +155,7 @@ def explore(
     report = Report(target=program.display, strategy=strategy, seed=seed)
     collector = LineCollector() if coverage else None
     started = time.monotonic()
+    runner.deadline = None if time_limit is None else started + time_limit
     last_progress = started
     seen: set[int] = set()
     found: tuple[int, RunResult] | None = None
@@ -188,6 +189,7 @@ def explore(
                 on_progress(Progress(report.runs, report.steps, last_progress - started))
     except KeyboardInterrupt:
         report.interrupted = True
+    runner.deadline = None  # shrinking keeps to its own time
     report.elapsed_s = time.monotonic() - started
     report.distinct_schedules = len(seen)
     if collector is not None:
@@ -199,6 +201,7 @@ def explore(
             report.failures = [report.failure]
         except KeyboardInterrupt:
             report.interrupted = True
+    runner.close()
     return report
 
 

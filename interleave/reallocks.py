@@ -127,11 +127,14 @@ class Finder:
         self._seen: set[int] = set()
         self._keep: list[Any] = []  # what was seen stays alive, so its id is not reused mid-walk
         self._lockish: dict[int, bool] = {}
+        self._namespaces: set[int] = set()  # dicts whose keys are attribute names (modules', objects')
         self._queue: collections.deque[tuple[Any, Slot | None, str]] = collections.deque()
         self.found = Found()
 
     def walk(self, roots: Iterator[tuple[Any, str]]) -> Found:
         for value, name in roots:
+            if type(value) is dict:
+                self._namespaces.add(id(value))
             self._queue.append((value, None, name))
         queue = self._queue
         while queue and self.found.objects < MAX_OBJECTS:
@@ -233,9 +236,11 @@ class Finder:
                         push((inner, Slot("class", value, name), f"{path}.{name}"))
             return
         if isinstance(value, dict):
+            attributes = id(value) in self._namespaces
             for name, inner in list(dict.items(value)):
                 push((name, None, f"{path} (a key)"))
-                push((inner, Slot("dict", value, name), f"{path}[{name!r}]"))
+                inner_path = f"{path}.{name}" if attributes and isinstance(name, str) else f"{path}[{name!r}]"
+                push((inner, Slot("dict", value, name), inner_path))
             if isinstance(value, collections.defaultdict):
                 push((value.default_factory, Slot("attr", value, "default_factory"), f"{path}.default_factory"))
         elif isinstance(value, list):
@@ -262,6 +267,7 @@ class Finder:
             if value.__kwdefaults__:
                 push((value.__kwdefaults__, None, f"{path} (its keyword defaults)"))
             if value.__dict__:
+                self._namespaces.add(id(value.__dict__))
                 push((value.__dict__, None, path))
             return
         elif isinstance(value, types.MethodType):
@@ -273,6 +279,8 @@ class Finder:
             if owner is not None and not isinstance(owner, types.ModuleType):
                 push((owner, None, f"{path}.__self__"))
             return
+        if type(value) in _CONTAINERS:
+            return  # a subclass of one may have attributes of its own as well
         self._attributes(value, path)
 
     def _attributes(self, value: Any, path: str) -> None:
@@ -291,6 +299,7 @@ class Finder:
             return
         namespace = _instance_dict(value)
         if namespace is not None:
+            self._namespaces.add(id(namespace))
             self._queue.append((namespace, None, path))
         for klass in kind.__mro__:
             names = klass.__dict__.get("__slots__", ())
@@ -306,6 +315,8 @@ class Finder:
 
 
 _HEAPTYPE = 1 << 9
+_CONTAINERS = frozenset({dict, list, tuple, set, frozenset, collections.deque, collections.defaultdict,
+                         collections.OrderedDict})
 
 
 def _instance_dict(value: Any) -> dict | None:

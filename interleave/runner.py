@@ -18,6 +18,7 @@ from . import tracing
 from .patching import Patcher
 from .program import Program
 from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
+from .watchdog import Watchdog
 
 DEFAULT_MAX_STEPS = 100_000
 
@@ -52,6 +53,9 @@ class Runner:
         self.config = config
         self.patcher = Patcher(program.roots())
         self._install = tracing.installer(config.granularity)
+        self.watchdog = Watchdog()
+        #: ``time.monotonic()`` past which a run that does not come back is stopped (None: no limit).
+        self.deadline: float | None = None
 
     def run(self, chooser: Chooser, recorder: Recorder | None = None) -> RunResult:
         sched = Scheduler(
@@ -63,16 +67,25 @@ class Runner:
             install_tracer=self._install,
         )
         main_name, main_ident = threading.current_thread().name, _thread.get_ident()
+        self.watchdog.ready()
         threads_before = _os_threads()
         self.patcher.apply()
         try:
-            result = sched.run(self._main, main_ident=main_ident, main_name=main_name)
+            self.watchdog.arm(sched, self.deadline, self.patcher.real_locks)
+            try:
+                result = sched.run(self._main, main_ident=main_ident, main_name=main_name)
+            finally:
+                self.watchdog.disarm()
         finally:
             self.patcher.restore(sched)
         if result.uncontrolled is None and _os_threads() > threads_before:
             result.uncontrolled = ("a real OS thread that threading does not know of (started by a C extension?), "
                                    "which interleave cannot schedule")
         return result
+
+    def close(self) -> None:
+        """Done with runs: the watchdog's thread ends."""
+        self.watchdog.close()
 
     def _main(self) -> Any:
         function = self.program.entry()
