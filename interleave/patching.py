@@ -86,12 +86,13 @@ _REBOUND = [
 ]
 
 _BUILTIN_METHOD = type(_thread.allocate_lock().acquire)
+_REAL_RLOCK = _thread.RLock  # (patched in runs)
 _ATOMIC = (str, bytes, int, float, bool, type(None))
 
 
 def _held(lock: Any) -> bool:
     """Held now, by this OS thread or another (``_thread.RLock`` has no ``locked()``)."""
-    if type(lock) is not _thread.RLock:
+    if type(lock) is not _REAL_RLOCK:
         return lock.locked()
     if lock._is_owned():
         return True
@@ -188,7 +189,7 @@ class Patcher:
         new: Any = None
         if kind in REAL_LOCK_TYPES:
             new = self._twin(value)
-        elif kind is _BUILTIN_METHOD:
+        elif kind is _BUILTIN_METHOD and type(getattr(value, "__self__", None)) in REAL_LOCK_TYPES:
             twin = self._twin(value.__self__)
             new = None if twin is None else getattr(twin, value.__name__, None)
         elif isinstance(value, tuple):

@@ -36,11 +36,15 @@ from . import primitives as P
 from .failures import _short
 from .files import is_library_file, is_user_file
 
-REAL_LOCK_TYPES: dict[type, type] = {type(_thread.allocate_lock()): P.Lock, _thread.RLock: P.RLock}
+_REAL_RLOCK = _thread.RLock  # (patched in runs)
+REAL_LOCK_TYPES: dict[type, type] = {type(_thread.allocate_lock()): P.Lock, _REAL_RLOCK: P.RLock}
 
 #: Installed packages that run threads of their own beside a run (a Dask worker's event
 #: loop, xdist's channel, coverage's tracer): their objects are theirs, never swapped.
-_HOSTS = frozenset({"distributed", "tornado", "execnet", "xdist", "coverage", "greenlet"})
+_HOSTS = frozenset({"distributed", "tornado", "dask", "execnet", "xdist", "coverage", "pytest_cov", "greenlet",
+                    # and the tools that run the program (their objects are not the program's)
+                    "_pytest", "pytest", "pluggy", "hypothesis", "_hypothesis_pytestplugin", "click", "pygments",
+                    "iniconfig", "packaging", "_distutils_hack", "setuptools", "pkg_resources", "pip", "mypy"})
 
 _ATOMIC = frozenset({str, bytes, int, float, complex, bool, type(None), bytearray, range, slice,
                      type(Ellipsis), type(NotImplemented), memoryview})
@@ -54,6 +58,22 @@ _MEMBER = types.MemberDescriptorType
 #: Objects walked at most, so a huge heap costs a bounded time (the walk is breadth first:
 #: what is near a module is seen first).
 MAX_OBJECTS = 2_000_000
+
+
+#: How the program reaches an object: a root's name, or (parent path, format, argument);
+#: rendered only when a lock is named.
+Path = Any
+
+
+def render(path: Path) -> str:
+    chain = []
+    while isinstance(path, tuple):
+        chain.append(path)
+        path = path[0]
+    text = str(path)
+    for _, fmt, arg in reversed(chain):
+        text = fmt.format(text, arg)
+    return text
 
 
 class Slot:
@@ -145,13 +165,13 @@ class Finder:
 
     # --------------------------------------------------------------- one value
 
-    def _visit(self, value: Any, slot: Slot | None, path: str) -> None:
+    def _visit(self, value: Any, slot: Slot | None, path: Path) -> None:
         kind = type(value)
         if kind in _ATOMIC:
             return
         if self._special(value, slot, path):
             return
-        if kind is tuple or (isinstance(value, tuple) and hasattr(value, "_make")):
+        if kind is tuple or (isinstance(value, tuple) and any("_make" in k.__dict__ for k in kind.__mro__)):
             if self._tuple_is_lockish(value, path) and slot is not _IN_TUPLE:
                 if slot is not None:
                     self.found.slots.append((slot, value))
@@ -165,7 +185,7 @@ class Finder:
         self.found.objects += 1
         self._children(value, path)
 
-    def _special(self, value: Any, slot: Slot | None, path: str) -> bool:
+    def _special(self, value: Any, slot: Slot | None, path: Path) -> bool:
         """Real locks, their bound methods and replaceable functions: recorded, not walked into."""
         kind = type(value)
         if kind in REAL_LOCK_TYPES:
@@ -180,14 +200,14 @@ class Finder:
             return True
         return False
 
-    def _lock_in(self, value: Any, lock: Any, slot: Slot | None, path: str) -> None:
+    def _lock_in(self, value: Any, lock: Any, slot: Slot | None, path: Path) -> None:
         self.found.names.setdefault(id(lock), (lock, path))
         if slot is None:
             self.found.unswappable.setdefault(id(lock), (lock, path))
         elif slot is not _IN_TUPLE:  # else the enclosing tuple is rebuilt, or listed as unswappable
             self.found.slots.append((slot, value))
 
-    def _tuple_is_lockish(self, value: tuple, path: str) -> bool:
+    def _tuple_is_lockish(self, value: tuple, path: Path) -> bool:
         """A tuple holding (perhaps in nested tuples) something swapped: it is rebuilt."""
         key = id(value)
         answer = self._lockish.get(key)
@@ -196,7 +216,7 @@ class Finder:
             for i, item in enumerate(value):
                 if type(item) in _ATOMIC:
                     continue
-                inner = f"{path}[{i}]"
+                inner = (path, "{}[{}]", i)
                 if type(item) in REAL_LOCK_TYPES or (type(item) is _BUILTIN_METHOD
                                                      and type(getattr(item, "__self__", None)) in REAL_LOCK_TYPES):
                     lock = item if type(item) in REAL_LOCK_TYPES else item.__self__
@@ -213,9 +233,9 @@ class Finder:
             self._keep.append(value)
         return answer
 
-    def _unswappable_in(self, value: tuple, path: str) -> None:
+    def _unswappable_in(self, value: tuple, path: Path) -> None:
         for i, item in enumerate(value):
-            inner = f"{path}[{i}]"
+            inner = (path, "{}[{}]", i)
             if type(item) in REAL_LOCK_TYPES:
                 self.found.unswappable.setdefault(id(item), (item, inner))
             elif type(item) is _BUILTIN_METHOD and type(getattr(item, "__self__", None)) in REAL_LOCK_TYPES:
@@ -225,7 +245,7 @@ class Finder:
 
     # --------------------------------------------------------------- its insides
 
-    def _children(self, value: Any, path: str) -> None:
+    def _children(self, value: Any, path: Path) -> None:
         push = self._queue.append
         if isinstance(value, _OPAQUE):
             return
@@ -233,57 +253,57 @@ class Finder:
             if _walked_class(value):
                 for name, inner in list(value.__dict__.items()):
                     if name not in ("__dict__", "__weakref__", "__doc__", "__module__", "__slots__"):
-                        push((inner, Slot("class", value, name), f"{path}.{name}"))
+                        push((inner, Slot("class", value, name), (path, "{}.{}", name)))
             return
         if isinstance(value, dict):
             attributes = id(value) in self._namespaces
             for name, inner in list(dict.items(value)):
-                push((name, None, f"{path} (a key)"))
-                inner_path = f"{path}.{name}" if attributes and isinstance(name, str) else f"{path}[{name!r}]"
+                push((name, None, (path, "{} (a key)", None)))
+                inner_path = (path, "{}.{}" if attributes and isinstance(name, str) else "{}[{!r}]", name)
                 push((inner, Slot("dict", value, name), inner_path))
             if isinstance(value, collections.defaultdict):
-                push((value.default_factory, Slot("attr", value, "default_factory"), f"{path}.default_factory"))
+                push((value.default_factory, Slot("attr", value, "default_factory"), (path, "{}.default_factory", None)))
         elif isinstance(value, list):
             for i, inner in enumerate(list(value)):
-                push((inner, Slot("list", value, i), f"{path}[{i}]"))
+                push((inner, Slot("list", value, i), (path, "{}[{}]", i)))
         elif isinstance(value, collections.deque):
             for i, inner in enumerate(list(value)):
-                push((inner, Slot("deque", value, i), f"{path}[{i}]"))
+                push((inner, Slot("deque", value, i), (path, "{}[{}]", i)))
         elif isinstance(value, tuple):
             for i, inner in enumerate(value):
-                push((inner, _IN_TUPLE, f"{path}[{i}]"))
+                push((inner, _IN_TUPLE, (path, "{}[{}]", i)))
         elif isinstance(value, (set, frozenset)):
             for inner in list(value):
-                push((inner, None, f"{path} (a member)"))
+                push((inner, None, (path, "{} (a member)", None)))
         elif isinstance(value, types.FunctionType):
             for name, cell in zip(value.__code__.co_freevars, value.__closure__ or ()):
                 try:
                     inner = cell.cell_contents
                 except ValueError:
                     continue
-                push((inner, Slot("cell", cell, None), f"{path} (its closure's {name})"))
+                push((inner, Slot("cell", cell, None), (path, "{} (its closure's {})", name)))
             if value.__defaults__:
-                push((value.__defaults__, Slot("attr", value, "__defaults__"), f"{path} (its defaults)"))
+                push((value.__defaults__, Slot("attr", value, "__defaults__"), (path, "{} (its defaults)", None)))
             if value.__kwdefaults__:
-                push((value.__kwdefaults__, None, f"{path} (its keyword defaults)"))
+                push((value.__kwdefaults__, None, (path, "{} (its keyword defaults)", None)))
             if value.__dict__:
                 self._namespaces.add(id(value.__dict__))
                 push((value.__dict__, None, path))
             return
         elif isinstance(value, types.MethodType):
-            push((value.__self__, None, f"{path}.__self__"))
+            push((value.__self__, None, (path, "{}.__self__", None)))
             push((value.__func__, None, path))
             return
         elif type(value) is _BUILTIN_METHOD:
             owner = getattr(value, "__self__", None)
             if owner is not None and not isinstance(owner, types.ModuleType):
-                push((owner, None, f"{path}.__self__"))
+                push((owner, None, (path, "{}.__self__", None)))
             return
         if type(value) in _CONTAINERS:
             return  # a subclass of one may have attributes of its own as well
         self._attributes(value, path)
 
-    def _attributes(self, value: Any, path: str) -> None:
+    def _attributes(self, value: Any, path: Path) -> None:
         kind = type(value)
         if not kind.__flags__ & _HEAPTYPE:
             if kind in (types.CellType, types.MappingProxyType, property, staticmethod, classmethod,
@@ -295,7 +315,7 @@ class Finder:
                 return
             for inner in referents:
                 if not isinstance(inner, type):
-                    self._queue.append((inner, None, f"{path} (inside a {kind.__name__})"))
+                    self._queue.append((inner, None, (path, "{} (inside a {})", kind.__name__)))
             return
         namespace = _instance_dict(value)
         if namespace is not None:
@@ -311,7 +331,7 @@ class Finder:
                         inner = descriptor.__get__(value, kind)
                     except AttributeError:
                         continue
-                    self._queue.append((inner, Slot("member", value, descriptor), f"{path}.{name}"))
+                    self._queue.append((inner, Slot("member", value, descriptor), (path, "{}.{}", name)))
 
 
 _HEAPTYPE = 1 << 9
@@ -414,9 +434,9 @@ class RecordOrigins:
 
 
 def describe(lock: Any, path: str) -> str:
-    kind = "RLock" if type(lock) is _thread.RLock else "Lock"
+    kind = "RLock" if type(lock) is _REAL_RLOCK else "Lock"
     made = origin(lock)
-    return f"real {kind} {path}" + (f" (made at {made})" if made else "")
+    return f"real {kind} {render(path)}" + (f" (made at {made})" if made else "")
 
 
 __all__ = ["Finder", "Found", "Slot", "REAL_LOCK_TYPES", "module_roots", "RecordOrigins", "describe", "origin"]
