@@ -205,7 +205,8 @@ class Patcher:
     def _twin(self, real: Any) -> Any:
         """The controlled twin of a real lock (the same one every run); None while it is held."""
         if _held(real):
-            self.held_outside.append(real)
+            if real not in self.held_outside:
+                self.held_outside.append(real)
             return None
         entry = self._adopted.get(id(real))
         if entry is None:

@@ -50,7 +50,7 @@ _ATOMIC = frozenset({str, bytes, int, float, complex, bool, type(None), bytearra
                      type(Ellipsis), type(NotImplemented), memoryview})
 _OPAQUE = (types.ModuleType, types.CodeType, types.FrameType, types.GeneratorType, types.CoroutineType,
            types.AsyncGeneratorType, weakref.ref, weakref.ProxyType, weakref.CallableProxyType,
-           threading.Thread, P.Lock, type(sys.flags), types.TracebackType)
+           threading.Thread, P.Lock, types.TracebackType)
 _BUILTIN_METHOD = type(_thread.allocate_lock().acquire)
 _GETSET = types.GetSetDescriptorType
 _MEMBER = types.MemberDescriptorType
