@@ -14,8 +14,8 @@ When it acts:
   :data:`LOCK_STALL`: every thread of the run is a greenlet of this OS thread, so it waits
   for a real lock that nobody can release (made before the run where it cannot be swapped,
   or held by a thread outside the run); the lock is named when it is one the patcher found;
-* past the exploration's deadline: a call that has not returned for :data:`STUCK`, or a
-  run that still has not ended :data:`GRACE` after the deadline;
+* past the exploration's deadline: a run that has not come back to the scheduler (taken a
+  step) for :data:`STUCK`, in one call or in code without switch points;
 * with no deadline, a call that has not returned for :data:`STALL`.
 
 The signal handler stays installed once set (it does nothing outside a watched run), so a
@@ -42,8 +42,7 @@ from .files import is_user_file
 from .scheduler import Scheduler, active
 
 LOCK_STALL = 0.25
-STUCK = 0.5
-GRACE = 2.0
+STUCK = 1.0
 STALL = 30.0
 POLL = 0.05
 #: Seconds without a run after which the watching thread ends (a new run starts it again).
@@ -124,7 +123,7 @@ class Watchdog:
 
     def _loop(self) -> None:
         seen: tuple[Any, int, int] | None = None
-        since = signalled = 0.0
+        since = steps_since = signalled = 0.0
         while True:
             _real_sleep(POLL)
             now = _real_monotonic()
@@ -141,9 +140,11 @@ class Watchdog:
             if frame is None:
                 continue
             sample = (frame, frame.f_lasti, watch.sched.steps)
+            if seen is None or sample[2] != seen[2]:
+                steps_since = now
             if seen is None or sample[0] is not seen[0] or sample[1:] != seen[1:]:
                 seen, since = sample, now
-            message = self._verdict(watch, frame, now - since, now)
+            message = self._verdict(watch, frame, now - since, now - steps_since, now)
             del frame
             if message is None or now - signalled < STUCK:
                 continue
@@ -155,17 +156,22 @@ class Watchdog:
                 signalled = now
                 signal.pthread_kill(watch.sched.os_ident, _SIGNAL)
 
-    def _verdict(self, watch: _Watch, frame: Any, stuck: float, now: float) -> tuple[str, bool] | None:
-        """(the run's end, whether it is tied to this very call), or None: let it go on."""
+    def _verdict(self, watch: _Watch, frame: Any, stuck: float, away: float, now: float) -> tuple[str, bool] | None:
+        """(the run's end, whether it is tied to this very call), or None: let it go on.
+
+        ``stuck``: seconds in this one instruction; ``away``: seconds since the run last
+        came back to the scheduler (a step).
+        """
         if stuck >= LOCK_STALL and _acquiring(frame):
             return self._blocked_on_lock(watch, frame), True
         deadline = watch.deadline
-        if deadline is not None and now >= deadline:
-            if stuck >= STUCK:
-                return f"a call that did not return by the time limit: {_call_site(frame)}", True
-            if now >= deadline + GRACE:
-                return f"a run that did not end by the time limit (it was at {_call_site(frame)})", False
-        elif deadline is None and stuck >= STALL:
+        if deadline is not None:
+            if now >= deadline and away >= STUCK:
+                if stuck >= STUCK:
+                    return f"a call that did not return by the time limit: {_call_site(frame)}", True
+                return (f"code that did not come back to the scheduler by the time limit (it was at "
+                        f"{_call_site(frame)})"), False
+        elif stuck >= STALL:
             return f"a call that did not return in {STALL:g}s: {_call_site(frame)}", True
         return None
 
