@@ -334,6 +334,8 @@ def replay(target: str | Callable[[], Any] | Program, token: str) -> ReplayOutco
         result = runner.run(chooser, recorder)
     except ScheduleMismatch as exc:
         raise misfit(str(exc)) from None
+    finally:
+        runner.close()
     if result.uncontrolled is not None:
         raise BadInput(f"cannot replay: the program used {result.uncontrolled}")
     if not chooser.all_used():

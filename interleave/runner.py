@@ -14,11 +14,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from . import tracing
+from . import tracing, watchdog
 from .patching import Patcher
 from .program import Program
 from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
-from .watchdog import Watchdog
 
 DEFAULT_MAX_STEPS = 100_000
 
@@ -53,7 +52,7 @@ class Runner:
         self.config = config
         self.patcher = Patcher(program.roots())
         self._install = tracing.installer(config.granularity)
-        self.watchdog = Watchdog()
+        self.watchdog = watchdog.shared()
         #: ``time.monotonic()`` past which a run that does not come back is stopped (None: no limit).
         self.deadline: float | None = None
 
@@ -84,7 +83,7 @@ class Runner:
         return result
 
     def close(self) -> None:
-        """Done with runs: the watchdog's thread ends."""
+        """Done with runs for now: the watchdog's thread ends (the next run starts it again)."""
         self.watchdog.close()
 
     def _main(self) -> Any:

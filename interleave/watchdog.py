@@ -45,8 +45,6 @@ LOCK_STALL = 0.25
 STUCK = 1.0
 STALL = 30.0
 POLL = 0.05
-#: Seconds without a run after which the watching thread ends (a new run starts it again).
-IDLE = 1.0
 
 _SIGNAL = getattr(signal, "SIGRTMIN", 0) + 6 if hasattr(signal, "SIGRTMIN") else signal.SIGUSR2
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -73,7 +71,12 @@ class _Order:
 
 
 class Watchdog:
-    """One per runner; :meth:`arm` for the length of each run."""
+    """One per process (:func:`shared`); :meth:`arm` for the length of each run.
+
+    Its thread runs from the first run until :meth:`close` (at the end of an exploration),
+    never ending during a run: a thread that ended in the middle of one would look like a
+    thread started behind threading's back.
+    """
 
     def __init__(self) -> None:
         self._lock = _thread.allocate_lock()
@@ -81,7 +84,6 @@ class Watchdog:
         self._order: _Order | None = None
         self._thread: threading.Thread | None = None
         self._stop = False
-        self._last_used = 0.0
         self._usable = False
 
     def ready(self) -> None:
@@ -91,7 +93,6 @@ class Watchdog:
             return
         self._usable = True
         with self._lock:
-            self._last_used = _real_monotonic()
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop = False
@@ -106,7 +107,6 @@ class Watchdog:
     def disarm(self) -> None:
         with self._lock:  # never while the watching thread is about to signal this run
             watch, self._watch, self._order = self._watch, None, None
-            self._last_used = _real_monotonic()
         if watch is not None:
             _watchdogs.pop(id(watch.sched), None)
 
@@ -129,9 +129,7 @@ class Watchdog:
             now = _real_monotonic()
             with self._lock:
                 watch = self._watch
-                if self._stop or (watch is None and now - self._last_used > IDLE):
-                    if self._thread is threading.current_thread():
-                        self._thread = None
+                if self._stop:
                     return
             if watch is None:
                 seen = None
@@ -211,6 +209,15 @@ class Watchdog:
 #: id(scheduler) -> the watchdog watching it: the signal handler finds its run's watchdog here.
 _watchdogs: dict[int, Watchdog] = {}
 _installed = False
+_shared: Watchdog | None = None
+
+
+def shared() -> Watchdog:
+    """The process's watchdog."""
+    global _shared
+    if _shared is None:
+        _shared = Watchdog()
+    return _shared
 
 
 def _handler(signum: int, frame: Any) -> None:
@@ -235,9 +242,11 @@ def _install_handler() -> bool:
 
 
 def _reset_after_fork() -> None:
-    for watchdog in list(_watchdogs.values()):
-        watchdog._watch = None
+    """In a forked child the watching thread is gone, and its lock may have been held."""
     _watchdogs.clear()
+    if _shared is not None:
+        _shared._lock = _thread.allocate_lock()
+        _shared._watch = _shared._order = _shared._thread = None
 
 
 if hasattr(os, "register_at_fork"):
