@@ -133,9 +133,9 @@ class Found:
     #: (slot, value now in it): values that are real locks, their methods, factories, tuples.
     slots: list[tuple[Slot, Any]] = field(default_factory=list)
     #: id(real lock) -> (the lock, how the program reaches it), for locks that stay real.
-    unswappable: dict[int, tuple[Any, str]] = field(default_factory=dict)
+    unswappable: dict[int, tuple[Any, Path]] = field(default_factory=dict)
     #: id(real lock) -> (the lock, how the program reaches it), for every real lock seen.
-    names: dict[int, tuple[Any, str]] = field(default_factory=dict)
+    names: dict[int, tuple[Any, Path]] = field(default_factory=dict)
     objects: int = 0
 
 
@@ -148,7 +148,7 @@ class Finder:
         self._keep: list[Any] = []  # what was seen stays alive, so its id is not reused mid-walk
         self._lockish: dict[int, bool] = {}
         self._namespaces: set[int] = set()  # dicts whose keys are attribute names (modules', objects')
-        self._queue: collections.deque[tuple[Any, Slot | None, str]] = collections.deque()
+        self._queue: collections.deque[tuple[Any, Slot | None, Path]] = collections.deque()
         self.found = Found()
 
     def walk(self, roots: Iterator[tuple[Any, str]]) -> Found:
@@ -171,7 +171,7 @@ class Finder:
             return
         if self._special(value, slot, path):
             return
-        if kind is tuple or (isinstance(value, tuple) and any("_make" in k.__dict__ for k in kind.__mro__)):
+        if _rebuildable(value):
             if self._tuple_is_lockish(value, path) and slot is not _IN_TUPLE:
                 if slot is not None:
                     self.found.slots.append((slot, value))
@@ -270,8 +270,9 @@ class Finder:
             for i, inner in enumerate(list(value)):
                 push((inner, Slot("deque", value, i), (path, "{}[{}]", i)))
         elif isinstance(value, tuple):
+            in_tuple = _IN_TUPLE if _rebuildable(value) else None  # else what it holds cannot be swapped
             for i, inner in enumerate(value):
-                push((inner, _IN_TUPLE, (path, "{}[{}]", i)))
+                push((inner, in_tuple, (path, "{}[{}]", i)))
         elif isinstance(value, (set, frozenset)):
             for inner in list(value):
                 push((inner, None, (path, "{} (a member)", None)))
@@ -337,6 +338,12 @@ class Finder:
 _HEAPTYPE = 1 << 9
 _CONTAINERS = frozenset({dict, list, tuple, set, frozenset, collections.deque, collections.defaultdict,
                          collections.OrderedDict})
+
+
+def _rebuildable(value: Any) -> bool:
+    """A tuple, or a named tuple: one with a lock in it can be made again around the twin."""
+    kind = type(value)
+    return kind is tuple or (isinstance(value, tuple) and any("_make" in k.__dict__ for k in kind.__mro__))
 
 
 def _instance_dict(value: Any) -> dict | None:
