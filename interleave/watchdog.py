@@ -44,7 +44,7 @@ from .scheduler import Scheduler, active
 LOCK_STALL = 0.25
 STUCK = 1.0
 STALL = 30.0
-POLL = 0.05
+POLL = 0.1
 
 _SIGNAL = getattr(signal, "SIGRTMIN", 0) + 6 if hasattr(signal, "SIGRTMIN") else signal.SIGUSR2
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
