@@ -224,6 +224,7 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
     report = Report(target=program.display, strategy=strategy, seed=seed, granularity=runner.config.granularity)
     collector = LineCollector() if coverage else None
     started = time.monotonic()
+    runner.deadline = None if time_limit is None else started + time_limit
     last_progress = started
     seen: set[int] = set()
     found: FoundFailure | None = None
@@ -261,6 +262,7 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
                 on_progress(Progress(report.runs, report.steps, last_progress - started))
     except KeyboardInterrupt:
         report.interrupted = True
+    runner.deadline = None  # shrinking keeps to its own time
     report.elapsed_s = time.monotonic() - started
     report.distinct_schedules = len(seen)
     apply_census(report, runner.census)

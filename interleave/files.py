@@ -35,6 +35,26 @@ def is_user_file(filename: str) -> bool:
 
 
 @lru_cache(maxsize=None)
+def is_library_file(filename: str) -> bool:
+    """True for a source file of an installed package (not the stdlib, not interleave)."""
+    if not filename or filename.startswith("<") or filename.startswith(_PACKAGE_DIR):
+        return False
+    if "site-packages" in filename or "dist-packages" in filename:
+        return True
+    absolute = os.path.realpath(os.path.abspath(filename))
+    return absolute.startswith(_INSTALLED) and not absolute.startswith(_PACKAGE_DIR)
+
+
+def _installed_prefixes() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    prefixes = {paths[k] for k in ("purelib", "platlib") if k in paths}
+    return tuple(os.path.join(os.path.realpath(p), "") for p in prefixes)
+
+
+_INSTALLED = _installed_prefixes()
+
+
+@lru_cache(maxsize=None)
 def is_threading_internal(filename: str) -> bool:
     """True for the stdlib modules whose primitives we build on (no switch points inside)."""
     base = os.path.basename(filename)

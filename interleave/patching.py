@@ -8,8 +8,10 @@ What is replaced, and why at that level:
   ThreadPoolExecutor keep their exact stdlib code and semantics.
 * ``time``'s clock functions, ``queue``'s import-time binding of ``monotonic``, and any
   name the user's modules bound before the run (``from time import sleep``).
-* Real locks that the user's modules created before the run (module globals) are swapped
-  for controlled twins, the same twin every run.
+* Real locks made before the run, wherever the program keeps them (see
+  :mod:`interleave.reallocks`), are swapped for controlled twins, the same twin every run,
+  and so are names bound to real lock factories and clock functions in the user's modules
+  and installed packages (``from threading import RLock``).
 * Draws of the shared ``random`` generator become scheduler choices, from the seeded
   state every run (:mod:`interleave.draws`).
 * Things that cannot be controlled (real sockets, processes, ``select``) are replaced by
@@ -28,12 +30,12 @@ import stat
 import sys
 import threading
 import time
-from itertools import count
-from typing import Any, Callable
+from itertools import chain, count
+from typing import Any, Callable, Iterable
 
 from . import draws
 from . import primitives as P
-from .files import is_user_file
+from .reallocks import REAL_LOCK_TYPES, Finder, Found, Slot, describe, module_roots
 from .scheduler import Scheduler, active
 
 _threading_local = __import__("_threading_local")  # bind its helpers now, outside any run
@@ -59,6 +61,7 @@ _STATIC: list[tuple[Any, str, Any]] = [
     (_thread, "start_new", P.start_new_thread),
     (_thread, "allocate_lock", P.allocate_lock),
     (_thread, "allocate", P.allocate_lock),
+    (_thread, "RLock", P.RLock),
     (_thread, "get_ident", P.get_ident),
     (queue, "time", P.monotonic),
     (queue, "SimpleQueue", queue._PySimpleQueue),
@@ -81,13 +84,28 @@ else:
 _REBOUND = [
     (threading.Lock, P.Lock),
     (threading.RLock, P.RLock),
+    (_thread.RLock, P.RLock),
     (_thread.allocate_lock, P.allocate_lock),
     (threading.get_ident, P.get_ident),
     (threading.local, _threading_local.local),
     (queue.SimpleQueue, queue._PySimpleQueue),
 ]
 
-_REAL_LOCK_TYPES = {type(_thread.allocate_lock()): P.Lock, _thread.RLock: P.RLock}
+_BUILTIN_METHOD = type(_thread.allocate_lock().acquire)
+_REAL_RLOCK = _thread.RLock  # (patched in runs)
+_ATOMIC = (str, bytes, int, float, bool, type(None))
+
+
+def _held(lock: Any) -> bool:
+    """Held now, by this OS thread or another (``_thread.RLock`` has no ``locked()``)."""
+    if type(lock) is not _REAL_RLOCK:
+        return lock.locked()
+    if lock._is_owned():
+        return True
+    if not lock.acquire(False):
+        return True
+    lock.release()
+    return False
 
 
 def _tripwire(what: str, why: str = "real I/O or a real process",
@@ -179,49 +197,79 @@ def _tripwire_for(module_name: str, name: str, real: Any) -> Callable[..., Any]:
 class Patcher:
     """Applies and undoes the run-time replacements; one instance serves many runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, roots: Iterable[tuple[Any, str]] = ()) -> None:
         for module_name in _UNCONTROLLED:
             if module_name != "multiprocessing":  # heavy; tripped only if the program imported it
                 __import__(module_name)
         self._saved: list[tuple[Any, str, Any]] = []
         self._adopted: dict[int, tuple[Any, Any]] = {}  # id(real lock) -> (real, twin)
         self._scanned_modules = -1
-        self._bindings: list[tuple[dict, str, Any, Any]] = []
+        self._roots = list(roots)
+        self._replacements: dict[int, Any] = {}
+        self._found = Found()
+        self._swaps: list[tuple[Slot, Any, Any]] = []
+        #: Real locks found held when the run began (they stay real).
+        self.held_outside: list[Any] = []
         self._random_state: Any = None
         self._shutdown_lock = P.Lock()
         self._gc_was_enabled = True
 
-    # ------------------------------------------------------------- bindings
+    # ------------------------------------------------------------- objects made before the run
 
-    def _scan_bindings(self) -> None:
-        """Find names in the user's modules bound to real clock functions or real locks."""
+    def _scan(self) -> None:
+        """Find every slot of the program's objects holding a real lock, clock or lock factory."""
         if len(sys.modules) == self._scanned_modules:
             return
         self._scanned_modules = len(sys.modules)
         replacements = {id(P.REAL_TIME[name]): fn for name, fn in P.CONTROLLED_TIME.items()}
         replacements.update({id(real): controlled for real, controlled in _REBOUND + draws.REBOUND})
-        bindings = []
-        for module in list(sys.modules.values()):
-            filename = getattr(module, "__file__", None)
-            if not filename or not is_user_file(filename):
-                continue
-            namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict):
-                continue
-            for name, value in list(namespace.items()):
-                new = replacements.get(id(value))
-                if new is None and type(value) in _REAL_LOCK_TYPES:
-                    new = self._twin(value)
-                if new is not None:
-                    bindings.append((namespace, name, value, new))
-        self._bindings = bindings
+        self._replacements = replacements
+        self._found = Finder(replacements).walk(chain(module_roots(), self._roots))
+
+    def _replacement(self, value: Any, memo: dict[int, Any]) -> Any:
+        """What a slot holding ``value`` holds during the run; None: it stays as it is."""
+        key = id(value)
+        if key in memo:
+            return memo[key]
+        kind = type(value)
+        new: Any = None
+        if kind in REAL_LOCK_TYPES:
+            new = self._twin(value)
+        elif kind is _BUILTIN_METHOD and type(getattr(value, "__self__", None)) in REAL_LOCK_TYPES:
+            twin = self._twin(value.__self__)
+            new = None if twin is None else getattr(twin, value.__name__, None)
+        elif isinstance(value, tuple):
+            items = [self._replacement(item, memo) if type(item) not in _ATOMIC else None for item in value]
+            if any(item is not None for item in items):
+                rebuilt = [old if item is None else item for old, item in zip(value, items)]
+                new = tuple(rebuilt) if kind is tuple else kind._make(rebuilt)
+        else:
+            new = self._replacements.get(key)
+        memo[key] = new
+        return new
 
     def _twin(self, real: Any) -> Any:
+        """The controlled twin of a real lock (the same one every run); None while it is held."""
+        if _held(real):
+            if real not in self.held_outside:
+                self.held_outside.append(real)
+            return None
         entry = self._adopted.get(id(real))
         if entry is None:
-            entry = (real, _REAL_LOCK_TYPES[type(real)]())
-            self._adopted[id(real)] = entry
+            twin = REAL_LOCK_TYPES[type(real)]()
+            twin._real = real  # outside a run the twin is the real lock itself
+            entry = self._adopted[id(real)] = (real, twin)
         return entry[1]
+
+    def real_locks(self) -> list[tuple[Any, str]]:
+        """Real locks a run may meet, each with how the program reaches it and why it stays real."""
+        found = self._found
+        out = [(lock, f"{describe(lock, path)}, which interleave cannot swap (it is not in a slot it can write)")
+               for lock, path in found.unswappable.values()]
+        for lock in self.held_outside:
+            path = found.names.get(id(lock), (lock, "made before the run"))[1]
+            out.append((lock, f"{describe(lock, path)}, held outside the run by a thread interleave does not control"))
+        return out
 
     # ------------------------------------------------------------- apply/undo
 
@@ -263,9 +311,15 @@ class Patcher:
                     real = getattr(module, name)
                     saved.append((module, name, real))
                     setattr(module, name, _tripwire_for(module_name, name, real))
-        self._scan_bindings()
-        for namespace, name, _old, new in self._bindings:
-            namespace[name] = new
+        self._scan()
+        self.held_outside = []
+        memo: dict[int, Any] = {}
+        swaps = self._swaps
+        for slot, value in self._found.slots:
+            new = self._replacement(value, memo)
+            if new is not None and slot.get() is value:
+                slot.set(new)
+                swaps.append((slot, value, new))
         self._random_state = draws.install()
         # The cycle collector runs finalizers and weakref callbacks at moments that depend on
         # everything allocated so far: off during a run, so runs repeat exactly.
@@ -275,8 +329,10 @@ class Patcher:
     def restore(self, sched: Scheduler | None = None) -> None:
         # First, while Thread.__hash__ is still the run's: _limbo and _threads_queues are keyed by it.
         self._forget_run_threads(sched)
-        for namespace, name, old, _new in self._bindings:
-            namespace[name] = old
+        for slot, old, new in reversed(self._swaps):
+            if slot.get() is new:  # unless the run put something of its own there
+                slot.set(old)
+        self._swaps.clear()
         for module, name, value in reversed(self._saved):
             if value is _MISSING:
                 delattr(module, name)

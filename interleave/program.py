@@ -21,6 +21,8 @@ from .access import inject
 from .files import is_user_file
 from .instrument import compile_module, instrument_function
 
+from .reallocks import RecordOrigins
+
 
 class BadInput(Exception):
     """Input interleave cannot use; its message is one line for the user."""
@@ -43,6 +45,15 @@ class Program:
     fingerprinted: str | None = None
     #: ``sys.modules`` before the program was loaded: the user modules it imports are the others.
     modules_before: frozenset[str] | None = None
+    #: Objects made outside the runs that the runs use besides the modules' (a wide fixture's value).
+    shared: tuple[Any, ...] = ()
+
+    def roots(self) -> list[tuple[Any, str]]:
+        """Where the runs reach objects made before them, besides the modules: for swapping real locks."""
+        roots = [(value, f"the value of fixture #{i + 1}") for i, value in enumerate(self.shared)]
+        if self.function is not None:
+            roots.insert(0, (self.function, self.display))
+        return roots
 
     def entry(self, instrumented: bool = False) -> Callable[[], Any]:
         """Inside a run: a fresh module (for file targets) and the function to call.
@@ -149,7 +160,7 @@ def load(target: str | Callable[[], Any]) -> Program:
     modules_before = frozenset(sys.modules)
     namespace = _fresh_module(module_name, path)
     try:
-        with _on_path(os.path.dirname(path)):
+        with _on_path(os.path.dirname(path)), RecordOrigins():
             exec(code, namespace)
     except BaseException as exc:  # noqa: BLE001 - reported as one line, never as our traceback
         last = traceback.extract_tb(exc.__traceback__)[-1]

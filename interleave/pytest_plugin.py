@@ -312,7 +312,8 @@ class TestExploration:
             return lambda: self._guarded(call, funcargs)
 
         body = _test_body_type()(display=self.item.nodeid, func_name=self.item.originalname,
-                                 fingerprint=self._fingerprint, fingerprinted=str(self.item.path))
+                                 fingerprint=self._fingerprint, fingerprinted=str(self.item.path),
+                                 shared=tuple(self.fixtures.shared_values()))
         body.prepare = prepare
         return body
 
@@ -349,11 +350,9 @@ class TestExploration:
         argnames = self.item._fixtureinfo.argnames
         program = self.program(lambda funcargs: test(**{name: funcargs[name] for name in argnames}))
         self.fixtures.release_outside_run()
-        locks = OutsideLocks(self.fixtures.shared_values())
         try:
             self._replay_then_explore(program)
         finally:
-            locks.restore()
             if self.coverage is not None:
                 self.coverage.merge()
         if self.outcome is not None:
@@ -469,7 +468,6 @@ class TestExploration:
 
         handle.inner_test = functools.wraps(inner)(explore_input)  # Hypothesis names the input by it
         failed_with = None
-        locks = OutsideLocks(self.fixtures.shared_values())
         try:
             test = self.item.obj
             test(**{name: self.item.funcargs[name] for name in self.item._fixtureinfo.argnames})
@@ -482,7 +480,6 @@ class TestExploration:
             failed_with = "\n".join([headline, "", *notes, rest])
         finally:
             handle.inner_test = inner
-            locks.restore()
             if self.coverage is not None:
                 self.coverage.merge()
         if failed_with is not None:
@@ -656,92 +653,6 @@ class FreshFixtures:
         for fixturedef in reversed(self._function_scoped()):
             if fixturedef.cached_result is not None:
                 fixturedef.finish(request=self.item._request)
-
-
-# ---------------------------------------------------------------- locks made at import
-
-
-class OutsideLocks:
-    """Real locks held by objects made outside the runs, swapped while a test is explored.
-
-    A module-level ``counter = Counter()`` whose ``__init__`` made a ``threading.Lock()``,
-    a class with a ``lock = threading.Lock()`` attribute, or the value of a module- or
-    session-scoped fixture holds a real lock: a thread of the run blocked on it would
-    block the whole process, since every thread of a run shares one OS thread (and an
-    ``RLock`` would let every thread in). For the length of a test's exploration such
-    attributes, module-level locks and ``Condition`` objects made on real locks hold
-    controlled twins (one twin per real lock, so a Condition and the lock it was made on
-    stay one), which act like real locks outside the runs; the real ones are put back
-    afterwards. Objects reached in other ways (in a list or a dict) are not looked into.
-    """
-
-    def __init__(self, shared_fixture_values: list[Any]) -> None:
-        import _thread
-
-        from . import primitives
-        from .files import is_user_file
-
-        self.twin_types = {type(_thread.allocate_lock()): primitives.Lock, _thread.RLock: primitives.RLock}
-        self.swapped: list[tuple[Any, str, Any]] = []
-        self._twins: dict[int, Any] = {}  # id(real lock) -> its twin; the real ones stay in `swapped`
-        for module in list(sys.modules.values()):
-            if not is_user_file(getattr(module, "__file__", None) or ""):
-                continue
-            self._swap_attributes(module)
-            for value in list(getattr(module, "__dict__", {}).values()):
-                made_here = value if isinstance(value, type) else type(value)
-                if is_user_file(getattr(sys.modules.get(made_here.__module__), "__file__", None) or ""):
-                    self._swap_attributes(value)
-        for value in shared_fixture_values:
-            self._swap_attributes(value)
-
-    def _swap_attributes(self, owner: Any) -> None:
-        import threading
-
-        try:
-            attributes = list(vars(owner).items())
-        except TypeError:
-            return  # no __dict__ (slots only, or a builtin)
-        for name, inner in attributes:
-            if isinstance(inner, threading.Condition):
-                # `with cond:` in user code holds its lock across switch points, like a lock.
-                lock = self._twin(inner._lock)
-                replacement = None if lock is None else threading.Condition(lock)
-            else:
-                replacement = self._twin(inner)
-            if replacement is not None:
-                self._set(owner, name, replacement)
-                self.swapped.append((owner, name, inner))
-
-    def _twin(self, real: Any) -> Any:
-        """The controlled twin of a free real lock (the same one wherever it is found), else None."""
-        twin = self._twins.get(id(real))
-        if twin is None:
-            twin_type = self.twin_types.get(type(real))
-            if twin_type is None or not _free(real):
-                return None
-            twin = self._twins[id(real)] = twin_type()
-        return twin
-
-    @staticmethod
-    def _set(owner: Any, name: str, value: Any) -> None:
-        if isinstance(owner, type) or isinstance(owner, type(sys)):
-            setattr(owner, name, value)  # a class's namespace is read-only as a mapping
-        else:
-            owner.__dict__[name] = value  # past any __setattr__ of the class
-
-    def restore(self) -> None:
-        for owner, name, real in reversed(self.swapped):
-            self._set(owner, name, real)
-        self.swapped.clear()
-
-
-def _free(lock: Any) -> bool:
-    """A real lock nobody holds now (``_thread.RLock`` has no ``locked()``)."""
-    if not lock.acquire(False):
-        return False
-    lock.release()
-    return True
 
 
 # ---------------------------------------------------------------- kept failures

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from . import races, tracing
+from . import races, tracing, watchdog
 from .census import Census
 from .census import tracer as census_tracer
 from .instrument import Instrumentation, Scope
@@ -82,7 +82,7 @@ class Runner:
     def __init__(self, program: Program, config: RunConfig) -> None:
         self.program = program
         self.config = config
-        self.patcher = Patcher()
+        self.patcher = Patcher(program.roots())
         self.guard = ProcessGuard()
         self.accesses = config.granularity == tracing.ACCESS
         self._install = None if self.accesses else tracing.installer(config.granularity)
@@ -93,11 +93,17 @@ class Runner:
             self.instrumentation = Instrumentation(Scope(config.include))
             self.instrumentation.start()
             program.compiled()  # compiled now: a run does the same work every time
+        self.watchdog = watchdog.shared()
+        #: ``time.monotonic()`` past which a run that does not come back is stopped (None: no limit).
+        self.deadline: float | None = None
 
     def close(self) -> None:
+        """Done with runs for now: the instrumentation is undone, the watchdog's thread ends
+        (the next run starts it again)."""
         if self.instrumentation is not None:
             self.instrumentation.stop()
             self.instrumentation = None
+        self.watchdog.close()
 
 
     def run(self, chooser: Chooser, recorder: Recorder | None = None, *, track_accesses: bool = False,
@@ -133,14 +139,17 @@ class Runner:
             track_accesses=track_accesses,
         )
         main_name, main_ident = threading.current_thread().name, _thread.get_ident()
+        self.watchdog.ready()
         threads_before = _os_threads()
         self.guard.enter(sched)
         try:
             self.patcher.apply()
+            self.watchdog.arm(sched, self.deadline, self.patcher.real_locks)
             try:
                 with self.program.importable():
                     result = sched.run(self._main, main_ident=main_ident, main_name=main_name)
             finally:
+                self.watchdog.disarm()
                 self.patcher.restore(sched)
         finally:
             self.guard.exit()

@@ -63,6 +63,10 @@ SKIPPED = -1
 #: send their results (a second Ctrl-C stops waiting); then they are killed.
 STOP_GRACE_S = 10.0
 
+#: Seconds past the time limit after which a worker that has not sent its result is killed
+#: (its own watchdog stops a stuck run well before; this is for a call that ignores signals).
+OVERDUE = 10.0
+
 
 @dataclass
 class Job:
@@ -197,6 +201,7 @@ def search(job: Job, control: Control) -> SlotResult:
     seen_places: set[tuple] = set()
     race_count = RaceCount()
     started = time.monotonic()
+    runner.deadline = None if job.time_limit is None else started + job.time_limit
     run = shared = 0  # runs of this slot so far; shared (uncounted) enumeration runs so far
     total_steps = 0
     try:
@@ -236,6 +241,12 @@ def search(job: Job, control: Control) -> SlotResult:
                 out.stopped_at = key
                 control.lower(key)
                 break
+            if result.uncontrolled is not None and is_shared:
+                # A shared enumeration run that was cut short has no subtree to deal out.
+                out.uncontrolled = result.uncontrolled
+                out.stopped_at = key
+                control.lower(key)
+                break
             chooser.end_run(result)
             if counting:
                 race_count.add(result)
@@ -266,6 +277,7 @@ def search(job: Job, control: Control) -> SlotResult:
                     break
     except KeyboardInterrupt:
         out.interrupted = True
+    runner.close()
     if dfs is not None:
         out.dfs = {"done": dfs.done, "truncated": dfs.truncated, "completed_bound": dfs.completed_bound,
                    "complete": dfs.complete(), "max_bound": dfs.max_bound}
@@ -459,6 +471,11 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
     interrupted = False
     stopping_since = 0.0
 
+    time_limit = jobs[0].time_limit if jobs else None
+    #: Past this, a worker that has not sent its result is stuck in a call its watchdog could not stop.
+    overdue_at = None if time_limit is None else started + time_limit + OVERDUE
+    overdue = False
+
     def collect(reader: Any) -> None:
         """A worker's result, or its death: then report it and start its successor."""
         position, job, process = live.pop(reader)
@@ -475,6 +492,11 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
             results[job.slot] = outcome
             return
         run, member = shared.get(position, 0), shared.get(position, 1)
+        if overdue:
+            deaths.append(_describe_death(job, run, member, "stopped: it had not come back from its run by the time "
+                                                            "limit") + "; its results are lost")
+            lost.append(job.slot)
+            return
         deaths.append(_describe_death(job, run, member, _death_cause(process.exitcode)))
         if interrupted:
             deaths[-1] += "; the campaign was stopping, so no worker took over"
@@ -496,6 +518,11 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
                     shared.lower(poll())
                 for reader in wait(list(live), timeout=0.25):
                     collect(reader)
+                if overdue_at is not None and not overdue and time.monotonic() > overdue_at:
+                    overdue = True
+                    shared.lower(0)
+                    for _, _, process in live.values():
+                        process.kill()
                 if on_progress is not None and time.monotonic() - last_progress > 0.25:
                     last_progress = time.monotonic()
                     runs = sum(shared.get(s, 2) for s in range(len(jobs)))
