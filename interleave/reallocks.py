@@ -421,6 +421,7 @@ class RecordOrigins:
     FRAMES = 8
 
     def __enter__(self) -> RecordOrigins:
+        self._before = set(sys.modules)
         self._started = not tracemalloc.is_tracing()
         if self._started:
             tracemalloc.start(self.FRAMES)
@@ -431,7 +432,9 @@ class RecordOrigins:
             return
         try:
             if exc[0] is None:
-                found = Finder({}).walk(module_roots())
+                # Only what this load imported: only objects made while tracing have a traceback
+                # (walking every module again at each load grows with the process).
+                found = Finder({}).walk(root for root in module_roots() if root[1] not in self._before)
                 for lock, _ in found.names.values():
                     where = _made_at(lock)
                     if where is not None:
