@@ -763,7 +763,7 @@ function layout() {
         const at = it.at[r], file = M.files[at[0]], src = M.src[at[0] + ":" + at[1]] || "";
         const why = it.hot[r], held = it.paused[r], acc = (it.acc || {})[r];
         const loc = w < 320 ? String(at[1]) : file.split("/").pop() + ":" + at[1];  // narrow lanes: the line number only
-        box(it.lane, y, H, (why ? "hot" : "") + (held ? " paused" : "") + (acc ? " acc" : ""),
+        box(it.lane, y, H, (why ? "hot" : "") + (held ? " paused" : ""),
             (held ? "\u2016 " : "") + '<span class="loc">' + esc(loc) + "</span>" + esc(acc || src),
             "step " + (it.first + r + 1) + "  " + file + ":" + at[1] + "\n" + src + (acc ? "\n" + acc : "") +
             (why ? "\n\u2190 " + why : "") +
