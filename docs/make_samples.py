@@ -95,7 +95,9 @@ def code_block(text: str, first_line: str) -> str:
 def run(sample: Sample, text: str) -> str:
     # This Python first on PATH, so that a replay line says `python`, not where this one lives.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT), "COLUMNS": "100", "PATH": path,
+    # Without CI's variables: Hypothesis prints a reproduce_failure line under CI, not on a desk.
+    env = {name: value for name, value in os.environ.items() if name not in ("CI", "TF_BUILD")}
+    env = {**env, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT), "COLUMNS": "100", "PATH": path,
            "PYTEST_ADDOPTS": "-p no:cacheprovider", "PY_COLORS": "0"}
     words = sample.command.split()
     if words[0] == "interleave":
