@@ -259,11 +259,11 @@ def _before_lock_operation(sched: Scheduler, frame: Any) -> None:
         if _called_from_library(frame):
             sched.op_point()
         return
-    if not _stdlib_internal(frame.f_code.co_filename):
+    if not _stdlib_internal(frame.f_code):
         sched.sync_point(None, frame)
         return
     entry, outer = frame, frame.f_back
-    while outer is not None and _stdlib_internal(outer.f_code.co_filename):
+    while outer is not None and _stdlib_internal(outer.f_code):
         entry, outer = outer, outer.f_back
     # With no caller outside the stdlib (a thread's own start-up, a pool worker between
     # tasks) the operation is a step all the same: ``Thread.start`` waits for it.
@@ -273,8 +273,17 @@ def _before_lock_operation(sched: Scheduler, frame: Any) -> None:
 _SCHEDULER_FILE = sys.modules[Scheduler.__module__].__file__
 
 
-def _stdlib_internal(filename: str) -> bool:
-    return is_threading_internal(filename) or filename.startswith(_PACKAGE)
+def _stdlib_internal(code: Any) -> bool:
+    """True for the code of threading's internals or of interleave itself (cached: a lock
+    operation walks a few frames, at every step that takes a lock)."""
+    answer = _internal_code.get(code)
+    if answer is None:
+        filename = code.co_filename
+        answer = _internal_code[code] = is_threading_internal(filename) or filename.startswith(_PACKAGE)
+    return answer
+
+
+_internal_code: dict[Any, bool] = {}
 
 
 def _called_from_library(frame: Any) -> bool:

@@ -379,6 +379,14 @@ class Scheduler:
         self.tearing_down = True
         if self.recorder is not None:
             self.recorder.event(self, "teardown", "")  # any step after this is a finally block, not the run
+        alive = []
+        for vt in self.threads:
+            if vt.greenlet:  # started and not dead
+                alive.append(vt)
+            else:
+                vt.greenlet = None
+        if not alive:
+            return  # the usual end of a run: no tracer to set (it costs more than the rest of teardown on 3.12+)
         logging = sys.modules.get("logging")
         if logging is not None:
             # Threads stopped here may log their own death (a pool worker does): not the program's story.
@@ -388,9 +396,9 @@ class Scheduler:
         previous = sys.gettrace()
         sys.settrace(budget.trace)
         try:
-            for vt in self.threads:
+            for vt in alive:
                 g = vt.greenlet
-                if g is not None and g:  # started and not dead
+                if g:  # still alive: stopping an earlier one may have ended it
                     self.current = vt  # it unwinds as itself: get_ident() and friends must say so
                     try:
                         g.throw(greenlet.GreenletExit)

@@ -354,7 +354,7 @@ def test_large_runs_stay_small(programs: Path) -> None:
     assert model["steps"] > 10_000
     started = time.monotonic()
     page = render_html(found(f"{programs / 'big.py'}::main").recorder, None)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60  # (a loaded CI machine: this guards against a quadratic render)
     assert len(page) < 200 * model["steps"]
 
 
