@@ -57,8 +57,11 @@ def pytest_report_header(config: pytest.Config) -> str:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """For ``@given`` tests: one input now runs a whole exploration, and fixtures are fresh per schedule."""
-    if item.get_closest_marker(MARKER) is not None and is_hypothesis_test(getattr(item, "obj", None)):
-        relax_settings(item)
+    if item.get_closest_marker(MARKER) is None:
+        return
+    test = getattr(item, "obj", None)
+    if is_hypothesis_test(test):
+        relax_settings(test)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -46,8 +46,8 @@ class CoverageBridge:
     def start_run(self) -> None:
         """Inside a run, before the test is called: record in place of coverage's tracer."""
         self._suspended.clear()
-        current = sys.gettrace()
-        if current is self.outside_tracer or current is self._recording_only:
+        current: Any = sys.gettrace()
+        if current is None or current is self.outside_tracer or current is self._recording_only:
             # The run left sys.settrace alone (it steps through sys.monitoring): take
             # coverage's place ourselves until the test is over (see :meth:`merge`).
             sys.settrace(self._recorder())

@@ -21,13 +21,13 @@ def is_hypothesis_test(function: Any) -> bool:
     return bool(getattr(function, "is_hypothesis_test", False)) and hasattr(function, "hypothesis")
 
 
-def relax_settings(item: pytest.Item) -> None:
+def relax_settings(test: Any) -> None:
     """Before the test: one input now runs a whole exploration (no deadline), and its
     function-scoped fixtures are made afresh for every schedule (no health check against them)."""
     from hypothesis import HealthCheck, settings
 
-    function = getattr(item.obj, "__func__", item.obj)
-    current = getattr(function, "_hypothesis_internal_use_settings", None) or settings.default
+    function = getattr(test, "__func__", test)
+    current: Any = getattr(function, "_hypothesis_internal_use_settings", None) or settings.default
     function._hypothesis_internal_use_settings = settings(
         parent=current,
         deadline=None,
@@ -60,7 +60,7 @@ def run_given_test(session: TestExploration) -> None:
         notes = getattr(exc, "__notes__", None)
         if not notes:
             raise
-        headline, _, rest = exc.msg.partition("\n")  # the headline stays first, for -r's summary
+        headline, _, rest = (exc.msg or "").partition("\n")  # the headline stays first, for -r's summary
         failed_with = "\n".join([headline, "", *notes, rest])
     finally:
         handle.inner_test = inner

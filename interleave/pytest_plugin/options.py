@@ -10,7 +10,7 @@ marker, then ini, then the plugin's own defaults, then the table's.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal, Mapping
 
 import pytest
 
@@ -25,6 +25,7 @@ DEFAULT_RUNS_PER_INPUT = 100
 #: The plugin's own defaults where they differ from the CLI's (a test runs in one process).
 PYTEST_DEFAULTS = {"workers": 1}
 MARKER_ARGUMENTS = (*(option.name for option in OPTIONS), "replay")
+IniType = Literal["string", "linelist", "bool", "int", "float"]
 
 
 class BadMarker(Exception):
@@ -57,9 +58,10 @@ def add_options(parser: pytest.Parser) -> None:
         parser.addini(option.ini, option.help, type=_ini_type(option), default=None)
 
 
-def _ini_type(option: Option) -> str:
+def _ini_type(option: Option) -> IniType:
     """Typed where pytest can (8.4 and later), so that TOML's native values work in ``[tool.pytest]``."""
-    typed = {int: "int", float: "float", bool: "bool", list: "linelist", "workers": "int"}.get(option.kind, "string")
+    types: dict[Any, IniType] = {int: "int", float: "float", bool: "bool", list: "linelist", "workers": "int"}
+    typed = types.get(option.kind, "string")
     if typed in ("int", "float") and pytest.version_tuple < (8, 4):
         return "string"
     return typed
@@ -119,7 +121,7 @@ def budget_for(item: pytest.Item, per_input: bool) -> Budget:
     return Budget(settings=settings, replay=_first(item.config.getoption("interleave_replay"), replay))
 
 
-def _pick(config: pytest.Config, mark: dict[str, Any]) -> Exploration:
+def _pick(config: pytest.Config, mark: Mapping[str, Any]) -> Exploration:
     def value_of(option: Option) -> Any:
         value = _first(_from_command_line(config, option), _marker_value(mark, option), _ini(config, option))
         return PYTEST_DEFAULTS.get(option.name) if value is None else value
@@ -156,7 +158,7 @@ def _checked(value: Any, option: Option, where: str) -> Any:
         raise pytest.UsageError(f"{where}: {exc}") from None
 
 
-def _marker_value(mark: dict[str, Any], option: Option) -> Any:
+def _marker_value(mark: Mapping[str, Any], option: Option) -> Any:
     value = mark.get(option.name)
     if value is None:
         return None

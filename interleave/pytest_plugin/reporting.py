@@ -69,8 +69,8 @@ def stats_line(nodeid: str, reports: list[Report]) -> str:
             f"[{first.strategy}, seed {first.seed}]")
     if all(r.complete for r in reports):
         return line + "; every schedule was run" + _races_seen(reports)
-    bounds = [r.bound for r in reports]
-    if all(b is not None and b >= 0 for b in bounds):
+    bounds = [r.bound for r in reports if r.bound is not None and r.bound >= 0]
+    if len(bounds) == len(reports):
         return line + f"; every schedule with at most {_n(min(bounds), 'preemption')} was run" + _races_seen(reports)
     return line + "; schedules sampled, no bound exhausted" + _races_seen(reports)
 
