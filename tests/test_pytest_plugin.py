@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -663,6 +664,34 @@ def test_the_marker_takes_every_strategy_the_engine_has(pytester: pytest.Pyteste
     result = pytester.runpytest("--interleave-stats", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"test_counter.py::test_counter: * run*, *s ?{strategy}, seed 0?; *"])
+
+
+def _always_fails() -> None:
+    box = []
+
+    def add(x: int) -> None:
+        for _ in range(3):
+            box.append(x)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    raise AssertionError(box)
+
+
+@pytest.mark.parametrize("strategy", strategies.NAMES)
+def test_a_strategy_starts_in_the_default_order_exactly_when_it_says_so(strategy: str) -> None:
+    # The plugin names a test that keeps state between calls only after a strategy whose
+    # first run is the default order (its run 1 passed in the order that later failed).
+    import interleave
+    from interleave.schedule import Token
+
+    first_runs = [interleave.explore(_always_fails, strategy=strategy, seed=seed, runs=1, shrink_time=0).failure
+                  for seed in range(3)]
+    in_default_order = [not Token.decode(failure.replay).deviations for failure in first_runs]
+    assert all(in_default_order) if strategies.make(strategy).first_run_in_default_order else not any(in_default_order)
 
 
 @pytest.mark.parametrize("table", ["[tool.pytest.ini_options]", "[tool.pytest]"])
