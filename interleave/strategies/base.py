@@ -34,6 +34,9 @@ class Strategy(ABC):
     """Chooses at each decision of a run; sees every run's end."""
 
     name = "strategy"
+    #: Whether run 0 is the default order (no deviation): a later run in that order that
+    #: fails then shows the program keeps state from one run to the next.
+    first_run_in_default_order = False
 
     def begin_run(self, run_index: int) -> bool:
         """Prepare run ``run_index``; False when there is nothing left to explore."""

@@ -56,6 +56,7 @@ def _path(chain: tuple | None) -> tuple[int, ...]:
 
 class BoundedDFS(Strategy):
     name = "dfs"
+    first_run_in_default_order = True
 
     def __init__(self, max_preemptions: int = 2) -> None:
         self.max_bound = max_preemptions

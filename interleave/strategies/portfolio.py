@@ -25,6 +25,7 @@ from .surw import SURW
 
 class Portfolio(Strategy):
     name = "portfolio"
+    first_run_in_default_order = True
 
     def __init__(self, seed: int = 0, max_preemptions: int = 2) -> None:
         self.dfs = BoundedDFS(max_preemptions)
