@@ -62,7 +62,7 @@ def by_brute_force(a: int, b: int, bound: int) -> int:
         word = ["M"] * (a + b)
         for i in places:
             word[i] = "W"
-        blocks = 1 + sum(1 for x, y in zip(word, word[1:]) if x != y)
+        blocks = 1 + sum(1 for x, y in itertools.pairwise(word) if x != y)
         if blocks - 2 + (word[0] == "M") <= bound:
             count += 1
     return count

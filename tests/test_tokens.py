@@ -8,13 +8,10 @@ import sys
 import textwrap
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from interleave import BadInput, explore, replay
-from interleave.runner import RunConfig
-from interleave.schedule import FILE_DIGEST_BYTES, Token
-from interleave.scheduler import DRAW_SUB, Deviation
+from interleave.schedule import Token
+from interleave.scheduler import DRAW_SUB
 
 RACE = """
 import threading
@@ -67,32 +64,7 @@ def edit(helper, old: str, new: str) -> None:
     sys.modules.pop(helper.stem, None)
 
 
-deviations = st.builds(
-    Deviation,
-    thread=st.integers(0, 300),
-    steps=st.integers(0, 10**6),
-    sub=st.one_of(st.integers(0, 5), st.integers(DRAW_SUB, DRAW_SUB + 5), st.integers(1 << 16, (1 << 16) + 5)),
-    choice=st.integers(-40, 300),
-    cost=st.just(0),  # the token does not carry costs: the scheduler works them out again
-)
-tokens = st.builds(
-    Token,
-    python=st.sampled_from(["311", "312", "313", "399"]),
-    fingerprint=st.text("0123456789abcdef", min_size=8, max_size=8),
-    config=st.builds(RunConfig, max_steps=st.integers(1, 10**7), max_pauses=st.integers(0, 9),
-                     max_faults=st.integers(0, 9), granularity=st.sampled_from(["line", "opcode"]),
-                     max_draws=st.integers(0, 9)),
-    deviations=st.lists(deviations, max_size=12).map(tuple),
-    checksum=st.integers(0, 2**32 - 1),
-    files=st.frozensets(st.binary(min_size=FILE_DIGEST_BYTES, max_size=FILE_DIGEST_BYTES), max_size=6),
-)
-
-
-@given(tokens)
-def test_a_token_decodes_to_the_schedule_it_encodes(token):
-    text = token.encode()
-    assert Token.decode(text) == token
-    assert text.count(".") == 6 and text.isascii() and " " not in text
+# The round trip of every field, as a property: tests/test_properties.py.
 
 
 def test_the_examples_tokens_stay_short(race):
