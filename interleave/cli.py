@@ -256,16 +256,6 @@ def _write(path: str, text: str) -> None:
         _bad_input(f"could not write {path}: {exc.strerror or exc}")
 
 
-def _workers(value: str | None) -> int | str:
-    if value is None:  # every core this process may use
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if "://" in value:
-        return value
-    if value.isdigit() and int(value) >= 1:
-        return int(value)
-    raise click.BadParameter(f"{value!r} is neither a number of workers (1 or more) nor a Dask scheduler address")
-
-
 def _progress_printer() -> Any:
     def show(p: Progress) -> None:
         rate = p.runs / p.elapsed_s if p.elapsed_s else 0

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .access import inject
-from .files import is_user_file
 from .instrument import compile_module, instrument_function
 
 from .reallocks import RecordOrigins
@@ -84,15 +83,6 @@ class Program:
                 assert self.path is not None
                 self._instrumented = compile_module(self.source or b"", self.path)
         return self._instrumented
-
-    @property
-    def has_user_code(self) -> bool:
-        """Whether the code under test is a file of the user's (a callable made at a REPL
-        or from a string has no source: nothing of it can be a switch point)."""
-        if self.path is not None:
-            return True
-        code = getattr(self.function, "__code__", None)
-        return code is not None and is_user_file(code.co_filename)
 
     @contextmanager
     def importable(self) -> Iterator[None]:

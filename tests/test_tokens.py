@@ -8,13 +8,10 @@ import sys
 import textwrap
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from interleave import BadInput, explore, replay
-from interleave.runner import RunConfig
-from interleave.schedule import FILE_DIGEST_BYTES, Token
-from interleave.scheduler import DRAW_SUB, Deviation
+from interleave.schedule import Token
+from interleave.scheduler import DRAW_SUB
 
 RACE = """
 import threading
@@ -67,32 +64,7 @@ def edit(helper, old: str, new: str) -> None:
     sys.modules.pop(helper.stem, None)
 
 
-deviations = st.builds(
-    Deviation,
-    thread=st.integers(0, 300),
-    steps=st.integers(0, 10**6),
-    sub=st.one_of(st.integers(0, 5), st.integers(DRAW_SUB, DRAW_SUB + 5), st.integers(1 << 16, (1 << 16) + 5)),
-    choice=st.integers(-40, 300),
-    cost=st.just(0),  # the token does not carry costs: the scheduler works them out again
-)
-tokens = st.builds(
-    Token,
-    python=st.sampled_from(["311", "312", "313", "399"]),
-    fingerprint=st.text("0123456789abcdef", min_size=8, max_size=8),
-    config=st.builds(RunConfig, max_steps=st.integers(1, 10**7), max_pauses=st.integers(0, 9),
-                     max_faults=st.integers(0, 9), granularity=st.sampled_from(["line", "opcode"]),
-                     max_draws=st.integers(0, 9)),
-    deviations=st.lists(deviations, max_size=12).map(tuple),
-    checksum=st.integers(0, 2**32 - 1),
-    files=st.frozensets(st.binary(min_size=FILE_DIGEST_BYTES, max_size=FILE_DIGEST_BYTES), max_size=6),
-)
-
-
-@given(tokens)
-def test_a_token_decodes_to_the_schedule_it_encodes(token):
-    text = token.encode()
-    assert Token.decode(text) == token
-    assert text.count(".") == 6 and text.isascii() and " " not in text
+# The round trip of every field, as a property: tests/test_properties.py.
 
 
 def test_the_examples_tokens_stay_short(race):
@@ -170,13 +142,16 @@ def test_a_race_that_needs_a_low_random_draw_is_found_and_replayed(tmp_path, str
     assert seeded.random() > 0.5 and seeded.random() > 0.5  # the seeded run never takes the unlocked path
     path = write(tmp_path, "coin.py", COIN)
     target = f"{path}::main"
-    report = explore(target, runs=3000, seed=1, strategy=strategy)
-    failure = report.failure
-    assert failure is not None and "AssertionError: (1, " in failure.message
-    drawn = [d for d in Token.decode(failure.replay).deviations if d.sub >= DRAW_SUB]
-    assert len(drawn) == 1 and failure.draws == 1  # shrunk to the one draw the race needs
-    assert "random() gives 0.0 in place of the seeded 0.84" in failure.trace or \
-        "random() gives 0.0 in place of the seeded 0.75" in failure.trace
+    for seed in range(3):  # found within the budget whatever the seed; the last one examined below
+        report = explore(target, runs=3000, seed=seed, strategy=strategy)
+        failure = report.failure
+        assert failure is not None and "AssertionError: (1, " in failure.message, seed
+        drawn = [d for d in Token.decode(failure.replay).deviations if d.sub >= DRAW_SUB]
+        assert len(drawn) == 1 and failure.draws == 1  # shrunk to the one draw the race needs
+        assert "random() gives 0.0 in place of the seeded 0.84" in failure.trace or \
+            "random() gives 0.0 in place of the seeded 0.75" in failure.trace
+    again = explore(target, runs=3000, seed=seed, strategy=strategy).failure  # the same seed: the same search
+    assert again is not None and (again.run, again.replay) == (failure.run, failure.replay)
     shown = [e.detail for e in failure.recorder.events if e.kind == "draw"]
     for _ in range(2):  # the same draws, every replay
         again = replay(target, failure.replay)

@@ -1,0 +1,120 @@
+"""Liveness: a thread that polls for what another thread will do is never a hang, under any
+strategy and seed; the same poll for something nobody does is one (the twin that shows the
+hang detector is awake at the same bound).
+
+The pollers count their looks only up to 2: a poll whose state keeps changing is a
+different case (see the last test).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from interleave import explore
+from interleave.strategies import NAMES
+
+#: A bound on steps without progress low enough that a real hang is found at once.
+MAX_STEPS = 300
+
+
+def flag_poll(pause: float, sets: bool, polls: list[int]):
+    """The poller sleeps ``pause`` between looks at a flag that the setter sets after 0.5 s."""
+    def program():
+        flag = {"set": False}
+        looks = [0]
+
+        def setter():
+            time.sleep(0.5)
+            flag["set"] = True
+
+        def poller():
+            while not flag["set"]:
+                looks[0] = min(looks[0] + 1, 2)  # counted up to 2: no change of state after
+                time.sleep(pause)
+
+        threads = [threading.Thread(target=poller)] + ([threading.Thread(target=setter)] if sets else [])
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        polls.append(looks[0])
+    return program
+
+
+def event_poll(sets: bool, polls: list[int]):
+    """The poller waits on an event with a timeout, again and again, until the setter sets it."""
+    def program():
+        event = threading.Event()
+        looks = [0]
+
+        def setter():
+            time.sleep(0.5)
+            event.set()
+
+        def poller():
+            while not event.wait(timeout=0.1):
+                looks[0] = min(looks[0] + 1, 2)
+
+        threads = [threading.Thread(target=poller)] + ([threading.Thread(target=setter)] if sets else [])
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        polls.append(looks[0])
+    return program
+
+
+POLLS = {
+    "sleep(0.1)": lambda sets, polls: flag_poll(0.1, sets, polls),
+    "sleep(0)": lambda sets, polls: flag_poll(0, sets, polls),
+    "Event.wait(timeout)": event_poll,
+}
+
+
+@pytest.mark.parametrize("strategy", NAMES)
+@pytest.mark.parametrize("poll", sorted(POLLS))
+def test_a_polling_program_is_never_a_hang(poll, strategy):
+    for seed in range(3):
+        polls: list[int] = []
+        report = explore(POLLS[poll](True, polls), strategy=strategy, runs=30, seed=seed, max_steps=MAX_STEPS)
+        assert report.failure is None, (seed, report.failure.kind, report.failure.message)
+        assert report.runs == len(polls) == 30 or (strategy == "dfs" and report.exhausted and report.runs == len(polls))
+        assert max(polls) > 1  # it really polled: the flag was not set yet at its first looks
+
+
+@pytest.mark.parametrize("strategy", NAMES)
+@pytest.mark.parametrize("poll", sorted(POLLS))
+def test_the_same_poll_for_what_nobody_does_is_a_hang(poll, strategy):
+    report = explore(POLLS[poll](False, []), strategy=strategy, runs=30, seed=0, max_steps=MAX_STEPS, shrink_time=0)
+    assert report.failure is not None and report.failure.kind == "hang"
+    assert report.runs == 1
+
+
+@pytest.mark.xfail(strict=True, reason="virtual time passes for a spinning thread only while the run's state "
+                   "stands still: a sleep(0) poll that counts every look keeps it moving, and the setter's "
+                   "sleep never ends (reported as a hang after max_steps * 100 steps)")
+def test_a_sleep_0_poll_that_counts_every_look_is_no_hang():
+    def program():
+        flag = {"set": False}
+        looks = [0]
+
+        def setter():
+            time.sleep(0.5)
+            flag["set"] = True
+
+        def poller():
+            while not flag["set"]:
+                looks[0] += 1
+                time.sleep(0)
+
+        threads = [threading.Thread(target=poller), threading.Thread(target=setter)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    report = explore(program, strategy="dfs", runs=1, max_steps=MAX_STEPS, shrink_time=0)
+    assert report.failure is None, report.failure.message

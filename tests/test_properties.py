@@ -1,0 +1,60 @@
+"""Properties of schedules as data: a replay token reads back as the schedule it was made
+from, whatever the schedule, configuration and file digests; an altered token is refused."""
+
+from __future__ import annotations
+
+import string
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from schedule_strategies import as_decoded, tokens
+
+from interleave.schedule import BadToken, Token
+
+#: What an alteration may put in a token: its own alphabet, the case it is not written in, a dot.
+ALPHABET = string.ascii_lowercase + string.digits + string.ascii_uppercase + "."
+
+
+def expected(token: Token) -> Token:
+    return Token(token.python, token.fingerprint, token.config, tuple(map(as_decoded, token.deviations)),
+                 token.checksum, token.files)
+
+
+@given(tokens)
+def test_a_token_reads_back_as_the_schedule_it_was_made_from(token):
+    text = token.encode()
+    decoded = Token.decode(text)
+    assert decoded == expected(token)
+    assert decoded.encode() == text  # one spelling per schedule
+    assert text.count(".") == 6 and text.isascii() and text == text.strip()
+
+
+@st.composite
+def alterations(draw):
+    """A token, and its text changed at one place: a character replaced, removed or added, or cut short."""
+    text = draw(tokens).encode()
+    i = draw(st.integers(0, len(text) - 1))
+    kind = draw(st.sampled_from(["replace", "remove", "add", "cut"]))
+    if kind == "replace":
+        new = text[:i] + draw(st.sampled_from(ALPHABET.replace(text[i], ""))) + text[i + 1:]
+    elif kind == "remove":
+        new = text[:i] + text[i + 1:]
+    elif kind == "add":
+        new = text[:i] + draw(st.sampled_from(ALPHABET)) + text[i:]
+    else:
+        new = text[:i]
+    return text, i, new
+
+
+@settings(max_examples=300)
+@given(alterations())
+def test_an_altered_token_is_refused(altered):
+    text, place, new = altered
+    try:
+        decoded = Token.decode(new)
+    except BadToken:
+        return
+    # Accepted only as another spelling of the same bytes of the checksum (the case of its
+    # letters, or the bit its last letter carries beyond the 64): the same schedule, same sums.
+    assert place > text.rindex("."), (text, new)
+    assert decoded == Token.decode(text), (text, new)
