@@ -98,7 +98,10 @@ class Token:
             for i in range(0, len(numbers), 4)
         )
         files = frozenset(packed[i:i + FILE_DIGEST_BYTES] for i in range(0, len(packed), FILE_DIGEST_BYTES))
-        return cls(python, fingerprint, config, deviations, int.from_bytes(sums[:4], "big"), files)
+        token = cls(python, fingerprint, config, deviations, int.from_bytes(sums[:4], "big"), files)
+        if token.encode() != text.strip():  # another spelling of the same bytes (case, spare bits)
+            raise BadToken("corrupt replay token: it is not spelled as interleave writes it (altered?)")
+        return token
 
 
 def file_digest(path: str) -> bytes | None:

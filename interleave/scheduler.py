@@ -56,6 +56,11 @@ TICK_SLICE = 16
 #: looks in a row with nothing started or ended in between make the run *stalled*.
 STALL_SAMPLE = 500
 
+#: Polls (a ``sleep(0)``, a failed try-acquire, a long streak) by every runnable thread
+#: since anything woke, started or ended, after which real time would have passed: the
+#: clock jumps to the next deadline, even if the pollers change state as they look.
+SPINS_BEFORE_TIME_PASSES = 200
+
 #: A run that keeps changing its state is still stopped (as a hang) past this many times
 #: its no-progress bound ``max_steps``.
 RUN_STEPS_FACTOR = 100
@@ -240,6 +245,8 @@ class Scheduler:
         self._keepalive: list[Any] = []
         # Fairness: a thread that yielded waits until the threads runnable then have run.
         self._deferred: dict[int, set[int]] = {}
+        # Polls per thread since anything woke, started or ended (see _spun_out).
+        self._spins: dict[int, int] = {}
         # Progress: see _sample. While stalled, the fair default schedule runs, time passes.
         self.progress_at = 0
         self.stalled = False
@@ -279,6 +286,7 @@ class Scheduler:
         self.threads.append(vt)
         bisect.insort(self.runnable, index)
         self._progress()
+        self._spins.clear()
         if self.noting and self.current is not None:
             self.sync_log.append((len(self.access_log), self.current.index, "spawn", index))
         if self.recorder is not None and self.current is not None:
@@ -306,6 +314,7 @@ class Scheduler:
     def _on_exit(self, vt: VThread) -> None:
         vt.state = FINISHED
         self._progress()
+        self._spins.clear()
         i = bisect.bisect_left(self.runnable, vt.index)
         if i < len(self.runnable) and self.runnable[i] == vt.index:
             del self.runnable[i]
@@ -552,6 +561,7 @@ class Scheduler:
         """The current thread polled and found nothing (a yield, a failed non-blocking
         acquire): it may not run again before the threads runnable now have run."""
         cur = self.current
+        self._spins[cur.index] = self._spins.get(cur.index, 0) + 1
         others = {i for i in self.runnable if i != cur.index}
         if others:
             self._deferred[cur.index] = others
@@ -589,6 +599,8 @@ class Scheduler:
                 self.fail_deadlock()
                 return None
             if self.stalled and self._time_passes():
+                continue
+            if self._spins.get(cur.index, 0) >= SPINS_BEFORE_TIME_PASSES and self._spun_out(runnable):
                 continue
             cur_runnable = cur.state == RUNNABLE and not cur.frozen and not hub
             if cur_runnable and cur.streak >= TIME_SLICE and len(runnable) > 1:
@@ -648,6 +660,18 @@ class Scheduler:
             self._deferred.setdefault(i, set()).update(woken)
         # What the woken threads do next is explored again: a race as a poll ends is a finding.
         self.stalled = False
+        return True
+
+    def _spun_out(self, runnable: list[int]) -> bool:
+        """Every runnable thread has polled long enough that real time would pass: jump the
+        clock to the next deadline, free, and let the woken threads run first."""
+        spins = self._spins
+        if not self.clock.has_timers() or any(spins.get(i, 0) < SPINS_BEFORE_TIME_PASSES for i in runnable):
+            return False
+        woken = {vt.index for vt in self._advance_clock()}
+        for i in runnable:
+            if i not in woken:
+                self._deferred.setdefault(i, set()).update(woken)
         return True
 
     def _progress(self) -> None:
@@ -804,6 +828,7 @@ class Scheduler:
             return
         vt.state = RUNNABLE
         vt.timer_generation += 1
+        self._spins.clear()
         if self.recorder is not None:
             self.recorder.event(self, "wake", vt.name, {"to": vt.index, "timeout": vt.timed_out})
         if not vt.frozen:

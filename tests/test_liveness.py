@@ -93,9 +93,6 @@ def test_the_same_poll_for_what_nobody_does_is_a_hang(poll, strategy):
     assert report.runs == 1
 
 
-@pytest.mark.xfail(strict=True, reason="virtual time passes for a spinning thread only while the run's state "
-                   "stands still: a sleep(0) poll that counts every look keeps it moving, and the setter's "
-                   "sleep never ends (reported as a hang after max_steps * 100 steps)")
 def test_a_sleep_0_poll_that_counts_every_look_is_no_hang():
     def program():
         flag = {"set": False}

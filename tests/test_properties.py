@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import string
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from schedule_strategies import as_decoded, tokens
@@ -49,12 +50,6 @@ def alterations(draw):
 @settings(max_examples=300)
 @given(alterations())
 def test_an_altered_token_is_refused(altered):
-    text, place, new = altered
-    try:
-        decoded = Token.decode(new)
-    except BadToken:
-        return
-    # Accepted only as another spelling of the same bytes of the checksum (the case of its
-    # letters, or the bit its last letter carries beyond the 64): the same schedule, same sums.
-    assert place > text.rindex("."), (text, new)
-    assert decoded == Token.decode(text), (text, new)
+    _, _, new = altered
+    with pytest.raises(BadToken):
+        Token.decode(new)
