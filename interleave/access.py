@@ -19,8 +19,9 @@ import collections
 import queue
 import threading
 import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 #: The name a module's helper is injected under (see :func:`inject`).
 HELPER = "_interleave_access_"

@@ -14,14 +14,15 @@ import os
 import shlex
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
 from . import settings
-from .explore import FailureReport, NondeterministicProgram, Progress, Report, explore, replay, setup_steps
 from .census import Census
+from .explore import FailureReport, NondeterministicProgram, Progress, Report, explore, replay, setup_steps
 from .fresh import fresh_replay_problem
 from .html import render_html
 from .linecoverage import write_report

@@ -34,7 +34,8 @@ never touched.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .scheduler import active
 

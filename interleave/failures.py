@@ -7,7 +7,7 @@ import os
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from .files import is_threading_internal, is_user_file
@@ -60,7 +60,7 @@ def _short(filename: str) -> str:
     return _relative(filename, run_dir or os.getcwd())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _relative(filename: str, base: str) -> str:
     try:
         rel = os.path.relpath(filename, base)

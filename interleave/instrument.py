@@ -36,8 +36,9 @@ import importlib.util
 import os
 import sys
 import types
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from . import access
 from .files import is_user_file

@@ -30,8 +30,9 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from itertools import chain, count
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from . import draws
 from . import primitives as P

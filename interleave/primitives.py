@@ -18,7 +18,8 @@ import operator
 import os
 import sys
 import time as _time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .failures import user_location
 from .files import is_threading_internal, is_user_file

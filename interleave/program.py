@@ -13,14 +13,14 @@ import os
 import sys
 import traceback
 import types
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .access import inject
 from .files import is_user_file
 from .instrument import compile_module, instrument_function
-
 from .reallocks import RecordOrigins
 
 

@@ -29,8 +29,9 @@ import threading
 import tracemalloc
 import types
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from . import primitives as P
 from .failures import _short

@@ -18,8 +18,8 @@ from typing import Any
 from . import races, tracing, watchdog
 from .census import Census
 from .census import tracer as census_tracer
-from .instrument import Instrumentation, Scope
 from .guard import ProcessGuard
+from .instrument import Instrumentation, Scope
 from .patching import Patcher
 from .program import Program
 from .scheduler import Chooser, Recorder, RunResult, Scheduler, active

@@ -13,8 +13,9 @@ from __future__ import annotations
 import inspect
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import tracing
 from .strategies import NAMES as STRATEGIES

@@ -26,8 +26,9 @@ from __future__ import annotations
 import _thread
 import sys
 import threading
+from collections.abc import Callable
 from types import CodeType
-from typing import Any, Callable
+from typing import Any
 
 from .files import is_user_file
 from .scheduler import Scheduler
