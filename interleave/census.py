@@ -64,7 +64,8 @@ def tracer(census: Census, scope: Scope) -> Callable[[Any], Callable[[], None]]:
             # Entered from outside installed code: from the program, or from the stdlib on its
             # behalf (a Thread running a library's method as its target).
             caller = frame.f_back
-            if caller is None or kind(caller.f_code.co_filename, caller.f_globals.get("__name__") or "?") != "installed":
+            caller_module = "?" if caller is None else caller.f_globals.get("__name__") or "?"
+            if caller is None or kind(caller.f_code.co_filename, caller_module) != "installed":
                 package = module.split(".")[0]
                 census.uninstrumented[package] = census.uninstrumented.get(package, 0) + 1
         return None

@@ -106,10 +106,12 @@ def cli() -> None:
 @click.option("--all", "keep_going", is_flag=True,
               help="Do not stop at the first failure: go on to the end of the budget and report every distinct one.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Write the report as JSON here (- for standard output; the text report then goes to standard error).")
+              help="Write the report as JSON here (- for standard output; the text report then goes to "
+                   "standard error).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Write the failing run's timeline here (one self-contained HTML file).")
-@click.option("--coverage", "coverage_text", is_flag=True, help="Print the line coverage of your code over all explored runs.")
+@click.option("--coverage", "coverage_text", is_flag=True,
+              help="Print the line coverage of your code over all explored runs.")
 @click.option("--coverage-html", type=click.Path(file_okay=False, writable=True), metavar="DIR",
               help="Write that coverage as an HTML report into DIR.")
 def explore_command(target: str, keep_going: bool, json_path: str | None, html_path: str | None,
@@ -298,10 +300,10 @@ def _print_report(report: Report) -> None:
         return
     if len(report.failures) > 1:
         click.echo(f"interleave: {len(report.failures)} distinct failures in {head}")
-    for number, failure in enumerate(report.failures or [failure]):
+    for number, shown in enumerate(report.failures or [failure]):
         if number:
             click.echo("")
-        _print_failure(report, failure)
+        _print_failure(report, shown)
 
 
 def _print_failure(report: Report, failure: FailureReport) -> None:
@@ -395,7 +397,8 @@ def _n(count: int, word: str) -> str:
 @click.argument("token")
 @click.option("--html", "html_path", type=click.Path(),
               help="Write the run's timeline here (one self-contained HTML file).")
-@click.option("--full", is_flag=True, help="Show every step instead of folding the stretches away from the preemptions.")
+@click.option("--full", is_flag=True,
+              help="Show every step instead of folding the stretches away from the preemptions.")
 def replay_command(target: str, token: str, html_path: str | None, full: bool) -> None:
     """Run exactly the schedule in TOKEN and print its trace.
 

@@ -74,7 +74,7 @@ def set_group(name: str) -> None:
     """
     sched = active()
     if sched is not None:
-        sched.current.group = name
+        sched.running.group = name
         if sched.recorder is not None:
             sched.recorder.event(sched, "group", name)
 

@@ -188,7 +188,8 @@ def hang_failure(sched: Scheduler, vt: VThread, frame: Any, loops: dict[tuple[in
             rows.append(f"    {n:7d}x {_short(filename)}:{lineno}  {source_line(filename, lineno)}")
     for other in sched.threads:
         if other.index not in per_thread and other.state == "blocked":
-            rows.append(f"  {other.name} is blocked in {blocking_call(other.greenlet.gr_frame if other.greenlet else None, other.waiting_on)}")
+            frame = other.greenlet.gr_frame if other.greenlet else None
+            rows.append(f"  {other.name} is blocked in {blocking_call(frame, other.waiting_on)}")
     rows.append(f"To let such a run go on longer, {RAISE_BOUND}.")
     return Failure(HANG, message, "\n".join(rows), ("hang",), vt.name)
 

@@ -300,7 +300,8 @@ class _Rewriter(ast.NodeTransformer):
     def _temp(self, node: ast.AST) -> tuple[ast.Name, ast.Name]:
         self.temps += 1
         name = f"_interleave_t{self.temps}"
-        return (ast.copy_location(ast.Name(name, ast.Store()), node), ast.copy_location(ast.Name(name, ast.Load()), node))
+        return (ast.copy_location(ast.Name(name, ast.Store()), node),
+                ast.copy_location(ast.Name(name, ast.Load()), node))
 
     def _resolve(self, name: str) -> str:
         """``local``, ``cell`` (shared), ``global`` (shared) or ``plain`` for a name here."""
@@ -540,7 +541,8 @@ class _Rewriter(ast.NodeTransformer):
 
     def _index(self, index: ast.expr) -> ast.expr:
         if isinstance(index, ast.Slice):
-            parts = [self.visit(p) if p is not None else ast.Constant(None) for p in (index.lower, index.upper, index.step)]
+            parts = [self.visit(p) if p is not None else ast.Constant(None)
+                     for p in (index.lower, index.upper, index.step)]
             return ast.copy_location(
                 ast.Call(ast.Attribute(ast.Name(HELPER, ast.Load()), "slice", ast.Load()), parts, []), index)
         return self.visit(index)
@@ -570,7 +572,9 @@ class _Rewriter(ast.NodeTransformer):
             write = self._call("set_attr", [obj, name, current_load, self._site(target, "write", text)], target)
         elif isinstance(target, ast.Subscript):
             obj = keep(target.value)
-            key = keep(self._index(target.slice)) if not isinstance(target.slice, ast.Slice) else self._index(target.slice)
+            key = self._index(target.slice)
+            if not isinstance(target.slice, ast.Slice):
+                key = keep(key)
             text = self._text(target)
             read = self._call("get_item", [obj, key, self._site(target, "read", text)], target)
             write = self._call("set_item", [obj, key, current_load, self._site(target, "write", text)], target)
@@ -602,7 +606,8 @@ class _Rewriter(ast.NodeTransformer):
         stmts: list[ast.stmt] = []
         for target in node.targets:
             if isinstance(target, ast.Attribute):
-                call = self._call("del_attr", [self.visit(target.value), ast.Constant(_mangle(target.attr, self._class_name())),
+                call = self._call("del_attr", [self.visit(target.value),
+                                               ast.Constant(_mangle(target.attr, self._class_name())),
                                                self._site(target, "write", self._text(target))], target)
             elif isinstance(target, ast.Subscript):
                 call = self._call("del_item", [self.visit(target.value), self._index(target.slice),

@@ -263,7 +263,8 @@ class Finder:
                 inner_path = (path, "{}.{}" if attributes and isinstance(name, str) else "{}[{!r}]", name)
                 push((inner, Slot("dict", value, name), inner_path))
             if isinstance(value, collections.defaultdict):
-                push((value.default_factory, Slot("attr", value, "default_factory"), (path, "{}.default_factory", None)))
+                push((value.default_factory, Slot("attr", value, "default_factory"),
+                      (path, "{}.default_factory", None)))
         elif isinstance(value, list):
             for i, inner in enumerate(list(value)):
                 push((inner, Slot("list", value, i), (path, "{}[{}]", i)))
@@ -326,7 +327,8 @@ class Finder:
         for klass in kind.__mro__:
             names = klass.__dict__.get("__slots__", ())
             for name in (names,) if isinstance(names, str) else names if isinstance(names, (tuple, list)) else ():
-                stored = f"_{klass.__name__.lstrip('_')}{name}" if name.startswith("__") and not name.endswith("__") else name
+                private = name.startswith("__") and not name.endswith("__")
+                stored = f"_{klass.__name__.lstrip('_')}{name}" if private else name
                 descriptor = klass.__dict__.get(stored)
                 if type(descriptor) is _MEMBER:
                     try:

@@ -251,6 +251,13 @@ class Scheduler:
         self.sync_log: list[tuple[int, int, str, int]] = []
         self._sync_keepalive: list[Any] = []
 
+    @property
+    def running(self) -> VThread:
+        """The thread running now: there is one from the start of :meth:`run` on."""
+        if self.current is None:
+            raise RuntimeError("no virtual thread runs: the run has not started")
+        return self.current
+
     # ------------------------------------------------------------------ threads
 
     def spawn(
