@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -40,7 +40,13 @@ def _bad_input(message: str) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
-class _Setting(click.ParamType):
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[Any, Any]
+else:  # generic in the stubs of recent clicks only; the dependency allows click 8.1
+    _ParamType = click.ParamType
+
+
+class _Setting(_ParamType):
     """A value of one exploration option, checked by the settings table."""
 
     def __init__(self, option: settings.Option) -> None:
@@ -430,7 +436,7 @@ def replay_command(target: str, token: str, html_path: str | None, full: bool) -
 
 
 #: What click 8.2 and later raise for a command given no arguments (it shows the help).
-_NO_ARGS: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", ())  # type: ignore[assignment]
+_NO_ARGS: type[click.UsageError] | tuple[()] = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def main() -> None:

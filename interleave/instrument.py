@@ -133,7 +133,7 @@ class _ScopeFinder(ast.NodeVisitor):
         self._store(node.name)
         self._enter(node, self._params(node.args))
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self._visit_defaults(node.args)
@@ -200,14 +200,14 @@ class _ScopeFinder(ast.NodeVisitor):
         self.generic_visit(node)
         self.loop_depth -= 1
 
-    visit_For = visit_While = visit_AsyncFor = _loop  # type: ignore[assignment]
+    visit_For = visit_While = visit_AsyncFor = _loop
 
     def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
         for alias in node.names:
             if alias.name != "*":
                 self._store((alias.asname or alias.name).split(".")[0])
 
-    visit_ImportFrom = visit_Import  # type: ignore[assignment]
+    visit_ImportFrom = visit_Import
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
         if node.name:
@@ -349,7 +349,7 @@ class _Rewriter(ast.NodeTransformer):
         self.scope, self.temps = outer, temps
         return node
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def _visit_args(self, args: ast.arguments) -> ast.arguments:
         args.defaults = [self.visit(d) for d in args.defaults]
@@ -545,7 +545,8 @@ class _Rewriter(ast.NodeTransformer):
                      for p in (index.lower, index.upper, index.step)]
             return ast.copy_location(
                 ast.Call(ast.Attribute(ast.Name(HELPER, ast.Load()), "slice", ast.Load()), parts, []), index)
-        return self.visit(index)
+        visited: ast.expr = self.visit(index)
+        return visited
 
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
         if self.scope is None:
@@ -564,6 +565,7 @@ class _Rewriter(ast.NodeTransformer):
             stmts.append(ast.copy_location(ast.Assign([store], self.visit(expr)), node))
             return load
 
+        read: ast.expr
         if isinstance(target, ast.Attribute):
             obj = keep(target.value)
             name = ast.Constant(_mangle(target.attr, self._class_name()))
@@ -586,7 +588,6 @@ class _Rewriter(ast.NodeTransformer):
             read = self._cell_read(target)
             stored = self._call("write_cell", [current_load, ast.Constant(target.id),
                                                self._site(target, "write", target.id)], target)
-            write = None
             stmts.append(ast.copy_location(ast.Assign([current_store], read), node))
             stmts.append(ast.copy_location(ast.AugAssign(current_store, node.op, value), node))
             stmts.append(ast.copy_location(ast.Assign([ast.Name(target.id, ast.Store())], stored), node))
@@ -689,13 +690,14 @@ def rewrite(tree: ast.Module, filename: str) -> ast.Module:
     rewriter = _Rewriter(analysis, filename)
     # Site descriptions come from the source as written: children are rewritten first.
     rewriter.texts = {id(node): _unparse(node) for node in ast.walk(tree) if isinstance(node, _DESCRIBED)}
-    new = ast.fix_missing_locations(rewriter.visit(tree))
+    new: ast.Module = ast.fix_missing_locations(rewriter.visit(tree))
     for node in ast.walk(new):
         # Nodes made by another rewriter (pytest's) may lack end positions; filled in from
         # their parents, they can end before they start, which compile() refuses.
         lineno, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
         if lineno is not None and end is not None and (end < lineno or (
                 end == lineno and getattr(node, "end_col_offset", 0) < getattr(node, "col_offset", 0))):
+            # (only nodes with positions get here: their lineno and end_lineno were read above)
             node.end_lineno, node.end_col_offset = lineno, node.col_offset  # type: ignore[attr-defined]
     return new
 

@@ -71,7 +71,8 @@ class Program:
             code = self.compiled()
             inject(namespace)
         exec(code, namespace)
-        return namespace[self.func_name]
+        function: Callable[[], Any] = namespace[self.func_name]
+        return function
 
     def compiled(self) -> Any:
         """The instrumented code (or function), made once and outside any run."""

@@ -52,7 +52,8 @@ _ATOMIC = frozenset({str, bytes, int, float, complex, bool, type(None), bytearra
 _OPAQUE = (types.ModuleType, types.CodeType, types.FrameType, types.GeneratorType, types.CoroutineType,
            types.AsyncGeneratorType, weakref.ref, weakref.ProxyType, weakref.CallableProxyType,
            threading.Thread, P.Lock, types.TracebackType)
-_BUILTIN_METHOD = type(_thread.allocate_lock().acquire)
+#: The type of a C object's bound method (``lock.acquire``); any such method, whatever its signature.
+_BUILTIN_METHOD: type = type(_thread.allocate_lock().acquire)
 _GETSET = types.GetSetDescriptorType
 _MEMBER = types.MemberDescriptorType
 
@@ -208,7 +209,7 @@ class Finder:
         elif slot is not _IN_TUPLE:  # else the enclosing tuple is rebuilt, or listed as unswappable
             self.found.slots.append((slot, value))
 
-    def _tuple_is_lockish(self, value: tuple, path: Path) -> bool:
+    def _tuple_is_lockish(self, value: tuple[Any, ...], path: Path) -> bool:
         """A tuple holding (perhaps in nested tuples) something swapped: it is rebuilt."""
         key = id(value)
         answer = self._lockish.get(key)
@@ -234,13 +235,13 @@ class Finder:
             self._keep.append(value)
         return answer
 
-    def _unswappable_in(self, value: tuple, path: Path) -> None:
+    def _unswappable_in(self, value: tuple[Any, ...], path: Path) -> None:
         for i, item in enumerate(value):
             inner = (path, "{}[{}]", i)
             if type(item) in REAL_LOCK_TYPES:
                 self.found.unswappable.setdefault(id(item), (item, inner))
-            elif type(item) is _BUILTIN_METHOD and type(getattr(item, "__self__", None)) in REAL_LOCK_TYPES:
-                self.found.unswappable.setdefault(id(item.__self__), (item.__self__, inner))
+            elif type(item) is _BUILTIN_METHOD and type(owner := getattr(item, "__self__", None)) in REAL_LOCK_TYPES:
+                self.found.unswappable.setdefault(id(owner), (owner, inner))
             elif isinstance(item, tuple):
                 self._unswappable_in(item, inner)
 
@@ -349,7 +350,7 @@ def _rebuildable(value: Any) -> bool:
     return kind is tuple or (isinstance(value, tuple) and any("_make" in k.__dict__ for k in kind.__mro__))
 
 
-def _instance_dict(value: Any) -> dict | None:
+def _instance_dict(value: Any) -> dict[str, Any] | None:
     """The object's ``__dict__``, read without running any code of its class."""
     for klass in type(value).__mro__:
         descriptor = klass.__dict__.get("__dict__")
