@@ -74,7 +74,7 @@ def set_group(name: str) -> None:
     """
     sched = active()
     if sched is not None:
-        sched.running.group = name
+        sched.current.group = name
         if sched.recorder is not None:
             sched.recorder.event(sched, "group", name)
 

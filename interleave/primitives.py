@@ -112,7 +112,7 @@ class Lock:
         if timeout < 0 and timeout != -1:
             raise ValueError("timeout value must be a non-negative number")
         _before_lock_operation(sched, sys._getframe(1))
-        cur = sched.running
+        cur = sched.current
         if self._locked:
             if not blocking or timeout == 0:
                 if not _called_from_threading(sys._getframe(1)):
@@ -329,7 +329,7 @@ def allocate_lock() -> Lock:
 
 def get_ident() -> int:
     sched = active()
-    return sched.running.ident if sched is not None else _real_get_ident()
+    return sched.current.ident if sched is not None else _real_get_ident()
 
 
 def start_new_thread(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> int:
@@ -351,7 +351,7 @@ def set_sentinel() -> Lock | _RealLock:
         sentinel: _RealLock = _thread_of_this_version._set_sentinel()
         return sentinel
     lock = Lock()
-    sched.running.sentinel = lock
+    sched.current.sentinel = lock
     return lock
 
 

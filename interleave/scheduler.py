@@ -176,6 +176,7 @@ class VThread:
 class Recorder(Protocol):
     def step(self, sched: Scheduler, thread: VThread, frame: Any) -> None: ...
     def event(self, sched: Scheduler, kind: str, detail: str, data: dict[str, Any] | None = None) -> None: ...
+    def access(self, sched: Scheduler, site: int, obj: Any, field: Any, write: bool, value: Any) -> None: ...
 
 
 _active: Scheduler | None = None
@@ -216,7 +217,10 @@ class Scheduler:
         self.clock = Clock()
         self.threads: list[VThread] = []
         self.runnable: list[int] = []
-        self.current: VThread | None = None
+        # The running thread. None only until run() spawns the main thread (spawn looks); every
+        # other reader runs inside the run, so it is typed as always set: the switch points,
+        # the hottest code here, read it with no check.
+        self.current: VThread = None  # type: ignore[assignment]
         self.steps = 0
         self.decisions = 0
         self.preemptions = 0
@@ -251,20 +255,13 @@ class Scheduler:
         self.sync_log: list[tuple[int, int, str, int]] = []
         self._sync_keepalive: list[Any] = []
 
-    @property
-    def running(self) -> VThread:
-        """The thread running now: there is one from the start of :meth:`run` on."""
-        if self.current is None:
-            raise RuntimeError("no virtual thread runs: the run has not started")
-        return self.current
-
     # ------------------------------------------------------------------ threads
 
     def spawn(
         self,
         fn: Callable[..., Any],
-        args: tuple = (),
-        kwargs: dict | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
         *,
         name: str | None = None,
         daemon: bool = True,
@@ -292,7 +289,7 @@ class Scheduler:
             self.recorder.event(self, "start", vt.name, {"child": vt.index, "group": vt.group})
         return vt
 
-    def _thread_body(self, vt: VThread, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    def _thread_body(self, vt: VThread, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             fn(*args, **kwargs)
         except (greenlet.GreenletExit, RunAborted):
@@ -336,6 +333,7 @@ class Scheduler:
             raise RuntimeError("an interleave run is already active on this thread")
         self.hub = greenlet.getcurrent()
         main_vt = self.spawn(main, name=main_name, daemon=False, ident=main_ident)
+        assert main_vt.greenlet is not None
         self.current = main_vt
         _active = self
         if self.accesses:
@@ -353,6 +351,7 @@ class Scheduler:
                 nxt.streak = 0
                 nxt.ops = 0
                 self._ran(nxt)
+                assert nxt.greenlet is not None  # each thread has its greenlet until teardown, below
                 nxt.greenlet.switch()
         finally:
             if uninstall is not None:
@@ -729,7 +728,7 @@ class Scheduler:
             return self.chooser.choose(self, options, default, preemptive)
         except RecursionError:
             raise  # the program's stack is full: its own RecursionError, a few frames early
-        except Exception as exc:  # noqa: BLE001 - not the program's failure: handed to the caller
+        except Exception as exc:  # not the program's failure: handed to the caller
             self.internal_error = exc
             self.abort(in_trace)
             raise
@@ -757,14 +756,16 @@ class Scheduler:
         target.streak = 0
         target.ops = 0
         self._ran(target)
+        g = target.greenlet
+        assert g is not None  # a thread keeps its greenlet until teardown, after the last switch
         if in_trace:
             _leave_tracing(self._tstate)
             try:
-                target.greenlet.switch()
+                g.switch()
             finally:
                 _enter_tracing(self._tstate)
         else:
-            target.greenlet.switch()
+            g.switch()
 
     # --------------------------------------------------------------- blocking
 
@@ -789,8 +790,8 @@ class Scheduler:
                                 {"on": getattr(waiting_on, "label", None), "holder": holder.index if holder else None})
         nxt = self._pick_next(in_trace=False)
         if nxt is None:
-            self.abort()
-        if nxt is not cur:
+            self.abort()  # returns only on the hub, where there is nothing to switch from
+        elif nxt is not cur:
             self._switch(nxt, in_trace=False)
         if self.tearing_down:
             raise greenlet.GreenletExit
@@ -883,8 +884,9 @@ class Scheduler:
         if frozen and self.current in threads:
             nxt = self._pick_next(in_trace=False)
             if nxt is None:
-                self.abort()
-            self._switch(nxt, in_trace=False)
+                self.abort()  # returns only on the hub, where there is nothing to switch from
+            else:
+                self._switch(nxt, in_trace=False)
 
     def kill(self, threads: list[VThread]) -> None:
         """Crash threads: they never run again (their greenlets are stopped at teardown)."""
@@ -904,8 +906,9 @@ class Scheduler:
         if self.current in threads:
             nxt = self._pick_next(in_trace=False)
             if nxt is None:
-                self.abort()
-            self._switch(nxt, in_trace=False)
+                self.abort()  # returns only on the hub, where there is nothing to switch from
+            else:
+                self._switch(nxt, in_trace=False)
 
     # --------------------------------------------------------------- failures
 
@@ -917,14 +920,16 @@ class Scheduler:
             # Stopped by teardown (which threw into this thread): unwind and die here, so
             # the greenlet ends instead of waiting forever for a switch back.
             raise greenlet.GreenletExit
+        hub = self.hub
+        assert hub is not None  # set by run() before any thread runs
         if in_trace:
             _leave_tracing(self._tstate)
             try:
-                self.hub.switch()
+                hub.switch()
             finally:
                 _enter_tracing(self._tstate)
         else:
-            self.hub.switch()
+            hub.switch()
         raise greenlet.GreenletExit
 
     def fail(self, failure: Failure, in_trace: bool = False) -> None:
