@@ -234,7 +234,7 @@ def _check_callable_without_arguments(function: Any, display: str) -> None:
 def _not_a_plain_call(function: Any) -> str | None:
     """What ``function`` is when calling it only makes an object (a coroutine, a generator)."""
     # An instance's async __call__ counts; a class's does not (calling the class makes an instance).
-    calls = getattr(function, "__call__", None) if not isinstance(function, type) else None
+    calls = getattr(function, "__call__", None) if not isinstance(function, type) else None  # noqa: B004 (the method)
     for candidate in (function, calls):
         if inspect.iscoroutinefunction(candidate):
             return "an async def function"
