@@ -43,7 +43,7 @@ from .scheduler import active
 _GEN = random._inst
 _Random = type(_GEN)
 #: Its private method behind ``randrange`` and ``choice`` (not in the stubs).
-_randbelow: Callable[[random.Random, int], int] = _Random._randbelow  # type: ignore[attr-defined]
+_randbelow: Callable[[random.Random, int], int] = _Random._randbelow  # type: ignore[attr-defined]  # (see above)
 
 _T = TypeVar("_T")
 

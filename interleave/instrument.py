@@ -55,6 +55,9 @@ READING_BUILTINS = frozenset({
 _LOOPS = (ast.For, ast.While, ast.AsyncFor)
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_Comprehension = ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp
+#: The nodes that open a scope of their own.
+_ScopeNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | _Comprehension
 
 
 # ------------------------------------------------------------------------ scopes
@@ -95,7 +98,7 @@ class _ScopeFinder(ast.NodeVisitor):
         if rebinding or self.loop_depth:
             scope.rebinding.add(name)
 
-    def _enter(self, node: ast.AST, params: Iterable[str], is_function: bool = True) -> None:
+    def _enter(self, node: _ScopeNode, params: Iterable[str], is_function: bool = True) -> None:
         outer, depth = self.scope, self.loop_depth
         scope = _Scope(node, outer, self.class_stack[-1] if self.class_stack else None, is_function)
         outer.children.append(scope)
@@ -116,7 +119,7 @@ class _ScopeFinder(ast.NodeVisitor):
                 if hasattr(node, part):
                     self.visit(getattr(node, part))
         else:
-            for stmt in node.body:  # type: ignore[attr-defined]
+            for stmt in node.body:
                 self.visit(stmt)
         self.scope, self.loop_depth = outer, depth
 
@@ -161,8 +164,8 @@ class _ScopeFinder(ast.NodeVisitor):
             child.parent = outer
         self.class_stack.pop()
 
-    def _comprehension(self, node: ast.AST) -> None:
-        self.visit(node.generators[0].iter)  # type: ignore[attr-defined]
+    def _comprehension(self, node: _Comprehension) -> None:
+        self.visit(node.generators[0].iter)
         self._enter(node, ())
 
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
@@ -774,7 +777,7 @@ class _Finder(importlib.abc.MetaPathFinder):
             return None
         if not self.scope.wants(spec.origin, fullname):
             return None
-        spec.loader = _Loader(fullname, spec.origin)  # type: ignore[arg-type]
+        spec.loader = _Loader(fullname, spec.origin)  # type: ignore[arg-type]  # origin: a path, for a source file
         return spec
 
 

@@ -45,7 +45,7 @@ import queue  # noqa: E402  (imported after _threading_local on purpose: both ar
 _MISSING = object()
 PY313 = sys.version_info >= (3, 13)
 #: The pure-Python ``SimpleQueue`` (made of a lock the run patches), private: not in the stubs.
-_PY_SIMPLE_QUEUE: type = queue._PySimpleQueue  # type: ignore[attr-defined]
+_PY_SIMPLE_QUEUE: type = queue._PySimpleQueue  # type: ignore[attr-defined]  # (see above)
 #: ``threading`` with its private registries, which its stubs do not declare.
 _threading: Any = threading
 
