@@ -23,13 +23,13 @@ from . import failures
 from .scheduler import Scheduler, active
 
 _real_signal = signal.signal
+#: The C functions under ``signal.signal`` and ``signal.getsignal`` (which convert to enums,
+#: at several times the cost): for the guard's own use, every run.
+_set_handler, _get_handler = _signal.signal, _signal.getsignal
 #: What ``signal.signal`` takes and gives back.
 _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-#: The C functions under ``signal.signal`` and ``signal.getsignal`` (which convert to enums,
-#: at several times the cost): for the guard's own use, every run.
-_set_handler, _get_handler = _signal.signal, _signal.getsignal
 
 
 class _KeptOpen:

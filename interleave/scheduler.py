@@ -333,7 +333,7 @@ class Scheduler:
             raise RuntimeError("an interleave run is already active on this thread")
         self.hub = greenlet.getcurrent()
         main_vt = self.spawn(main, name=main_name, daemon=False, ident=main_ident)
-        assert main_vt.greenlet is not None
+        assert main_vt.greenlet is not None  # spawn made it
         self.current = main_vt
         _active = self
         if self.accesses:
