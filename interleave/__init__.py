@@ -24,9 +24,9 @@ if _sys.argv[:1] == ["-m"] and _sys.path[:1] in ([""], [_os.getcwd()]) \
     # while the target runs.
     del _sys.path[0]
 
-from .explore import FailureReport, NondeterministicProgram, Report, ReplayOutcome, explore, replay
-from .program import BadInput
 from .control import annotate, choose, controlled, crash, freeze, set_group, unfreeze
+from .explore import FailureReport, NondeterministicProgram, ReplayOutcome, Report, explore, replay
+from .program import BadInput
 from .races import racy
 
 __version__ = "0.1.0"

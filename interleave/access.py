@@ -19,8 +19,9 @@ import collections
 import queue
 import threading
 import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 #: The name a module's helper is injected under (see :func:`inject`).
 HELPER = "_interleave_access_"
@@ -62,7 +63,7 @@ _get_ident = _thread.get_ident
 _CONTAINERS = (list, dict, set, bytearray, collections.deque)
 _IMMUTABLE = frozenset({str, bytes, tuple, int, float, complex, bool, frozenset, range, type(None), slice,
                         types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.CodeType})
-_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
 
 _READ_METHODS: dict[type, frozenset[str]] = {
     list: frozenset({"index", "count", "copy", "__len__", "__contains__", "__getitem__", "__iter__", "__reversed__"}),

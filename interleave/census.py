@@ -13,16 +13,17 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 
 from .instrument import Scope
 
 _INSTALLED = tuple({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
 
 
-@lru_cache(maxsize=None)
+@cache
 def _installed(filename: str) -> bool:
     return filename.startswith(_INSTALLED) or "site-packages" in filename or "dist-packages" in filename
 
@@ -45,7 +46,7 @@ class Census:
 def tracer(census: Census, scope: Scope) -> Callable[[Any], Callable[[], None]]:
     """An installer (for :class:`interleave.scheduler.Scheduler`) of the counting tracer."""
 
-    @lru_cache(maxsize=None)
+    @cache
     def kind(filename: str, module: str) -> str:
         if scope.wants(filename, module):
             return "user"
@@ -63,7 +64,8 @@ def tracer(census: Census, scope: Scope) -> Callable[[Any], Callable[[], None]]:
             # Entered from outside installed code: from the program, or from the stdlib on its
             # behalf (a Thread running a library's method as its target).
             caller = frame.f_back
-            if caller is None or kind(caller.f_code.co_filename, caller.f_globals.get("__name__") or "?") != "installed":
+            caller_module = "?" if caller is None else caller.f_globals.get("__name__") or "?"
+            if caller is None or kind(caller.f_code.co_filename, caller_module) != "installed":
                 package = module.split(".")[0]
                 census.uninstrumented[package] = census.uninstrumented.get(package, 0) + 1
         return None

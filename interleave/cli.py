@@ -14,14 +14,15 @@ import os
 import shlex
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import settings
-from .explore import FailureReport, NondeterministicProgram, Progress, Report, explore, replay, setup_steps
 from .census import Census
+from .explore import FailureReport, NondeterministicProgram, Progress, Report, explore, replay, setup_steps
 from .fresh import fresh_replay_problem
 from .html import render_html
 from .linecoverage import write_report
@@ -39,7 +40,13 @@ def _bad_input(message: str) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
-class _Setting(click.ParamType):
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[Any, Any]
+else:  # generic in the stubs of recent clicks only; the dependency allows click 8.1
+    _ParamType = click.ParamType
+
+
+class _Setting(_ParamType):
     """A value of one exploration option, checked by the settings table."""
 
     def __init__(self, option: settings.Option) -> None:
@@ -105,10 +112,12 @@ def cli() -> None:
 @click.option("--all", "keep_going", is_flag=True,
               help="Do not stop at the first failure: go on to the end of the budget and report every distinct one.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Write the report as JSON here (- for standard output; the text report then goes to standard error).")
+              help="Write the report as JSON here (- for standard output; the text report then goes to "
+                   "standard error).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Write the failing run's timeline here (one self-contained HTML file).")
-@click.option("--coverage", "coverage_text", is_flag=True, help="Print the line coverage of your code over all explored runs.")
+@click.option("--coverage", "coverage_text", is_flag=True,
+              help="Print the line coverage of your code over all explored runs.")
 @click.option("--coverage-html", type=click.Path(file_okay=False, writable=True), metavar="DIR",
               help="Write that coverage as an HTML report into DIR.")
 def explore_command(target: str, keep_going: bool, json_path: str | None, html_path: str | None,
@@ -287,10 +296,10 @@ def _print_report(report: Report) -> None:
         return
     if len(report.failures) > 1:
         click.echo(f"interleave: {len(report.failures)} distinct failures in {head}")
-    for number, failure in enumerate(report.failures or [failure]):
+    for number, shown in enumerate(report.failures or [failure]):
         if number:
             click.echo("")
-        _print_failure(report, failure)
+        _print_failure(report, shown)
 
 
 def _print_failure(report: Report, failure: FailureReport) -> None:
@@ -384,7 +393,8 @@ def _n(count: int, word: str) -> str:
 @click.argument("token")
 @click.option("--html", "html_path", type=click.Path(),
               help="Write the run's timeline here (one self-contained HTML file).")
-@click.option("--full", is_flag=True, help="Show every step instead of folding the stretches away from the preemptions.")
+@click.option("--full", is_flag=True,
+              help="Show every step instead of folding the stretches away from the preemptions.")
 def replay_command(target: str, token: str, html_path: str | None, full: bool) -> None:
     """Run exactly the schedule in TOKEN and print its trace.
 
@@ -416,7 +426,7 @@ def replay_command(target: str, token: str, html_path: str | None, full: bool) -
 
 
 #: What click 8.2 and later raise for a command given no arguments (it shows the help).
-_NO_ARGS: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", ())  # type: ignore[assignment]
+_NO_ARGS: type[click.UsageError] | tuple[()] = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ a run they are inert (no fault happens), so the same code runs as ordinary Pytho
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .scheduler import Scheduler, VThread, active
 

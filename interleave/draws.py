@@ -34,13 +34,18 @@ never touched.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .scheduler import active
 
 #: The generator behind the module-level functions, and its class's own methods.
 _GEN = random._inst
 _Random = type(_GEN)
+#: Its private method behind ``randrange`` and ``choice`` (not in the stubs).
+_randbelow: Callable[[random.Random, int], int] = _Random._randbelow  # type: ignore[attr-defined]  # (see above)
+
+_T = TypeVar("_T")
 
 #: ``random``'s state after ``random.seed(0)``: every run starts from it.
 SEEDED = random.Random(0).getstate()
@@ -60,7 +65,7 @@ def _spread(n: int) -> tuple[int, ...]:
     return tuple(sorted({0, n // 2, n - 1}))
 
 
-def _decide(what: str, seeded: Any, alternatives: tuple[Any, ...]) -> Any:
+def _decide(what: str, seeded: _T, alternatives: tuple[_T, ...]) -> _T:
     sched = active()
     if sched is None or _RunState.program_seeded:
         return seeded
@@ -87,7 +92,7 @@ def controlled_getrandbits(k: int) -> int:
 def controlled_randbelow(n: int) -> int:
     _RunState.inside = True
     try:
-        seeded = _Random._randbelow(_GEN, n)
+        seeded = _randbelow(_GEN, n)
     finally:
         _RunState.inside = False
     if n <= 1:

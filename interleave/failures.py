@@ -7,7 +7,7 @@ import os
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from .files import is_threading_internal, is_user_file
@@ -26,7 +26,7 @@ class Failure:
     message: str
     details: str
     #: What makes two failures "the same" for shrinking: kind plus where it happened.
-    place: tuple = field(default=())
+    place: tuple[Any, ...] = field(default=())
     thread: str | None = None
 
     def same_as(self, other: Failure | None) -> bool:
@@ -60,7 +60,7 @@ def _short(filename: str) -> str:
     return _relative(filename, run_dir or os.getcwd())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _relative(filename: str, base: str) -> str:
     try:
         rel = os.path.relpath(filename, base)
@@ -173,7 +173,7 @@ def hang_failure(sched: Scheduler, vt: VThread, frame: Any, loops: dict[tuple[in
         details = (f"Hang: the run went past {bound} steps ({_run_steps_factor()} times its no-progress bound "
                    f"of {sched.max_steps}); {vt.name} was at {where}. To let it run longer, {RAISE_BOUND}.")
         return Failure(HANG, message, details, ("hang",), vt.name)
-    per_thread: dict[int, Counter] = {}
+    per_thread: dict[int, Counter[tuple[str, int]]] = {}
     for (thread, filename, lineno), n in loops.items():
         per_thread.setdefault(thread, Counter())[(filename, lineno)] += n
     loopers = sorted(per_thread, key=lambda t: -sum(per_thread[t].values()))
@@ -188,7 +188,8 @@ def hang_failure(sched: Scheduler, vt: VThread, frame: Any, loops: dict[tuple[in
             rows.append(f"    {n:7d}x {_short(filename)}:{lineno}  {source_line(filename, lineno)}")
     for other in sched.threads:
         if other.index not in per_thread and other.state == "blocked":
-            rows.append(f"  {other.name} is blocked in {blocking_call(other.greenlet.gr_frame if other.greenlet else None, other.waiting_on)}")
+            frame = other.greenlet.gr_frame if other.greenlet else None
+            rows.append(f"  {other.name} is blocked in {blocking_call(frame, other.waiting_on)}")
     rows.append(f"To let such a run go on longer, {RAISE_BOUND}.")
     return Failure(HANG, message, "\n".join(rows), ("hang",), vt.name)
 
@@ -199,9 +200,9 @@ def _run_steps_factor() -> int:
     return RUN_STEPS_FACTOR
 
 
-def _span(lines: Counter) -> str:
+def _span(lines: Counter[tuple[str, int]]) -> str:
     """``busy_wait.py:36-37``: the lines a thread repeats, in its most used file."""
-    files: Counter = Counter()
+    files: Counter[str] = Counter()
     for (filename, _), n in lines.items():
         files[filename] += n
     filename = files.most_common(1)[0][0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sysconfig
-from functools import lru_cache
+from functools import cache
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -23,7 +23,7 @@ def _system_prefixes() -> tuple[str, ...]:
 _SYSTEM = _system_prefixes()
 
 
-@lru_cache(maxsize=None)
+@cache
 def is_user_file(filename: str) -> bool:
     """True for a real source file of the program under test."""
     if not filename or filename.startswith("<"):
@@ -34,7 +34,7 @@ def is_user_file(filename: str) -> bool:
     return not absolute.startswith(_SYSTEM) and not os.path.realpath(absolute).startswith(_SYSTEM)
 
 
-@lru_cache(maxsize=None)
+@cache
 def is_library_file(filename: str) -> bool:
     """True for a source file of an installed package (not the stdlib, not interleave)."""
     if not filename or filename.startswith("<") or filename.startswith(_PACKAGE_DIR):
@@ -54,7 +54,7 @@ def _installed_prefixes() -> tuple[str, ...]:
 _INSTALLED = _installed_prefixes()
 
 
-@lru_cache(maxsize=None)
+@cache
 def is_threading_internal(filename: str) -> bool:
     """True for the stdlib modules whose primitives we build on (no switch points inside)."""
     base = os.path.basename(filename)

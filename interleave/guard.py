@@ -15,7 +15,9 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, ParamSpec, TextIO, TypeVar
 
 from . import failures
 from .scheduler import Scheduler, active
@@ -24,12 +26,16 @@ _real_signal = signal.signal
 #: The C functions under ``signal.signal`` and ``signal.getsignal`` (which convert to enums,
 #: at several times the cost): for the guard's own use, every run.
 _set_handler, _get_handler = _signal.signal, _signal.getsignal
+#: What ``signal.signal`` takes and gives back.
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 class _KeptOpen:
     """``sys.stdout``/``sys.stderr`` during a run: closing it closes it for the program only."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._closed = False
 
@@ -84,7 +90,7 @@ class _RefusedStdin:
 _real_register, _real_unregister = atexit.register, atexit.unregister
 
 
-def _register_in_the_run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., Any]:
+def _register_in_the_run(fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Callable[_P, _T]:
     """``atexit.register`` during a run: the run does not end the process, so the handler is
     never called (registered for real, each run's would pile up and run when the tool exits)."""
     if active() is None:  # another OS thread of the process
@@ -153,11 +159,11 @@ class ProcessGuard:
             os.chdir(self._cwd)
         failures.run_dir = None
 
-    def _signal(self, signum: int, handler: Any) -> Any:
+    def _signal(self, signalnum: int | signal.Signals, handler: _Handler) -> _Handler:
         """``signal.signal`` during a run: installs the handler until the run ends."""
-        if signum not in self._handlers:
-            self._handlers[signum] = _get_handler(signum)
-        return _real_signal(signum, handler)
+        if signalnum not in self._handlers:
+            self._handlers[signalnum] = _get_handler(signalnum)
+        return _real_signal(signalnum, handler)
 
     def _catch_ctrl_c(self, sched: Scheduler) -> None:
         previous = _get_handler(signal.SIGINT)

@@ -36,8 +36,9 @@ import importlib.util
 import os
 import sys
 import types
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from . import access
 from .files import is_user_file
@@ -54,6 +55,9 @@ READING_BUILTINS = frozenset({
 _LOOPS = (ast.For, ast.While, ast.AsyncFor)
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_Comprehension = ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp
+#: The nodes that open a scope of their own.
+_ScopeNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | _Comprehension
 
 
 # ------------------------------------------------------------------------ scopes
@@ -94,7 +98,7 @@ class _ScopeFinder(ast.NodeVisitor):
         if rebinding or self.loop_depth:
             scope.rebinding.add(name)
 
-    def _enter(self, node: ast.AST, params: Iterable[str], is_function: bool = True) -> None:
+    def _enter(self, node: _ScopeNode, params: Iterable[str], is_function: bool = True) -> None:
         outer, depth = self.scope, self.loop_depth
         scope = _Scope(node, outer, self.class_stack[-1] if self.class_stack else None, is_function)
         outer.children.append(scope)
@@ -115,7 +119,7 @@ class _ScopeFinder(ast.NodeVisitor):
                 if hasattr(node, part):
                     self.visit(getattr(node, part))
         else:
-            for stmt in node.body:  # type: ignore[attr-defined]
+            for stmt in node.body:
                 self.visit(stmt)
         self.scope, self.loop_depth = outer, depth
 
@@ -132,7 +136,7 @@ class _ScopeFinder(ast.NodeVisitor):
         self._store(node.name)
         self._enter(node, self._params(node.args))
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self._visit_defaults(node.args)
@@ -160,8 +164,8 @@ class _ScopeFinder(ast.NodeVisitor):
             child.parent = outer
         self.class_stack.pop()
 
-    def _comprehension(self, node: ast.AST) -> None:
-        self.visit(node.generators[0].iter)  # type: ignore[attr-defined]
+    def _comprehension(self, node: _Comprehension) -> None:
+        self.visit(node.generators[0].iter)
         self._enter(node, ())
 
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
@@ -199,14 +203,14 @@ class _ScopeFinder(ast.NodeVisitor):
         self.generic_visit(node)
         self.loop_depth -= 1
 
-    visit_For = visit_While = visit_AsyncFor = _loop  # type: ignore[assignment]
+    visit_For = visit_While = visit_AsyncFor = _loop
 
     def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
         for alias in node.names:
             if alias.name != "*":
                 self._store((alias.asname or alias.name).split(".")[0])
 
-    visit_ImportFrom = visit_Import  # type: ignore[assignment]
+    visit_ImportFrom = visit_Import
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
         if node.name:
@@ -299,7 +303,8 @@ class _Rewriter(ast.NodeTransformer):
     def _temp(self, node: ast.AST) -> tuple[ast.Name, ast.Name]:
         self.temps += 1
         name = f"_interleave_t{self.temps}"
-        return (ast.copy_location(ast.Name(name, ast.Store()), node), ast.copy_location(ast.Name(name, ast.Load()), node))
+        return (ast.copy_location(ast.Name(name, ast.Store()), node),
+                ast.copy_location(ast.Name(name, ast.Load()), node))
 
     def _resolve(self, name: str) -> str:
         """``local``, ``cell`` (shared), ``global`` (shared) or ``plain`` for a name here."""
@@ -347,7 +352,7 @@ class _Rewriter(ast.NodeTransformer):
         self.scope, self.temps = outer, temps
         return node
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def _visit_args(self, args: ast.arguments) -> ast.arguments:
         args.defaults = [self.visit(d) for d in args.defaults]
@@ -539,10 +544,12 @@ class _Rewriter(ast.NodeTransformer):
 
     def _index(self, index: ast.expr) -> ast.expr:
         if isinstance(index, ast.Slice):
-            parts = [self.visit(p) if p is not None else ast.Constant(None) for p in (index.lower, index.upper, index.step)]
+            parts = [self.visit(p) if p is not None else ast.Constant(None)
+                     for p in (index.lower, index.upper, index.step)]
             return ast.copy_location(
                 ast.Call(ast.Attribute(ast.Name(HELPER, ast.Load()), "slice", ast.Load()), parts, []), index)
-        return self.visit(index)
+        visited: ast.expr = self.visit(index)
+        return visited
 
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
         if self.scope is None:
@@ -561,6 +568,7 @@ class _Rewriter(ast.NodeTransformer):
             stmts.append(ast.copy_location(ast.Assign([store], self.visit(expr)), node))
             return load
 
+        read: ast.expr
         if isinstance(target, ast.Attribute):
             obj = keep(target.value)
             name = ast.Constant(_mangle(target.attr, self._class_name()))
@@ -569,7 +577,9 @@ class _Rewriter(ast.NodeTransformer):
             write = self._call("set_attr", [obj, name, current_load, self._site(target, "write", text)], target)
         elif isinstance(target, ast.Subscript):
             obj = keep(target.value)
-            key = keep(self._index(target.slice)) if not isinstance(target.slice, ast.Slice) else self._index(target.slice)
+            key = self._index(target.slice)
+            if not isinstance(target.slice, ast.Slice):
+                key = keep(key)
             text = self._text(target)
             read = self._call("get_item", [obj, key, self._site(target, "read", text)], target)
             write = self._call("set_item", [obj, key, current_load, self._site(target, "write", text)], target)
@@ -581,7 +591,6 @@ class _Rewriter(ast.NodeTransformer):
             read = self._cell_read(target)
             stored = self._call("write_cell", [current_load, ast.Constant(target.id),
                                                self._site(target, "write", target.id)], target)
-            write = None
             stmts.append(ast.copy_location(ast.Assign([current_store], read), node))
             stmts.append(ast.copy_location(ast.AugAssign(current_store, node.op, value), node))
             stmts.append(ast.copy_location(ast.Assign([ast.Name(target.id, ast.Store())], stored), node))
@@ -601,7 +610,8 @@ class _Rewriter(ast.NodeTransformer):
         stmts: list[ast.stmt] = []
         for target in node.targets:
             if isinstance(target, ast.Attribute):
-                call = self._call("del_attr", [self.visit(target.value), ast.Constant(_mangle(target.attr, self._class_name())),
+                call = self._call("del_attr", [self.visit(target.value),
+                                               ast.Constant(_mangle(target.attr, self._class_name())),
                                                self._site(target, "write", self._text(target))], target)
             elif isinstance(target, ast.Subscript):
                 call = self._call("del_item", [self.visit(target.value), self._index(target.slice),
@@ -683,13 +693,14 @@ def rewrite(tree: ast.Module, filename: str) -> ast.Module:
     rewriter = _Rewriter(analysis, filename)
     # Site descriptions come from the source as written: children are rewritten first.
     rewriter.texts = {id(node): _unparse(node) for node in ast.walk(tree) if isinstance(node, _DESCRIBED)}
-    new = ast.fix_missing_locations(rewriter.visit(tree))
+    new: ast.Module = ast.fix_missing_locations(rewriter.visit(tree))
     for node in ast.walk(new):
         # Nodes made by another rewriter (pytest's) may lack end positions; filled in from
         # their parents, they can end before they start, which compile() refuses.
         lineno, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
         if lineno is not None and end is not None and (end < lineno or (
                 end == lineno and getattr(node, "end_col_offset", 0) < getattr(node, "col_offset", 0))):
+            # (only nodes with positions get here: their lineno and end_lineno were read above)
             node.end_lineno, node.end_col_offset = lineno, node.col_offset  # type: ignore[attr-defined]
     return new
 
@@ -766,7 +777,7 @@ class _Finder(importlib.abc.MetaPathFinder):
             return None
         if not self.scope.wants(spec.origin, fullname):
             return None
-        spec.loader = _Loader(fullname, spec.origin)  # type: ignore[arg-type]
+        spec.loader = _Loader(fullname, spec.origin)  # type: ignore[arg-type]  # origin: a path, for a source file
         return spec
 
 

@@ -27,6 +27,9 @@ class LineCollector:
     def event(self, sched: Any, kind: str, detail: str, data: Any = None) -> None:
         """Scheduler events do not matter for coverage."""
 
+    def access(self, sched: Any, site: int, obj: Any, field: Any, write: bool, value: Any) -> None:
+        """Nor do the objects an access touched."""
+
     def as_json(self) -> dict[str, list[int]]:
         return {filename: sorted(lines) for filename, lines in sorted(self.lines.items())}
 

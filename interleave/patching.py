@@ -30,8 +30,9 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, count
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from . import draws
 from . import primitives as P
@@ -43,6 +44,10 @@ import queue  # noqa: E402  (imported after _threading_local on purpose: both ar
 
 _MISSING = object()
 PY313 = sys.version_info >= (3, 13)
+#: The pure-Python ``SimpleQueue`` (made of a lock the run patches), private: not in the stubs.
+_PY_SIMPLE_QUEUE: type = queue._PySimpleQueue  # type: ignore[attr-defined]  # (see above)
+#: ``threading`` with its private registries, which its stubs do not declare.
+_threading: Any = threading
 
 #: ``(module, attribute)`` pairs replaced in every run, with their controlled values.
 _STATIC: list[tuple[Any, str, Any]] = [
@@ -64,7 +69,7 @@ _STATIC: list[tuple[Any, str, Any]] = [
     (_thread, "RLock", P.RLock),
     (_thread, "get_ident", P.get_ident),
     (queue, "time", P.monotonic),
-    (queue, "SimpleQueue", queue._PySimpleQueue),
+    (queue, "SimpleQueue", _PY_SIMPLE_QUEUE),
     (os, "_exit", P.os_exit),
 ]
 if PY313:
@@ -88,7 +93,7 @@ _REBOUND = [
     (_thread.allocate_lock, P.allocate_lock),
     (threading.get_ident, P.get_ident),
     (threading.local, _threading_local.local),
-    (queue.SimpleQueue, queue._PySimpleQueue),
+    (queue.SimpleQueue, _PY_SIMPLE_QUEUE),
 ]
 
 _BUILTIN_METHOD = type(_thread.allocate_lock().acquire)
@@ -99,8 +104,8 @@ _ATOMIC = (str, bytes, int, float, bool, type(None))
 def _held(lock: Any) -> bool:
     """Held now, by this OS thread or another (``_thread.RLock`` has no ``locked()``)."""
     if type(lock) is not _REAL_RLOCK:
-        return lock.locked()
-    if lock._is_owned():
+        return bool(lock.locked())
+    if lock._is_owned():  # type: ignore[attr-defined]  # the C RLock's own check, not in its stubs
         return True
     if not lock.acquire(False):
         return True
@@ -164,11 +169,11 @@ _UNCONTROLLED = {
 _WHY = {"signal": ("a real signal or timer",), "builtins": ("a read from stdin",)}
 
 
-def _serial_hash(serials: Any) -> Callable[[Any], int]:
+def _serial_hash(serials: Iterator[int]) -> Callable[[Any], int]:
     """A ``__hash__`` that numbers objects in the order the run first hashes them."""
 
     def __hash__(self: Any) -> int:
-        stamp = self.__dict__.get("_interleave_serial")
+        stamp: tuple[Iterator[int], int] | None = self.__dict__.get("_interleave_serial")
         if stamp is None or stamp[0] is not serials:  # unhashed, or numbered by an earlier run
             stamp = self.__dict__["_interleave_serial"] = (serials, next(serials))
         return stamp[1]
@@ -278,15 +283,15 @@ class Patcher:
         for module, name, value in _STATIC:
             saved.append((module, name, getattr(module, name, _MISSING)))
             setattr(module, name, value)
-        saved.append((threading, "_counter", threading._counter))
-        threading._counter = count(1).__next__
+        saved.append((threading, "_counter", _threading._counter))
+        _threading._counter = count(1).__next__
         # Sets of threads (ThreadPoolExecutor joins its workers from one) and of futures
         # iterate in hash order; identity hashes follow memory addresses. Numbering objects
         # in the order each run first hashes them makes that order repeat.
         serial_hash = _serial_hash(count())
         saved.append((threading.Thread, "__hash__", threading.Thread.__dict__.get("__hash__", _MISSING)))
-        threading.Thread.__hash__ = serial_hash
-        futures_thread = sys.modules.get("concurrent.futures.thread")
+        threading.Thread.__hash__ = serial_hash  # type: ignore[method-assign,assignment]  # undo() puts it back
+        futures_thread: Any = sys.modules.get("concurrent.futures.thread")
         if futures_thread is not None:
             saved.append((futures_thread, "_global_shutdown_lock", futures_thread._global_shutdown_lock))
             saved.append((futures_thread, "_shutdown", futures_thread._shutdown))
@@ -348,15 +353,16 @@ class Patcher:
         if sched is None:
             return
         run_threads = {vt.ident for vt in sched.threads[1:]}
-        with threading._active_limbo_lock:
-            for ident in [i for i in threading._active if i in run_threads]:
-                del threading._active[ident]
-            for thread in [t for t in threading._limbo if getattr(t, "_ident", None) in run_threads or t._ident is None]:
-                del threading._limbo[thread]
+        with _threading._active_limbo_lock:
+            for ident in [i for i in _threading._active if i in run_threads]:
+                del _threading._active[ident]
+            limbo = _threading._limbo
+            for thread in [t for t in limbo if getattr(t, "_ident", None) in run_threads or t._ident is None]:
+                del limbo[thread]
         if not PY313:
-            with threading._shutdown_locks_lock:
-                threading._shutdown_locks.difference_update(
-                    [lock for lock in threading._shutdown_locks if isinstance(lock, P.Lock)]
+            with _threading._shutdown_locks_lock:
+                _threading._shutdown_locks.difference_update(
+                    [lock for lock in _threading._shutdown_locks if isinstance(lock, P.Lock)]
                 )
         futures_thread = sys.modules.get("concurrent.futures.thread")
         if futures_thread is not None:

@@ -18,7 +18,9 @@ import operator
 import os
 import sys
 import time as _time
-from typing import Any, Callable
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, Protocol
 
 from .failures import user_location
 from .files import is_threading_internal, is_user_file
@@ -27,6 +29,8 @@ from .scheduler import Scheduler, VThread, active
 _real_allocate_lock = _thread.allocate_lock
 _real_rlock = _thread.RLock
 _real_get_ident = _thread.get_ident
+#: ``_thread`` for what exists on some versions only (the stubs declare each per version).
+_thread_of_this_version: Any = _thread
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -34,6 +38,23 @@ REAL_TIME = {
     name: getattr(_time, name)
     for name in ("sleep", "monotonic", "monotonic_ns", "time", "time_ns", "perf_counter", "perf_counter_ns")
 }
+
+
+class _RealLock(Protocol):
+    """A real ``_thread`` lock or RLock, as a stand-in uses it outside runs."""
+
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+    def release(self) -> None: ...
+    def locked(self) -> bool: ...  # a real RLock has it from 3.14 on; before, calling it fails as it would
+
+
+class _RealRLock(_RealLock, Protocol):
+    """A real ``_thread.RLock`` with the private protocol ``threading.Condition`` uses (not in its stubs)."""
+
+    def _is_owned(self) -> bool: ...
+    def _release_save(self) -> Any: ...
+    def _acquire_restore(self, state: Any) -> None: ...
+    def _recursion_count(self) -> int: ...
 
 
 def _label(sched: Scheduler, kind: str) -> str:
@@ -48,7 +69,7 @@ class Lock:
     __slots__ = ("_real", "_run", "_locked", "holder", "_waiters", "label", "__weakref__")
 
     def __init__(self) -> None:
-        self._real: Any = None
+        self._real: Any = None  # the real lock (or RLock), made the first time it is used outside a run
         self._run: Scheduler | None = None
         self._locked = False
         self.holder: VThread | None = None
@@ -57,10 +78,10 @@ class Lock:
         sched = active()
         if sched is not None:
             self._fresh(sched)
-            caller = sys._getframe(1)
-            while caller.f_code.co_filename == __file__:  # RLock.__init__ calling this one
+            caller: FrameType | None = sys._getframe(1)
+            while caller is not None and caller.f_code.co_filename == __file__:  # RLock.__init__ calling this one
                 caller = caller.f_back
-            if is_user_file(caller.f_code.co_filename):
+            if caller is not None and is_user_file(caller.f_code.co_filename):
                 # Made by the program itself (not inside Condition or Queue): traces name it.
                 self.label += f" (made at {user_location(caller)})"
 
@@ -72,10 +93,11 @@ class Lock:
         self._waiters = []
         self.label = _label(sched, type(self).__name__)
 
-    def _outside(self) -> Any:
+    def _outside(self) -> _RealLock:
         if self._real is None:
             self._real = _real_allocate_lock()
-        return self._real
+        real: _RealLock = self._real
+        return real
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         sched = active()
@@ -169,10 +191,11 @@ class RLock(Lock):
         super()._fresh(sched)
         self._count = 0
 
-    def _outside(self) -> Any:
+    def _outside(self) -> _RealRLock:
         if self._real is None:
             self._real = _real_rlock()
-        return self._real
+        real: _RealRLock = self._real
+        return real
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         sched = active()
@@ -318,7 +341,7 @@ def get_ident() -> int:
     return sched.current.ident if sched is not None else _real_get_ident()
 
 
-def start_new_thread(function: Callable[..., Any], args: tuple, kwargs: dict | None = None) -> int:
+def start_new_thread(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> int:
     """``_thread.start_new_thread``: a new virtual thread (a real one outside a run)."""
     sched = active()
     if sched is None:
@@ -330,11 +353,12 @@ def start_new_thread(function: Callable[..., Any], args: tuple, kwargs: dict | N
     return vt.ident
 
 
-def set_sentinel() -> Lock:
+def set_sentinel() -> Lock | _RealLock:
     """``_thread._set_sentinel`` (3.11, 3.12): a lock released when the calling thread ends."""
     sched = active()
     if sched is None:
-        return _thread._set_sentinel()
+        sentinel: _RealLock = _thread_of_this_version._set_sentinel()
+        return sentinel
     lock = Lock()
     sched.current.sentinel = lock
     return lock
@@ -371,8 +395,8 @@ def start_joinable_thread(function: Callable[..., Any], handle: Any = None, daem
     """``_thread.start_joinable_thread`` (3.13)."""
     sched = active()
     if sched is None:
-        return _thread.start_joinable_thread(function, handle=handle, daemon=daemon)
-    thread_obj = getattr(function, "__self__", None)
+        return _thread_of_this_version.start_joinable_thread(function, handle=handle, daemon=daemon)
+    thread_obj: Any = getattr(function, "__self__", None)
     if handle is not None and not isinstance(handle, ThreadHandle):
         if getattr(thread_obj, "_handle", None) is not handle:
             sched.fail_uncontrolled("_thread.start_joinable_thread with a handle made before the run")
@@ -381,7 +405,8 @@ def start_joinable_thread(function: Callable[..., Any], handle: Any = None, daem
         handle = thread_obj._handle = ThreadHandle()
     if handle is None:
         handle = ThreadHandle()
-    vt = sched.spawn(function, (), None, name=getattr(thread_obj, "name", None), daemon=bool(daemon), thread_obj=thread_obj)
+    vt = sched.spawn(function, (), None, name=getattr(thread_obj, "name", None), daemon=bool(daemon),
+                     thread_obj=thread_obj)
     vt.sentinel = handle._done
     handle.ident = vt.ident
     return handle

@@ -13,13 +13,13 @@ import os
 import sys
 import traceback
 import types
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .access import inject
 from .instrument import compile_module, instrument_function
-
 from .reallocks import RecordOrigins
 
 
@@ -70,7 +70,8 @@ class Program:
             code = self.compiled()
             inject(namespace)
         exec(code, namespace)
-        return namespace[self.func_name]
+        function: Callable[[], Any] = namespace[self.func_name]
+        return function
 
     def compiled(self) -> Any:
         """The instrumented code (or function), made once and outside any run."""
@@ -223,7 +224,7 @@ def _check_callable_without_arguments(function: Any, display: str) -> None:
 def _not_a_plain_call(function: Any) -> str | None:
     """What ``function`` is when calling it only makes an object (a coroutine, a generator)."""
     # An instance's async __call__ counts; a class's does not (calling the class makes an instance).
-    calls = getattr(function, "__call__", None) if not isinstance(function, type) else None
+    calls = getattr(function, "__call__", None) if not isinstance(function, type) else None  # noqa: B004 (the method)
     for candidate in (function, calls):
         if inspect.iscoroutinefunction(candidate):
             return "an async def function"

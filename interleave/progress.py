@@ -133,6 +133,7 @@ def _readers(t: type) -> list[tuple[str, Any]]:
 
 
 def _user_frames(vt: VThread, sched: Scheduler) -> list[Any]:
+    frame: types.FrameType | None
     if vt is sched.current:
         frame = sys._getframe(1)
     else:
@@ -152,7 +153,8 @@ class Snapshot:
 
     __slots__ = ("threads", "globals")
 
-    def __init__(self, threads: list[tuple[int, str, list[tuple[Any, tuple]]]], globals_: tuple) -> None:
+    def __init__(self, threads: list[tuple[int, str, list[tuple[Any, tuple[Any, ...]]]]],
+                 globals_: tuple[Any, ...]) -> None:
         self.threads = threads
         self.globals = globals_
 
@@ -177,7 +179,7 @@ class Snapshot:
 def snapshot(sched: Scheduler) -> Snapshot:
     """The state of every live thread of the run (see :class:`Snapshot`)."""
     threads = []
-    modules: dict[int, dict] = {}
+    modules: dict[int, dict[str, Any]] = {}
     for vt in sched.threads:
         if vt.state == "finished":
             continue

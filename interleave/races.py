@@ -55,7 +55,7 @@ class Race:
     key: Any
     field: Any
 
-    def place(self) -> tuple:
+    def place(self) -> tuple[Any, ...]:
         """The pair of locations, in either order: a race is reported once per pair."""
         ends = sorted(((*self.first.where, self.first.write), (*self.second.where, self.second.write)))
         return (RACE, *ends)
@@ -101,7 +101,7 @@ def find(accesses: list[tuple[int, Any, Any, bool, int]], syncs: list[tuple[int,
     released: dict[int, dict[int, int]] = {}
     # Per object, per field: the last epoch of each (thread, site, write) that touched it.
     last: dict[Any, dict[Any, dict[tuple[int, int, bool], tuple[int, int]]]] = {}
-    found: dict[tuple, Race] = {}
+    found: dict[tuple[Any, ...], Race] = {}
     pending = 0
 
     def clock(thread: int) -> dict[int, int]:

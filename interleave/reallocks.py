@@ -29,8 +29,9 @@ import threading
 import tracemalloc
 import types
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from . import primitives as P
 from .failures import _short
@@ -51,7 +52,8 @@ _ATOMIC = frozenset({str, bytes, int, float, complex, bool, type(None), bytearra
 _OPAQUE = (types.ModuleType, types.CodeType, types.FrameType, types.GeneratorType, types.CoroutineType,
            types.AsyncGeneratorType, weakref.ref, weakref.ProxyType, weakref.CallableProxyType,
            threading.Thread, P.Lock, types.TracebackType)
-_BUILTIN_METHOD = type(_thread.allocate_lock().acquire)
+#: The type of a C object's bound method (``lock.acquire``); any such method, whatever its signature.
+_BUILTIN_METHOD: type = type(_thread.allocate_lock().acquire)
 _GETSET = types.GetSetDescriptorType
 _MEMBER = types.MemberDescriptorType
 
@@ -207,7 +209,7 @@ class Finder:
         elif slot is not _IN_TUPLE:  # else the enclosing tuple is rebuilt, or listed as unswappable
             self.found.slots.append((slot, value))
 
-    def _tuple_is_lockish(self, value: tuple, path: Path) -> bool:
+    def _tuple_is_lockish(self, value: tuple[Any, ...], path: Path) -> bool:
         """A tuple holding (perhaps in nested tuples) something swapped: it is rebuilt."""
         key = id(value)
         answer = self._lockish.get(key)
@@ -233,13 +235,13 @@ class Finder:
             self._keep.append(value)
         return answer
 
-    def _unswappable_in(self, value: tuple, path: Path) -> None:
+    def _unswappable_in(self, value: tuple[Any, ...], path: Path) -> None:
         for i, item in enumerate(value):
             inner = (path, "{}[{}]", i)
             if type(item) in REAL_LOCK_TYPES:
                 self.found.unswappable.setdefault(id(item), (item, inner))
-            elif type(item) is _BUILTIN_METHOD and type(getattr(item, "__self__", None)) in REAL_LOCK_TYPES:
-                self.found.unswappable.setdefault(id(item.__self__), (item.__self__, inner))
+            elif type(item) is _BUILTIN_METHOD and type(owner := getattr(item, "__self__", None)) in REAL_LOCK_TYPES:
+                self.found.unswappable.setdefault(id(owner), (owner, inner))
             elif isinstance(item, tuple):
                 self._unswappable_in(item, inner)
 
@@ -262,7 +264,8 @@ class Finder:
                 inner_path = (path, "{}.{}" if attributes and isinstance(name, str) else "{}[{!r}]", name)
                 push((inner, Slot("dict", value, name), inner_path))
             if isinstance(value, collections.defaultdict):
-                push((value.default_factory, Slot("attr", value, "default_factory"), (path, "{}.default_factory", None)))
+                push((value.default_factory, Slot("attr", value, "default_factory"),
+                      (path, "{}.default_factory", None)))
         elif isinstance(value, list):
             for i, inner in enumerate(list(value)):
                 push((inner, Slot("list", value, i), (path, "{}[{}]", i)))
@@ -325,7 +328,8 @@ class Finder:
         for klass in kind.__mro__:
             names = klass.__dict__.get("__slots__", ())
             for name in (names,) if isinstance(names, str) else names if isinstance(names, (tuple, list)) else ():
-                stored = f"_{klass.__name__.lstrip('_')}{name}" if name.startswith("__") and not name.endswith("__") else name
+                private = name.startswith("__") and not name.endswith("__")
+                stored = f"_{klass.__name__.lstrip('_')}{name}" if private else name
                 descriptor = klass.__dict__.get(stored)
                 if type(descriptor) is _MEMBER:
                     try:
@@ -346,7 +350,7 @@ def _rebuildable(value: Any) -> bool:
     return kind is tuple or (isinstance(value, tuple) and any("_make" in k.__dict__ for k in kind.__mro__))
 
 
-def _instance_dict(value: Any) -> dict | None:
+def _instance_dict(value: Any) -> dict[str, Any] | None:
     """The object's ``__dict__``, read without running any code of its class."""
     for klass in type(value).__mro__:
         descriptor = klass.__dict__.get("__dict__")

@@ -18,8 +18,8 @@ from typing import Any
 from . import races, tracing, watchdog
 from .census import Census
 from .census import tracer as census_tracer
-from .instrument import Instrumentation, Scope
 from .guard import ProcessGuard
+from .instrument import Instrumentation, Scope
 from .patching import Patcher
 from .program import Program
 from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
@@ -194,13 +194,13 @@ def _os_threads() -> int:
         tasks = os.stat("/proc/self/task").st_nlink - 2
     except OSError:
         return 0
-    return tasks - len(threading._active)
+    return tasks - len(threading._active)  # type: ignore[attr-defined]  # threading's registry, private
 
 
 def _stop_pool_workers_like_the_interpreter(sched: Scheduler | None) -> None:
     """What interpreter exit does for ThreadPoolExecutor workers left running, for this
     run's workers only (executors of the process outside the run are not touched)."""
-    futures_thread = sys.modules.get("concurrent.futures.thread")
+    futures_thread: Any = sys.modules.get("concurrent.futures.thread")
     if futures_thread is None or sched is None:
         return
     run_threads = {vt.ident for vt in sched.threads}

@@ -181,6 +181,7 @@ class VThread:
 class Recorder(Protocol):
     def step(self, sched: Scheduler, thread: VThread, frame: Any) -> None: ...
     def event(self, sched: Scheduler, kind: str, detail: str, data: dict[str, Any] | None = None) -> None: ...
+    def access(self, sched: Scheduler, site: int, obj: Any, field: Any, write: bool, value: Any) -> None: ...
 
 
 _active: Scheduler | None = None
@@ -221,7 +222,10 @@ class Scheduler:
         self.clock = Clock()
         self.threads: list[VThread] = []
         self.runnable: list[int] = []
-        self.current: VThread | None = None
+        # The running thread. None only until run() spawns the main thread (spawn looks); every
+        # other reader runs inside the run, so it is typed as always set: the switch points,
+        # the hottest code here, read it with no check.
+        self.current: VThread = None  # type: ignore[assignment]
         self.steps = 0
         self.decisions = 0
         self.preemptions = 0
@@ -263,8 +267,8 @@ class Scheduler:
     def spawn(
         self,
         fn: Callable[..., Any],
-        args: tuple = (),
-        kwargs: dict | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
         *,
         name: str | None = None,
         daemon: bool = True,
@@ -293,7 +297,7 @@ class Scheduler:
             self.recorder.event(self, "start", vt.name, {"child": vt.index, "group": vt.group})
         return vt
 
-    def _thread_body(self, vt: VThread, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    def _thread_body(self, vt: VThread, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             fn(*args, **kwargs)
         except (greenlet.GreenletExit, RunAborted):
@@ -338,6 +342,7 @@ class Scheduler:
             raise RuntimeError("an interleave run is already active on this thread")
         self.hub = greenlet.getcurrent()
         main_vt = self.spawn(main, name=main_name, daemon=False, ident=main_ident)
+        assert main_vt.greenlet is not None  # spawn made it
         self.current = main_vt
         _active = self
         if self.accesses:
@@ -355,6 +360,7 @@ class Scheduler:
                 nxt.streak = 0
                 nxt.ops = 0
                 self._ran(nxt)
+                assert nxt.greenlet is not None  # each thread has its greenlet until teardown, below
                 nxt.greenlet.switch()
         finally:
             if uninstall is not None:
@@ -754,7 +760,7 @@ class Scheduler:
             return self.chooser.choose(self, options, default, preemptive)
         except RecursionError:
             raise  # the program's stack is full: its own RecursionError, a few frames early
-        except Exception as exc:  # noqa: BLE001 - not the program's failure: handed to the caller
+        except Exception as exc:  # not the program's failure: handed to the caller
             self.internal_error = exc
             self.abort(in_trace)
             raise
@@ -782,14 +788,16 @@ class Scheduler:
         target.streak = 0
         target.ops = 0
         self._ran(target)
+        g = target.greenlet
+        assert g is not None  # a thread keeps its greenlet until teardown, after the last switch
         if in_trace:
             _leave_tracing(self._tstate)
             try:
-                target.greenlet.switch()
+                g.switch()
             finally:
                 _enter_tracing(self._tstate)
         else:
-            target.greenlet.switch()
+            g.switch()
 
     # --------------------------------------------------------------- blocking
 
@@ -814,8 +822,8 @@ class Scheduler:
                                 {"on": getattr(waiting_on, "label", None), "holder": holder.index if holder else None})
         nxt = self._pick_next(in_trace=False)
         if nxt is None:
-            self.abort()
-        if nxt is not cur:
+            self.abort()  # returns only on the hub, where there is nothing to switch from
+        elif nxt is not cur:
             self._switch(nxt, in_trace=False)
         if self.tearing_down:
             raise greenlet.GreenletExit
@@ -909,8 +917,9 @@ class Scheduler:
         if frozen and self.current in threads:
             nxt = self._pick_next(in_trace=False)
             if nxt is None:
-                self.abort()
-            self._switch(nxt, in_trace=False)
+                self.abort()  # returns only on the hub, where there is nothing to switch from
+            else:
+                self._switch(nxt, in_trace=False)
 
     def kill(self, threads: list[VThread]) -> None:
         """Crash threads: they never run again (their greenlets are stopped at teardown)."""
@@ -930,8 +939,9 @@ class Scheduler:
         if self.current in threads:
             nxt = self._pick_next(in_trace=False)
             if nxt is None:
-                self.abort()
-            self._switch(nxt, in_trace=False)
+                self.abort()  # returns only on the hub, where there is nothing to switch from
+            else:
+                self._switch(nxt, in_trace=False)
 
     # --------------------------------------------------------------- failures
 
@@ -943,14 +953,16 @@ class Scheduler:
             # Stopped by teardown (which threw into this thread): unwind and die here, so
             # the greenlet ends instead of waiting forever for a switch back.
             raise greenlet.GreenletExit
+        hub = self.hub
+        assert hub is not None  # set by run() before any thread runs
         if in_trace:
             _leave_tracing(self._tstate)
             try:
-                self.hub.switch()
+                hub.switch()
             finally:
                 _enter_tracing(self._tstate)
         else:
-            self.hub.switch()
+            hub.switch()
         raise greenlet.GreenletExit
 
     def fail(self, failure: Failure, in_trace: bool = False) -> None:

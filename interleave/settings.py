@@ -13,8 +13,9 @@ from __future__ import annotations
 import inspect
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import tracing
 from .strategies import NAMES as STRATEGIES
@@ -112,7 +113,8 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("runs", int, None, "Stop after this many runs (default 10,000 with no time limit; under pytest "
            "1000, or 100 per input with @given).", minimum=1, metavar="N"),
-    Option("time_limit", float, None, "Stop after this many seconds (default 60 with no runs given; under pytest none).",
+    Option("time_limit", float, None,
+           "Stop after this many seconds (default 60 with no runs given; under pytest none).",
            minimum=0, inclusive=False, metavar="SECONDS"),
     Option("seed", int, 0, "Makes the whole exploration reproducible.", metavar="N"),
     Option("strategy", STRATEGIES, "portfolio", "portfolio: bounded enumeration, PCT and random walk taking turns; "

@@ -26,8 +26,9 @@ from __future__ import annotations
 import _thread
 import sys
 import threading
+from collections.abc import Callable
 from types import CodeType
-from typing import Any, Callable
+from typing import Any
 
 from .files import is_user_file
 from .scheduler import Scheduler
@@ -69,6 +70,8 @@ def installer(granularity: str = LINE) -> Callable[[Scheduler], Callable[[], Non
 
 def free_tool_id() -> int | None:
     """The first of :data:`TOOL_IDS` no other tool uses (3.12+), or None."""
+    if sys.version_info < (3, 12):
+        raise RuntimeError("sys.monitoring is new in Python 3.12")
     for tool in TOOL_IDS:
         if sys.monitoring.get_tool(tool) is None:
             return tool
@@ -76,6 +79,8 @@ def free_tool_id() -> int | None:
 
 
 def _install_monitoring(sched: Scheduler, tool: int, opcodes: bool) -> Callable[[], None]:
+    if sys.version_info < (3, 12):
+        raise RuntimeError("sys.monitoring is new in Python 3.12")
     mon = sys.monitoring
     events = mon.events
     disable = mon.DISABLE
@@ -116,7 +121,7 @@ def _install_monitoring(sched: Scheduler, tool: int, opcodes: bool) -> Callable[
 
     mon.use_tool_id(tool, TOOL_NAME)
     # PY_RESUME too: a generator started before the run and resumed in it has no PY_START.
-    callbacks = {events.PY_START: on_start, events.PY_RESUME: on_start}
+    callbacks: dict[int, Callable[..., Any]] = {events.PY_START: on_start, events.PY_RESUME: on_start}
     if opcodes:
         callbacks[events.INSTRUCTION] = on_instruction
     else:
@@ -178,7 +183,7 @@ def _install_settrace(sched: Scheduler, opcodes: bool) -> Callable[[], None]:
             frame.f_trace_lines = False
         return local
 
-    def refusing(name: str, real: Callable[[Any], None]) -> Callable[[Any], None]:
+    def refusing(name: str, real: Callable[[Any], None]) -> Callable[..., None]:
         def settrace(function: Any) -> None:
             if not is_user_file(sys._getframe(1).f_code.co_filename):
                 return real(function)  # a tool's (coverage starting on a thread): as ever

@@ -300,6 +300,26 @@ def test_the_next_run_starts_as_the_first_did(tmp_path):
     assert "an exit handler of a run" not in result.stdout + result.stderr
 
 
+def test_signal_handlers_set_by_keyword_are_taken_and_put_back(tmp_path):
+    """``signal.signal(signalnum=..., handler=...)``: the run's stand-in takes the stdlib's names."""
+    result = explore(tmp_path, """
+        import signal, threading
+        def work():
+            done = []
+            done.append(1)
+        def main():
+            assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL, "a SIGUSR1 handler of an earlier run"
+            previous = signal.signal(signalnum=signal.SIGUSR1, handler=signal.SIG_IGN)
+            assert previous == signal.SIG_DFL
+            assert signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN
+            threads = [threading.Thread(target=work) for _ in range(2)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+        """, "--runs", "5", "--strategy", "random")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "interleave: no failure in 5 runs" in result.stdout
+
+
 # ------------------------------------------------------------ refused by name
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import control
 from .disk import Disk
@@ -38,7 +39,7 @@ class Node:
         t.start()
         return t
 
-    def _run(self, target: Callable[..., Any], args: tuple) -> None:
+    def _run(self, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
         control.set_group(self.name)  # the HTML timeline draws a node's threads side by side
         target(*args)
 
