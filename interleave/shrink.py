@@ -233,17 +233,21 @@ class Shrinker:
         self.accepted.append(self.order(run))
         return True
 
-    def shrink(self) -> None:
-        """Every pass, again and again, until a whole round keeps nothing (or :class:`_Stop`)."""
-        self.remove_chunks()
-        while True:
-            before = self.accepted[-1]
-            self.remove_each()
-            self.remove_pairs()
-            self.reassign()
-            self.move()
-            if self.accepted[-1] == before:
-                return
+    def shrink_passes(self) -> bool:
+        """Every pass, again and again, until a whole round keeps nothing: True; False when
+        the time budget or the stall limit stopped it first."""
+        try:
+            self.remove_chunks()
+            while True:
+                before = self.accepted[-1]
+                self.remove_each()
+                self.remove_pairs()
+                self.reassign()
+                self.move()
+                if self.accepted[-1] == before:
+                    return True
+        except _Stop:
+            return False
 
     def remove_chunks(self) -> None:
         """Delta debugging over chunks, from halves down to single deviations."""
@@ -401,17 +405,14 @@ def shrink(runner: Runner, target: Failure, deviations: list[Deviation], result:
     shrinker = Shrinker(_replayer(runner), target, result, time.monotonic() + time_budget, stall_limit)
     try:
         _cut_after_last_progress(shrinker)
-        while True:
-            shrinker.shrink()
+        while shrinker.shrink_passes():
             # A bounded share of the budget: where schedules are many, the search cannot finish anyway.
             remaining = shrinker.deadline - time.monotonic()
             if _thread_switches(shrinker.best) == 0 or remaining <= 0:
-                break
+                return shrinker.result(minimal=remaining > 0)
             search_until = time.monotonic() + min(remaining / 2, max(1.0, SEARCH_SHARE * time_budget))
             if not _search_fewer_preemptions(runner, shrinker, search_until):
-                break
-    except _Stop:
+                return shrinker.result(minimal=time.monotonic() < shrinker.deadline)
         return shrinker.result(minimal=False)
     except KeyboardInterrupt:
         raise ShrinkInterrupted(shrinker.result(minimal=False)) from None
-    return shrinker.result(minimal=time.monotonic() < shrinker.deadline)
