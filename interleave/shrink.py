@@ -97,6 +97,11 @@ def schedule_order(deviations: list[Deviation], steps: int) -> tuple[Any, ...]:
             steps, sorted((d.key(), d.choice) for d in deviations))
 
 
+def _injection_points(points: list[DecisionPoint]) -> list[DecisionPoint]:
+    """The places where a pause, a fault or a draw could go."""
+    return [p for p in points if p.key[2] >= FAULT_SUB or JUMP in p.options]
+
+
 def _identity(deviations: list[Deviation]) -> tuple[Any, ...]:
     """What a replay depends on: the planned choice at each key (costs are recorded, not planned)."""
     return tuple(sorted((d.key(), d.choice) for d in deviations))
@@ -186,7 +191,9 @@ class Shrinker:
     stalled: int = 0
     #: The order key of each schedule kept, the first one included: strictly decreasing.
     accepted: list[tuple[Any, ...]] = field(default_factory=list)
-    seen: set[tuple[Any, ...]] = field(default_factory=set)
+    #: Every schedule run in this shrink, with the places its run offered a pause, fault or draw
+    #: (once one is taken the budget may allow no more, so a move looks at the run without it).
+    seen: dict[tuple[Any, ...], list[DecisionPoint]] = field(default_factory=dict)
     points: list[DecisionPoint] | None = None
     _indexed: list[DecisionPoint] | None = field(default=None, repr=False)
     _by_key: dict[tuple[int, int, int], DecisionPoint] = field(default_factory=dict, repr=False)
@@ -216,9 +223,9 @@ class Shrinker:
             return False
         if budgeted:
             self.check_budget()
-        self.seen.add(identity)
         self.attempts += 1
         run, points = self.replay(candidate)
+        self.seen[identity] = _injection_points(points)
         if self.offer(run, points):
             return True
         self.stalled += 1
@@ -226,7 +233,7 @@ class Shrinker:
 
     def offer(self, run: RunResult, points: list[DecisionPoint] | None) -> bool:
         """Keep ``run`` if it fails the same way and is smaller than the best."""
-        self.seen.add(_identity(run.deviations))
+        self.seen.setdefault(_identity(run.deviations), _injection_points(points or []))
         if not self.target.same_as(run.failure) or self.order(run) >= self.accepted[-1]:
             return False
         self.best_run, self.points, self.stalled = run, points, 0
@@ -285,7 +292,7 @@ class Shrinker:
             self.check_budget()
             self.attempts += 1
             self.points = self.replay(self.best)[1]
-            self.seen.add(_identity(self.best))
+            self.seen[_identity(self.best)] = _injection_points(self.points)
         return self.points
 
     def point_at(self, key: tuple[int, int, int]) -> DecisionPoint | None:
@@ -311,23 +318,35 @@ class Shrinker:
 
     def move(self) -> None:
         """Each deviation moved to a nearby decision of its thread and kind, where its choice
-        is possible: free places first, then nearest first."""
+        is possible: free places first, then nearest first. The move is tried first with only
+        the pauses, faults and draws left besides it, then with the free choices too, then with
+        everything (a fault moved may need none of the preemptions that made its first place
+        fail). A pause, fault or draw is moved among the places the run without it offered
+        (once one is taken the budget may allow no more), which the other removals shift."""
         i = 0
         while i < len(self.best):
             d = self.best[i]
+            others = self.best[:i] + self.best[i + 1:]
             changed = False
-            for point in self._places_for(d):
-                moved = Deviation(point.key[0], point.key[1], point.key[2], d.choice, d.cost)
-                if self.consider(self.best[:i] + [moved] + self.best[i + 1:]):
-                    changed = True
+            for kept in ([e for e in others if is_injected(e)], [e for e in others if not is_paid(e)], others):
+                if is_injected(d) and _identity(kept) not in self.seen and self.consider(kept):
+                    changed = True  # removing d and more kept the failure: d is gone
+                    break
+                points = self.seen.get(_identity(kept), []) if is_injected(d) else []
+                for point in self._places_for(d, points):
+                    if self.consider(kept + [Deviation(*point.key, d.choice, d.cost)]):
+                        changed = True
+                        break
+                if changed:
                     break
             if not changed:
                 i += 1
 
-    def _places_for(self, d: Deviation) -> list[DecisionPoint]:
+    def _places_for(self, d: Deviation, points: list[DecisionPoint]) -> list[DecisionPoint]:
+        """Where ``d`` could move: among ``points`` and the best run's, the nearest of its thread and kind."""
         taken = {e.key() for e in self.best}
-        same = [p for p in self.decision_points()
-                if p.key[0] == d.thread and _decision_kind(p.key[2]) == _decision_kind(d.sub)]
+        merged = sorted({p.key: p for p in self.decision_points() + points}.values(), key=lambda p: p.key)
+        same = [p for p in merged if p.key[0] == d.thread and _decision_kind(p.key[2]) == _decision_kind(d.sub)]
         here = next((n for n, p in enumerate(same) if p.key >= d.key()), len(same))
         near = same[max(0, here - MOVE_REACH):here + MOVE_REACH + 1]
         fitting = [p for p in near if p.key not in taken and d.choice in p.options and d.choice != p.default]
