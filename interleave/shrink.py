@@ -62,6 +62,8 @@ PAIR_LIMIT = 16
 
 #: How many decisions of the same thread and kind, on each side, a deviation may move to.
 MOVE_REACH = 8
+#: The same when two deviations move together (the candidates grow as its square).
+PAIR_REACH = 4
 
 
 # ------------------------------------------------------------------ what a deviation is
@@ -251,6 +253,7 @@ class Shrinker:
                 self.remove_pairs()
                 self.reassign()
                 self.move()
+                self.move_pairs()
                 if self.accepted[-1] == before:
                     return True
         except _Stop:
@@ -342,13 +345,31 @@ class Shrinker:
             if not changed:
                 i += 1
 
-    def _places_for(self, d: Deviation, points: list[DecisionPoint]) -> list[DecisionPoint]:
+    def move_pairs(self) -> None:
+        """With the preemptions dropped, a pause, fault or draw moved together with one free
+        choice: dropping them shifts the steps of other threads, and a free choice the failure
+        needs may then belong a few decisions away."""
+        if not any(map(is_paid, self.best)):
+            return
+        for d, e in [(d, e) for d in self.best if is_injected(d) for e in self.best if is_free_switch(e)]:
+            rest = [f for f in self.best if not is_paid(f) and f not in (d, e)]
+            if _identity(rest) not in self.seen and self.consider(rest):
+                return
+            for q in self._places_for(d, self.seen.get(_identity(rest), []), PAIR_REACH):
+                moved = rest + [Deviation(*q.key, d.choice, d.cost)]
+                if _identity(moved) not in self.seen and self.consider(moved):
+                    return
+                for p in self._places_for(e, self.seen.get(_identity(moved), []), PAIR_REACH):
+                    if self.consider(moved + [Deviation(*p.key, e.choice, e.cost)]):
+                        return
+
+    def _places_for(self, d: Deviation, points: list[DecisionPoint], reach: int = MOVE_REACH) -> list[DecisionPoint]:
         """Where ``d`` could move: among ``points`` and the best run's, the nearest of its thread and kind."""
         taken = {e.key() for e in self.best}
         merged = sorted({p.key: p for p in self.decision_points() + points}.values(), key=lambda p: p.key)
         same = [p for p in merged if p.key[0] == d.thread and _decision_kind(p.key[2]) == _decision_kind(d.sub)]
         here = next((n for n, p in enumerate(same) if p.key >= d.key()), len(same))
-        near = same[max(0, here - MOVE_REACH):here + MOVE_REACH + 1]
+        near = same[max(0, here - reach):here + reach + 1]
         fitting = [p for p in near if p.key not in taken and d.choice in p.options and d.choice != p.default]
         return sorted(fitting, key=lambda p: (p.costs(d.choice), abs(p.key[1] - d.steps), p.key))
 
