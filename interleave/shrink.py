@@ -25,7 +25,9 @@ The edits, repeated until a whole round keeps none:
   is after a success rather than starting over), then pairs;
 * giving a paid switch to another thread that could run there;
 * moving a deviation to a nearby decision of the same thread and kind (a preemption to
-  where that thread blocks makes it free; a fault to an earlier or later call).
+  where that thread blocks makes it free; a fault to an earlier or later call), with the
+  other deviations, or with only the free ones, or with only the pauses, faults and draws;
+* with the preemptions dropped, a pause, fault or draw moved together with one free choice.
 
 Removing and moving deviations cannot always turn a schedule into a different one that
 needs fewer preemptions, so afterwards a bounded enumeration looks for the same failure
