@@ -44,7 +44,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .failures import Failure
 from .runner import Runner
@@ -52,6 +52,9 @@ from .scheduler import DRAW_SUB, FAULT_SUB, JUMP, Deviation, RunResult
 from .strategies.base import Strategy, is_fault_decision
 from .strategies.dfs import BoundedDFS
 from .strategies.replay import Replay
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
 
 #: Share of the shrink budget one search for fewer preemptions may take.
 SEARCH_SHARE = 0.1
@@ -69,7 +72,8 @@ PAIR_REACH = 4
 
 
 # ------------------------------------------------------------------ what a deviation is
-# The only place that reads a deviation's fields to say what kind of decision it was.
+# What kind of decision a deviation (or a decision point) was is read here only, and in
+# DecisionPoint.costs: a change of the Deviation type touches these lines.
 
 def is_paid(d: Deviation) -> bool:
     """A preemption: a switch away from a thread that could have gone on."""
@@ -86,24 +90,20 @@ def is_injected(d: Deviation) -> bool:
     return d.choice < 0
 
 
-def is_fault(d: Deviation) -> bool:
-    return d.choice <= -2 and FAULT_SUB <= d.sub < DRAW_SUB
-
-
 def _decision_kind(sub: int) -> int:
     """Scheduling decisions, fault decisions and draws are keyed apart (see the scheduler)."""
     return 2 if sub >= DRAW_SUB else 1 if sub >= FAULT_SUB else 0
+
+
+def _injection_points(points: list[DecisionPoint]) -> list[DecisionPoint]:
+    """The places where a pause, a fault or a draw could go."""
+    return [p for p in points if p.key[2] >= FAULT_SUB or JUMP in p.options]
 
 
 def schedule_order(deviations: list[Deviation], steps: int) -> tuple[Any, ...]:
     """The key every accepted edit must decrease (see the module docstring)."""
     return (sum(map(is_paid, deviations)), sum(map(is_injected, deviations)), sum(map(is_free_switch, deviations)),
             steps, sorted((d.key(), d.choice) for d in deviations))
-
-
-def _injection_points(points: list[DecisionPoint]) -> list[DecisionPoint]:
-    """The places where a pause, a fault or a draw could go."""
-    return [p for p in points if p.key[2] >= FAULT_SUB or JUMP in p.options]
 
 
 def _identity(deviations: list[Deviation]) -> tuple[Any, ...]:
@@ -140,7 +140,7 @@ class _Recording(Strategy):
         self.points = []
         return self.inner.begin_run(run_index)
 
-    def choose(self, sched, options, default, preemptive):
+    def choose(self, sched: Scheduler, options: list[int], default: int, preemptive: bool) -> int:
         self.points.append(DecisionPoint(sched.decision_key(), tuple(options), default, preemptive))
         return self.inner.choose(sched, options, default, preemptive)
 
@@ -397,7 +397,7 @@ class _KeepingFaultsAndPauses(Strategy):
     def begin_run(self, run_index: int) -> bool:
         return self.dfs.begin_run(run_index)
 
-    def choose(self, sched, options, default, preemptive):
+    def choose(self, sched: Scheduler, options: list[int], default: int, preemptive: bool) -> int:
         planned = self.kept.get(sched.decision_key())
         if planned is not None and planned in options:
             return planned
