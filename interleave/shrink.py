@@ -67,6 +67,9 @@ PAIR_LIMIT = 16
 
 #: How many decisions of the same thread and kind, on each side, a deviation may move to.
 MOVE_REACH = 8
+#: Runs whose every decision point is kept for the moves (the others keep where they could
+#: pause, fault or draw only).
+RECENT_RUNS = 64
 #: The same when two deviations move together (the candidates grow as its square).
 PAIR_REACH = 4
 
@@ -198,6 +201,9 @@ class Shrinker:
     #: Every schedule run in this shrink, with the places its run offered a pause, fault or draw
     #: (once one is taken the budget may allow no more, so a move looks at the run without it).
     seen: dict[tuple[Any, ...], list[DecisionPoint]] = field(default_factory=dict)
+    #: All the decision points of the last few runs (a moved preemption may go where its
+    #: thread went on only in the run without it).
+    recent: dict[tuple[Any, ...], list[DecisionPoint]] = field(default_factory=dict)
     points: list[DecisionPoint] | None = None
     _indexed: list[DecisionPoint] | None = field(default=None, repr=False)
     _by_key: dict[tuple[int, int, int], DecisionPoint] = field(default_factory=dict, repr=False)
@@ -230,6 +236,9 @@ class Shrinker:
         self.attempts += 1
         run, points = self.replay(candidate)
         self.seen[identity] = _injection_points(points)
+        self.recent[identity] = points
+        while len(self.recent) > RECENT_RUNS:
+            del self.recent[next(iter(self.recent))]
         if self.offer(run, points):
             return True
         self.stalled += 1
@@ -326,8 +335,9 @@ class Shrinker:
         is possible: free places first, then nearest first. The move is tried first with only
         the pauses, faults and draws left besides it, then with the free choices too, then with
         everything (a fault moved may need none of the preemptions that made its first place
-        fail). A pause, fault or draw is moved among the places the run without it offered
-        (once one is taken the budget may allow no more), which the other removals shift."""
+        fail). The places are also those of the run without it, which other removals shift:
+        there its thread may go on further, and pauses or faults are offered again (once one
+        is taken the budget may allow no more)."""
         i = 0
         while i < len(self.best):
             d = self.best[i]
@@ -337,7 +347,7 @@ class Shrinker:
                 if is_injected(d) and _identity(kept) not in self.seen and self.consider(kept):
                     changed = True  # removing d and more kept the failure: d is gone
                     break
-                points = self.seen.get(_identity(kept), []) if is_injected(d) else []
+                points = self.points_of(kept)
                 for point in self._places_for(d, points):
                     if self.consider(kept + [Deviation(*point.key, d.choice, d.cost)]):
                         changed = True
@@ -357,13 +367,19 @@ class Shrinker:
             rest = [f for f in self.best if not is_paid(f) and f not in (d, e)]
             if _identity(rest) not in self.seen and self.consider(rest):
                 return
-            for q in self._places_for(d, self.seen.get(_identity(rest), []), PAIR_REACH):
+            for q in self._places_for(d, self.points_of(rest), PAIR_REACH):
                 moved = rest + [Deviation(*q.key, d.choice, d.cost)]
                 if _identity(moved) not in self.seen and self.consider(moved):
                     return
-                for p in self._places_for(e, self.seen.get(_identity(moved), []), PAIR_REACH):
+                for p in self._places_for(e, self.points_of(moved), PAIR_REACH):
                     if self.consider(moved + [Deviation(*p.key, e.choice, e.cost)]):
                         return
+
+    def points_of(self, deviations: list[Deviation]) -> list[DecisionPoint]:
+        """The decision points the run of ``deviations`` met, if it was one of the last few
+        replayed; else only where it could have paused, faulted or drawn; else none."""
+        identity = _identity(deviations)
+        return self.recent.get(identity) or self.seen.get(identity, [])
 
     def _places_for(self, d: Deviation, points: list[DecisionPoint], reach: int = MOVE_REACH) -> list[DecisionPoint]:
         """Where ``d`` could move: among ``points`` and the best run's, the nearest of its thread and kind."""
