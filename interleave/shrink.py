@@ -25,8 +25,10 @@ The edits, repeated until a whole round keeps none:
   is after a success rather than starting over), then pairs;
 * giving a paid switch to another thread that could run there;
 * moving a deviation to a nearby decision of the same thread and kind (a preemption to
-  where that thread blocks makes it free; a fault to an earlier or later call), with the
-  other deviations, or with only the free ones, or with only the pauses, faults and draws;
+  where that thread blocks makes it free; a fault to an earlier or later call), or a
+  preemption to a nearby free choice of another thread that gives the same thread the turn,
+  with the other deviations, or with only the free ones, or with only the pauses, faults
+  and draws;
 * with the preemptions dropped, a pause, fault or draw moved together with one free choice.
 
 Removing and moving deviations cannot always turn a schedule into a different one that
@@ -347,8 +349,8 @@ class Shrinker:
                 if is_injected(d) and _identity(kept) not in self.seen and self.consider(kept):
                     changed = True  # removing d and more kept the failure: d is gone
                     break
-                points = self.points_of(kept)
-                for point in self._places_for(d, points):
+                places = self._places_for(d, self.points_of(kept))
+                for point in places + (self._free_places_elsewhere(d) if is_paid(d) else []):
                     if self.consider(kept + [Deviation(*point.key, d.choice, d.cost)]):
                         changed = True
                         break
@@ -390,6 +392,17 @@ class Shrinker:
         near = same[max(0, here - reach):here + reach + 1]
         fitting = [p for p in near if p.key not in taken and d.choice in p.options and d.choice != p.default]
         return sorted(fitting, key=lambda p: (p.costs(d.choice), abs(p.key[1] - d.steps), p.key))
+
+    def _free_places_elsewhere(self, d: Deviation) -> list[DecisionPoint]:
+        """Where another thread's free choice could give ``d``'s thread the turn instead, the
+        nearest to ``d`` in the run first."""
+        points = self.decision_points()
+        here = next((n for n, p in enumerate(points) if p.key == d.key()), None)
+        if here is None:
+            return []
+        free = [(abs(n - here), p) for n, p in enumerate(points)
+                if p.key[0] != d.thread and not p.preemptive and d.choice in p.options and d.choice != p.default]
+        return [p for _, p in sorted(free, key=lambda pair: pair[0])[:2 * MOVE_REACH]]
 
 
 # ------------------------------------------------------------------ fewer preemptions
