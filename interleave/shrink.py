@@ -212,6 +212,7 @@ class Shrinker:
 
     def __post_init__(self) -> None:
         self.accepted.append(self.order(self.best_run))
+        self.seen.setdefault(_identity(self.best), [])  # its run is known: no edit brings it back
 
     @property
     def best(self) -> list[Deviation]:
