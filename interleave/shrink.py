@@ -295,6 +295,7 @@ class Shrinker:
                 i += 1
 
     def remove_pairs(self) -> None:
+        """Two removals at once (two deviations that only fail together with neither alone)."""
         i = 0
         while i < len(self.best) <= PAIR_LIMIT:
             j = i + 1
