@@ -18,12 +18,13 @@ caller can report the failure as it was found.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .decisions import PAUSE, Decision, DecisionPoint, FinishedRun, Option, Plan, RunThread
 from .failures import Failure
 from .runner import Runner
-from .scheduler import JUMP, Deviation, RunResult
-from .strategies.base import Strategy, is_fault_decision
+from .scheduler import RunResult
+from .strategies.base import Strategy
 from .strategies.dfs import BoundedDFS
 from .strategies.replay import Replay
 
@@ -34,13 +35,13 @@ SEARCH_SHARE = 0.1
 
 @dataclass
 class ShrinkResult:
-    deviations: list[Deviation]
+    deviations: list[Decision]
     result: RunResult
     attempts: int
     minimal: bool  # False when the time budget ran out first
 
 
-def shrink(runner: Runner, target: Failure, deviations: list[Deviation], result: RunResult,
+def shrink(runner: Runner, target: Failure, deviations: list[Decision], result: RunResult,
            time_budget: float = 30.0) -> ShrinkResult:
     """Shrink to a 1-minimal schedule, then look for one with fewer preemptions and shrink that."""
     deadline = time.monotonic() + time_budget
@@ -62,8 +63,8 @@ def shrink(runner: Runner, target: Failure, deviations: list[Deviation], result:
     return shrunk
 
 
-def _cut_after_last_progress(runner: Runner, target: Failure, deviations: list[Deviation],
-                             result: RunResult) -> tuple[list[Deviation], RunResult, int]:
+def _cut_after_last_progress(runner: Runner, target: Failure, deviations: list[Decision],
+                             result: RunResult) -> tuple[list[Decision], RunResult, int]:
     """A hang's choices after the program last changed only kept it looping: one replay
     (whatever the budget) without them, kept if it hangs the same way."""
     kept = result.extra.get("progress_deviations")
@@ -75,10 +76,10 @@ def _cut_after_last_progress(runner: Runner, target: Failure, deviations: list[D
     return deviations, result, 1
 
 
-def _thread_switches(deviations: list[Deviation]) -> int:
+def _thread_switches(deviations: list[Decision]) -> int:
     """Preemptions proper: paid switches to another thread (not pauses or faults, which a
     search with fewer preemptions could not keep)."""
-    return sum(1 for d in deviations if d.cost and d.choice >= 0)
+    return sum(1 for d in deviations if d.paid and isinstance(d.option, RunThread))
 
 
 class _KeepingFaultsAndPauses(Strategy):
@@ -87,33 +88,34 @@ class _KeepingFaultsAndPauses(Strategy):
 
     name = "fewer-preemptions"
 
-    def __init__(self, kept: list[Deviation], bound: int, free_choices: bool) -> None:
-        self.kept = {d.key(): d.choice for d in kept}
+    def __init__(self, kept: list[Decision], bound: int, free_choices: bool) -> None:
+        self.kept = Plan(kept)
         self.dfs = BoundedDFS(bound)
         self.free_choices = free_choices
 
     def begin_run(self, run_index: int) -> bool:
         return self.dfs.begin_run(run_index)
 
-    def choose(self, sched, options, default, preemptive):
-        planned = self.kept.get(sched.decision_key())
-        if planned is not None and planned in options:
+    def choose(self, point: DecisionPoint) -> Option:
+        planned = self.kept.follow(point)
+        if planned is not None:
             return planned
-        if is_fault_decision(options) or not (preemptive or self.free_choices):
-            return default
-        return self.dfs.choose(sched, [o for o in options if o != JUMP] or options, default, preemptive)
+        if not point.is_scheduling() or not (point.preemptive or self.free_choices):
+            return point.default
+        threads = [o for o in point.options if o is not PAUSE]
+        return self.dfs.choose(replace(point, options=threads) if threads else point)
 
-    def end_run(self, result: RunResult) -> None:
+    def end_run(self, result: FinishedRun) -> None:
         self.dfs.end_run(result)
 
 
-def _search_fewer_preemptions(runner: Runner, target: Failure, deviations: list[Deviation],
+def _search_fewer_preemptions(runner: Runner, target: Failure, deviations: list[Decision],
                               until: float) -> tuple[RunResult | None, int]:
     """Enumerate thread choices by increasing preemptions, fewer than the schedule has,
     keeping its pauses and faults, for the same failure."""
     switches = _thread_switches(deviations)
-    pauses_and_faults = [d for d in deviations if d.cost and d.choice < 0]
-    free = [d for d in deviations if not d.cost]
+    pauses_and_faults = [d for d in deviations if d.paid and not isinstance(d.option, RunThread)]
+    free = [d for d in deviations if not d.paid]
     tried = 0
     # First with the free choices as they are (a small space), then enumerating them too.
     for free_choices in (False, True):
@@ -128,12 +130,12 @@ def _search_fewer_preemptions(runner: Runner, target: Failure, deviations: list[
     return None, tried
 
 
-def _remove_deviations(runner: Runner, target: Failure, deviations: list[Deviation], result: RunResult,
+def _remove_deviations(runner: Runner, target: Failure, deviations: list[Decision], result: RunResult,
                        deadline: float) -> ShrinkResult:
     best, best_result = list(deviations), result
     attempts = 0
 
-    def attempt(candidate: list[Deviation]) -> RunResult | None:
+    def attempt(candidate: list[Decision]) -> RunResult | None:
         nonlocal attempts
         attempts += 1
         run = runner.run_or_raise(Replay(candidate, strict=False))

@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from interleave import BadInput, explore, replay
+from interleave.decisions import DRAW_SUB, FAULT_SUB, PAUSE, Decision, Draw, Fault, Key, cost_without_run, run_thread
 from interleave.runner import RunConfig
 from interleave.schedule import FILE_DIGEST_BYTES, Token
-from interleave.scheduler import DRAW_SUB, Deviation
 
 RACE = """
 import threading
@@ -67,13 +67,24 @@ def edit(helper, old: str, new: str) -> None:
     sys.modules.pop(helper.stem, None)
 
 
+def _decision(thread: int, steps: int, kind: str, sub: int, option: int) -> Decision:
+    if kind == "thread":
+        key, choice = Key(thread, steps, sub), (PAUSE if option < 0 else run_thread(option))
+    elif kind == "fault":
+        key, choice = Key(thread, steps, FAULT_SUB + sub), Fault(option + 2)
+    else:
+        key, choice = Key(thread, steps, DRAW_SUB + sub), Draw(option + 2)
+    # The token does not carry costs: what decoding knows of them is what the kind says.
+    return Decision(key, choice, cost_without_run(key, choice))
+
+
 deviations = st.builds(
-    Deviation,
+    _decision,
     thread=st.integers(0, 300),
     steps=st.integers(0, 10**6),
-    sub=st.one_of(st.integers(0, 5), st.integers(DRAW_SUB, DRAW_SUB + 5), st.integers(1 << 16, (1 << 16) + 5)),
-    choice=st.integers(-40, 300),
-    cost=st.just(0),  # the token does not carry costs: the scheduler works them out again
+    kind=st.sampled_from(["thread", "fault", "draw"]),
+    sub=st.integers(0, 5),
+    option=st.integers(-1, 300),
 )
 tokens = st.builds(
     Token,
@@ -173,7 +184,7 @@ def test_a_race_that_needs_a_low_random_draw_is_found_and_replayed(tmp_path, str
     report = explore(target, runs=3000, seed=1, strategy=strategy)
     failure = report.failure
     assert failure is not None and "AssertionError: (1, " in failure.message
-    drawn = [d for d in Token.decode(failure.replay).deviations if d.sub >= DRAW_SUB]
+    drawn = [d for d in Token.decode(failure.replay).deviations if isinstance(d.option, Draw)]
     assert len(drawn) == 1 and failure.draws == 1  # shrunk to the one draw the race needs
     assert "random() gives 0.0 in place of the seeded 0.84" in failure.trace or \
         "random() gives 0.0 in place of the seeded 0.75" in failure.trace
