@@ -712,10 +712,11 @@ class Scheduler:
         """The line of the program's own code ``thread`` is at (-1 when none): the running
         thread's from this call's stack, another's from its greenlet's frame."""
         vt = self.threads[thread]
+        frame: Any = None
         if vt is self.current:
             frame = sys._getframe(1)
-        else:
-            frame = vt.greenlet.gr_frame if vt.greenlet is not None else None
+        elif vt.greenlet is not None:
+            frame = vt.greenlet.gr_frame
         user = innermost_user_frame(frame) if frame is not None else None
         return user.f_lineno if user is not None else -1
 
@@ -806,9 +807,8 @@ class Scheduler:
             cur.faults_here = 0
         sub = FAULT_SUB + cur.faults_here
         self.decisions += 1
-        default = Fault(0, label)
-        point = self._point(Key(cur.index, cur.steps, sub), [default] + [Fault(k, label) for k in range(1, options)],
-                            default, False, False)
+        faults: list[Option] = [Fault(k, label) for k in range(options)]
+        point = self._point(Key(cur.index, cur.steps, sub), faults, faults[0], False, False)
         choice = self._ask(point, False)
         picked = choice.option if isinstance(choice, Fault) else 0
         if picked != 0:
@@ -832,7 +832,8 @@ class Scheduler:
             cur.draws_here = 0
         sub = DRAW_SUB + cur.draws_here
         self.decisions += 1
-        point = self._point(Key(cur.index, cur.steps, sub), [Draw(k) for k in range(options)], Draw(0), False, False)
+        draws: list[Option] = [Draw(k) for k in range(options)]
+        point = self._point(Key(cur.index, cur.steps, sub), draws, draws[0], False, False)
         choice = self._ask(point, False)
         picked = choice.value if isinstance(choice, Draw) else 0
         if picked != 0:
