@@ -20,7 +20,7 @@ This module sits below the scheduler and imports nothing of the package.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeAlias
 
@@ -100,14 +100,16 @@ class Draw:
 
 Option: TypeAlias = RunThread | Pause | Fault | Draw
 
-_threads: list[RunThread] = []
+#: The option of running each thread, by index: one object per thread, made once (options
+#: are made at every decision). Grown by :func:`run_thread`.
+RUN_THREADS: list[RunThread] = []
 
 
 def run_thread(thread: int) -> RunThread:
-    """The option of running ``thread``: one object per thread (options are made at every decision)."""
-    while len(_threads) <= thread:
-        _threads.append(RunThread(len(_threads)))
-    return _threads[thread]
+    """The option of running ``thread``."""
+    while len(RUN_THREADS) <= thread:
+        RUN_THREADS.append(RunThread(len(RUN_THREADS)))
+    return RUN_THREADS[thread]
 
 
 def options_text(options: Iterable[Option]) -> str:
@@ -128,8 +130,7 @@ def option_from_code(sub: int, code: int) -> Option:
     return run_thread(code)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """One option taken that differs from the default, where it was taken, and its cost.
 
     ``paid`` is None only for a switch to another thread read from a replay token: the
@@ -160,21 +161,24 @@ def schedule_id(deviations: Iterable[Decision]) -> tuple[tuple[int, int, int, in
     return tuple(d.code() for d in deviations)
 
 
-@dataclass(slots=True)
-class DecisionPoint:
-    """What a strategy sees at a decision: everything it may base its answer on."""
+class DecisionPoint(NamedTuple):
+    """What a strategy sees at a decision: everything it may base its answer on.
+
+    A named tuple (immutable, and made at every decision: cheap to make).
+    """
 
     key: Key
     #: What may happen next, in the scheduler's order (threads by index, then the pause).
-    options: list[Option]
+    options: tuple[Option, ...]
     #: The option of the default order (see :mod:`interleave.scheduler`).
     default: Option
     #: Switching away from the running thread preempts it: it could go on.
     preemptive: bool
     #: The running thread yielded, polled and found nothing, or used up its time slice.
     yielding: bool
-    #: Steps each thread (by creation index) has taken so far.
-    thread_steps: tuple[int, ...]
+    #: Steps each thread (by creation index) has taken so far. Read it while choosing: it is
+    #: a view of the run as it stands (copied at every decision, it would cost every run).
+    thread_steps: Sequence[int]
     #: The line of the program's own code a thread is at (-1 when none): asked, not kept,
     #: since finding it walks the thread's frames.
     line_of: Callable[[int], int]
@@ -188,7 +192,7 @@ class DecisionPoint:
         """Whether taking ``option`` here counts against a preemption bound (the scheduler
         counts the same way): a pause, a fault, a changed draw, or a switch away from a
         thread that could go on."""
-        if option == self.default:
+        if option is self.default or option == self.default:
             return False
         if isinstance(option, RunThread):
             return self.preemptive and option.thread != self.key.thread
@@ -206,35 +210,27 @@ class Chooser(Protocol):
         ...
 
 
-class Plan:
-    """Replay by key: the options a schedule took, looked up where a run decides.
+class Plan(dict[Key, Option]):
+    """Replay by key: the options a schedule took, by where it took them.
 
     The one place a schedule is followed: replay, the enumeration's kept decisions, the
-    steering strategy's corpus and the shrinker's searches all ask it.
+    steering strategy's corpus and the shrinker's searches all ask it. A dict, so that the
+    lookup at every decision of a replay is one.
     """
 
-    __slots__ = ("_options",)
+    __slots__ = ()
 
-    def __init__(self, deviations: Iterable[Decision]) -> None:
-        self._options = {d.key: d.option for d in deviations}
-
-    def __len__(self) -> int:
-        return len(self._options)
-
-    def __bool__(self) -> bool:
-        return bool(self._options)
-
-    def planned(self, point: DecisionPoint) -> Option | None:
-        """The option the schedule took at this point's key (None: it took the default)."""
-        return self._options.get(point.key)
+    def __init__(self, deviations: Iterable[Decision] = ()) -> None:
+        super().__init__((d.key, d.option) for d in deviations)
 
     def follow(self, point: DecisionPoint) -> Option | None:
-        """The planned option if the point offers it; None where the plan says nothing or
-        its option is not possible here."""
-        option = self._options.get(point.key)
-        if option is not None and option in point.options:
-            return option
-        return None
+        """The planned option if the point offers it (the point's own, with its label);
+        None where the plan says nothing or its option is not possible here."""
+        option = self.get(point.key)
+        if option is None:
+            return None
+        options = point.options
+        return options[options.index(option)] if option in options else None
 
 
 class FinishedRun(Protocol):

@@ -25,14 +25,15 @@ import bisect
 import ctypes
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from collections.abc import Sequence
+from typing import Any, Callable, Protocol, overload
 
 import greenlet
 
 from . import access
 from .clock import Clock
-from .decisions import (DRAW_SUB, FAULT_SUB, PAUSE, Chooser, Decision, DecisionPoint, Draw, Fault, Key, Option,
-                        RunThread, run_thread)
+from .decisions import (DRAW_SUB, FAULT_SUB, PAUSE, RUN_THREADS, Chooser, Decision, DecisionPoint, Draw, Fault, Key,
+                        Option, RunThread, run_thread)
 from .failures import (Failure, blocked_thread_report, blocking_call, exception_failure, exit_failure, hang_failure,
                        innermost_user_frame, user_location)
 from .files import is_user_file
@@ -58,6 +59,9 @@ STALL_SAMPLE = 500
 #: A run that keeps changing its state is still stopped (as a hang) past this many times
 #: its no-progress bound ``max_steps``.
 RUN_STEPS_FACTOR = 100
+
+#: Keys and decision points are made at every decision: built as the tuples they are, directly.
+_new_tuple = tuple.__new__
 
 _pythonapi = ctypes.pythonapi
 _pythonapi.PyThreadState_Get.restype = ctypes.c_void_p
@@ -211,6 +215,12 @@ class Scheduler:
         self._keepalive: list[Any] = []
         # Fairness: a thread that yielded waits until the threads runnable then have run.
         self._deferred: dict[int, set[int]] = {}
+        self._options_made: dict[tuple[int, ...], tuple[Option, ...]] = {}
+        self._options_with_pause: dict[tuple[int, ...], tuple[Option, ...]] = {}
+        # What every decision point shows besides its options, made once: points are many. The
+        # line asker is the scheduler's own until the run ends (then it would keep it in a cycle).
+        self._thread_steps = _ThreadSteps(self.threads)
+        self._ask_line: Callable[[int], int] = self._line_of
         # Progress: see _sample. While stalled, the fair default schedule runs, time passes.
         self.progress_at = 0
         self.stalled = False
@@ -244,6 +254,7 @@ class Scheduler:
             daemon,
         )
         vt.thread_obj = thread_obj
+        run_thread(index)  # its option exists from now on
         if self.current is not None:
             vt.group = self.current.group
         vt.greenlet = greenlet.greenlet(lambda: self._thread_body(vt, fn, args, kwargs or {}), parent=self.hub)
@@ -322,6 +333,7 @@ class Scheduler:
             if uninstall is not None:
                 uninstall()
             self._teardown()
+            self._ask_line = _no_line
             if access.RUN.sched is self:
                 access.RUN.sched = None
             _active = None
@@ -569,16 +581,26 @@ class Scheduler:
                 return self.threads[runnable[0]]
             if self.stalled:
                 return self.threads[default]
-            options: list[Option] = [run_thread(i) for i in runnable]
-            if jump_ok:
-                options.append(PAUSE)
+            # The same few sets of options come again and again: each is made once.
+            options = (self._options_with_pause if jump_ok else self._options_made).get(tuple(runnable))
+            if options is None:
+                options = self._options(runnable, jump_ok)
             preemptive = cur_runnable and not yielding
-            choice = self._decide(options, run_thread(default), preemptive, cur_live and not preemptive, in_trace)
+            choice = self._decide(options, RUN_THREADS[default], preemptive, cur_live and not preemptive, in_trace)
             if not isinstance(choice, RunThread):
                 self.pauses_left -= 1
                 self._advance_clock()
                 continue
             return self.threads[choice.thread]
+
+    def _options(self, runnable: list[int], jump_ok: bool) -> tuple[Option, ...]:
+        """The options of a scheduling decision: the threads, then the pause if it may be taken."""
+        threads = RUN_THREADS
+        if jump_ok:
+            options = self._options_with_pause[tuple(runnable)] = (*[threads[i] for i in runnable], PAUSE)
+        else:
+            options = self._options_made[tuple(runnable)] = tuple([threads[i] for i in runnable])
+        return options
 
     def _eligible(self, runnable: list[int]) -> list[int]:
         """The runnable threads not waiting for others to run first (all, if none is left)."""
@@ -674,17 +696,19 @@ class Scheduler:
             cur.decisions_here = 0
         return cur.decisions_here
 
-    def _decide(self, options: list[Option], default: Option, preemptive: bool, yielding: bool,
+    def _decide(self, options: tuple[Option, ...], default: Option, preemptive: bool, yielding: bool,
                 in_trace: bool = False) -> Option:
         cur = self.current
         sub = self._next_sub(cur)
         self.decisions += 1
-        point = self._point(Key(cur.index, cur.steps, sub), options, default, preemptive, yielding)
+        point = _new_tuple(DecisionPoint, (_new_tuple(Key, (cur.index, cur.steps, sub)), options, default, preemptive,
+                                           yielding, self._thread_steps, self._ask_line))
         choice = self._ask(point, in_trace)
-        if choice != default:
-            paid = point.paid(choice)
+        if choice is not default and choice != default:
+            # As DecisionPoint.paid says, without the call (this is every decision's path).
+            paid = preemptive and choice.thread != cur.index if isinstance(choice, RunThread) else True
             self.preemptions += paid
-            self.deviations.append(Decision(point.key, choice, paid))
+            self.deviations.append(_new_tuple(Decision, (point[0], choice, paid)))
             if self.recorder is not None:
                 if choice is PAUSE:
                     self.recorder.event(self, "pause", f"{cur.name} paused while time passes")
@@ -692,10 +716,9 @@ class Scheduler:
                     self.recorder.event(self, "preempt", f"{cur.name} -> {self.threads[choice.thread].name}")
         return choice
 
-    def _point(self, key: Key, options: list[Option], default: Option, preemptive: bool,
-               yielding: bool) -> DecisionPoint:
-        return DecisionPoint(key, options, default, preemptive, yielding,
-                             tuple([vt.steps for vt in self.threads]), self._line_of)
+    def _point(self, key: Key, options: tuple[Option, ...]) -> DecisionPoint:
+        """A fault's or a draw's decision point (the first option is the default)."""
+        return DecisionPoint(key, options, options[0], False, False, self._thread_steps, self._ask_line)
 
     def _ask(self, point: DecisionPoint, in_trace: bool) -> Option:
         """The chooser's answer; an error of the chooser ends the run and is re-raised by :meth:`run`."""
@@ -807,8 +830,8 @@ class Scheduler:
             cur.faults_here = 0
         sub = FAULT_SUB + cur.faults_here
         self.decisions += 1
-        faults: list[Option] = [Fault(k, label) for k in range(options)]
-        point = self._point(Key(cur.index, cur.steps, sub), faults, faults[0], False, False)
+        faults: tuple[Option, ...] = tuple([Fault(k, label) for k in range(options)])
+        point = self._point(Key(cur.index, cur.steps, sub), faults)
         choice = self._ask(point, False)
         picked = choice.option if isinstance(choice, Fault) else 0
         if picked != 0:
@@ -832,8 +855,8 @@ class Scheduler:
             cur.draws_here = 0
         sub = DRAW_SUB + cur.draws_here
         self.decisions += 1
-        draws: list[Option] = [Draw(k) for k in range(options)]
-        point = self._point(Key(cur.index, cur.steps, sub), draws, draws[0], False, False)
+        draws: tuple[Option, ...] = tuple([Draw(k) for k in range(options)])
+        point = self._point(Key(cur.index, cur.steps, sub), draws)
         choice = self._ask(point, False)
         picked = choice.value if isinstance(choice, Draw) else 0
         if picked != 0:
@@ -962,6 +985,33 @@ def _interrupted(exc: BaseException | None) -> bool:
         seen.add(id(exc))
         exc = exc.__context__
     return False
+
+
+def _no_line(thread: int) -> int:
+    return -1
+
+
+class _ThreadSteps(Sequence[int]):
+    """The steps each thread has taken, by index, as the run stands: what a decision point shows."""
+
+    __slots__ = ("_threads",)
+
+    def __init__(self, threads: list[VThread]) -> None:
+        self._threads = threads
+
+    def __len__(self) -> int:
+        return len(self._threads)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | list[int]:
+        if isinstance(index, slice):
+            return [vt.steps for vt in self._threads[index]]
+        return self._threads[index].steps
 
 
 class _Sleep:

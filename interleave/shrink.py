@@ -18,7 +18,7 @@ caller can report the failure as it was found.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .decisions import PAUSE, Decision, DecisionPoint, FinishedRun, Option, Plan, RunThread
 from .failures import Failure
@@ -102,8 +102,8 @@ class _KeepingFaultsAndPauses(Strategy):
             return planned
         if not point.is_scheduling() or not (point.preemptive or self.free_choices):
             return point.default
-        threads = [o for o in point.options if o is not PAUSE]
-        return self.dfs.choose(replace(point, options=threads) if threads else point)
+        threads = tuple([o for o in point.options if o is not PAUSE])
+        return self.dfs.choose(point._replace(options=threads) if threads else point)
 
     def end_run(self, result: FinishedRun) -> None:
         self.dfs.end_run(result)

@@ -4,6 +4,7 @@ and the schedule it makes is typed decisions with their costs."""
 from __future__ import annotations
 
 import ast
+import itertools
 import textwrap
 import threading
 import time
@@ -13,8 +14,20 @@ from typing import Any
 import pytest
 
 from interleave import explore
-from interleave.decisions import (DRAW_SUB, FAULT_SUB, PAUSE, Decision, DecisionPoint, Draw, Fault, Key, Plan,
-                                  RunThread, option_from_code, run_thread)
+from interleave.decisions import (
+    DRAW_SUB,
+    FAULT_SUB,
+    PAUSE,
+    Decision,
+    DecisionPoint,
+    Draw,
+    Fault,
+    Key,
+    Plan,
+    RunThread,
+    option_from_code,
+    run_thread,
+)
 from interleave.program import load
 from interleave.runner import RunConfig, Runner
 from interleave.schedule import Token
@@ -56,22 +69,25 @@ from interleave.decisions import PAUSE, RunThread
 
 
 class Recording:
-    """Random answers (seeded); keeps every decision point it was shown and its answer."""
+    """Random answers (seeded); keeps every decision point it was shown, its answer, and
+    the threads' steps as the point showed them (a view of the run: read while choosing)."""
 
     def __init__(self, seed):
         self.rng = random.Random(seed)
         self.seen = []
+        self.steps = []
 
     def choose(self, point):
         choice = self.rng.choice(point.options) if self.rng.random() < 0.5 else point.default
         self.seen.append((point, choice))
+        self.steps.append(tuple(point.thread_steps))
         return choice
 ''', "<recording chooser>", "exec")
 
 
 def _recording(seed: int) -> Any:
     namespace: dict[str, Any] = {}
-    exec(_RECORDING, namespace)
+    exec(_RECORDING, namespace)  # noqa: S102 - a chooser of this test's own, see above
     return namespace["Recording"](seed)
 
 
@@ -106,11 +122,11 @@ def test_every_decision_point_is_data_and_its_costs_are_the_schedules():
             assert result.failure is None
             recorded = {d.key: d for d in result.deviations}
             taken = {}
-            for point, choice in chooser.seen:
+            for (point, choice), steps in zip(chooser.seen, chooser.steps):
                 assert isinstance(point, DecisionPoint)
                 assert point.default in point.options
                 assert all(isinstance(o, (RunThread, type(PAUSE))) for o in point.options)
-                assert len(point.thread_steps) > point.thread
+                assert len(steps) > point.thread
                 if choice != point.default:
                     taken[point.key] = Decision(point.key, choice, point.paid(choice))
                 # What a point says of itself holds together.
@@ -144,10 +160,10 @@ def test_the_steps_a_point_shows_are_the_threads_steps_so_far():
     finally:
         runner.close()
     assert len(chooser.seen) > 10
-    for point, _ in chooser.seen:
-        assert point.thread_steps[point.thread] == point.key.steps  # the key counts the running thread's steps
-    steps = [point.thread_steps for point, _ in chooser.seen]
-    for earlier, later in zip(steps, steps[1:]):
+    for (point, _), steps in zip(chooser.seen, chooser.steps):
+        assert steps[point.thread] == point.key.steps  # the key counts the running thread's steps
+    steps = chooser.steps
+    for earlier, later in itertools.pairwise(steps):
         assert len(later) >= len(earlier)
         assert all(b >= a for a, b in zip(earlier, later))
     assert all(s <= f for s, f in zip(steps[-1], result.extra["thread_steps"]))

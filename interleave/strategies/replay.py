@@ -30,13 +30,14 @@ class Replay(Strategy):
         return True
 
     def choose(self, point: DecisionPoint) -> Option:
-        choice = self.plan.planned(point)
-        if choice is None:
+        planned = self.plan.get(point.key)
+        if planned is None:
             return point.default
-        if choice not in point.options:
+        choice = self.plan.follow(point)
+        if choice is None:
             if self.strict:
                 raise ScheduleMismatch(
-                    f"at step {point.key.steps} of thread {point.key.thread} the schedule chooses {choice}, "
+                    f"at step {point.key.steps} of thread {point.key.thread} the schedule chooses {planned}, "
                     f"which is not possible there (options {options_text(point.options)})"
                 )
             return point.default
