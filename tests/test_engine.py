@@ -6,7 +6,6 @@ from __future__ import annotations
 import textwrap
 import threading
 import time
-from dataclasses import replace
 
 import pytest
 
@@ -253,7 +252,7 @@ def test_replay_refuses_a_changed_program_and_a_schedule_that_does_not_fit(tmp_p
     decoded = Token.decode(token)
     moved = decoded.deviations[0]
     bad = Token(decoded.python, decoded.fingerprint, decoded.config,
-                (replace(moved, key=moved.key._replace(thread=moved.key.thread + 7)),), decoded.checksum).encode()
+                (moved._replace(key=moved.key._replace(thread=moved.key.thread + 7)),), decoded.checksum).encode()
     with pytest.raises(BadInput, match="no longer fits"):
         replay(f"{path}::main", bad)
     path.write_text(path.read_text() + "\n# edited\n")
