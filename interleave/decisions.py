@@ -213,9 +213,9 @@ class Chooser(Protocol):
 class Plan(dict[Key, Option]):
     """Replay by key: the options a schedule took, by where it took them.
 
-    The one place a schedule is followed: replay, the enumeration's kept decisions, the
-    steering strategy's corpus and the shrinker's searches all ask it. A dict, so that the
-    lookup at every decision of a replay is one.
+    The one place a schedule is followed: replay, the steering strategy's corpus and the
+    shrinker's search that keeps a schedule's pauses and faults all ask it. A dict, so that
+    the lookup at every decision of a replay is one.
     """
 
     __slots__ = ()
