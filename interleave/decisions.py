@@ -164,10 +164,11 @@ def schedule_id(deviations: Iterable[Decision]) -> tuple[tuple[int, int, int, in
 class DecisionPoint(NamedTuple):
     """What a strategy sees at a decision: everything it may base its answer on.
 
-    A named tuple (immutable, and made at every decision: cheap to make).
+    A named tuple (immutable, and made at every decision: cheap to make; so is its key, a
+    plain ``(thread, steps, sub)`` tuple, equal to the :class:`Key` a decision made here has).
     """
 
-    key: Key
+    key: tuple[int, int, int]
     #: What may happen next, in the scheduler's order (threads by index, then the pause).
     options: tuple[Option, ...]
     #: The option of the default order (see :mod:`interleave.scheduler`).
@@ -186,7 +187,12 @@ class DecisionPoint(NamedTuple):
     @property
     def thread(self) -> int:
         """The thread running at this decision."""
-        return self.key.thread
+        return self.key[0]
+
+    @property
+    def steps(self) -> int:
+        """The steps the running thread has taken."""
+        return self.key[1]
 
     def paid(self, option: Option) -> bool:
         """Whether taking ``option`` here counts against a preemption bound (the scheduler
@@ -195,12 +201,12 @@ class DecisionPoint(NamedTuple):
         if option is self.default or option == self.default:
             return False
         if isinstance(option, RunThread):
-            return self.preemptive and option.thread != self.key.thread
+            return self.preemptive and option.thread != self.key[0]
         return True
 
     def is_scheduling(self) -> bool:
         """Whether this decides who runs (or a pause), not a fault or a draw."""
-        return self.key.sub < FAULT_SUB
+        return self.key[2] < FAULT_SUB
 
 
 class Chooser(Protocol):
@@ -210,7 +216,7 @@ class Chooser(Protocol):
         ...
 
 
-class Plan(dict[Key, Option]):
+class Plan(dict[tuple[int, int, int], Option]):
     """Replay by key: the options a schedule took, by where it took them.
 
     The one place a schedule is followed: replay, the steering strategy's corpus and the

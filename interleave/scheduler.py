@@ -696,27 +696,31 @@ class Scheduler:
             cur.decisions_here = 0
         return cur.decisions_here
 
-    def _decide(self, options: tuple[Option, ...], default: Option, preemptive: bool, yielding: bool,
+    def _decide(self, options: tuple[Option, ...], default: RunThread, preemptive: bool, yielding: bool,
                 in_trace: bool = False) -> Option:
         cur = self.current
         sub = self._next_sub(cur)
         self.decisions += 1
-        point = _new_tuple(DecisionPoint, (_new_tuple(Key, (cur.index, cur.steps, sub)), options, default, preemptive,
-                                           yielding, self._thread_steps, self._ask_line))
+        point = _new_tuple(DecisionPoint, ((cur.index, cur.steps, sub), options, default, preemptive, yielding,
+                                           self._thread_steps, self._ask_line))
         choice = self._ask(point, in_trace)
-        if choice is not default and choice != default:
-            # As DecisionPoint.paid says, without the call (this is every decision's path).
-            paid = preemptive and choice.thread != cur.index if isinstance(choice, RunThread) else True
-            self.preemptions += paid
-            self.deviations.append(_new_tuple(Decision, (point[0], choice, paid)))
-            if self.recorder is not None:
-                if choice is PAUSE:
-                    self.recorder.event(self, "pause", f"{cur.name} paused while time passes")
-                elif paid and isinstance(choice, RunThread):
-                    self.recorder.event(self, "preempt", f"{cur.name} -> {self.threads[choice.thread].name}")
+        # Costs as DecisionPoint.paid gives them, without its calls: this is every decision's path.
+        if isinstance(choice, RunThread):
+            if choice.thread == default.thread:
+                return choice
+            paid = preemptive and choice.thread != cur.index
+        else:
+            paid = True  # a pause
+        self.preemptions += paid
+        self.deviations.append(_new_tuple(Decision, (_new_tuple(Key, point[0]), choice, paid)))
+        if self.recorder is not None:
+            if choice is PAUSE:
+                self.recorder.event(self, "pause", f"{cur.name} paused while time passes")
+            elif paid and isinstance(choice, RunThread):
+                self.recorder.event(self, "preempt", f"{cur.name} -> {self.threads[choice.thread].name}")
         return choice
 
-    def _point(self, key: Key, options: tuple[Option, ...]) -> DecisionPoint:
+    def _point(self, key: tuple[int, int, int], options: tuple[Option, ...]) -> DecisionPoint:
         """A fault's or a draw's decision point (the first option is the default)."""
         return DecisionPoint(key, options, options[0], False, False, self._thread_steps, self._ask_line)
 
@@ -831,13 +835,13 @@ class Scheduler:
         sub = FAULT_SUB + cur.faults_here
         self.decisions += 1
         faults: tuple[Option, ...] = tuple([Fault(k, label) for k in range(options)])
-        point = self._point(Key(cur.index, cur.steps, sub), faults)
+        point = self._point((cur.index, cur.steps, sub), faults)
         choice = self._ask(point, False)
         picked = choice.option if isinstance(choice, Fault) else 0
         if picked != 0:
             self.faults_left -= 1
             self.preemptions += 1
-            self.deviations.append(Decision(point.key, choice, True))
+            self.deviations.append(Decision(Key(*point.key), choice, True))
             if self.recorder is not None:
                 self.recorder.event(self, "fault", f"{label}: option {picked}")
         return picked
@@ -856,13 +860,13 @@ class Scheduler:
         sub = DRAW_SUB + cur.draws_here
         self.decisions += 1
         draws: tuple[Option, ...] = tuple([Draw(k) for k in range(options)])
-        point = self._point(Key(cur.index, cur.steps, sub), draws)
+        point = self._point((cur.index, cur.steps, sub), draws)
         choice = self._ask(point, False)
         picked = choice.value if isinstance(choice, Draw) else 0
         if picked != 0:
             self.draws_left -= 1
             self.preemptions += 1
-            self.deviations.append(Decision(point.key, choice, True))
+            self.deviations.append(Decision(Key(*point.key), choice, True))
         return picked
 
     def freeze(self, threads: list[VThread], frozen: bool) -> None:

@@ -128,7 +128,7 @@ def test_every_decision_point_is_data_and_its_costs_are_the_schedules():
                 assert all(isinstance(o, (RunThread, type(PAUSE))) for o in point.options)
                 assert len(steps) > point.thread
                 if choice != point.default:
-                    taken[point.key] = Decision(point.key, choice, point.paid(choice))
+                    taken[point.key] = Decision(Key(*point.key), choice, point.paid(choice))
                 # What a point says of itself holds together.
                 if point.yielding:
                     kinds.add("yielding")
@@ -161,7 +161,7 @@ def test_the_steps_a_point_shows_are_the_threads_steps_so_far():
         runner.close()
     assert len(chooser.seen) > 10
     for (point, _), steps in zip(chooser.seen, chooser.steps):
-        assert steps[point.thread] == point.key.steps  # the key counts the running thread's steps
+        assert steps[point.thread] == point.steps  # the key counts the running thread's steps
     steps = chooser.steps
     for earlier, later in itertools.pairwise(steps):
         assert len(later) >= len(earlier)

@@ -37,7 +37,7 @@ class Replay(Strategy):
         if choice is None:
             if self.strict:
                 raise ScheduleMismatch(
-                    f"at step {point.key.steps} of thread {point.key.thread} the schedule chooses {planned}, "
+                    f"at step {point.steps} of thread {point.thread} the schedule chooses {planned}, "
                     f"which is not possible there (options {options_text(point.options)})"
                 )
             return point.default
