@@ -18,13 +18,14 @@ from typing import Any, Callable
 
 from . import strategies
 from .census import Census
+from .decisions import PAUSE, Decision, Draw, Fault, RunThread, schedule_id
 from .failures import Failure, _short
 from .files import is_user_file
 from .linecoverage import LineCollector
 from .program import BadInput, Program, load, target_path
 from .runner import DEFAULT_MAX_STEPS, RunConfig, Runner
 from .schedule import PYTHON, Token, file_digest, steps_checksum
-from .scheduler import DRAW_SUB, JUMP, Deviation, RunResult
+from .scheduler import RunResult
 from .shrink import shrink
 from .strategies.dfs import Nondeterminism
 from .strategies.replay import Replay, ScheduleMismatch
@@ -247,7 +248,7 @@ def _explore_here(program: Program, runner: Runner, chooser: strategies.Strategy
                 race_count.add(result)
             report.runs += 1
             report.steps += result.steps
-            seen.add(hash(tuple((d.thread, d.steps, d.sub, d.choice) for d in result.deviations)))
+            seen.add(hash(schedule_id(result.deviations)))
             if result.extra.get("interrupted"):
                 report.interrupted = True
                 break
@@ -401,7 +402,7 @@ class FoundFailure:
 
     run: int
     failure: Failure
-    deviations: list[Deviation]
+    deviations: list[Decision]
     elapsed_s: float
 
 
@@ -469,7 +470,7 @@ def _shrunk(runner: Runner, program: Program, found: FoundFailure, run: RunResul
                            shrunk.minimal)
 
 
-def _failure_report(program: Program, runner: Runner, found: FoundFailure, deviations: list[Deviation],
+def _failure_report(program: Program, runner: Runner, found: FoundFailure, deviations: list[Decision],
                     final: RunResult, recorder: TraceRecorder, original: RunResult, attempts: int,
                     minimal: bool) -> FailureReport:
     """The failure as ``final`` (the recorded replay of ``deviations``) shows it."""
@@ -490,10 +491,10 @@ def _failure_report(program: Program, runner: Runner, found: FoundFailure, devia
         original_preemptions=original.preemptions,
         shrink_attempts=attempts,
         minimal=minimal,
-        switches=sum(1 for d in final.deviations if d.cost and d.choice >= 0),
-        pauses=sum(1 for d in final.deviations if d.choice == JUMP),
-        faults=sum(1 for d in final.deviations if d.cost and d.choice <= -2 and d.sub < DRAW_SUB),
-        draws=sum(1 for d in final.deviations if d.cost and d.sub >= DRAW_SUB),
+        switches=sum(1 for d in final.deviations if d.paid and isinstance(d.option, RunThread)),
+        pauses=sum(1 for d in final.deviations if d.option is PAUSE),
+        faults=sum(1 for d in final.deviations if isinstance(d.option, Fault)),
+        draws=sum(1 for d in final.deviations if isinstance(d.option, Draw)),
         trace=render(recorder, shown, skip_setup=setup_steps(recorder)),
         thread=shown.thread,
         recorder=recorder,
@@ -544,14 +545,14 @@ def access_records(recorder: TraceRecorder) -> list[dict[str, Any]]:
 def unreplayed(found: FoundFailure, why: str) -> FailureReport:
     """A failure as the search saw it, when it could not even be replayed for its token."""
     failure = found.failure
-    paid = [d for d in found.deviations if d.cost]
+    paid = [d for d in found.deviations if d.paid]
     return FailureReport(
         kind=failure.kind, message=failure.message, details=failure.details, run=found.run,
         elapsed_s=found.elapsed_s, replay="", steps=0, preemptions=len(paid), original_steps=0,
         original_preemptions=len(paid), shrink_attempts=0, minimal=False, trace="", thread=failure.thread,
-        switches=sum(1 for d in paid if d.choice >= 0), pauses=sum(1 for d in paid if d.choice == JUMP),
-        faults=sum(1 for d in paid if d.choice <= -2 and d.sub < DRAW_SUB),
-        draws=sum(1 for d in paid if d.sub >= DRAW_SUB), not_shrunk=why,
+        switches=sum(1 for d in paid if isinstance(d.option, RunThread)), pauses=sum(1 for d in paid if d.option is PAUSE),
+        faults=sum(1 for d in paid if isinstance(d.option, Fault)),
+        draws=sum(1 for d in paid if isinstance(d.option, Draw)), not_shrunk=why,
     )
 
 
@@ -628,4 +629,4 @@ def replay(target: str | Callable[[], Any] | Program, token: str) -> ReplayOutco
 
 
 __all__ = ["explore", "replay", "Report", "FailureReport", "ReplayOutcome", "Progress", "BadInput",
-           "NondeterministicProgram", "Deviation"]
+           "NondeterministicProgram", "Decision"]

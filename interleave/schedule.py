@@ -1,4 +1,4 @@
-"""Schedules as data: the deviations of a run, and the replay token that carries them.
+"""The replay token that carries a run's schedule (its typed decisions, see :mod:`interleave.decisions`).
 
 A token is ``2.<python>.<fingerprint>.<files>.<config>.<deviations>.<checksum>``:
 
@@ -12,7 +12,10 @@ A token is ``2.<python>.<fingerprint>.<files>.<config>.<deviations>.<checksum>``
   helper is never taken for a replay of the same program. Names are not in the token
   (they would make it long), only enough to recognise a file that did not change;
 * ``config``: ``d`` for the default run configuration, else its compact code;
-* ``deviations``: base32 of zigzag varints, four per deviation (thread, step, sub, choice);
+* ``deviations``: base32 of zigzag varints, four per decision (thread, step, sub, option):
+  the option as :meth:`~interleave.decisions.Decision.code` gives it. Costs are not in the
+  token: decoded, a decision is paid or free where its kind says so, and a switch to
+  another thread is of unknown cost (``paid`` None) until replayed;
 * ``checksum``: base32 of 8 bytes: a CRC of the run's steps (thread and line per step),
   so a replay that takes another path is detected instead of shown; then a CRC of
   everything before it in the token (that first CRC included), so a token with any field
@@ -29,9 +32,9 @@ import sys
 import zlib
 from dataclasses import dataclass
 
+from .decisions import Decision, Key, cost_without_run, option_from_code
 from .program import BadInput
 from .runner import RunConfig
-from .scheduler import Deviation
 
 VERSION = "2"
 PYTHON = f"{sys.version_info[0]}{sys.version_info[1]}"
@@ -48,7 +51,7 @@ class Token:
     python: str
     fingerprint: str
     config: RunConfig
-    deviations: tuple[Deviation, ...]
+    deviations: tuple[Decision, ...]
     #: CRC of the run's path (:func:`steps_checksum`).
     checksum: int
     #: Digests of the other user files the run executed (:func:`file_digest`).
@@ -63,7 +66,8 @@ class Token:
         config = "d" if self.config == RunConfig() else self.config.code()
         numbers: list[int] = []
         for d in self.deviations:
-            numbers += [d.thread, d.steps, d.sub, _zigzag(d.choice)]
+            thread, steps, sub, option = d.code()
+            numbers += [thread, steps, sub, _zigzag(option)]
         payload = _b32(_varints(numbers)) or "0"
         files = _b32(b"".join(sorted(self.files))) or "0"
         return [VERSION, self.python, self.fingerprint, files, config, payload]
@@ -88,20 +92,23 @@ class Token:
             config = RunConfig() if config_code == "d" else RunConfig.from_code(config_code)
             numbers = _read_varints(_unb32(payload)) if payload != "0" else []
             packed = _unb32(files_field) if files_field != "0" else b""
+            if (len(numbers) % 4 or not python.isdigit() or len(fingerprint) != 8
+                    or len(packed) % FILE_DIGEST_BYTES):
+                raise ValueError("fields of the wrong length")
+            deviations = tuple(_decision(*numbers[i:i + 4]) for i in range(0, len(numbers), 4))
         except (ValueError, IndexError, binascii.Error):
             raise BadToken("corrupt replay token: its fields do not decode") from None
-        if (len(numbers) % 4 or not python.isdigit() or len(fingerprint) != 8
-                or len(packed) % FILE_DIGEST_BYTES):
-            raise BadToken("corrupt replay token: its fields do not decode")
-        deviations = tuple(
-            Deviation(numbers[i], numbers[i + 1], numbers[i + 2], _unzigzag(numbers[i + 3]), 0)
-            for i in range(0, len(numbers), 4)
-        )
         files = frozenset(packed[i:i + FILE_DIGEST_BYTES] for i in range(0, len(packed), FILE_DIGEST_BYTES))
         token = cls(python, fingerprint, config, deviations, int.from_bytes(sums[:4], "big"), files)
         if token.encode() != text.strip():  # another spelling of the same bytes (case, spare bits)
             raise BadToken("corrupt replay token: it is not spelled as interleave writes it (altered?)")
         return token
+
+
+def _decision(thread: int, steps: int, sub: int, code: int) -> Decision:
+    key = Key(thread, steps, sub)
+    option = option_from_code(sub, _unzigzag(code))
+    return Decision(key, option, cost_without_run(key, option))
 
 
 def file_digest(path: str) -> bytes | None:

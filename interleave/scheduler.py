@@ -5,16 +5,16 @@ Each virtual thread is a greenlet whose parent is the *hub* (the greenlet that c
 when a thread finishes its greenlet returns to the hub, which picks the next one.
 
 At every switch point where more than one thing could happen next, the scheduler asks
-the strategy (:mod:`interleave.strategies`) to choose among the *options*: the indices
-of the runnable threads, plus :data:`JUMP` (let virtual time pass to the next deadline
-while threads are still runnable) when a timer is pending and the pause budget allows.
-Choices that differ from the *default* (keep running the current thread; when it cannot
-continue, yields or has used up its time slice, the next runnable thread in round-robin
-order) are recorded as *deviations*,
-keyed by ``(thread index, steps that thread has taken, sub-decision)``. Those keys stay
-meaningful when other deviations are removed, which is what replay and shrinking need.
-Fault decisions (:meth:`Scheduler.fault_choice`) and draws of ``random``
-(:meth:`Scheduler.draw_choice`) are decisions too, each kind keyed apart.
+the strategy (:mod:`interleave.strategies`) to choose among the *options* of a
+:class:`~interleave.decisions.DecisionPoint`: run one of the runnable threads, or pause
+(let virtual time pass to the next deadline while threads are still runnable) when a timer
+is pending and the pause budget allows. Choices that differ from the *default* (keep
+running the current thread; when it cannot continue, yields or has used up its time slice,
+the next runnable thread in round-robin order) are recorded as typed
+:class:`~interleave.decisions.Decision` s, keyed by ``(thread index, steps that thread has
+taken, sub-decision)``. Those keys stay meaningful when other decisions are removed, which
+is what replay and shrinking need. Fault decisions (:meth:`Scheduler.fault_choice`) and
+draws of ``random`` (:meth:`Scheduler.draw_choice`) are decisions too, each kind keyed apart.
 
 The scheduler knows nothing about the CLI, pytest or how programs are loaded.
 """
@@ -25,12 +25,15 @@ import bisect
 import ctypes
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Protocol
+from collections.abc import Sequence
+from typing import Any, Callable, Protocol, overload
 
 import greenlet
 
 from . import access
 from .clock import Clock
+from .decisions import (DRAW_SUB, FAULT_SUB, PAUSE, RUN_THREADS, Chooser, Decision, DecisionPoint, Draw, Fault, Key,
+                        Option, RunThread, run_thread)
 from .failures import (Failure, blocked_thread_report, blocking_call, exception_failure, exit_failure, hang_failure,
                        innermost_user_frame, user_location)
 from .files import is_user_file
@@ -39,9 +42,6 @@ from .progress import Snapshot, snapshot
 #: Identities of virtual threads: far below any real thread's (a pthread address), so a
 #: virtual thread never shadows a real one in ``threading._active``.
 VIRTUAL_IDENT_BASE = 0x4000_0000
-
-#: The option meaning "let virtual time jump to the next deadline now".
-JUMP = -1
 
 RUNNABLE, BLOCKED, FINISHED = "runnable", "blocked", "finished"
 
@@ -65,12 +65,8 @@ SPINS_BEFORE_TIME_PASSES = 200
 #: its no-progress bound ``max_steps``.
 RUN_STEPS_FACTOR = 100
 
-#: Fault decisions are keyed apart from scheduling decisions (``sub`` from this base), so
-#: removing a deviation that changes how many threads were runnable at a fault's step
-#: (hence whether a scheduling decision came first there) does not move the fault's key.
-FAULT_SUB = 1 << 16
-#: Draws of ``random`` (see :mod:`interleave.draws`) are keyed apart again, from this base.
-DRAW_SUB = 2 << 16
+#: Keys and decision points are made at every decision: built as the tuples they are, directly.
+_new_tuple = tuple.__new__
 
 _pythonapi = ctypes.pythonapi
 _pythonapi.PyThreadState_Get.restype = ctypes.c_void_p
@@ -82,13 +78,6 @@ _enter_tracing.argtypes = [ctypes.c_void_p]
 _enter_tracing.restype = None
 
 
-class Chooser(Protocol):
-    """What the scheduler asks at every decision. See :mod:`interleave.strategies`."""
-
-    def choose(self, sched: Scheduler, options: list[int], default: int, preemptive: bool) -> int:
-        ...
-
-
 class RunAborted(BaseException):
     """Raised inside a thread that must stop now (the run is over)."""
 
@@ -97,25 +86,12 @@ class Uncontrolled(Exception):
     """The program used something the scheduler cannot control (a real socket, a process...)."""
 
 
-class Deviation(NamedTuple):
-    """One choice that differs from the default order, and where it was made."""
-
-    thread: int
-    steps: int
-    sub: int
-    choice: int
-    cost: int
-
-    def key(self) -> tuple[int, int, int]:
-        return (self.thread, self.steps, self.sub)
-
-
 @dataclass
 class RunResult:
     """What one run did: how it ended and the choices that made it."""
 
     failure: Failure | None
-    deviations: list[Deviation]
+    deviations: list[Decision]
     steps: int
     decisions: int
     threads: int
@@ -229,7 +205,7 @@ class Scheduler:
         self.steps = 0
         self.decisions = 0
         self.preemptions = 0
-        self.deviations: list[Deviation] = []
+        self.deviations: list[Decision] = []
         self.failure: Failure | None = None
         self.uncontrolled: str | None = None
         self.tearing_down = False
@@ -238,7 +214,6 @@ class Scheduler:
         self._tstate = _pythonapi.PyThreadState_Get()
         self.extra: dict[str, Any] = {}
         self.internal_error: Exception | None = None
-        self._fault_key: tuple[int, int, int] | None = None
         #: Shared accesses are the steps (the program's code is instrumented), not lines.
         self.accesses = accesses
         #: Whether instrumented accesses note what they touched (a recorder, or a strategy asked).
@@ -249,6 +224,12 @@ class Scheduler:
         self._keepalive: list[Any] = []
         # Fairness: a thread that yielded waits until the threads runnable then have run.
         self._deferred: dict[int, set[int]] = {}
+        self._options_made: dict[tuple[int, ...], tuple[Option, ...]] = {}
+        self._options_with_pause: dict[tuple[int, ...], tuple[Option, ...]] = {}
+        # What every decision point shows besides its options, made once: points are many. The
+        # line asker is the scheduler's own until the run ends (then it would keep it in a cycle).
+        self._thread_steps = _ThreadSteps(self.threads)
+        self._ask_line: Callable[[int], int] = self._line_of
         # Polls per thread since anything woke, started or ended (see _spun_out).
         self._spins: dict[int, int] = {}
         # Progress: see _sample. While stalled, the fair default schedule runs, time passes.
@@ -284,6 +265,7 @@ class Scheduler:
             daemon,
         )
         vt.thread_obj = thread_obj
+        run_thread(index)  # its option exists from now on
         if self.current is not None:
             vt.group = self.current.group
         vt.greenlet = greenlet.greenlet(lambda: self._thread_body(vt, fn, args, kwargs or {}), parent=self.hub)
@@ -366,6 +348,7 @@ class Scheduler:
             if uninstall is not None:
                 uninstall()
             self._teardown()
+            self._ask_line = _no_line
             if access.RUN.sched is self:
                 access.RUN.sched = None
             _active = None
@@ -608,12 +591,12 @@ class Scheduler:
                 continue
             if self._spins.get(cur.index, 0) >= SPINS_BEFORE_TIME_PASSES and self._spun_out(runnable):
                 continue
-            cur_runnable = cur.state == RUNNABLE and not cur.frozen and not hub
-            if cur_runnable and cur.streak >= TIME_SLICE and len(runnable) > 1:
+            cur_live = cur.state == RUNNABLE and not cur.frozen and not hub
+            if cur_live and cur.streak >= TIME_SLICE and len(runnable) > 1:
                 self.polled()
                 yielding = True
             runnable = self._eligible(runnable)
-            cur_runnable = cur_runnable and cur.index in runnable
+            cur_runnable = cur_live and cur.index in runnable
             jump_ok = self.pauses_left > 0 and not self.stalled and self.clock.has_timers()
             if cur_runnable and not yielding:
                 default = cur.index
@@ -624,13 +607,26 @@ class Scheduler:
                 return self.threads[runnable[0]]
             if self.stalled:
                 return self.threads[default]
-            options = runnable + [JUMP] if jump_ok else runnable
-            choice = self._decide(options, default, cur_runnable and not yielding, in_trace)
-            if choice == JUMP:
+            # The same few sets of options come again and again: each is made once.
+            options = (self._options_with_pause if jump_ok else self._options_made).get(tuple(runnable))
+            if options is None:
+                options = self._options(runnable, jump_ok)
+            preemptive = cur_runnable and not yielding
+            choice = self._decide(options, RUN_THREADS[default], preemptive, cur_live and not preemptive, in_trace)
+            if not isinstance(choice, RunThread):
                 self.pauses_left -= 1
                 self._advance_clock()
                 continue
-            return self.threads[choice]
+            return self.threads[choice.thread]
+
+    def _options(self, runnable: list[int], jump_ok: bool) -> tuple[Option, ...]:
+        """The options of a scheduling decision: the threads, then the pause if it may be taken."""
+        threads = RUN_THREADS
+        if jump_ok:
+            options = self._options_with_pause[tuple(runnable)] = (*[threads[i] for i in runnable], PAUSE)
+        else:
+            options = self._options_made[tuple(runnable)] = tuple([threads[i] for i in runnable])
+        return options
 
     def _eligible(self, runnable: list[int]) -> list[int]:
         """The runnable threads not waiting for others to run first (all, if none is left)."""
@@ -738,26 +734,38 @@ class Scheduler:
             cur.decisions_here = 0
         return cur.decisions_here
 
-    def _decide(self, options: list[int], default: int, preemptive: bool, in_trace: bool = False) -> int:
+    def _decide(self, options: tuple[Option, ...], default: RunThread, preemptive: bool, yielding: bool,
+                in_trace: bool = False) -> Option:
         cur = self.current
         sub = self._next_sub(cur)
         self.decisions += 1
-        choice = self._ask(options, default, preemptive, in_trace)
-        if choice != default:
-            cost = 1 if choice == JUMP or (preemptive and choice != cur.index) else 0
-            self.preemptions += cost
-            self.deviations.append(Deviation(cur.index, cur.steps, sub, choice, cost))
-            if self.recorder is not None:
-                if choice == JUMP:
-                    self.recorder.event(self, "pause", f"{cur.name} paused while time passes")
-                elif cost:
-                    self.recorder.event(self, "preempt", f"{cur.name} -> {self.threads[choice].name}")
+        point = _new_tuple(DecisionPoint, ((cur.index, cur.steps, sub), options, default, preemptive, yielding,
+                                           self._thread_steps, self._ask_line))
+        choice = self._ask(point, in_trace)
+        # Costs as DecisionPoint.paid gives them, without its calls: this is every decision's path.
+        if isinstance(choice, RunThread):
+            if choice.thread == default.thread:
+                return choice
+            paid = preemptive and choice.thread != cur.index
+        else:
+            paid = True  # a pause
+        self.preemptions += paid
+        self.deviations.append(_new_tuple(Decision, (_new_tuple(Key, point[0]), choice, paid)))
+        if self.recorder is not None:
+            if choice is PAUSE:
+                self.recorder.event(self, "pause", f"{cur.name} paused while time passes")
+            elif paid and isinstance(choice, RunThread):
+                self.recorder.event(self, "preempt", f"{cur.name} -> {self.threads[choice.thread].name}")
         return choice
 
-    def _ask(self, options: list[int], default: int, preemptive: bool, in_trace: bool) -> int:
+    def _point(self, key: tuple[int, int, int], options: tuple[Option, ...]) -> DecisionPoint:
+        """A fault's or a draw's decision point (the first option is the default)."""
+        return DecisionPoint(key, options, options[0], False, False, self._thread_steps, self._ask_line)
+
+    def _ask(self, point: DecisionPoint, in_trace: bool) -> Option:
         """The chooser's answer; an error of the chooser ends the run and is re-raised by :meth:`run`."""
         try:
-            return self.chooser.choose(self, options, default, preemptive)
+            return self.chooser.choose(point)
         except RecursionError:
             raise  # the program's stack is full: its own RecursionError, a few frames early
         except Exception as exc:  # not the program's failure: handed to the caller
@@ -765,12 +773,17 @@ class Scheduler:
             self.abort(in_trace)
             raise
 
-    def decision_key(self) -> tuple[int, int, int]:
-        """The key of the decision being made now (for replaying strategies)."""
-        if self._fault_key is not None:
-            return self._fault_key
-        cur = self.current
-        return (cur.index, cur.steps, cur.decisions_here)
+    def _line_of(self, thread: int) -> int:
+        """The line of the program's own code ``thread`` is at (-1 when none): the running
+        thread's from this call's stack, another's from its greenlet's frame."""
+        vt = self.threads[thread]
+        frame: Any = None
+        if vt is self.current:
+            frame = sys._getframe(1)
+        elif vt.greenlet is not None:
+            frame = vt.greenlet.gr_frame
+        user = innermost_user_frame(frame) if frame is not None else None
+        return user.f_lineno if user is not None else -1
 
     def _advance_clock(self) -> list[VThread]:
         """Jump to the next deadline; the threads it woke."""
@@ -862,17 +875,14 @@ class Scheduler:
             cur.faults_here = 0
         sub = FAULT_SUB + cur.faults_here
         self.decisions += 1
-        fault_options = [-(k + 2) for k in range(options)]  # -2 means option 0, -3 option 1...
-        self._fault_key = (cur.index, cur.steps, sub)
-        try:
-            choice = self._ask(fault_options, -2, False, False)
-        finally:
-            self._fault_key = None
-        picked = -choice - 2
+        faults: tuple[Option, ...] = tuple([Fault(k, label) for k in range(options)])
+        point = self._point((cur.index, cur.steps, sub), faults)
+        choice = self._ask(point, False)
+        picked = choice.option if isinstance(choice, Fault) else 0
         if picked != 0:
             self.faults_left -= 1
             self.preemptions += 1
-            self.deviations.append(Deviation(cur.index, cur.steps, sub, choice, 1))
+            self.deviations.append(Decision(Key(*point.key), choice, True))
             if self.recorder is not None:
                 self.recorder.event(self, "fault", f"{label}: option {picked}")
         return picked
@@ -890,16 +900,14 @@ class Scheduler:
             cur.draws_here = 0
         sub = DRAW_SUB + cur.draws_here
         self.decisions += 1
-        self._fault_key = (cur.index, cur.steps, sub)
-        try:
-            choice = self._ask([-(k + 2) for k in range(options)], -2, False, False)
-        finally:
-            self._fault_key = None
-        picked = -choice - 2
+        draws: tuple[Option, ...] = tuple([Draw(k) for k in range(options)])
+        point = self._point((cur.index, cur.steps, sub), draws)
+        choice = self._ask(point, False)
+        picked = choice.value if isinstance(choice, Draw) else 0
         if picked != 0:
             self.draws_left -= 1
             self.preemptions += 1
-            self.deviations.append(Deviation(cur.index, cur.steps, sub, choice, 1))
+            self.deviations.append(Decision(Key(*point.key), choice, True))
         return picked
 
     def freeze(self, threads: list[VThread], frozen: bool) -> None:
@@ -1026,6 +1034,33 @@ def _interrupted(exc: BaseException | None) -> bool:
         seen.add(id(exc))
         exc = exc.__context__
     return False
+
+
+def _no_line(thread: int) -> int:
+    return -1
+
+
+class _ThreadSteps(Sequence[int]):
+    """The steps each thread has taken, by index, as the run stands: what a decision point shows."""
+
+    __slots__ = ("_threads",)
+
+    def __init__(self, threads: list[VThread]) -> None:
+        self._threads = threads
+
+    def __len__(self) -> int:
+        return len(self._threads)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | list[int]:
+        if isinstance(index, slice):
+            return [vt.steps for vt in self._threads[index]]
+        return self._threads[index].steps
 
 
 class _Sleep:

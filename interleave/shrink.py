@@ -46,17 +46,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .decisions import DRAW_SUB, FAULT_SUB, PAUSE, Decision, DecisionPoint, FinishedRun, Key, Option, Plan, RunThread
 from .failures import Failure
 from .runner import Runner
-from .scheduler import DRAW_SUB, FAULT_SUB, JUMP, Deviation, RunResult
-from .strategies.base import Strategy, is_fault_decision
+from .scheduler import RunResult
+from .strategies.base import Strategy
 from .strategies.dfs import BoundedDFS
 from .strategies.replay import Replay
-
-if TYPE_CHECKING:
-    from .scheduler import Scheduler
 
 #: Share of the shrink budget one search for fewer preemptions may take.
 SEARCH_SHARE = 0.1
@@ -77,22 +75,21 @@ PAIR_REACH = 4
 
 
 # ------------------------------------------------------------------ what a deviation is
-# What kind of decision a deviation (or a decision point) was is read here only, and in
-# DecisionPoint.costs: a change of the Deviation type touches these lines.
+# The order's three kinds of decision.
 
-def is_paid(d: Deviation) -> bool:
+def is_paid(d: Decision) -> bool:
     """A preemption: a switch away from a thread that could have gone on."""
-    return d.choice >= 0 and d.cost > 0
+    return isinstance(d.option, RunThread) and bool(d.paid)
 
 
-def is_free_switch(d: Deviation) -> bool:
+def is_free_switch(d: Decision) -> bool:
     """A thread choice that costs nothing (who runs when the current thread cannot go on)."""
-    return d.choice >= 0 and d.cost == 0
+    return isinstance(d.option, RunThread) and not d.paid
 
 
-def is_injected(d: Deviation) -> bool:
+def is_injected(d: Decision) -> bool:
     """A pause, a fault or a changed draw: the run was made to differ, not just reordered."""
-    return d.choice < 0
+    return not isinstance(d.option, RunThread)
 
 
 def _decision_kind(sub: int) -> int:
@@ -100,36 +97,39 @@ def _decision_kind(sub: int) -> int:
     return 2 if sub >= DRAW_SUB else 1 if sub >= FAULT_SUB else 0
 
 
-def _injection_points(points: list[DecisionPoint]) -> list[DecisionPoint]:
+def _injection_points(points: list[MetPoint]) -> list[MetPoint]:
     """The places where a pause, a fault or a draw could go."""
-    return [p for p in points if p.key[2] >= FAULT_SUB or JUMP in p.options]
+    return [p for p in points if p.key[2] >= FAULT_SUB or PAUSE in p.options]
 
 
-def schedule_order(deviations: list[Deviation], steps: int) -> tuple[Any, ...]:
+def schedule_order(deviations: list[Decision], steps: int) -> tuple[Any, ...]:
     """The key every accepted edit must decrease (see the module docstring)."""
     return (sum(map(is_paid, deviations)), sum(map(is_injected, deviations)), sum(map(is_free_switch, deviations)),
-            steps, sorted((d.key(), d.choice) for d in deviations))
+            steps, sorted(d.code() for d in deviations))
 
 
-def _identity(deviations: list[Deviation]) -> tuple[Any, ...]:
-    """What a replay depends on: the planned choice at each key (costs are recorded, not planned)."""
-    return tuple(sorted((d.key(), d.choice) for d in deviations))
+def _identity(deviations: list[Decision]) -> tuple[Any, ...]:
+    """What a replay depends on: the planned option at each key (costs are recorded, not planned)."""
+    return tuple(sorted(d.code() for d in deviations))
 
 
 # ------------------------------------------------------------------ replays
 
 @dataclass(frozen=True)
-class DecisionPoint:
-    """A decision a run met: its key, its options, the default, and whether switching away is paid."""
+class MetPoint:
+    """A decision point a run met, as much of it as the edits need (a
+    :class:`~interleave.decisions.DecisionPoint` holds views of its run, dead after it)."""
 
     key: tuple[int, int, int]
-    options: tuple[int, ...]
-    default: int
+    options: tuple[Option, ...]
+    default: Option
     preemptive: bool
 
-    def costs(self, choice: int) -> bool:
-        return choice != self.default and (choice == JUMP or (choice >= 0 and self.preemptive
-                                                                  and choice != self.key[0]))
+    def costs(self, option: Option) -> bool:
+        """Whether taking ``option`` here is paid (as :meth:`DecisionPoint.paid`)."""
+        if option == self.default:
+            return False
+        return not isinstance(option, RunThread) or (self.preemptive and option.thread != self.key[0])
 
 
 class _Recording(Strategy):
@@ -139,26 +139,26 @@ class _Recording(Strategy):
 
     def __init__(self, inner: Strategy) -> None:
         self.inner = inner
-        self.points: list[DecisionPoint] = []
+        self.points: list[MetPoint] = []
 
     def begin_run(self, run_index: int) -> bool:
         self.points = []
         return self.inner.begin_run(run_index)
 
-    def choose(self, sched: Scheduler, options: list[int], default: int, preemptive: bool) -> int:
-        self.points.append(DecisionPoint(sched.decision_key(), tuple(options), default, preemptive))
-        return self.inner.choose(sched, options, default, preemptive)
+    def choose(self, point: DecisionPoint) -> Option:
+        self.points.append(MetPoint(point.key, point.options, point.default, point.preemptive))
+        return self.inner.choose(point)
 
-    def end_run(self, result: RunResult) -> None:
+    def end_run(self, result: FinishedRun) -> None:
         self.inner.end_run(result)
 
 
 #: Replays a schedule leniently: the run it gave and the decision points it met.
-ReplayFunction = Callable[[list[Deviation]], tuple[RunResult, list[DecisionPoint]]]
+ReplayFunction = Callable[[list[Decision]], tuple[RunResult, list[MetPoint]]]
 
 
 def _replayer(runner: Runner) -> ReplayFunction:
-    def replay(deviations: list[Deviation]) -> tuple[RunResult, list[DecisionPoint]]:
+    def replay(deviations: list[Decision]) -> tuple[RunResult, list[MetPoint]]:
         recording = _Recording(Replay(deviations, strict=False))
         run = runner.run_or_raise(recording)
         return run, recording.points
@@ -167,7 +167,7 @@ def _replayer(runner: Runner) -> ReplayFunction:
 
 @dataclass
 class ShrinkResult:
-    deviations: list[Deviation]
+    deviations: list[Decision]
     result: RunResult
     attempts: int
     minimal: bool  # False when the time budget or the stall limit stopped shrinking first
@@ -202,20 +202,20 @@ class Shrinker:
     accepted: list[tuple[Any, ...]] = field(default_factory=list)
     #: Every schedule run in this shrink, with the places its run offered a pause, fault or draw
     #: (once one is taken the budget may allow no more, so a move looks at the run without it).
-    seen: dict[tuple[Any, ...], list[DecisionPoint]] = field(default_factory=dict)
+    seen: dict[tuple[Any, ...], list[MetPoint]] = field(default_factory=dict)
     #: All the decision points of the last few runs (a moved preemption may go where its
     #: thread went on only in the run without it).
-    recent: dict[tuple[Any, ...], list[DecisionPoint]] = field(default_factory=dict)
-    points: list[DecisionPoint] | None = None
-    _indexed: list[DecisionPoint] | None = field(default=None, repr=False)
-    _by_key: dict[tuple[int, int, int], DecisionPoint] = field(default_factory=dict, repr=False)
+    recent: dict[tuple[Any, ...], list[MetPoint]] = field(default_factory=dict)
+    points: list[MetPoint] | None = None
+    _indexed: list[MetPoint] | None = field(default=None, repr=False)
+    _by_key: dict[tuple[int, int, int], MetPoint] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.accepted.append(self.order(self.best_run))
         self.seen.setdefault(_identity(self.best), [])  # its run is known: no edit brings it back
 
     @property
-    def best(self) -> list[Deviation]:
+    def best(self) -> list[Decision]:
         return self.best_run.deviations
 
     @staticmethod
@@ -229,7 +229,7 @@ class Shrinker:
         if time.monotonic() > self.deadline or self.stalled >= self.stall_limit:
             raise _Stop
 
-    def consider(self, candidate: list[Deviation], budgeted: bool = True) -> bool:
+    def consider(self, candidate: list[Decision], budgeted: bool = True) -> bool:
         """Replay ``candidate`` unless this shrink ran it already; True when it became the best."""
         identity = _identity(candidate)
         if identity in self.seen:
@@ -247,7 +247,7 @@ class Shrinker:
         self.stalled += 1
         return False
 
-    def offer(self, run: RunResult, points: list[DecisionPoint] | None) -> bool:
+    def offer(self, run: RunResult, points: list[MetPoint] | None) -> bool:
         """Keep ``run`` if it fails the same way and is smaller than the best."""
         self.seen.setdefault(_identity(run.deviations), _injection_points(points or []))
         if not self.target.same_as(run.failure) or self.order(run) >= self.accepted[-1]:
@@ -304,7 +304,7 @@ class Shrinker:
                     j += 1
             i += 1
 
-    def decision_points(self) -> list[DecisionPoint]:
+    def decision_points(self) -> list[MetPoint]:
         """The best run's decision points (one replay of it the first time they are needed)."""
         if self.points is None:
             self.check_budget()
@@ -313,7 +313,7 @@ class Shrinker:
             self.seen[_identity(self.best)] = _injection_points(self.points)
         return self.points
 
-    def point_at(self, key: tuple[int, int, int]) -> DecisionPoint | None:
+    def point_at(self, key: tuple[int, int, int]) -> MetPoint | None:
         points = self.decision_points()
         if self._indexed is not points:
             self._indexed, self._by_key = points, {p.key: p for p in points}
@@ -324,11 +324,12 @@ class Shrinker:
         i = 0
         while i < len(self.best):
             d = self.best[i]
-            point = self.point_at(d.key()) if is_paid(d) else None
+            point = self.point_at(d.key) if is_paid(d) else None
             changed = False
-            others = [o for o in point.options if o >= 0 and o not in (d.choice, point.default)] if point else []
+            others = [o for o in point.options if isinstance(o, RunThread) and o not in (d.option, point.default)
+                      ] if point else []
             for option in others:
-                if self.consider(self.best[:i] + [d._replace(choice=option)] + self.best[i + 1:]):
+                if self.consider(self.best[:i] + [d._replace(option=option)] + self.best[i + 1:]):
                     changed = True
                     break
             if not changed:
@@ -353,7 +354,7 @@ class Shrinker:
                     break
                 places = self._places_for(d, self.points_of(kept))
                 for point in places + (self._free_places_elsewhere(d) if is_paid(d) else []):
-                    if self.consider(kept + [Deviation(*point.key, d.choice, d.cost)]):
+                    if self.consider(kept + [_moved(d, point)]):
                         changed = True
                         break
                 if changed:
@@ -372,44 +373,50 @@ class Shrinker:
             if _identity(rest) not in self.seen and self.consider(rest):
                 return
             for q in self._places_for(d, self.points_of(rest), PAIR_REACH):
-                moved = rest + [Deviation(*q.key, d.choice, d.cost)]
+                moved = rest + [_moved(d, q)]
                 if _identity(moved) not in self.seen and self.consider(moved):
                     return
                 for p in self._places_for(e, self.points_of(moved), PAIR_REACH):
-                    if self.consider(moved + [Deviation(*p.key, e.choice, e.cost)]):
+                    if self.consider(moved + [_moved(e, p)]):
                         return
 
-    def points_of(self, deviations: list[Deviation]) -> list[DecisionPoint]:
+    def points_of(self, deviations: list[Decision]) -> list[MetPoint]:
         """The decision points the run of ``deviations`` met, if it was one of the last few
         replayed; else only where it could have paused, faulted or drawn; else none."""
         identity = _identity(deviations)
         return self.recent.get(identity) or self.seen.get(identity, [])
 
-    def _places_for(self, d: Deviation, points: list[DecisionPoint], reach: int = MOVE_REACH) -> list[DecisionPoint]:
+    def _places_for(self, d: Decision, points: list[MetPoint], reach: int = MOVE_REACH) -> list[MetPoint]:
         """Where ``d`` could move: among ``points`` and the best run's, the nearest of its thread and kind."""
-        taken = {e.key() for e in self.best}
+        taken = {e.key for e in self.best}
         merged = sorted({p.key: p for p in self.decision_points() + points}.values(), key=lambda p: p.key)
-        same = [p for p in merged if p.key[0] == d.thread and _decision_kind(p.key[2]) == _decision_kind(d.sub)]
-        here = next((n for n, p in enumerate(same) if p.key >= d.key()), len(same))
+        thread, steps, sub = d.key
+        same = [p for p in merged if p.key[0] == thread and _decision_kind(p.key[2]) == _decision_kind(sub)]
+        here = next((n for n, p in enumerate(same) if p.key >= d.key), len(same))
         near = same[max(0, here - reach):here + reach + 1]
-        fitting = [p for p in near if p.key not in taken and d.choice in p.options and d.choice != p.default]
-        return sorted(fitting, key=lambda p: (p.costs(d.choice), abs(p.key[1] - d.steps), p.key))
+        fitting = [p for p in near if p.key not in taken and d.option in p.options and d.option != p.default]
+        return sorted(fitting, key=lambda p: (p.costs(d.option), abs(p.key[1] - steps), p.key))
 
-    def _free_places_elsewhere(self, d: Deviation) -> list[DecisionPoint]:
+    def _free_places_elsewhere(self, d: Decision) -> list[MetPoint]:
         """Where another thread's free choice could give ``d``'s thread the turn instead, the
         nearest to ``d`` in the run first."""
         points = self.decision_points()
-        here = next((n for n, p in enumerate(points) if p.key == d.key()), None)
+        here = next((n for n, p in enumerate(points) if p.key == d.key), None)
         if here is None:
             return []
         free = [(abs(n - here), p) for n, p in enumerate(points)
-                if p.key[0] != d.thread and not p.preemptive and d.choice in p.options and d.choice != p.default]
+                if p.key[0] != d.key.thread and not p.preemptive and d.option in p.options and d.option != p.default]
         return [p for _, p in sorted(free, key=lambda pair: pair[0])[:2 * MOVE_REACH]]
+
+
+def _moved(d: Decision, point: MetPoint) -> Decision:
+    """``d`` taken at ``point`` instead (its cost there is the replay's to record)."""
+    return Decision(Key(*point.key), d.option, point.costs(d.option))
 
 
 # ------------------------------------------------------------------ fewer preemptions
 
-def _thread_switches(deviations: list[Deviation]) -> int:
+def _thread_switches(deviations: list[Decision]) -> int:
     """Preemptions proper (not pauses or faults, which a search with fewer preemptions keeps)."""
     return sum(map(is_paid, deviations))
 
@@ -420,23 +427,24 @@ class _KeepingFaultsAndPauses(Strategy):
 
     name = "fewer-preemptions"
 
-    def __init__(self, kept: list[Deviation], bound: int, free_choices: bool) -> None:
-        self.kept = {d.key(): d.choice for d in kept}
+    def __init__(self, kept: list[Decision], bound: int, free_choices: bool) -> None:
+        self.kept = Plan(kept)
         self.dfs = BoundedDFS(bound)
         self.free_choices = free_choices
 
     def begin_run(self, run_index: int) -> bool:
         return self.dfs.begin_run(run_index)
 
-    def choose(self, sched: Scheduler, options: list[int], default: int, preemptive: bool) -> int:
-        planned = self.kept.get(sched.decision_key())
-        if planned is not None and planned in options:
+    def choose(self, point: DecisionPoint) -> Option:
+        planned = self.kept.follow(point)
+        if planned is not None:
             return planned
-        if is_fault_decision(options) or not (preemptive or self.free_choices):
-            return default
-        return self.dfs.choose(sched, [o for o in options if o != JUMP] or options, default, preemptive)
+        if not point.is_scheduling() or not (point.preemptive or self.free_choices):
+            return point.default
+        threads = tuple([o for o in point.options if o is not PAUSE])
+        return self.dfs.choose(point._replace(options=threads) if threads else point)
 
-    def end_run(self, result: RunResult) -> None:
+    def end_run(self, result: FinishedRun) -> None:
         self.dfs.end_run(result)
 
 
@@ -470,7 +478,7 @@ def _cut_after_last_progress(shrinker: Shrinker) -> None:
         shrinker.consider(shrinker.best[:kept], budgeted=False)
 
 
-def shrink(runner: Runner, target: Failure, deviations: list[Deviation], result: RunResult,
+def shrink(runner: Runner, target: Failure, deviations: list[Decision], result: RunResult,
            time_budget: float = 30.0, stall_limit: int = STALL_LIMIT) -> ShrinkResult:
     """Shrink to a schedule no edit makes smaller, then look for one with fewer preemptions and shrink that."""
     if result.deviations != deviations:

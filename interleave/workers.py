@@ -44,12 +44,12 @@ from typing import Any, Callable, Iterator, Protocol
 
 from . import strategies
 from .census import Census
+from .decisions import Decision, schedule_id
 from .explore import (INTERRUPTED, PENDING, FailureReport, FoundFailure, NondeterministicProgram, Progress, Report,
                       RaceCount, _config, apply_census, confidence_from, merge_races, describe_failures, unreplayed)
 from .failures import Failure
 from .program import BadInput, Program, load
 from .runner import RunConfig, Runner
-from .scheduler import Deviation
 from .strategies.dfs import BoundedDFS, Nondeterminism
 from .strategies.portfolio import Portfolio
 
@@ -94,7 +94,7 @@ class Found:
 
     key: int
     failure: Failure
-    deviations: list[Deviation]
+    deviations: list[Decision]
     elapsed_s: float
 
 
@@ -256,7 +256,7 @@ def search(job: Job, control: Control) -> SlotResult:
                 run += 1
                 total_steps += result.steps
                 out.steps.append(result.steps)
-                out.schedules.append(hash(tuple((d.thread, d.steps, d.sub, d.choice) for d in result.deviations)))
+                out.schedules.append(hash(schedule_id(result.deviations)))
                 control.progress(run, total_steps)
             if result.extra.get("interrupted"):
                 out.interrupted = True

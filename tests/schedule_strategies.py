@@ -1,6 +1,6 @@
 """Hypothesis strategies for schedules and replay tokens, in one place for every test.
 
-When the shape of a decision changes (interleave.scheduler.Deviation), this module is the
+When the shape of a decision changes (interleave.decisions.Decision), this module is the
 one to adapt: :data:`deviations` makes arbitrary ones, :func:`as_decoded` says what a
 token keeps of one.
 """
@@ -9,29 +9,30 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from interleave.decisions import DRAW_SUB, FAULT_SUB, PAUSE, Decision, Draw, Fault, Key, cost_without_run, run_thread
 from interleave.runner import RunConfig
 from interleave.schedule import FILE_DIGEST_BYTES, Token
-from interleave.scheduler import DRAW_SUB, FAULT_SUB, JUMP, Deviation
-
-#: Options as the scheduler gives them: thread indices, JUMP, fault option k as ``-2 - k``.
-choices = st.one_of(st.integers(0, 300), st.just(JUMP), st.integers(-2 - 40, -2))
-
-#: Sub-decisions of each kind: scheduling (from 0), faults and draws (keyed apart).
-subs = st.one_of(st.integers(0, 5), st.integers(FAULT_SUB, FAULT_SUB + 5), st.integers(DRAW_SUB, DRAW_SUB + 5))
-
-deviations = st.builds(
-    Deviation,
-    thread=st.integers(0, 300),
-    steps=st.integers(0, 10**6),
-    sub=subs,
-    choice=choices,
-    cost=st.integers(0, 1),
-)
 
 
-def as_decoded(deviation: Deviation) -> Deviation:
-    """What a token gives back of a deviation: its key and choice; the scheduler works out its cost again."""
-    return deviation._replace(cost=0)
+@st.composite
+def deviations(draw: st.DrawFn) -> Decision:
+    """A decision of any kind: a thread to run or a pause, a fault's option, a draw's value."""
+    thread, steps = draw(st.integers(0, 300)), draw(st.integers(0, 10**6))
+    kind = draw(st.sampled_from(["thread", "fault", "draw"]))
+    sub = draw(st.integers(0, 5))
+    if kind == "thread":
+        key = Key(thread, steps, sub)
+        option = draw(st.one_of(st.just(PAUSE), st.integers(0, 300).map(run_thread)))
+    elif kind == "fault":
+        key, option = Key(thread, steps, FAULT_SUB + sub), Fault(draw(st.integers(1, 40)))
+    else:
+        key, option = Key(thread, steps, DRAW_SUB + sub), Draw(draw(st.integers(1, 40)))
+    return Decision(key, option, draw(st.booleans()))
+
+
+def as_decoded(decision: Decision) -> Decision:
+    """What a token gives back of a decision: its key and option, and the cost its kind tells."""
+    return decision._replace(paid=cost_without_run(decision.key, decision.option))
 
 
 #: Installed modules, packages or paths (``--include``): never empty, never holding a NUL.
@@ -53,7 +54,7 @@ tokens = st.builds(
     python=st.sampled_from(["311", "312", "313", "399"]),
     fingerprint=st.text("0123456789abcdef", min_size=8, max_size=8),
     config=st.one_of(st.just(RunConfig()), run_configs),
-    deviations=st.lists(deviations, max_size=12).map(tuple),
+    deviations=st.lists(deviations(), max_size=12).map(tuple),
     checksum=st.integers(0, 2**32 - 1),
     files=st.frozensets(st.binary(min_size=FILE_DIGEST_BYTES, max_size=FILE_DIGEST_BYTES), max_size=6),
 )

@@ -252,7 +252,7 @@ def test_replay_refuses_a_changed_program_and_a_schedule_that_does_not_fit(tmp_p
     decoded = Token.decode(token)
     moved = decoded.deviations[0]
     bad = Token(decoded.python, decoded.fingerprint, decoded.config,
-                (type(moved)(moved.thread + 7, moved.steps, moved.sub, moved.choice, 0),), decoded.checksum).encode()
+                (moved._replace(key=moved.key._replace(thread=moved.key.thread + 7)),), decoded.checksum).encode()
     with pytest.raises(BadInput, match="no longer fits"):
         replay(f"{path}::main", bad)
     path.write_text(path.read_text() + "\n# edited\n")

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from interleave import explore
 from interleave.failures import Failure
-from interleave.scheduler import FAULT_SUB, JUMP, Deviation, RunResult
+from interleave.decisions import FAULT_SUB, Decision, DecisionPoint, Key, option_from_code
+from interleave.scheduler import RunResult
 from interleave.shrink import (
-    DecisionPoint,
+    MetPoint,
     Shrinker,
     ShrinkInterrupted,
     _identity,
@@ -29,20 +29,28 @@ from interleave.shrink import (
 from interleave.strategies.replay import Replay
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Options are written as the token's integers here (thread index, -1 a pause, -2 - k fault option k).
+JUMP = -1
 BOOM = Failure("exception", "boom", "", place=("prog.py", 1))
 OTHER = Failure("exception", "other", "", place=("prog.py", 2))
 
 
-def _points() -> list[DecisionPoint]:
+def _point(key: tuple[int, int, int], codes: tuple[int, ...], default: int, preemptive: bool) -> MetPoint:
+    def option(code: int):
+        return option_from_code(key[2], code)
+    return MetPoint(key, tuple(map(option, codes)), option(default), preemptive)
+
+
+def _points() -> list[MetPoint]:
     points = []
     for step in range(20):
         for thread in range(3):
             if thread == 0 and step == 8:
-                points.append(DecisionPoint((0, 8, 1), (1, 2), 1, False))  # thread 0 blocked: free
+                points.append(_point((0, 8, 1), (1, 2), 1, False))  # thread 0 blocked: free
             options = (0, 1, 2, JUMP) if (thread, step) == (1, 2) else (0, 1, 2)
-            points.append(DecisionPoint((thread, step, 0), options, thread, True))
+            points.append(_point((thread, step, 0), options, thread, True))
             if (thread, step) == (2, 10):
-                points.append(DecisionPoint((2, 10, FAULT_SUB), (-2, -3), -2, False))
+                points.append(_point((2, 10, FAULT_SUB), (-2, -3), -2, False))
     return points
 
 
@@ -68,28 +76,36 @@ class FakeProgram:
         chooser.begin_run(len(self.replayed))
         deviations = []
         for point in POINTS:
-            current = SimpleNamespace(index=point.key[0])
-            sched = SimpleNamespace(current=current, decision_key=lambda point=point: point.key)
-            choice = chooser.choose(sched, list(point.options), point.default, point.preemptive)
+            asked = DecisionPoint(point.key, point.options, point.default, point.preemptive, False, (), lambda t: -1)
+            choice = chooser.choose(asked)
             if choice != point.default:
-                deviations.append(Deviation(*point.key, choice, int(point.costs(choice) or choice < -1)))
+                deviations.append(Decision(Key(*point.key), choice, point.costs(choice)))
         if isinstance(getattr(chooser, "inner", chooser), Replay):  # not the enumeration's runs
             self.replayed.append(_identity(deviations))
-        chosen = {(d.key(), d.choice) for d in deviations}
+        chosen = _chosen(deviations)
         failure = None
         if MINIMUM <= chosen or any(VIA_PREEMPTIONS - {((0, 4, 0), 2)} | {((0, s, 0), 2)} <= chosen for s in range(3, 7)):
             failure = BOOM
         elif ((1, 2, 0), JUMP) in chosen:
             failure = OTHER  # fails, but not the same way
         run = RunResult(failure, deviations, steps=100 + 3 * len(deviations), decisions=len(POINTS), threads=3,
-                        preemptions=sum(d.cost for d in deviations), elapsed_virtual=0.0)
+                        preemptions=sum(bool(d.paid) for d in deviations), elapsed_virtual=0.0)
         chooser.end_run(run)
         return run
 
 
-def _schedule(choices) -> list[Deviation]:
+def _chosen(deviations: list[Decision]) -> set[tuple[tuple[int, int, int], int]]:
+    """A schedule in this file's notation: (key, option's integer) per decision."""
+    return {(tuple(d.key), d.option.code()) for d in deviations}
+
+
+def _schedule(choices) -> list[Decision]:
     points = {p.key: p for p in POINTS}
-    return [Deviation(*key, choice, int(points[key].costs(choice) or choice < -1)) for key, choice in sorted(choices)]
+    decisions = []
+    for key, code in sorted(choices):
+        option = option_from_code(key[2], code)
+        decisions.append(Decision(Key(*key), option, points[key].costs(option)))
+    return decisions
 
 
 def _found(program: FakeProgram, choices) -> RunResult:
@@ -105,7 +121,7 @@ def test_the_known_minimum_is_reached_with_no_schedule_run_twice_and_the_order_f
     kept = []
     shrinker = Shrinker(lambda candidate: _keep(kept, program, candidate), BOOM, found, deadline=float("inf"))
     assert shrinker.shrink_passes()
-    assert {(d.key(), d.choice) for d in shrinker.best} == MINIMUM
+    assert _chosen(shrinker.best) == MINIMUM
     assert len(program.replayed) == len(set(program.replayed)) == shrinker.attempts
     orders = shrinker.accepted
     assert len(orders) >= 3 and all(a > b for a, b in itertools.pairwise(orders))
@@ -113,7 +129,7 @@ def test_the_known_minimum_is_reached_with_no_schedule_run_twice_and_the_order_f
     assert all(run.failure is BOOM for run in kept)
 
 
-def _keep(kept: list[RunResult], program: FakeProgram, candidate: list[Deviation]):
+def _keep(kept: list[RunResult], program: FakeProgram, candidate: list[Decision]):
     from interleave.shrink import _Recording
     recording = _Recording(Replay(candidate, strict=False))
     run = program.run_or_raise(recording)
@@ -126,7 +142,7 @@ def test_shrink_from_a_runner_reaches_the_minimum_and_says_it_is_minimal():
     program = FakeProgram()
     found = _found(program, VIA_PREEMPTIONS | set(NOISE))
     result = shrink(program, BOOM, found.deviations, found, time_budget=60.0)
-    assert {(d.key(), d.choice) for d in result.deviations} == MINIMUM
+    assert _chosen(result.deviations) == MINIMUM
     assert result.minimal and result.result.failure is BOOM
     assert len(program.replayed) == len(set(program.replayed))
 
@@ -138,7 +154,7 @@ def test_the_removal_pass_goes_on_where_it_is_after_a_success():
     found = _found(program, VIA_PREEMPTIONS | set(NOISE[:3]))
     shrinker = Shrinker(lambda candidate: _keep([], program, candidate), BOOM, found, deadline=float("inf"))
     shrinker.remove_each()
-    assert {(d.key(), d.choice) for d in shrinker.best} == VIA_PREEMPTIONS
+    assert _chosen(shrinker.best) == VIA_PREEMPTIONS
     assert shrinker.attempts == len(VIA_PREEMPTIONS) + 3
 
 

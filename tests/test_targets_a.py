@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from interleave import explore, replay
+from interleave.decisions import Fault
 from interleave.program import load
 from interleave.runner import RunConfig, Runner
 from interleave.schedule import Token
@@ -75,7 +76,7 @@ def test_nio_throttle_fixed_has_no_failing_schedule_within_one_preemption():
 def _faults_only(spec, token):
     """Replay only the fault decisions of a token (every thread order left to the default)."""
     decoded = Token.decode(token)
-    faults = [d for d in decoded.deviations if d.choice <= -2]
+    faults = [d for d in decoded.deviations if isinstance(d.option, Fault)]
     return faults, Runner(load(_target(spec)), decoded.config).run(Replay(faults, strict=False))
 
 
@@ -91,7 +92,7 @@ def test_final_request_processor_main_fails_with_the_stall_alone_and_v3_4_10_doe
     assert len(faults) == 1 and run.failure is not None and run.failure.message == failure.message
     # 3.4.10's isValid() check: the same stall on the default schedule fails no more
     _, run = _faults_only("final_request_processor.py::v3_4_10", failure.replay)
-    assert [d.choice for d in run.deviations] == [faults[0].choice]  # the stall did happen
+    assert [d.option for d in run.deviations] == [faults[0].option]  # the stall did happen
     assert run.failure is None, run.failure.message
 
 
@@ -120,6 +121,8 @@ def test_session_lock_fixed_rejects_the_stale_write_under_the_pause():
 
 # A chooser compiled from a string: code of a test file would be traced as the program's.
 _ONE_PREEMPTION = compile('''
+from interleave.decisions import Fault, RunThread
+from interleave.scheduler import active
 from interleave.strategies.base import Strategy
 
 
@@ -137,23 +140,24 @@ class OnePreemption(Strategy):
             frame = frame.f_back
         return frame.f_lineno if frame is not None else None
 
-    def choose(self, sched, options, default, preemptive):
-        if options[0] <= -2:
+    def choose(self, point):
+        sched = active()  # names and the clock: this test's chooser looks past its decision point
+        if isinstance(point.default, Fault):
             if not self.faulted and sched.current.name.startswith("F1."):
                 self.faulted = True
-                return options[1]
-            return default
+                return point.options[1]
+            return point.default
         if sched.clock.elapsed() != self.drop_at:
-            return default
-        names = {sched.threads[o].name: o for o in options if o >= 0}
-        if not self.chose and not preemptive and "F1.CommitProcessor" in names:
+            return point.default
+        names = {sched.threads[o.thread].name: o for o in point.options if isinstance(o, RunThread)}
+        if not self.chose and not point.preemptive and "F1.CommitProcessor" in names:
             self.chose = True
             return names["F1.CommitProcessor"]
         if (self.chose and not self.preempted and sched.current.name == "F1.CommitProcessor"
                 and self._line() == self.check_line and "leader.lead" in names):
             self.preempted = True
             return names["leader.lead"]
-        return default
+        return point.default
 ''', "<one-preemption chooser>", "exec")
 
 

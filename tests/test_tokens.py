@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 from interleave import BadInput, explore, replay
+from interleave.decisions import Draw
 from interleave.schedule import Token
-from interleave.scheduler import DRAW_SUB
 
 RACE = """
 import threading
@@ -146,7 +146,7 @@ def test_a_race_that_needs_a_low_random_draw_is_found_and_replayed(tmp_path, str
         report = explore(target, runs=3000, seed=seed, strategy=strategy)
         failure = report.failure
         assert failure is not None and "AssertionError: (1, " in failure.message, seed
-        drawn = [d for d in Token.decode(failure.replay).deviations if d.sub >= DRAW_SUB]
+        drawn = [d for d in Token.decode(failure.replay).deviations if isinstance(d.option, Draw)]
         assert len(drawn) == 1 and failure.draws == 1  # shrunk to the one draw the race needs
         assert "random() gives 0.0 in place of the seeded 0.84" in failure.trace or \
             "random() gives 0.0 in place of the seeded 0.75" in failure.trace

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from interleave import BadInput, explore, replay, scheduler, tracing
+from interleave.decisions import Decision, Key, run_thread
 from interleave.program import load
 from interleave.runner import RunConfig, Runner
 from interleave.schedule import PYTHON, Token
@@ -36,15 +37,17 @@ needs_monitoring = pytest.mark.skipif(not MONITORING, reason="sys.monitoring exi
 
 
 _ROUND_ROBIN = """
+from interleave.decisions import RunThread
+
 class RoundRobin:
     # At every switch point of a worker (thread index > 0), the next worker runs.
 
-    def choose(self, sched, options, default, preemptive):
-        cur = sched.current.index
-        workers = [o for o in options if o > 0]
+    def choose(self, point):
+        cur = point.thread
+        workers = [o for o in point.options if isinstance(o, RunThread) and o.thread > 0]
         if cur == 0 or not workers:
-            return default
-        later = [o for o in workers if o > cur]
+            return point.default
+        later = [o for o in workers if o.thread > cur]
         return later[0] if later else workers[0]
 """
 # Compiled under a name that is no file: the tracer leaves it alone, as it leaves
@@ -587,7 +590,7 @@ def test_a_token_from_another_version_replays_exactly_or_says_it_cannot(tmp_path
         replay(target, altered)
     # A schedule whose decisions are not reached on this version: the same message.
     far = Token(other, decoded.fingerprint, decoded.config,
-                decoded.deviations + (scheduler.Deviation(1, 10_000, 0, 2, 0),), decoded.checksum,
+                decoded.deviations + (Decision(Key(1, 10_000, 0), run_thread(2), None),), decoded.checksum,
                 decoded.files).encode()
     with pytest.raises(BadInput, match="made on Python 3.99"):
         replay(target, far)

@@ -1,33 +1,17 @@
 """The one small interface every search strategy implements.
 
-A strategy answers the scheduler's question at each decision ("which of these options
-runs next?") and hears how each run ended. Options are thread indices, ``JUMP`` (let
-virtual time pass to the next deadline) or, for a fault decision, ``-2 - k`` meaning
-"fault option k" (``-2`` is "no fault").
+A strategy answers the scheduler's question at each decision: it sees a
+:class:`~interleave.decisions.DecisionPoint` (where the run is, the typed options, the
+default, which options are paid) and answers with one of its options; it hears how each
+run ended. It never sees the scheduler: strategies depend on :mod:`interleave.decisions` only.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..scheduler import JUMP
-
-if TYPE_CHECKING:
-    from ..scheduler import RunResult, Scheduler
-
-
-def is_fault_decision(options: list[int]) -> bool:
-    return options[0] <= -2
-
-
-def choice_cost(sched: Scheduler, options: list[int], default: int, preemptive: bool, choice: int) -> int:
-    """What a choice costs against a preemption bound (the scheduler counts the same way)."""
-    if choice == default:
-        return 0
-    if choice == JUMP or is_fault_decision(options):
-        return 1
-    return 1 if preemptive and choice != sched.current.index else 0
+from ..decisions import DecisionPoint, FinishedRun, Option
 
 
 class Strategy(ABC):
@@ -43,10 +27,10 @@ class Strategy(ABC):
         return True
 
     @abstractmethod
-    def choose(self, sched: Scheduler, options: list[int], default: int, preemptive: bool) -> int:
+    def choose(self, point: DecisionPoint) -> Option:
         ...
 
-    def end_run(self, result: RunResult) -> None:
+    def end_run(self, result: FinishedRun) -> None:
         """Learn from a finished run."""
 
     def exhausted(self) -> bool:

@@ -14,15 +14,16 @@ to the worker whose subtree it was set aside in. The workers' schedules are ther
 disjoint, and together they are exactly the schedules one worker runs.
 
 Only choices that cost something count against the bound: switching away from a thread
-that could go on, letting time pass (``JUMP``), injecting a fault. Choosing who runs when
+that could go on, letting time pass (a pause), injecting a fault. Choosing who runs when
 the current thread blocks or ends is free, and so enumerated in full at every bound.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
-from .base import Strategy, choice_cost
+from ..decisions import DecisionPoint, FinishedRun, Option, options_text
+from .base import Strategy
 
 #: Set-aside subtree roots kept at most; past this a bound can no longer be exhausted.
 MAX_PENDING = 200_000
@@ -32,12 +33,16 @@ class Nondeterminism(Exception):
     """A replayed prefix met different options: the program does not repeat itself."""
 
 
+#: The options that lead to a node, as a chain ``(earlier chain, option)``.
+Chain: TypeAlias = "tuple[Chain, Option] | None"
+
+
 class _Node:
     """A decision on the current path: what was chosen, and what is left to try here."""
 
     __slots__ = ("choice", "cost_after", "alternatives", "before")
 
-    def __init__(self, choice: int, cost_after: int, alternatives: list[tuple[int, int]], before: tuple | None) -> None:
+    def __init__(self, choice: Option, cost_after: int, alternatives: list[tuple[Option, int]], before: Chain) -> None:
         self.choice = choice
         self.cost_after = cost_after
         self.alternatives = alternatives
@@ -46,7 +51,7 @@ class _Node:
         self.before = before
 
 
-def _path(chain: tuple | None) -> tuple[int, ...]:
+def _path(chain: Chain) -> tuple[Option, ...]:
     choices = []
     while chain is not None:
         chain, choice = chain
@@ -61,9 +66,9 @@ class BoundedDFS(Strategy):
     def __init__(self, max_preemptions: int = 2) -> None:
         self.max_bound = max_preemptions
         self.bound = 0
-        self.prefix: tuple[int, ...] = ()
-        self.items: list[tuple[tuple | None, int]] = []
-        self.next_items: list[tuple[tuple | None, int]] = []
+        self.prefix: tuple[Option, ...] = ()
+        self.items: list[tuple[Chain, Option]] = []
+        self.next_items: list[tuple[Chain, Option]] = []
         self.stack: list[_Node] = []
         self.depth = 0
         self.done = False
@@ -90,15 +95,17 @@ class BoundedDFS(Strategy):
         self.truncated = True
         self.end_run(None)
 
-    def choose(self, sched, options, default, preemptive):
+    def choose(self, point: DecisionPoint) -> Option:
         d = self.depth
         self.depth += 1
         stack = self.stack
+        options = point.options
         if d < len(stack):
             choice = stack[d].choice
             if choice not in options:
-                raise Nondeterminism(f"decision {d}: expected option {choice}, got {options}")
+                raise Nondeterminism(f"decision {d}: expected {choice}, got {options_text(options)}")
             return choice
+        before: Chain
         if stack:
             last = stack[-1]
             cost_before, before = last.cost_after, (last.before, last.choice)
@@ -107,16 +114,15 @@ class BoundedDFS(Strategy):
         if d < len(self.prefix):
             choice = self.prefix[d]
             if choice not in options:
-                raise Nondeterminism(f"decision {d}: expected option {choice}, got {options}")
-            cost = choice_cost(sched, options, default, preemptive, choice)
-            stack.append(_Node(choice, cost_before + cost, [], before))
+                raise Nondeterminism(f"decision {d}: expected {choice}, got {options_text(options)}")
+            stack.append(_Node(choice, cost_before + point.paid(choice), [], before))
             return choice
+        default = point.default
         alternatives = []
         for option in options:
             if option == default:
                 continue
-            cost = choice_cost(sched, options, default, preemptive, option)
-            total = cost_before + cost
+            total = cost_before + point.paid(option)
             if total <= self.bound:
                 alternatives.append((option, total))
             elif total <= self.max_bound:
@@ -129,7 +135,7 @@ class BoundedDFS(Strategy):
         stack.append(_Node(default, cost_before, alternatives, before))
         return default
 
-    def end_run(self, result) -> None:
+    def end_run(self, result: FinishedRun | None) -> None:
         if not self.shared:
             self.schedules += 1
         stack = self.stack

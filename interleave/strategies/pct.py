@@ -9,8 +9,10 @@ decisions ``k``, each drop the running thread's priority below all others. A bug
 
 from __future__ import annotations
 
-from ..scheduler import JUMP
-from .base import Strategy, is_fault_decision
+from typing import Any
+
+from ..decisions import PAUSE, DecisionPoint, FinishedRun, Option, run_thread
+from .base import Strategy
 from .random_walk import random_fault, run_rng
 
 
@@ -25,7 +27,7 @@ class PCT(Strategy):
         self.k = 20
         self.n = 2
         self.rng = run_rng(seed, 0, f"pct{depth}")
-        self.priorities: dict[int, float] = {}
+        self.priorities: dict[Option, float] = {}
         self.change_points: list[int] = []
         self.decisions = 0
         self.lowered = 0
@@ -39,25 +41,25 @@ class PCT(Strategy):
         self.change_points = sorted(self.rng.randint(1, max(self.k, count)) for _ in range(count))
         return True
 
-    def _priority(self, option: int) -> float:
+    def _priority(self, option: Option) -> float:
         p = self.priorities.get(option)
         if p is None:
-            # JUMP (time passing) competes like a thread, but rarely ranks first.
-            p = self.rng.random() * (0.2 if option == JUMP else 1.0) + self.depth
+            # A pause (time passing) competes like a thread, but rarely ranks first.
+            p = self.rng.random() * (0.2 if option is PAUSE else 1.0) + self.depth
             self.priorities[option] = p
         return p
 
-    def choose(self, sched, options, default, preemptive):
-        if is_fault_decision(options):
-            return random_fault(self.rng, options, default)
+    def choose(self, point: DecisionPoint) -> Option:
+        if not point.is_scheduling():
+            return random_fault(self.rng, point)
         self.decisions += 1
         while self.change_points and self.change_points[0] <= self.decisions:
             self.change_points.pop(0)
             self.lowered += 1
-            self.priorities[sched.current.index] = self.depth - self.lowered - self.rng.random() * 0.001
-        return max(options, key=self._priority)
+            self.priorities[run_thread(point.thread)] = self.depth - self.lowered - self.rng.random() * 0.001
+        return max(point.options, key=self._priority)
 
-    def end_run(self, result) -> None:
+    def end_run(self, result: FinishedRun) -> None:
         self.k = max(self.k, result.decisions)
         self.n = max(self.n, result.threads)
 
@@ -65,5 +67,5 @@ class PCT(Strategy):
         """The per-run guarantee for a bug of this depth, given what was seen."""
         return 1.0 / (self.n * self.k ** (self.depth - 1))
 
-    def summary(self):
+    def summary(self) -> dict[str, Any]:
         return {"depth": self.depth, "threads": self.n, "steps_k": self.k, "per_run_probability": self.probability()}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..decisions import DecisionPoint, FinishedRun, Option
 from .base import Strategy
 from .dfs import BoundedDFS
 from .pct import PCT
@@ -44,10 +45,10 @@ class Portfolio(Strategy):
                 return True
         return False
 
-    def choose(self, sched, options, default, preemptive):
-        return self.current.choose(sched, options, default, preemptive)
+    def choose(self, point: DecisionPoint) -> Option:
+        return self.current.choose(point)
 
-    def end_run(self, result) -> None:
+    def end_run(self, result: FinishedRun) -> None:
         self.current.end_run(result)
 
     def exhausted(self) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from ..scheduler import JUMP
-from .base import Strategy, is_fault_decision
+from ..decisions import PAUSE, DecisionPoint, Option
+from .base import Strategy
 
 #: Chance of letting time pass at a decision where a timer is pending.
 JUMP_PROBABILITY = 0.02
@@ -18,9 +18,10 @@ def run_rng(seed: int, run_index: int, salt: str) -> random.Random:
     return random.Random(f"{salt}:{seed}:{run_index}")
 
 
-def random_fault(rng: random.Random, options: list[int], default: int) -> int:
-    """A sampled answer to a fault decision: now and then a fault, uniformly which one."""
-    return rng.choice(options[1:]) if rng.random() < FAULT_PROBABILITY else default
+def random_fault(rng: random.Random, point: DecisionPoint) -> Option:
+    """A sampled answer to a fault decision (or a draw): now and then a fault, uniformly
+    which one (the default, no fault, is the first option)."""
+    return rng.choice(point.options[1:]) if rng.random() < FAULT_PROBABILITY else point.default
 
 
 class RandomWalk(Strategy):
@@ -34,12 +35,13 @@ class RandomWalk(Strategy):
         self.rng = run_rng(self.seed, run_index, self.name)
         return True
 
-    def choose(self, sched, options, default, preemptive):
+    def choose(self, point: DecisionPoint) -> Option:
         rng = self.rng
-        if is_fault_decision(options):
-            return random_fault(rng, options, default)
-        if options[-1] == JUMP:
+        if not point.is_scheduling():
+            return random_fault(rng, point)
+        options = point.options
+        if options[-1] is PAUSE:
             if rng.random() < JUMP_PROBABILITY:
-                return JUMP
+                return PAUSE
             return options[int(rng.random() * (len(options) - 1))]
         return options[int(rng.random() * len(options))]

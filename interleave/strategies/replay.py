@@ -1,8 +1,8 @@
-"""Replay: the default choice everywhere except at the recorded deviations."""
+"""Replay: the default choice everywhere except at the recorded decisions."""
 
 from __future__ import annotations
 
-from ..scheduler import Deviation
+from ..decisions import Decision, DecisionPoint, Option, Plan, options_text
 from .base import Strategy
 
 
@@ -11,17 +11,17 @@ class ScheduleMismatch(Exception):
 
 
 class Replay(Strategy):
-    """Follows a list of deviations.
+    """Follows a schedule (its decisions, by key: see :class:`~interleave.decisions.Plan`).
 
-    ``strict``: a deviation whose option is not available, or that is never reached,
-    is an error (the schedule no longer fits). Lenient (for shrinking): such deviations
+    ``strict``: a decision whose option is not available, or that is never reached,
+    is an error (the schedule no longer fits). Lenient (for shrinking): such decisions
     are skipped and the default is taken.
     """
 
     name = "replay"
 
-    def __init__(self, deviations: list[Deviation], strict: bool = True) -> None:
-        self.plan = {d.key(): d.choice for d in deviations}
+    def __init__(self, deviations: list[Decision], strict: bool = True) -> None:
+        self.plan = Plan(deviations)
         self.strict = strict
         self.used = 0
 
@@ -29,18 +29,18 @@ class Replay(Strategy):
         self.used = 0
         return True
 
-    def choose(self, sched, options, default, preemptive):
-        key = sched.decision_key()
-        choice = self.plan.get(key)
+    def choose(self, point: DecisionPoint) -> Option:
+        planned = self.plan.get(point.key)
+        if planned is None:
+            return point.default
+        choice = self.plan.follow(point)
         if choice is None:
-            return default
-        if choice not in options:
             if self.strict:
                 raise ScheduleMismatch(
-                    f"at step {key[1]} of thread {key[0]} the schedule chooses {choice}, "
-                    f"which is not possible there (options {options})"
+                    f"at step {point.steps} of thread {point.thread} the schedule chooses {planned}, "
+                    f"which is not possible there (options {options_text(point.options)})"
                 )
-            return default
+            return point.default
         self.used += 1
         return choice
 

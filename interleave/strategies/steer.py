@@ -13,21 +13,15 @@ selects it.
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
-from ..failures import innermost_user_frame
-from ..scheduler import JUMP, Deviation
-from .base import Strategy, is_fault_decision
+from ..decisions import Decision, DecisionPoint, FinishedRun, Option, Plan, RunThread
+from .base import Strategy
 from .random_walk import run_rng
 from .surw import SURW
 
 #: Share of runs that mutate a corpus schedule rather than sample afresh.
 MUTATE_SHARE = 0.5
-
-
-def _line_of(frame) -> int:
-    user = innermost_user_frame(frame)
-    return user.f_lineno if user is not None else -1
 
 
 class Steer(Strategy):
@@ -37,42 +31,36 @@ class Steer(Strategy):
         self.seed = seed
         self.base = SURW(seed)
         self.rng = run_rng(seed, 0, self.name)
-        self.corpus: list[list[Deviation]] = []
+        self.corpus: list[list[Decision]] = []
         self.pairs: set[tuple[int, int]] = set()
         self.run_pairs: set[tuple[int, int]] = set()
-        self.plan: dict[tuple[int, int, int], int] = {}
+        self.plan = Plan(())
 
     def begin_run(self, run_index: int) -> bool:
         self.base.begin_run(run_index)
         self.rng = run_rng(self.seed, run_index, self.name)
         self.run_pairs = set()
-        self.plan = {}
+        self.plan = Plan(())
         if self.corpus and self.rng.random() < MUTATE_SHARE:
             parent = self.rng.choice(self.corpus)
-            keep = [d for d in parent if self.rng.random() < 0.8]
-            self.plan = {d.key(): d.choice for d in keep}
+            self.plan = Plan([d for d in parent if self.rng.random() < 0.8])
         return True
 
-    def choose(self, sched, options, default, preemptive):
-        planned = self.plan.get(sched.decision_key()) if self.plan else None
-        if planned is not None and planned in options:
-            choice = planned
-        elif self.plan:
-            choice = default  # replaying a corpus schedule: its other choices stay default
+    def choose(self, point: DecisionPoint) -> Option:
+        if self.plan:
+            # Replaying a corpus schedule: its other choices stay default.
+            choice = self.plan.follow(point) or point.default
         else:
-            choice = self.base.choose(sched, options, default, preemptive)
-        if not is_fault_decision(options) and choice not in (JUMP, sched.current.index):
-            target = sched.threads[choice].greenlet
-            here = _line_of(sys._getframe(1))
-            there = _line_of(target.gr_frame) if target is not None and target.gr_frame is not None else -1
-            self.run_pairs.add((here, there))
+            choice = self.base.choose(point)
+        if isinstance(choice, RunThread) and choice.thread != point.thread:
+            self.run_pairs.add((point.line_of(point.thread), point.line_of(choice.thread)))
         return choice
 
-    def end_run(self, result) -> None:
+    def end_run(self, result: FinishedRun) -> None:
         self.base.end_run(result)
         if not self.run_pairs <= self.pairs:
             self.pairs |= self.run_pairs
             self.corpus.append(list(result.deviations))
 
-    def summary(self):
+    def summary(self) -> dict[str, Any]:
         return {"corpus": len(self.corpus), "switch_pairs": len(self.pairs)}

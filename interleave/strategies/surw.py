@@ -10,8 +10,8 @@ every switch point is an event; pauses and faults keep the random walk's small r
 
 from __future__ import annotations
 
-from ..scheduler import JUMP
-from .base import Strategy, is_fault_decision
+from ..decisions import PAUSE, DecisionPoint, FinishedRun, Option, RunThread
+from .base import Strategy
 from .random_walk import JUMP_PROBABILITY, random_fault, run_rng
 
 
@@ -28,18 +28,17 @@ class SURW(Strategy):
         self.rng = run_rng(self.seed, run_index, self.name)
         return True
 
-    def choose(self, sched, options, default, preemptive):
+    def choose(self, point: DecisionPoint) -> Option:
         rng = self.rng
-        if is_fault_decision(options):
-            return random_fault(rng, options, default)
-        threads = options
-        if options[-1] == JUMP:
-            if rng.random() < JUMP_PROBABILITY:
-                return JUMP
-            threads = options[:-1]
+        if not point.is_scheduling():
+            return random_fault(rng, point)
+        options = point.options
+        if options[-1] is PAUSE and rng.random() < JUMP_PROBABILITY:
+            return PAUSE
+        threads = [o for o in options if isinstance(o, RunThread)]
         expected = self.expected_steps
-        all_threads = sched.threads
-        weights = [max(expected.get(t, 1) - all_threads[t].steps, 1) for t in threads]
+        steps = point.thread_steps
+        weights = [max(expected.get(t.thread, 1) - steps[t.thread], 1) for t in threads]
         pick = rng.random() * sum(weights)
         for thread, weight in zip(threads, weights):
             pick -= weight
@@ -47,7 +46,7 @@ class SURW(Strategy):
                 return thread
         return threads[-1]
 
-    def end_run(self, result) -> None:
+    def end_run(self, result: FinishedRun) -> None:
         for index, steps in enumerate(result.extra.get("thread_steps", ())):
             if steps > self.expected_steps.get(index, 0):
                 self.expected_steps[index] = steps
