@@ -308,7 +308,8 @@ def _print_failure(report: Report, failure: FailureReport) -> None:
         click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s; shrunk from "
                    f"{failure.original_preemptions} preemptions/pauses/faults / {failure.original_steps:,} steps to "
                    f"{_decisions(failure)} / {failure.steps:,} steps "
-                   f"({failure.shrink_attempts} replays{'' if failure.minimal else ', shrink time or stall limit reached'})")
+                   f"({failure.shrink_attempts} replays"
+                   f"{'' if failure.minimal else ', shrink time or stall limit reached'})")
     else:
         click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s; not shrunk ({failure.not_shrunk}): "
                    f"{_decisions(failure)}" + (f" / {failure.steps:,} steps" if failure.replay else ""))

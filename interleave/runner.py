@@ -18,11 +18,12 @@ from typing import Any
 from . import races, tracing, watchdog
 from .census import Census
 from .census import tracer as census_tracer
+from .decisions import Chooser
 from .guard import ProcessGuard
 from .instrument import Instrumentation, Scope
 from .patching import Patcher
 from .program import Program
-from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
+from .scheduler import Recorder, RunResult, Scheduler, active
 from .trace import TraceRecorder
 
 DEFAULT_MAX_STEPS = 100_000

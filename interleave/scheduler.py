@@ -24,18 +24,39 @@ from __future__ import annotations
 import bisect
 import ctypes
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from collections.abc import Sequence
-from typing import Any, Callable, Protocol, overload
+from typing import Any, Protocol, overload
 
 import greenlet
 
 from . import access
 from .clock import Clock
-from .decisions import (DRAW_SUB, FAULT_SUB, PAUSE, RUN_THREADS, Chooser, Decision, DecisionPoint, Draw, Fault, Key,
-                        Option, RunThread, run_thread)
-from .failures import (Failure, blocked_thread_report, blocking_call, exception_failure, exit_failure, hang_failure,
-                       innermost_user_frame, user_location)
+from .decisions import (
+    DRAW_SUB,
+    FAULT_SUB,
+    PAUSE,
+    RUN_THREADS,
+    Chooser,
+    Decision,
+    DecisionPoint,
+    Draw,
+    Fault,
+    Key,
+    Option,
+    RunThread,
+    run_thread,
+)
+from .failures import (
+    Failure,
+    blocked_thread_report,
+    blocking_call,
+    exception_failure,
+    exit_failure,
+    hang_failure,
+    innermost_user_frame,
+    user_location,
+)
 from .files import is_user_file
 from .progress import Snapshot, snapshot
 

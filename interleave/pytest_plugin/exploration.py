@@ -7,8 +7,9 @@ function-scoped fixtures set up afresh inside that run; the engine (``explore``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 import pytest
 

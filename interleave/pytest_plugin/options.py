@@ -9,8 +9,9 @@ marker, then ini, then the plugin's own defaults, then the table's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import pytest
 

@@ -30,7 +30,7 @@ class Strategy(ABC):
     def choose(self, point: DecisionPoint) -> Option:
         ...
 
-    def end_run(self, result: FinishedRun) -> None:
+    def end_run(self, result: FinishedRun) -> None:  # noqa: B027 - optional: most strategies learn nothing
         """Learn from a finished run."""
 
     def exhausted(self) -> bool:

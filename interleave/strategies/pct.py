@@ -65,7 +65,7 @@ class PCT(Strategy):
 
     def probability(self) -> float:
         """The per-run guarantee for a bug of this depth, given what was seen."""
-        return 1.0 / (self.n * self.k ** (self.depth - 1))
+        return 1.0 / float(self.n * self.k ** (self.depth - 1))
 
     def summary(self) -> dict[str, Any]:
         return {"depth": self.depth, "threads": self.n, "steps_k": self.k, "per_run_probability": self.probability()}
