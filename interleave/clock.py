@@ -30,9 +30,6 @@ class Clock:
         self._heap: list[tuple[float, int, Any, int]] = []
         self._seq = 0
 
-    def elapsed(self) -> float:
-        return self.now - MONOTONIC_START
-
     def wall(self) -> float:
         return EPOCH_START + (self.now - MONOTONIC_START)
 

@@ -99,14 +99,6 @@ _enter_tracing.argtypes = [ctypes.c_void_p]
 _enter_tracing.restype = None
 
 
-class RunAborted(BaseException):
-    """Raised inside a thread that must stop now (the run is over)."""
-
-
-class Uncontrolled(Exception):
-    """The program used something the scheduler cannot control (a real socket, a process...)."""
-
-
 @dataclass
 class RunResult:
     """What one run did: how it ended and the choices that made it."""
@@ -117,7 +109,6 @@ class RunResult:
     decisions: int
     threads: int
     preemptions: int
-    elapsed_virtual: float
     uncontrolled: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     #: ``(thread, object key, field, write, site)`` per shared access, when the run noted them.
@@ -303,7 +294,7 @@ class Scheduler:
     def _thread_body(self, vt: VThread, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             fn(*args, **kwargs)
-        except (greenlet.GreenletExit, RunAborted):
+        except greenlet.GreenletExit:
             pass
         except SystemExit as exc:
             # As the interpreter: ignored in a thread; from the main thread, an exit status
@@ -329,12 +320,6 @@ class Scheduler:
             vt.sentinel.release()
         if self.recorder is not None:
             self.recorder.event(self, "exit", vt.name)
-
-    def by_ident(self, ident: int) -> VThread | None:
-        for vt in self.threads:
-            if vt.ident == ident:
-                return vt
-        return None
 
     # ---------------------------------------------------------------- the run
 
@@ -383,7 +368,6 @@ class Scheduler:
             decisions=self.decisions,
             threads=len(self.threads),
             preemptions=self.preemptions,
-            elapsed_virtual=self.clock.elapsed(),
             uncontrolled=self.uncontrolled,
             extra=self.extra,
             accesses=self.access_log,

@@ -89,7 +89,7 @@ class FakeProgram:
         elif ((1, 2, 0), JUMP) in chosen:
             failure = OTHER  # fails, but not the same way
         run = RunResult(failure, deviations, steps=100 + 3 * len(deviations), decisions=len(POINTS), threads=3,
-                        preemptions=sum(bool(d.paid) for d in deviations), elapsed_virtual=0.0)
+                        preemptions=sum(bool(d.paid) for d in deviations))
         chooser.end_run(run)
         return run
 
