@@ -127,7 +127,7 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
     progress = _progress_printer() if sys.stderr.isatty() else None
     coverage = coverage_text or bool(coverage_html)
     if values["workers"] is None:
-        values["workers"] = 1 if coverage else settings.default_workers()  # coverage: lines are collected in-process
+        values["workers"] = settings.default_workers()
     try:
         arguments = settings.explore_arguments(settings.Exploration(**values), explore)
     except settings.NotAvailable as exc:

@@ -20,9 +20,7 @@ the current thread blocks or ends is free, and so enumerated in full at every bo
 
 from __future__ import annotations
 
-from typing import Any
-
-from .base import Strategy, choice_cost
+from .base import Enumeration, SearchSummary, Strategy, choice_cost
 
 #: Set-aside subtree roots kept at most; past this a bound can no longer be exhausted.
 MAX_PENDING = 200_000
@@ -56,6 +54,7 @@ def _path(chain: tuple | None) -> tuple[int, ...]:
 
 class BoundedDFS(Strategy):
     name = "dfs"
+    label = "enumeration"
 
     def __init__(self, max_preemptions: int = 2) -> None:
         self.max_bound = max_preemptions
@@ -162,10 +161,10 @@ class BoundedDFS(Strategy):
         """Every schedule of the program was run (no bound was needed)."""
         return self.done and not self.truncated and not self.beyond_max and not self.next_items
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "bound": self.completed_bound if not self.truncated else None,
-            "max_preemptions": self.max_bound,
-            "schedules": self.schedules,
-            "complete": self.complete(),
-        }
+    def shared_run(self) -> bool:
+        return self.shared
+
+    def summary(self) -> SearchSummary:
+        return SearchSummary(enumeration=Enumeration(
+            done=self.done, truncated=self.truncated, completed_bound=self.completed_bound,
+            max_bound=self.max_bound, complete=self.complete(), schedules=self.schedules))

@@ -25,6 +25,7 @@ def random_fault(rng: random.Random, options: list[int], default: int) -> int:
 
 class RandomWalk(Strategy):
     name = "random"
+    label = "random walk"
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

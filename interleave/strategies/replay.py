@@ -19,6 +19,7 @@ class Replay(Strategy):
     """
 
     name = "replay"
+    label = "replay"
 
     def __init__(self, deviations: list[Deviation], strict: bool = True) -> None:
         self.plan = {d.key(): d.choice for d in deviations}

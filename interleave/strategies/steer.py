@@ -32,6 +32,7 @@ def _line_of(frame) -> int:
 
 class Steer(Strategy):
     name = "steer"
+    label = "steer"
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -73,6 +74,3 @@ class Steer(Strategy):
         if not self.run_pairs <= self.pairs:
             self.pairs |= self.run_pairs
             self.corpus.append(list(result.deviations))
-
-    def summary(self):
-        return {"corpus": len(self.corpus), "switch_pairs": len(self.pairs)}
