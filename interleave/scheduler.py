@@ -31,8 +31,8 @@ import greenlet
 
 from . import access
 from .clock import Clock
-from .failures import (Failure, blocked_thread_report, blocking_call, exception_failure, exit_failure, hang_failure,
-                       innermost_user_frame, user_location)
+from .failures import (RUN_STEPS_FACTOR, Failure, blocked_thread_report, blocking_call, exception_failure,
+                       exit_failure, hang_failure, innermost_user_frame, user_location)
 from .files import is_user_file
 from .progress import Snapshot, snapshot
 
@@ -56,9 +56,6 @@ TICK_SLICE = 16
 #: looks in a row with nothing started or ended in between make the run *stalled*.
 STALL_SAMPLE = 500
 
-#: A run that keeps changing its state is still stopped (as a hang) past this many times
-#: its no-progress bound ``max_steps``.
-RUN_STEPS_FACTOR = 100
 
 #: Fault decisions are keyed apart from scheduling decisions (``sub`` from this base), so
 #: removing a deviation that changes how many threads were runnable at a fault's step
