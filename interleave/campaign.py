@@ -27,15 +27,7 @@ from .describe import FoundFailure, describe_failures
 from .failures import Failure
 from .linecoverage import LineCollector
 from .program import BadInput, Program, load
-from .report import (
-    INTERRUPTED,
-    FailureReport,
-    Progress,
-    Report,
-    confidence_from,
-    merge_races,
-    race_place_text,
-)
+from .report import INTERRUPTED, FailureReport, Progress, Report, confidence_from, race_place_text
 from .runner import DEFAULT_MAX_STEPS, RunConfig, Runner
 from .scheduler import Deviation, RunResult
 from .strategies.base import Enumeration, PctFigures
@@ -83,8 +75,8 @@ class RaceCount:
     """The races seen in the runs checked for them while races are not failures."""
 
     def __init__(self) -> None:
-        self.places: dict[tuple[Any, ...], None] = {}
-        self.runs = 0
+        #: Per run checked: its position among the slot's runs, and the places of the races it saw.
+        self.checks: list[tuple[int, tuple[Any, ...]]] = []
         self.every = RACE_CHECK_EVERY
 
     def due(self, run: int, runner: Runner) -> bool:
@@ -93,17 +85,24 @@ class RaceCount:
             self.every = 1
         return runner.accesses and (runner.config.races or run % RACE_CHECK_EVERY == 0)
 
-    def add(self, result: RunResult) -> None:
+    def add(self, run: int, result: RunResult) -> None:
         if "races" in result.extra:
-            self.runs += 1
-            self.places.update(dict.fromkeys(result.extra["races"]))
+            self.checks.append((run, tuple(result.extra["races"])))
 
-    def summary(self) -> dict[str, Any]:
-        """``{"seen", "runs_checked", "places"}``; empty when no run was checked."""
-        if not self.runs:
-            return {}
-        return {"seen": len(self.places), "runs_checked": self.runs, "every": self.every,
-                "places": [race_place_text(p) for p in self.places]}
+
+def race_summary(counts: list[tuple[RaceCount, int]]) -> dict[str, Any]:
+    """``{"seen", "runs_checked", "every", "places"}`` over each count's runs before its limit; empty: none checked."""
+    places: dict[tuple[Any, ...], None] = {}
+    checked = 0
+    for count, limit in counts:
+        for run, seen in count.checks:
+            if run < limit:
+                checked += 1
+                places.update(dict.fromkeys(seen))
+    if not checked:
+        return {}
+    return {"seen": len(places), "runs_checked": checked, "every": counts[0][0].every,
+            "places": [race_place_text(p) for p in places]}
 
 
 @dataclass
@@ -160,7 +159,7 @@ class SlotResult:
     enumeration: Enumeration | None = None
     pct: tuple[PctFigures, ...] = ()
     census: Census | None = None  # see interleave.census
-    races: dict[str, Any] = field(default_factory=dict)  # seen with races off (see RaceCount)
+    races: RaceCount = field(default_factory=RaceCount)  # the runs checked for races (see RaceCount)
     coverage: dict[str, list[int]] | None = None  # with Job.coverage: {filename: [line, ...]}
 
 
@@ -281,7 +280,7 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> SlotResu
                 break
             chooser.end_run(result)
             if counting:
-                race_count.add(result)
+                race_count.add(run, result)
             if is_shared:
                 shared += 1
             else:
@@ -313,7 +312,7 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> SlotResu
         runner.deadline = None  # describing keeps to its own time
         if own_runner:
             runner.close()
-    out.races = race_count.summary()
+    out.races = race_count
     summary = chooser.summary()
     out.enumeration, out.pct = summary.enumeration, summary.pct
     out.census = runner.census
@@ -381,10 +380,12 @@ def merge(display: str, job: Job, campaign: Campaign, describe: Describe, worker
     # after its share was complete (until it heard that every share was) does not count.
     enumerated = (not found and not campaign.lost_slots and len(results) == slots
                   and all(r.enumerated_at is not None for r in results))
+    races: list[tuple[RaceCount, int]] = []
     for r in results:
         keep = len(r.steps) if cut == NO_LIMIT else max(0, (cut - r.slot) // slots + 1)
         if enumerated:
             keep = min(keep, r.enumerated_at)
+        races.append((r.races, keep))
         ran = [i for i in range(min(keep, len(r.steps))) if r.steps[i] != SKIPPED]
         report.runs += len(ran)
         report.steps += sum(r.steps[i] for i in ran)
@@ -399,9 +400,7 @@ def merge(display: str, job: Job, campaign: Campaign, describe: Describe, worker
         if keep_going or not found:
             report.uncontrolled, report.nondeterministic = first_end.uncontrolled, first_end.nondeterministic
     _merge_search(report, results, slots, campaign.lost_slots)
-    for r in results:
-        if r.races:
-            report.races = merge_races(report.races, r.races)
+    report.races = race_summary(races)  # the runs counted only, as one process would have run them
     if job.coverage:
         lines: dict[str, set[int]] = {}
         for r in results:

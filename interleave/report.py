@@ -187,12 +187,3 @@ def confidence_from(pct: Iterable[PctFigures]) -> dict[str, Any]:
 def race_place_text(place: tuple[Any, ...]) -> str:
     """``a.py:5 (write) / a.py:7 (read)``: a race's pair of locations, for reports."""
     return " / ".join(f"{target_path(f)}:{line} ({'write' if w else 'read'})" for f, line, w in place[1:])
-
-
-def merge_races(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Two processes' race counts as one (the places, deduplicated)."""
-    if not a:
-        return b
-    places = list(dict.fromkeys(a["places"] + b["places"]))
-    return {"seen": len(places), "runs_checked": a["runs_checked"] + b["runs_checked"], "every": a["every"],
-            "places": places}

@@ -42,18 +42,7 @@ from multiprocessing.connection import wait
 from typing import Any, Callable, Iterator
 
 from . import strategies
-from .campaign import (
-    NO_LIMIT,
-    Campaign,
-    Describe,
-    Found,
-    Job,
-    SlotResult,
-    as_found_failure,
-    merge,
-    run_here,
-    search,
-)
+from .campaign import NO_LIMIT, Campaign, Describe, Found, Job, SlotResult, as_found_failure, merge, run_here, search
 from .describe import NondeterministicProgram, describe_failures, unreplayed
 from .program import BadInput, Program, load
 from .report import INTERRUPTED, PENDING, FailureReport, Progress, Report
