@@ -115,3 +115,30 @@ def test_a_share_searched_in_this_process_is_not_the_whole_search(program):
     assert not any(s.exhausted for s in shares) and whole.exhausted  # a share cannot speak for the program
     with pytest.raises(Exception, match="share 2 of 2 does not exist"):
         explore(target, partition=(2, 2))
+
+
+def test_strategies_tell_the_campaign_what_they_searched(program):
+    """The typed summary the report is made from: the enumeration's figures, PCT's, the members' names."""
+    from interleave import strategies
+    from interleave.campaign import InProcess, Job, run_config, search
+    from interleave.program import load
+
+    prog = load(program(BRANCHES))
+    assert strategies.make("portfolio").member_names() == ("enumeration", "pct d=2", "pct d=3", "surw")
+    assert strategies.make("random").member_names() == ("random walk",)
+
+    def slot(strategy: str, runs: int | None):
+        job = Job(program=prog, spec=None, fingerprint=prog.fingerprint, config=run_config(prog, None, None, None,
+                  "access"), strategy=strategy, seed=0, depth=3, max_preemptions=2, slot=0, slots=1, runs=runs,
+                  time_limit=None, keep_going=True)
+        return search(job, InProcess())
+
+    dfs = slot("dfs", None)
+    figures = dfs.enumeration
+    assert dfs.exhausted and (figures.exhausted, figures.completed_bound, figures.max_bound) == (True, 2, 2)
+    assert not figures.complete  # some schedule needs more than 2 preemptions
+    assert dfs.enumeration.schedules == len(dfs.steps) and dfs.pct == ()
+    mixed = slot("portfolio", 8)
+    assert [p.depth for p in mixed.pct] == [2, 3] and mixed.enumeration.schedules == 2  # members take turns
+    assert all(p.per_run_probability == 1 / (p.threads * p.steps_k ** (p.depth - 1)) for p in mixed.pct)
+    assert slot("random", 3).enumeration is None
