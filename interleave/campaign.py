@@ -218,7 +218,10 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> SlotResu
 
     ``runner``: run in this one (left open, for describing what was found); else in a new one.
     """
-    program = job.program if job.program is not None else load(job.spec)
+    program = job.program
+    if program is None:
+        assert job.spec is not None, "a job without its program (a callable) names it"
+        program = load(job.spec)
     if program.fingerprint != job.fingerprint:
         raise BadInput(f"{program.display} differs here from the file the campaign started with; "
                        "every worker must see the same files")
@@ -383,7 +386,7 @@ def merge(display: str, job: Job, campaign: Campaign, describe: Describe, worker
     races: list[tuple[RaceCount, int]] = []
     for r in results:
         keep = len(r.steps) if cut == NO_LIMIT else max(0, (cut - r.slot) // slots + 1)
-        if enumerated:
+        if enumerated and r.enumerated_at is not None:
             keep = min(keep, r.enumerated_at)
         races.append((r.races, keep))
         ran = [i for i in range(min(keep, len(r.steps))) if r.steps[i] != SKIPPED]
@@ -393,12 +396,14 @@ def merge(display: str, job: Job, campaign: Campaign, describe: Describe, worker
     report.distinct_schedules = len(seen)
     report.elapsed_s = campaign.elapsed_s
     report.interrupted = campaign.interrupted or any(r.interrupted for r in results)
-    first_end = min((r for r in results if r.stopped_at is not None), key=lambda r: r.stopped_at, default=None)
+    first_end = min(((r.stopped_at, r) for r in results if r.stopped_at is not None), key=lambda e: e[0],
+                    default=None)
     if first_end is not None:
         # One process would have stopped there: what it would have found after does not count.
-        found = [f for f in found if f.key < first_end.stopped_at]
+        end_key, first = first_end
+        found = [f for f in found if f.key < end_key]
         if keep_going or not found:
-            report.uncontrolled, report.nondeterministic = first_end.uncontrolled, first_end.nondeterministic
+            report.uncontrolled, report.nondeterministic = first.uncontrolled, first.nondeterministic
     _merge_search(report, results, slots, campaign.lost_slots)
     report.races = race_summary(races)  # the runs counted only, as one process would have run them
     if job.coverage:
