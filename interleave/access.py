@@ -79,14 +79,23 @@ _READ_METHODS: dict[type, frozenset[str]] = {
 _KEYED = frozenset({"get", "setdefault", "pop", "__getitem__", "__setitem__", "__delitem__", "__contains__"})
 
 
+#: The controlled locks: :mod:`interleave.primitives` registers them when it loads (it sits
+#: above this module, which the scheduler imports).
+_LOCK_TYPES: tuple[type, ...] = ()
+
+
+def register_locks(*types: type) -> None:
+    """Name the lock types whose methods are synchronization, not accesses."""
+    global _LOCK_TYPES
+    _LOCK_TYPES = types
+
+
 def _sync_types() -> tuple[type, ...]:
     from concurrent.futures import Future
 
-    from . import primitives
-
+    assert _LOCK_TYPES, "interleave.primitives registers its locks before the first run"
     return (threading.Event, threading.Condition, threading.Semaphore, threading.Barrier, threading.Thread,
-            queue.Queue, queue.SimpleQueue, getattr(queue, "_PySimpleQueue", queue.Queue), primitives.Lock,
-            primitives.RLock, Future)
+            queue.Queue, queue.SimpleQueue, getattr(queue, "_PySimpleQueue", queue.Queue), *_LOCK_TYPES, Future)
 
 
 _SYNC: tuple[type, ...] | None = None

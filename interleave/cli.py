@@ -22,12 +22,14 @@ import click
 
 from . import settings
 from .census import Census
-from .explore import FailureReport, NondeterministicProgram, Progress, Report, explore, replay, setup_steps
+from .describe import setup_steps
+from .explore import FailureReport, NondeterministicProgram, Progress, Report, explore, replay
 from .fresh import fresh_replay_problem
 from .html import render_html
 from .linecoverage import write_report
 from .output import Unwritable, checked_path, write_atomically
 from .program import BadInput
+from .report import Outcome
 from .trace import render
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -136,7 +138,7 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
     progress = _progress_printer() if sys.stderr.isatty() else None
     coverage = coverage_text or bool(coverage_html)
     if values["workers"] is None:
-        values["workers"] = 1 if coverage else settings.default_workers()  # coverage: lines are collected in-process
+        values["workers"] = settings.default_workers()
     try:
         arguments = settings.explore_arguments(settings.Exploration(**values), explore)
     except settings.NotAvailable as exc:
@@ -180,18 +182,19 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
         click.echo(f"interleave: error: {line}", err=True)
     if unrepeated:
         sys.exit(EXIT_BAD_INPUT)
-    if report.uncontrolled is not None:
+    outcome = report.outcome
+    if outcome is Outcome.UNCONTROLLED:
         _bad_input(f"cannot explore: the program used {report.uncontrolled}; results would not be trustworthy")
-    if report.nondeterministic is not None:
-        _bad_input(report.nondeterministic)
-    if report.failure is not None:
-        sys.exit(EXIT_FAILURE)
-    if report.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-    unbacked = report.unbacked()
-    if unbacked is not None:
-        _bad_input(f"no verdict: {unbacked}")
-    sys.exit(EXIT_OK)
+    elif outcome is Outcome.NONDETERMINISTIC:
+        _bad_input(f"{report.nondeterministic}")
+    elif outcome in _NO_VERDICT:
+        _bad_input(f"no verdict: {report.unbacked()}")
+    sys.exit(EXIT_FAILURE if outcome is Outcome.FAILED else EXIT_INTERRUPTED if outcome is Outcome.INTERRUPTED
+             else EXIT_OK)
+
+
+#: Outcomes after which nothing can be said of the program (the reason goes to standard error).
+_NO_VERDICT = (Outcome.LOST_WORKERS, Outcome.NO_RUN)
 
 
 @contextmanager
@@ -284,13 +287,13 @@ def _print_report(report: Report) -> None:
     if failure is None:
         if report.interrupted:
             click.echo(f"interleave: interrupted; no failure in {head}")
-        elif report.unbacked() is not None:
+        elif report.outcome in _NO_VERDICT:
             click.echo(f"interleave: no verdict in {head}")  # the reason follows on stderr
             return
-        elif report.uncontrolled is None and report.nondeterministic is None:
+        elif report.outcome.verdict:
             click.echo(f"interleave: no failure in {head}")
         else:
-            return
+            return  # uncontrolled or not deterministic: said on stderr
         _print_races(report)
         _print_confidence(report)
         return

@@ -158,6 +158,9 @@ def _waits_for(vt: VThread, api: str) -> str:
 
 
 #: Where to raise the bound, on every face (the message of a hang says it).
+#: A run that keeps changing its state is still stopped (as a hang) past this many times
+#: its no-progress bound ``max_steps`` (the scheduler stops it; the hang's text says so).
+RUN_STEPS_FACTOR = 100
 RAISE_BOUND = "raise the bound with --max-steps N, the marker's max_steps=N or the ini's interleave_max_steps = N"
 
 
@@ -168,9 +171,9 @@ def hang_failure(sched: Scheduler, vt: VThread, frame: Any, loops: dict[tuple[in
     if loops is None:
         user = innermost_user_frame(frame)
         where = f"{_short(user.f_code.co_filename)}:{user.f_lineno}" if user else "?"
-        bound = sched.max_steps * _run_steps_factor()
+        bound = sched.max_steps * RUN_STEPS_FACTOR
         message = f"hang: still running after {bound} steps ({vt.name} at {where}); {RAISE_BOUND}"
-        details = (f"Hang: the run went past {bound} steps ({_run_steps_factor()} times its no-progress bound "
+        details = (f"Hang: the run went past {bound} steps ({RUN_STEPS_FACTOR} times its no-progress bound "
                    f"of {sched.max_steps}); {vt.name} was at {where}. To let it run longer, {RAISE_BOUND}.")
         return Failure(HANG, message, details, ("hang",), vt.name)
     per_thread: dict[int, Counter[tuple[str, int]]] = {}
@@ -192,12 +195,6 @@ def hang_failure(sched: Scheduler, vt: VThread, frame: Any, loops: dict[tuple[in
             rows.append(f"  {other.name} is blocked in {blocking_call(frame, other.waiting_on)}")
     rows.append(f"To let such a run go on longer, {RAISE_BOUND}.")
     return Failure(HANG, message, "\n".join(rows), ("hang",), vt.name)
-
-
-def _run_steps_factor() -> int:
-    from .scheduler import RUN_STEPS_FACTOR
-
-    return RUN_STEPS_FACTOR
 
 
 def _span(lines: Counter[tuple[str, int]]) -> str:

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from .explore import FailureReport
+from .report import FailureReport
 
 #: Seconds a fresh replay may take: one run, plus starting an interpreter.
 TIMEOUT = 120.0

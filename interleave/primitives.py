@@ -22,6 +22,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
+from . import access
 from .failures import user_location
 from .files import is_threading_internal, is_user_file
 from .scheduler import Scheduler, VThread, active
@@ -501,6 +502,8 @@ CONTROLLED_TIME = {
 }
 
 PY313 = sys.version_info >= (3, 13)
+access.register_locks(Lock, RLock)  # their methods are synchronization steps, not accesses
+
 __all__ = [
     "Lock", "RLock", "allocate_lock", "get_ident", "start_new_thread", "set_sentinel",
     "ThreadHandle", "start_joinable_thread", "excepthook", "CONTROLLED_TIME", "REAL_TIME",

@@ -48,6 +48,7 @@ from .decisions import (
     run_thread,
 )
 from .failures import (
+    RUN_STEPS_FACTOR,
     Failure,
     blocked_thread_report,
     blocking_call,
@@ -81,10 +82,6 @@ STALL_SAMPLE = 500
 #: since anything woke, started or ended, after which real time would have passed: the
 #: clock jumps to the next deadline, even if the pollers change state as they look.
 SPINS_BEFORE_TIME_PASSES = 200
-
-#: A run that keeps changing its state is still stopped (as a hang) past this many times
-#: its no-progress bound ``max_steps``.
-RUN_STEPS_FACTOR = 100
 
 #: Keys and decision points are made at every decision: built as the tuples they are, directly.
 _new_tuple = tuple.__new__

@@ -1,23 +1,23 @@
 """Exploring in parallel: one search split among worker processes, or the tasks of a Dask cluster.
 
-How the search is split (each worker is a *slot* ``w`` of ``n``):
+Each worker runs the campaign's one loop (:func:`interleave.campaign.search`) over its
+*slot* ``w`` of ``n``; this module starts the processes, gives them a :class:`Control`
+in shared memory, replaces the ones that die, and hands what they ran to
+:func:`interleave.campaign.merge`. How the search is split:
 
 * sampling (random walk, PCT, SURW, the portfolio's samplers): slot ``w`` runs the run
   indices ``w, w+n, w+2n...``; a run draws its choices from (seed, run index), so no two
   slots draw the same sample, and together they use the indices one process would;
-* enumeration: :meth:`BoundedDFS.partition` deals subtrees, so the slots' schedules are
-  disjoint and together exactly the schedules of one process (see its docstring).
+* enumeration: :meth:`Strategy.partition` deals subtrees, so the slots' schedules are
+  disjoint and together exactly the schedules of one process (see BoundedDFS's docstring).
 
-Slot ``w``'s ``r``-th run (from 0) has the *key* ``r*n + w``; for sampling that is its run
-index. The campaign's failure is the one with the smallest key, whatever finished first:
-when a slot fails, the others are told to stop at that key, and every slot runs each key
-below it, so the same seed and the same ``n`` give the same failure and token. Counts are
-trimmed at the failing key, so they repeat too. With ``keep_going`` (``--all``) no slot
-stops early and every distinct failure (kind and place) is reported.
+When a slot fails, the others are told to stop at its key (see :mod:`interleave.campaign`),
+so the same seed and the same ``n`` give the same failure and token. With ``keep_going``
+(``--all``) no slot stops early and every distinct failure (kind and place) is reported.
 
 Workers only search. The chosen failing run is sent back as its deviations and failure;
-one process (a child of the calling one, or the calling one when it searched alone)
-replays it, shrinks it and makes the token, so a token always replays in one process.
+one process (a child of the calling one) replays it, shrinks it and makes the token, so a
+token always replays in one process.
 
 A worker process that dies (a crash, an exit from C code, the kernel's out-of-memory killer) is
 reported with the run it was on, and a new process takes over its slot: it redoes the
@@ -36,29 +36,21 @@ import signal
 import threading
 import time
 import uuid
-from array import array
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from multiprocessing.connection import wait
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any
 
 from . import strategies
-from .census import Census
-from .decisions import Decision, schedule_id
-from .explore import (INTERRUPTED, PENDING, FailureReport, FoundFailure, NondeterministicProgram, Progress, Report,
-                      RaceCount, _config, apply_census, confidence_from, merge_races, describe_failures, unreplayed)
-from .failures import Failure
-from .program import BadInput, Program, load
-from .runner import RunConfig, Runner
-from .strategies.dfs import BoundedDFS, Nondeterminism
-from .strategies.portfolio import Portfolio
+from .campaign import NO_LIMIT, Campaign, Describe, Found, Job, SlotResult, as_found_failure, merge, run_here, search
+from .describe import NondeterministicProgram, describe_failures, unreplayed
+from .program import BadInput, Program
+from .report import INTERRUPTED, PENDING, FailureReport, Progress, Report
+from .runner import Runner
 
-#: A key no run reaches: "nobody has to stop".
-NO_LIMIT = 2**62
 #: Times a slot's worker may die and be replaced before the slot is given up.
 MAX_RESTARTS = 3
-#: The steps of a run that was skipped (it had killed a worker).
-SKIPPED = -1
 #: Seconds an interrupted campaign waits for the workers to finish their runs under way and
 #: send their results (a second Ctrl-C stops waiting); then they are killed.
 STOP_GRACE_S = 10.0
@@ -66,227 +58,6 @@ STOP_GRACE_S = 10.0
 #: Seconds past the time limit after which a worker that has not sent its result is killed
 #: (its own watchdog stops a stuck run well before; this is for a call that ignores signals).
 OVERDUE = 10.0
-
-
-@dataclass
-class Job:
-    """Everything a worker needs to search its slot (picklable, except a callable program)."""
-
-    program: Program | None  # set when the worker inherits the program (fork); else loaded from spec
-    spec: str | None
-    fingerprint: str
-    config: RunConfig
-    strategy: str
-    seed: int
-    depth: int
-    max_preemptions: int
-    slot: int
-    slots: int
-    runs: int | None
-    time_limit: float | None
-    keep_going: bool
-    skip: frozenset[int] = frozenset()  # runs not to run: r >= 1 the r-th run, -d the d-th shared run
-
-
-@dataclass
-class Found:
-    """A failing run as a worker saw it."""
-
-    key: int
-    failure: Failure
-    deviations: list[Decision]
-    elapsed_s: float
-
-
-@dataclass
-class SlotResult:
-    """What one slot did: per-run figures (trimmed when merging), failures, how its search ended."""
-
-    slot: int
-    steps: array = field(default_factory=lambda: array("q"))  # per run, in order
-    schedules: array = field(default_factory=lambda: array("q"))  # hash of each run's deviations
-    found: list[Found] = field(default_factory=list)
-    stopped_at: int | None = None  # key of an uncontrolled or nondeterministic run
-    uncontrolled: str | None = None
-    nondeterministic: str | None = None
-    interrupted: bool = False
-    exhausted: bool = False
-    #: Runs made when this slot's share of the portfolio's enumeration was complete (None: not).
-    enumerated_at: int | None = None
-    dfs: dict[str, Any] | None = None
-    pct: list[dict[str, Any]] = field(default_factory=list)
-    census: Census | None = None  # slot 0's (see interleave.census)
-    races: dict[str, Any] = field(default_factory=dict)  # seen with races off (see explore.RaceCount)
-
-
-class Control(Protocol):
-    """How a searching slot hears when to stop and says what it is doing."""
-
-    def limit(self) -> int:
-        """Keys at or above this are not to be run."""
-
-    def lower(self, key: int) -> None:
-        """A run with this key failed (or must end the campaign): nobody needs keys above it."""
-
-    def running(self, run: int, member: int) -> None:
-        """About to start run ``run`` (``-d``: the d-th shared run) of strategy member ``member``."""
-
-    def progress(self, runs: int, steps: int) -> None:
-        """Runs and steps counted so far (for the progress line)."""
-
-    def enumerated(self) -> bool:
-        """This slot's share of the enumeration is complete: is every slot's (so no schedule is left)?"""
-
-
-class Solo:
-    """The control of a slot searched alone, in this process."""
-
-    def __init__(self) -> None:
-        self.stop = NO_LIMIT
-
-    def limit(self) -> int:
-        return self.stop
-
-    def lower(self, key: int) -> None:
-        self.stop = min(self.stop, key)
-
-    def running(self, run: int, member: int) -> None:
-        pass
-
-    def progress(self, runs: int, steps: int) -> None:
-        pass
-
-    def enumerated(self) -> bool:
-        return True
-
-
-def _dfs_of(chooser: strategies.Strategy) -> BoundedDFS | None:
-    if isinstance(chooser, BoundedDFS):
-        return chooser
-    return chooser.dfs if isinstance(chooser, Portfolio) else None
-
-
-def _member(chooser: strategies.Strategy) -> tuple[int, strategies.Strategy]:
-    if isinstance(chooser, Portfolio):
-        return chooser.members.index(chooser.current), chooser.current
-    return 0, chooser
-
-
-def member_name(strategy: str, seed: int, depth: int, max_preemptions: int, member: int) -> str:
-    """``enumeration``, ``pct d=3``, ``random walk``, ``surw``...: what a slot's run was, for reports."""
-    chooser = strategies.make(strategy, seed=seed, depth=depth, max_preemptions=max_preemptions)
-    chosen = chooser.members[member] if isinstance(chooser, Portfolio) else chooser
-    if isinstance(chosen, BoundedDFS):
-        return "enumeration"
-    if isinstance(chosen, strategies.PCT):
-        return f"pct d={chosen.depth}"
-    return "random walk" if isinstance(chosen, strategies.RandomWalk) else chosen.name
-
-
-def search(job: Job, control: Control) -> SlotResult:
-    """Search one slot until its budget, the campaign's stop key, or (unless keep_going) a failure."""
-    program = job.program if job.program is not None else load(job.spec)
-    if program.fingerprint != job.fingerprint:
-        raise BadInput(f"{program.display} differs here from the file the campaign started with; "
-                       "every worker must see the same files")
-    chooser = strategies.make(job.strategy, seed=job.seed, depth=job.depth, max_preemptions=job.max_preemptions)
-    dfs = _dfs_of(chooser)
-    if dfs is not None:
-        dfs.partition(job.slot, job.slots)
-    runner = Runner(program, job.config)
-    out = SlotResult(job.slot)
-    # A share of the portfolio's enumeration may be complete while the program's is not: the
-    # slot samples on until every share is (one process stops when the whole enumeration is).
-    shared_enumeration = isinstance(chooser, Portfolio) and job.slots > 1
-    seen_places: set[tuple] = set()
-    race_count = RaceCount()
-    started = time.monotonic()
-    runner.deadline = None if job.time_limit is None else started + job.time_limit
-    run = shared = 0  # runs of this slot so far; shared (uncounted) enumeration runs so far
-    total_steps = 0
-    try:
-        while job.runs is None or run < job.runs:
-            key = run * job.slots + job.slot
-            if key >= control.limit():
-                break
-            if job.time_limit is not None and time.monotonic() - started >= job.time_limit:
-                break
-            if shared_enumeration and out.enumerated_at is None and dfs.complete():
-                out.enumerated_at = run
-            if out.enumerated_at is not None and control.enumerated():
-                out.exhausted = True
-                break
-            if not chooser.begin_run(key):
-                out.exhausted = True
-                break
-            member, current = _member(chooser)
-            is_shared = current is dfs and dfs.shared
-            label = -(shared + 1) if is_shared else run + 1
-            control.running(label, member)
-            if label in job.skip:
-                if current is dfs:
-                    dfs.skip_run()
-                if is_shared:
-                    shared += 1
-                else:
-                    out.steps.append(SKIPPED)
-                    out.schedules.append(0)
-                    run += 1
-                continue
-            counting = not is_shared and race_count.due(run, runner)
-            try:
-                result = runner.run(chooser, check_races=counting)
-            except Nondeterminism as exc:
-                out.nondeterministic = f"the program did not repeat itself under the same choices ({exc})"
-                out.stopped_at = key
-                control.lower(key)
-                break
-            if result.uncontrolled is not None and is_shared:
-                # A shared enumeration run that was cut short has no subtree to deal out.
-                out.uncontrolled = result.uncontrolled
-                out.stopped_at = key
-                control.lower(key)
-                break
-            chooser.end_run(result)
-            if counting:
-                race_count.add(result)
-            if is_shared:
-                shared += 1
-            else:
-                run += 1
-                total_steps += result.steps
-                out.steps.append(result.steps)
-                out.schedules.append(hash(schedule_id(result.deviations)))
-                control.progress(run, total_steps)
-            if result.extra.get("interrupted"):
-                out.interrupted = True
-                break
-            if result.uncontrolled is not None:
-                out.uncontrolled = result.uncontrolled
-                out.stopped_at = key
-                control.lower(key)
-                break
-            if result.failure is not None and not is_shared:
-                where = (result.failure.kind, result.failure.place)
-                if where not in seen_places:
-                    seen_places.add(where)
-                    out.found.append(Found(key, result.failure, list(result.deviations),
-                                           time.monotonic() - started))
-                if not job.keep_going:
-                    control.lower(key)
-                    break
-    except KeyboardInterrupt:
-        out.interrupted = True
-    runner.close()
-    if dfs is not None:
-        out.dfs = {"done": dfs.done, "truncated": dfs.truncated, "completed_bound": dfs.completed_bound,
-                   "complete": dfs.complete(), "max_bound": dfs.max_bound}
-    out.races = race_count.summary()
-    summary = chooser.summary()
-    out.pct = list(summary.get("pct") or ([summary] if isinstance(chooser, strategies.PCT) else []))
-    if job.slot == 0:
-        out.census = runner.census
-    return out
 
 
 # ------------------------------------------------------------------ local worker processes
@@ -313,7 +84,7 @@ class _Shared:
                 self.stop[0] = key
 
     def get(self, position: int, i: int) -> int:
-        return self.board[position * self.FIELDS + i]
+        return int(self.board[position * self.FIELDS + i])
 
 
 class _SlotControl:
@@ -322,7 +93,7 @@ class _SlotControl:
         self.base = position * _Shared.FIELDS
 
     def limit(self) -> int:
-        return self.shared.stop[0]
+        return int(self.shared.stop[0])
 
     def lower(self, key: int) -> None:
         self.shared.lower(key)
@@ -430,18 +201,6 @@ def _spawn_environment(method: str) -> Iterator[None]:
             del os.environ[name]
 
 
-@dataclass
-class Campaign:
-    """What the slots returned, for merging into one report."""
-
-    results: list[SlotResult]
-    deaths: list[str]
-    lost_slots: list[int]
-    elapsed_s: float
-    interrupted: bool = False
-    granularity: str = "access"
-
-
 def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], None] | None = None,
               poll: Callable[[], int] | None = None) -> Campaign:
     """Run every slot in its own process (started by ``method``); replace the ones that die.
@@ -456,7 +215,8 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
 
     def start(position: int, job: Job) -> None:
         reader, writer = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=_worker_main, args=(job, shared, position, writer, os.getpid()), daemon=True,
+        process = ctx.Process(  # type: ignore[attr-defined]  # typeshed's BaseContext lacks what every context has
+            target=_worker_main, args=(job, shared, position, writer, os.getpid()), daemon=True,
                               name=f"interleave-worker-{job.slot}")
         with _spawn_environment(method):
             process.start()
@@ -555,7 +315,8 @@ def _replace(job: Job, run: int, elapsed: float) -> Job:
 
 
 def _describe_death(job: Job, run: int, member: int, cause: str) -> str:
-    what = member_name(job.strategy, job.seed, job.depth, job.max_preemptions, member)
+    chooser = strategies.make(job.strategy, seed=job.seed, depth=job.depth, max_preemptions=job.max_preemptions)
+    what = chooser.member_names()[member]
     if run < 0:
         doing = f"replaying shared enumeration run {-run} ({what})"
     elif run == 0:
@@ -652,140 +413,63 @@ def dask_client(address: str) -> Any:
 
 def dask_slots(client: Any) -> int:
     """One slot per thread of the cluster's workers."""
-    return max(1, sum(client.nthreads().values()))
+    return max(1, int(sum(client.nthreads().values())))
 
 
 # ------------------------------------------------------------------------- merging
 
 
-def explore_parallel(program: Program, *, workers: int | str | Any, keep_going: bool, runs: int | None,
-                     time_limit: float | None, seed: int, strategy: str, depth: int, max_preemptions: int,
-                     max_steps: int | None, max_pauses: int | None, max_faults: int | None, granularity: str,
-                     shrink_time: float, on_progress: Callable[[Progress], None] | None,
-                     on_found: Callable[[list[FailureReport]], None] | None = None,
-                     include: tuple[str, ...] = (), races: bool = False) -> Report:
-    """The campaign behind :func:`interleave.explore` when ``workers`` is not 1 or ``keep_going`` is set."""
-    config = _config(program, max_steps, max_pauses, max_faults, granularity, include, races)
-    try:
-        strategies.make(strategy, seed=seed, depth=depth, max_preemptions=max_preemptions)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+def explore_parallel(job: Job, display: str, workers: int | str | Any, shrink_time: float,
+                     on_progress: Callable[[Progress], None] | None = None,
+                     on_found: Callable[[list[FailureReport]], None] | None = None) -> Report:
+    """The campaign of ``job`` (a whole search) among ``workers`` processes, or on the Dask cluster at that address."""
     if isinstance(workers, str):
         client = dask_client(workers)
         try:
-            return _explore(program, config, client, dask_slots(client), keep_going, runs, time_limit, seed, strategy,
-                            depth, max_preemptions, shrink_time, on_progress, on_found)
+            return _explore(job, display, client, dask_slots(client), shrink_time, on_progress, on_found)
         finally:
             client.close()
     client = None if isinstance(workers, int) else workers
     slots = dask_slots(client) if client is not None else workers
-    return _explore(program, config, client, slots, keep_going, runs, time_limit, seed, strategy, depth,
-                    max_preemptions, shrink_time, on_progress, on_found)
+    return _explore(job, display, client, slots, shrink_time, on_progress, on_found)
 
 
-def _explore(program: Program, config: RunConfig, client: Any, slots: int, keep_going: bool, runs: int | None,
-             time_limit: float | None, seed: int, strategy: str, depth: int, max_preemptions: int,
-             shrink_time: float, on_progress: Callable[[Progress], None] | None,
+def _explore(whole: Job, display: str, client: Any, slots: int, shrink_time: float,
+             on_progress: Callable[[Progress], None] | None,
              on_found: Callable[[list[FailureReport]], None] | None) -> Report:
     if slots < 1:
         raise BadInput(f"--workers must be at least 1 (got {slots})")
+    runs = whole.runs
     if runs is not None:
         slots = min(slots, runs)  # a slot without a run would only cost a process
+    program = whole.program
+    assert program is not None
+    if slots == 1 and client is None:
+        return run_here(whole, display, shrink_time, on_progress, on_found)
     # spawn for Dask: this process runs the Dask client's threads (and in tests a whole cluster)
     method = "spawn" if client is not None else _start_method(program)
-    if program.code is None and (client is not None or (slots > 1 and method != "fork")):
+    if program.code is None and (client is not None or method != "fork"):
         raise BadInput("a callable target runs in worker processes only where they can be forked; "
                        "give it as PATH::FUNC")
-    jobs = [
-        Job(program=program if method == "fork" else None,
-            spec=f"{program.path}::{program.func_name}" if program.path else None,
-            fingerprint=program.fingerprint, config=config, strategy=strategy, seed=seed, depth=depth,
-            max_preemptions=max_preemptions, slot=slot, slots=slots,
-            runs=None if runs is None else runs // slots + (1 if slot < runs % slots else 0),
-            time_limit=time_limit, keep_going=keep_going)
-        for slot in range(slots)
-    ]
-    if client is not None:
-        campaign = run_dask(jobs, client)
-        describer = _describer(jobs[0], shrink_time, method, on_found)
-    elif slots == 1:
-        started = time.monotonic()
-        campaign = Campaign([search(jobs[0], Solo())], [], [], 0.0)
-        campaign.elapsed_s = time.monotonic() - started
-        describer = _describer(jobs[0], shrink_time, None, on_found)
-    else:
-        campaign = run_local(jobs, method, on_progress)
-        describer = _describer(jobs[0], shrink_time, method, on_found)
-    campaign.granularity = config.granularity
-    return merge(program, campaign, slots, strategy, seed, keep_going, describer)
-
-
-def merge(program: Program, campaign: Campaign, slots: int, strategy: str, seed: int, keep_going: bool,
-          describe: Describe) -> Report:
-    """One report from the slots' results: counts trimmed at the failure, failures described by ``describe``."""
-    report = Report(target=program.display, strategy=strategy, seed=seed, workers=slots,
-                    worker_deaths=list(campaign.deaths), lost_workers=sorted(campaign.lost_slots),
-                    granularity=campaign.granularity)
-    results = campaign.results
-    found = sorted((f for r in results for f in r.found), key=lambda f: f.key)
-    ends = [r.stopped_at for r in results if r.stopped_at is not None]
-    cut = min([*ends, *([found[0].key] if found and not keep_going else [])], default=NO_LIMIT)
-    seen: set[int] = set()
-    # Every share of the portfolio's enumeration complete and no failure: what a slot ran
-    # after its share was complete (until it heard that every share was) does not count.
-    enumerated = (not found and not campaign.lost_slots and len(results) == slots
-                  and all(r.enumerated_at is not None for r in results))
-    for r in results:
-        keep = len(r.steps) if cut == NO_LIMIT else max(0, (cut - r.slot) // slots + 1)
-        if enumerated:
-            keep = min(keep, r.enumerated_at)
-        ran = [i for i in range(min(keep, len(r.steps))) if r.steps[i] != SKIPPED]
-        report.runs += len(ran)
-        report.steps += sum(r.steps[i] for i in ran)
-        seen.update(r.schedules[i] for i in ran)
-    report.distinct_schedules = len(seen)
-    report.elapsed_s = campaign.elapsed_s
-    report.interrupted = campaign.interrupted or any(r.interrupted for r in results)
-    first_end = min((r for r in results if r.stopped_at is not None), key=lambda r: r.stopped_at, default=None)
-    if first_end is not None:
-        # One process would have stopped there: what it would have found after does not count.
-        found = [f for f in found if f.key < first_end.stopped_at]
-        if keep_going or not found:
-            report.uncontrolled, report.nondeterministic = first_end.uncontrolled, first_end.nondeterministic
-    _merge_search(report, results, campaign.lost_slots)
-    for r in results:
-        if r.races:
-            report.races = merge_races(report.races, r.races)
-    distinct: dict[tuple, Found] = {}
-    for f in found:
-        distinct.setdefault((f.failure.kind, f.failure.place), f)
-    chosen = list(distinct.values()) if keep_going else found[:1]
-    if chosen:
-        report.failures = describe(chosen, report.interrupted)
-        report.interrupted = report.interrupted or any(f.not_shrunk == INTERRUPTED for f in report.failures)
-    report.failure = report.failures[0] if report.failures else None
-    return report
-
-
-#: Describes the chosen failures (not shrinking them when the campaign was interrupted).
-Describe = Callable[[list[Found], bool], list[FailureReport]]
+    jobs = [replace(whole, program=program if method == "fork" else None, slot=slot, slots=slots,
+                    runs=None if runs is None else runs // slots + (1 if slot < runs % slots else 0))
+            for slot in range(slots)]
+    campaign = run_dask(jobs, client) if client is not None else run_local(jobs, method, on_progress)
+    campaign.granularity = whole.config.granularity
+    return merge(display, jobs[0], campaign, _describer(jobs[0], shrink_time, method, on_found))
 
 
 def describe_here(job: Job, found: list[Found], shrink_time: float | None,
                   on_found: Callable[[list[FailureReport]], None] | None = None,
                   on_shrunk: Callable[[list[FailureReport]], None] | None = None) -> list[FailureReport]:
     """Replay each failing run in this process, make its token, shrink it (``shrink_time`` None: not)."""
-    program = job.program if job.program is not None else load(job.spec)
+    program = job.load()
     runner = Runner(program, job.config)
     try:
-        return describe_failures(runner, program, [_as_found_failure(f) for f in found], shrink_time, on_found,
+        return describe_failures(runner, program, [as_found_failure(f) for f in found], shrink_time, on_found,
                                  on_shrunk)
     finally:
         runner.close()
-
-
-def _as_found_failure(found: Found) -> FoundFailure:
-    return FoundFailure(found.key + 1, found.failure, found.deviations, found.elapsed_s)
 
 
 #: Seconds an interrupted campaign waits for the describing process to send the failure as
@@ -793,24 +477,23 @@ def _as_found_failure(found: Found) -> FoundFailure:
 TOKEN_GRACE_S = 10.0
 
 
-def _describer(job: Job, shrink_time: float, method: str | None,
+def _describer(job: Job, shrink_time: float, method: str,
                on_found: Callable[[list[FailureReport]], None] | None) -> Describe:
-    """Describe failures in this process (``method`` None) or in a child process.
+    """Describe failures in a child process (started by ``method``).
 
-    A child, when this process coordinates workers: a run executes the program's exit
+    A child, because this process coordinates workers: a run executes the program's exit
     hooks, which shut down every thread pool of the process it runs in (a Dask client's).
     The child sends the failures as found (with their tokens) before it shrinks them, and
     again after each is shrunk: if this process is interrupted or the child dies, the last
     it sent is reported.
     """
-    if method is None:
-        return lambda found, interrupted: describe_here(job, found, None if interrupted else shrink_time, on_found)
 
     def describe(found: list[Found], interrupted: bool) -> list[FailureReport]:
         ctx = multiprocessing.get_context(method)
         reader, writer = ctx.Pipe(duplex=False)
-        child = job if method == "fork" else Job(**{**job.__dict__, "program": None})
-        process = ctx.Process(target=_describe_main, name="interleave-describe", daemon=True,
+        child = job if method == "fork" else replace(job, program=None)
+        process = ctx.Process(  # type: ignore[attr-defined]  # as in run_local
+            target=_describe_main, name="interleave-describe", daemon=True,
                               args=(child, found, None if interrupted else shrink_time, writer, os.getpid()))
         with _spawn_environment(method):
             process.start()
@@ -843,7 +526,7 @@ def _describer(job: Job, shrink_time: float, method: str | None,
             process.join()
         why = INTERRUPTED if interrupted else f"the process shrinking it died: {_death_cause(process.exitcode)}"
         if latest is None:
-            return [unreplayed(_as_found_failure(f), why) for f in found]
+            return [unreplayed(as_found_failure(f), why) for f in found]
         for report in latest:
             if report.not_shrunk == PENDING:
                 report.not_shrunk = why
@@ -861,30 +544,3 @@ def _describe_main(job: Job, found: list[Found], shrink_time: float | None, conn
     except (BadInput, NondeterministicProgram) as exc:
         conn.send(("error", exc))
     conn.close()
-
-
-def _merge_search(report: Report, results: list[SlotResult], lost: list[int]) -> None:
-    apply_census(report, next((r.census for r in results if r.census is not None), None))
-    dfs = [r.dfs for r in results if r.dfs is not None]
-    if dfs and report.user_code_ran:
-        every = len(dfs) == report.workers and not lost
-        done = every and all(d["done"] and not d["truncated"] for d in dfs)
-        report.exhausted = done
-        report.complete = done and all(d["complete"] for d in dfs)
-        if any(d["truncated"] for d in dfs) or not every:
-            report.bound = None
-        elif done:
-            report.bound = max(d["completed_bound"] for d in dfs)
-        else:
-            # A slot whose share is done has covered every bound; the others, what they finished.
-            report.bound = min(d["max_bound"] if d["done"] else d["completed_bound"] for d in dfs)
-    by_depth: dict[int, dict[str, Any]] = {}
-    for r in results:
-        for entry in r.pct:
-            seen = by_depth.setdefault(entry["depth"], dict(entry))
-            seen["threads"] = max(seen["threads"], entry["threads"])
-            seen["steps_k"] = max(seen["steps_k"], entry["steps_k"])
-    for entry in by_depth.values():
-        entry["per_run_probability"] = 1.0 / (entry["threads"] * entry["steps_k"] ** (entry["depth"] - 1))
-    report.confidence = confidence_from(list(by_depth.values()))
-

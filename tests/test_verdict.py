@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from interleave import explore
+from interleave import explore, replay
 from interleave.program import BadInput
 
 RACE = """
@@ -314,13 +314,13 @@ def main():
 
 @pytest.mark.parametrize("workers, keep_going", [(1, False), (2, False), (2, True)])
 def test_a_failure_is_kept_as_found_when_shrinking_is_interrupted(tmp_path, monkeypatch, workers, keep_going):
-    exploring = importlib.import_module("interleave.explore")  # the package's name "explore" is the function
+    describing = importlib.import_module("interleave.describe")
     (tmp_path / "bugs.py").write_text(TWO_BUGS)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # as a Ctrl-C in the middle of shrinking (forked workers inherit it)
 
-    monkeypatch.setattr(exploring, "shrink", interrupted)
+    monkeypatch.setattr(describing, "shrink", interrupted)
     monkeypatch.setattr(importlib.import_module("interleave.workers"), "_start_method", lambda program: "fork")
     seen = []
     report = explore(str(tmp_path / "bugs.py"), strategy="random", runs=300, seed=3, workers=workers,
@@ -330,7 +330,7 @@ def test_a_failure_is_kept_as_found_when_shrinking_is_interrupted(tmp_path, monk
     assert [f.replay for f in seen[0]] == [f.replay for f in report.failures]
     monkeypatch.undo()
     for failure in report.failures:
-        assert exploring.replay(str(tmp_path / "bugs.py"), failure.replay).failure.message == failure.message
+        assert replay(str(tmp_path / "bugs.py"), failure.replay).failure.message == failure.message
 
 
 # ------------------------------------------------------------------ signals stop everything

@@ -15,10 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from interleave import explore, replay
+from interleave.campaign import InProcess, Job, run_config, search
 from interleave.cli import cli
-from interleave.explore import _config
 from interleave.program import BadInput, load
-from interleave.workers import Job, Solo, search
 
 LOCKED_COUNTER = """
     import threading
@@ -131,11 +130,11 @@ def _slot_schedules(target: str, slots: int, strategy: str = "dfs") -> list[list
     prog = load(target)
     out = []
     for slot in range(slots):
-        job = Job(program=prog, spec=None, fingerprint=prog.fingerprint, config=_config(prog, None, None, None, "line"),
+        job = Job(program=prog, spec=None, fingerprint=prog.fingerprint, config=run_config(prog, None, None, None, "line"),
                   strategy=strategy, seed=0, depth=3, max_preemptions=2, slot=slot, slots=slots, runs=None,
                   time_limit=None, keep_going=True)
-        result = search(job, Solo())
-        assert result.exhausted and result.dfs["done"] and not result.dfs["truncated"]
+        result = search(job, InProcess())
+        assert result.exhausted and result.enumeration.exhausted
         out.append(list(result.schedules))
     return out
 
@@ -301,8 +300,8 @@ def test_dask_cluster_runs_the_same_campaign(program, tmp_path):
     exhausted, runs, distinct = on_dask["enumerated"]
     assert exhausted and runs == distinct == exhaustive.runs
     dying_runs, deaths = on_dask["dying"]
-    assert dying_runs == 199 and len(deaths) == 1  # caught and replaced inside the Dask task
-    assert deaths[0].startswith("worker 1 died (exit code 3) while running its run 73 (run index 145")
+    here = explore(dies, strategy="random", runs=200, seed=0, workers=2)
+    assert deaths and (dying_runs, deaths) == (here.runs, here.worker_deaths)  # caught and replaced inside the task
 
 
 def test_spawned_workers_give_what_forked_ones_give(program, monkeypatch):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Strategy
+from .base import Enumeration, PctFigures, SearchSummary, Strategy
 from .dfs import BoundedDFS, Nondeterminism
 from .pct import PCT
 from .portfolio import Portfolio
@@ -31,5 +31,5 @@ def make(name: str, *, seed: int = 0, depth: int = 3, max_preemptions: int = 2) 
     raise ValueError(f"unknown strategy {name!r} (choose from {', '.join(NAMES)})")
 
 
-__all__ = ["Strategy", "BoundedDFS", "PCT", "Portfolio", "RandomWalk", "Replay", "ScheduleMismatch",
-           "Nondeterminism", "SURW", "Steer", "make", "NAMES"]
+__all__ = ["Strategy", "SearchSummary", "Enumeration", "PctFigures", "BoundedDFS", "PCT", "Portfolio", "RandomWalk",
+           "Replay", "ScheduleMismatch", "Nondeterminism", "SURW", "Steer", "make", "NAMES"]

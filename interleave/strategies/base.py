@@ -9,9 +9,53 @@ run ended. It never sees the scheduler: strategies depend on :mod:`interleave.de
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from dataclasses import dataclass
 
 from ..decisions import DecisionPoint, FinishedRun, Option
+
+
+@dataclass(frozen=True)
+class Enumeration:
+    """Where a bounded enumeration (or one worker's share of it) stands."""
+
+    #: No subtree is left to run.
+    done: bool
+    #: Some subtree was given up (too many set aside, or a run skipped): not exhaustive.
+    truncated: bool
+    #: The highest preemption bound whose every schedule was run (-1: none yet).
+    completed_bound: int
+    max_bound: int
+    #: Every schedule of the program was run (no bound was needed).
+    complete: bool
+    #: Schedules run (a worker's replays of another's runs not counted).
+    schedules: int
+
+    @property
+    def exhausted(self) -> bool:
+        return self.done and not self.truncated
+
+
+@dataclass(frozen=True)
+class PctFigures:
+    """What a PCT member's guarantee rests on: bug depth, most threads and decisions seen."""
+
+    depth: int
+    threads: int
+    steps_k: int
+
+    @property
+    def per_run_probability(self) -> float:
+        """Each run finds a bug of this depth with at least this probability."""
+        return 1.0 / float(self.threads * self.steps_k ** (self.depth - 1))
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    """What a strategy tells the campaign about its search, for the report."""
+
+    #: The enumeration's figures, when the strategy enumerates (alone or as a member).
+    enumeration: Enumeration | None = None
+    pct: tuple[PctFigures, ...] = ()
 
 
 class Strategy(ABC):
@@ -21,6 +65,8 @@ class Strategy(ABC):
     #: Whether run 0 is the default order (no deviation): a later run in that order that
     #: fails then shows the program keeps state from one run to the next.
     first_run_in_default_order = False
+    #: What a run of this strategy is called in reports (``enumeration``, ``pct d=3``...).
+    label = "strategy"
 
     def begin_run(self, run_index: int) -> bool:
         """Prepare run ``run_index``; False when there is nothing left to explore."""
@@ -36,6 +82,31 @@ class Strategy(ABC):
     def exhausted(self) -> bool:
         return False
 
-    def summary(self) -> dict[str, Any]:
-        """Facts for the report (confidence, bounds, distinct schedules)."""
-        return {}
+    def summary(self) -> SearchSummary:
+        """Facts for the report (confidence, bounds)."""
+        return SearchSummary()
+
+    # How a search is split among workers (see interleave.workers): sampling strategies
+    # split by run index and need nothing of these; the enumeration deals out subtrees.
+
+    def partition(self, index: int, count: int) -> None:  # noqa: B027 - only the enumeration deals out shares
+        """Explore only share ``index`` of ``count`` (call before the first run)."""
+
+    def shared_run(self) -> bool:
+        """The run about to start is another share's, replayed only to find this one's (not counted)."""
+        return False
+
+    def skip_run(self) -> None:  # noqa: B027 - only the enumeration keeps count
+        """Give up the run about to start (it killed a worker): the search is no longer exhaustive."""
+
+    def share_complete(self) -> bool:
+        """This share's part of an enumeration split among several is complete (the others may not be)."""
+        return False
+
+    def member(self) -> int:
+        """Which of :meth:`member_names` chose the run under way."""
+        return 0
+
+    def member_names(self) -> tuple[str, ...]:
+        """The labels of the strategies taking turns here (one, unless a portfolio)."""
+        return (self.label,)

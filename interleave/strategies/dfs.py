@@ -20,10 +20,10 @@ the current thread blocks or ends is free, and so enumerated in full at every bo
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 from ..decisions import DecisionPoint, FinishedRun, Option, options_text
-from .base import Strategy
+from .base import Enumeration, SearchSummary, Strategy
 
 #: Set-aside subtree roots kept at most; past this a bound can no longer be exhausted.
 MAX_PENDING = 200_000
@@ -62,6 +62,7 @@ def _path(chain: Chain) -> tuple[Option, ...]:
 class BoundedDFS(Strategy):
     name = "dfs"
     first_run_in_default_order = True
+    label = "enumeration"
 
     def __init__(self, max_preemptions: int = 2) -> None:
         self.max_bound = max_preemptions
@@ -169,10 +170,10 @@ class BoundedDFS(Strategy):
         """Every schedule of the program was run (no bound was needed)."""
         return self.done and not self.truncated and not self.beyond_max and not self.next_items
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "bound": self.completed_bound if not self.truncated else None,
-            "max_preemptions": self.max_bound,
-            "schedules": self.schedules,
-            "complete": self.complete(),
-        }
+    def shared_run(self) -> bool:
+        return self.shared
+
+    def summary(self) -> SearchSummary:
+        return SearchSummary(enumeration=Enumeration(
+            done=self.done, truncated=self.truncated, completed_bound=self.completed_bound,
+            max_bound=self.max_bound, complete=self.complete(), schedules=self.schedules))

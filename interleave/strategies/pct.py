@@ -9,10 +9,8 @@ decisions ``k``, each drop the running thread's priority below all others. A bug
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..decisions import PAUSE, DecisionPoint, FinishedRun, Option, run_thread
-from .base import Strategy
+from .base import PctFigures, SearchSummary, Strategy
 from .random_walk import random_fault, run_rng
 
 
@@ -24,6 +22,7 @@ class PCT(Strategy):
             raise ValueError("PCT depth must be at least 1")
         self.seed = seed
         self.depth = depth
+        self.label = f"pct d={depth}"
         self.k = 20
         self.n = 2
         self.rng = run_rng(seed, 0, f"pct{depth}")
@@ -63,9 +62,5 @@ class PCT(Strategy):
         self.k = max(self.k, result.decisions)
         self.n = max(self.n, result.threads)
 
-    def probability(self) -> float:
-        """The per-run guarantee for a bug of this depth, given what was seen."""
-        return 1.0 / float(self.n * self.k ** (self.depth - 1))
-
-    def summary(self) -> dict[str, Any]:
-        return {"depth": self.depth, "threads": self.n, "steps_k": self.k, "per_run_probability": self.probability()}
+    def summary(self) -> SearchSummary:
+        return SearchSummary(pct=(PctFigures(depth=self.depth, threads=self.n, steps_k=self.k),))

@@ -15,10 +15,8 @@ fails".
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..decisions import DecisionPoint, FinishedRun, Option
-from .base import Strategy
+from .base import SearchSummary, Strategy
 from .dfs import BoundedDFS
 from .pct import PCT
 from .surw import SURW
@@ -54,8 +52,25 @@ class Portfolio(Strategy):
     def exhausted(self) -> bool:
         return self.dfs.exhausted()
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "dfs": self.dfs.summary(),
-            "pct": [m.summary() for m in self.members if isinstance(m, PCT)],
-        }
+    def summary(self) -> SearchSummary:
+        return SearchSummary(enumeration=self.dfs.summary().enumeration,
+                             pct=tuple(p for m in self.members for p in m.summary().pct))
+
+    def partition(self, index: int, count: int) -> None:
+        self.dfs.partition(index, count)  # the samplers split by run index
+
+    def shared_run(self) -> bool:
+        return self.current.shared_run()
+
+    def skip_run(self) -> None:
+        self.current.skip_run()
+
+    def share_complete(self) -> bool:
+        # The enumeration's share may be complete while the program's is not: sample on.
+        return self.dfs.share[1] > 1 and self.dfs.complete()
+
+    def member(self) -> int:
+        return self.members.index(self.current)
+
+    def member_names(self) -> tuple[str, ...]:
+        return tuple(m.label for m in self.members)

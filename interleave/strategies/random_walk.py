@@ -26,6 +26,7 @@ def random_fault(rng: random.Random, point: DecisionPoint) -> Option:
 
 class RandomWalk(Strategy):
     name = "random"
+    label = "random walk"
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

@@ -19,6 +19,7 @@ class Replay(Strategy):
     """
 
     name = "replay"
+    label = "replay"
 
     def __init__(self, deviations: list[Decision], strict: bool = True) -> None:
         self.plan = Plan(deviations)

@@ -13,8 +13,6 @@ selects it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..decisions import Decision, DecisionPoint, FinishedRun, Option, Plan, RunThread
 from .base import Strategy
 from .random_walk import run_rng
@@ -26,6 +24,7 @@ MUTATE_SHARE = 0.5
 
 class Steer(Strategy):
     name = "steer"
+    label = "steer"
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -61,6 +60,3 @@ class Steer(Strategy):
         if not self.run_pairs <= self.pairs:
             self.pairs |= self.run_pairs
             self.corpus.append(list(result.deviations))
-
-    def summary(self) -> dict[str, Any]:
-        return {"corpus": len(self.corpus), "switch_pairs": len(self.pairs)}

@@ -17,6 +17,7 @@ from .random_walk import JUMP_PROBABILITY, random_fault, run_rng
 
 class SURW(Strategy):
     name = "surw"
+    label = "surw"
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

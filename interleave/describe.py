@@ -1,0 +1,207 @@
+"""A failing run made into a report: replayed for its token, shrunk, replayed again with a recorder.
+
+The token holds digests of the user files that final run executed besides the target
+(the target's own edits are the fingerprint's): a replay names those that changed since,
+before its result, so a run of an edited helper is never taken for a replay of the same
+program. A replay that does not fail the same way raises :class:`NondeterministicProgram`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from .decisions import PAUSE, Decision, Draw, Fault, RunThread
+from .failures import Failure, _short
+from .files import is_user_file
+from .program import Program, target_path
+from .report import INTERRUPTED, PENDING, FailureReport
+from .runner import Runner
+from .schedule import PYTHON, Token, file_digest, steps_checksum
+from .scheduler import RunResult
+from .shrink import shrink
+from .strategies.replay import Replay, ScheduleMismatch
+from .trace import TraceRecorder, render
+
+
+@dataclass
+class FoundFailure:
+    """A failing run as the search saw it: its number (from 1), failure and schedule."""
+
+    run: int
+    failure: Failure
+    deviations: list[Decision]
+    elapsed_s: float
+
+
+def describe_failures(runner: Runner, program: Program, found: list[FoundFailure], shrink_time: float | None,
+                      on_found: Callable[[list[FailureReport]], None] | None = None,
+                      on_shrunk: Callable[[list[FailureReport]], None] | None = None) -> list[FailureReport]:
+    """Each failure replayed and given its token; then (``on_found`` told) each shrunk, ``on_shrunk`` told.
+
+    The token comes first, so that a Ctrl-C while shrinking leaves the failure as found,
+    with a token that replays it, marked ``not_shrunk``. ``shrink_time`` None: interrupted
+    already, do not shrink. Raises :class:`NondeterministicProgram` when a replay does not
+    fail the same way.
+    """
+    reports: list[FailureReport] = []
+    runs: list[RunResult] = []
+    for f in found:
+        try:
+            report, run = _as_found(runner, program, f)
+        except KeyboardInterrupt:
+            reports += [unreplayed(g, INTERRUPTED) for g in found[len(reports):]]
+            return reports
+        reports.append(report)
+        runs.append(run)
+    interrupted, shrunk = shrink_time is None, 0
+    try:
+        if on_found is not None:
+            on_found(list(reports))
+        if shrink_time is not None:
+            for i, f in enumerate(found):
+                reports[i] = _shrunk(runner, program, f, runs[i], shrink_time)
+                shrunk = i + 1
+                if on_shrunk is not None:
+                    on_shrunk(list(reports))
+    except KeyboardInterrupt:
+        interrupted = True
+    if interrupted:
+        for report in reports[shrunk:]:
+            report.not_shrunk = INTERRUPTED
+    return reports
+
+
+def _as_found(runner: Runner, program: Program, found: FoundFailure) -> tuple[FailureReport, RunResult]:
+    recorder = TraceRecorder()
+    try:
+        run = runner.run_or_raise(Replay(found.deviations, strict=True), recorder)
+    except ScheduleMismatch:
+        run = None
+    if run is None or not found.failure.same_as(run.failure):
+        raise_nondeterministic(found.failure, run.failure if run is not None else None)
+    report = _failure_report(program, runner, found, found.deviations, run, recorder, run, attempts=0, minimal=False)
+    report.not_shrunk = PENDING
+    return report, run
+
+
+def _shrunk(runner: Runner, program: Program, found: FoundFailure, run: RunResult, shrink_time: float) -> FailureReport:
+    shrunk = shrink(runner, found.failure, run.deviations, run, shrink_time)
+    recorder = TraceRecorder()
+    try:
+        final = runner.run_or_raise(Replay(shrunk.deviations, strict=True), recorder)
+    except ScheduleMismatch:
+        final = None
+    if final is None or not found.failure.same_as(final.failure):
+        raise_nondeterministic(found.failure, final.failure if final is not None else None)
+    return _failure_report(program, runner, found, shrunk.deviations, final, recorder, run, shrunk.attempts,
+                           shrunk.minimal)
+
+
+def _failure_report(program: Program, runner: Runner, found: FoundFailure, deviations: list[Decision],
+                    final: RunResult, recorder: TraceRecorder, original: RunResult, attempts: int,
+                    minimal: bool) -> FailureReport:
+    """The failure as ``final`` (the recorded replay of ``deviations``) shows it."""
+    files = frozenset(d for d in map(file_digest, executed_files(program, recorder)) if d is not None)
+    token = Token(PYTHON, program.fingerprint, runner.config, tuple(deviations), steps_checksum(recorder.path()),
+                  files)
+    shown = final.failure or found.failure
+    return FailureReport(
+        kind=shown.kind,
+        message=shown.message,
+        details=shown.details,
+        run=found.run,
+        elapsed_s=found.elapsed_s,
+        replay=token.encode(),
+        steps=final.steps,
+        preemptions=final.preemptions,
+        original_steps=original.steps,
+        original_preemptions=original.preemptions,
+        shrink_attempts=attempts,
+        minimal=minimal,
+        switches=sum(1 for d in final.deviations if d.paid and isinstance(d.option, RunThread)),
+        pauses=sum(1 for d in final.deviations if d.option is PAUSE),
+        faults=sum(1 for d in final.deviations if isinstance(d.option, Fault)),
+        draws=sum(1 for d in final.deviations if isinstance(d.option, Draw)),
+        trace=render(recorder, shown, skip_setup=setup_steps(recorder)),
+        thread=shown.thread,
+        recorder=recorder,
+        accesses=access_records(recorder),
+    )
+
+
+def executed_files(program: Program, recorder: TraceRecorder) -> list[str]:
+    """The user files a recorded run executed, besides the one the fingerprint covers: those
+    it stepped through, and those of the user modules the program imported (at load or in a
+    run), whose top-level code may be all a run depends on."""
+    found = {s.filename for s in recorder.steps}
+    if program.modules_before is not None:
+        for name, module in list(sys.modules.items()):
+            filename = getattr(module, "__file__", None)
+            if name not in program.modules_before and isinstance(filename, str):
+                found.add(filename)
+    files = {os.path.abspath(f) for f in found if is_user_file(f)}
+    files.discard(program.fingerprinted)
+    return sorted(files)
+
+
+def changed_files(program: Program, recorder: TraceRecorder, token: Token) -> list[str]:
+    """The files the run executed whose digest the token does not hold (edited, or new to
+    the run), then a count of the token's files the run no longer executed."""
+    current = {path: file_digest(path) for path in executed_files(program, recorder)}
+    changed = [_short(path) for path, digest in current.items() if digest not in token.files]
+    gone = len(token.files - set(current.values())) - len(changed)
+    if gone > 0:
+        changed.append(f"{gone} file{'s' if gone > 1 else ''} it executed that this run did not")
+    return changed
+
+
+#: Access records a report carries at most (a hang's run can have a hundred thousand).
+MAX_ACCESS_RECORDS = 5_000
+
+
+def access_records(recorder: TraceRecorder) -> list[dict[str, Any]]:
+    """The steps that touched shared memory, for the JSON report."""
+    records = []
+    for index, step in enumerate(recorder.steps):
+        if step.accesses:
+            records.append({"step": index + 1, "thread": step.name,
+                            "where": f"{target_path(step.filename)}:{step.lineno}", "accesses": list(step.accesses)})
+    return records[-MAX_ACCESS_RECORDS:]
+
+
+def unreplayed(found: FoundFailure, why: str) -> FailureReport:
+    """A failure as the search saw it, when it could not even be replayed for its token."""
+    failure = found.failure
+    paid = [d for d in found.deviations if d.paid]
+    return FailureReport(
+        kind=failure.kind, message=failure.message, details=failure.details, run=found.run,
+        elapsed_s=found.elapsed_s, replay="", steps=0, preemptions=len(paid), original_steps=0,
+        original_preemptions=len(paid), shrink_attempts=0, minimal=False, trace="", thread=failure.thread,
+        switches=sum(1 for d in paid if isinstance(d.option, RunThread)),
+        pauses=sum(1 for d in paid if d.option is PAUSE),
+        faults=sum(1 for d in paid if isinstance(d.option, Fault)),
+        draws=sum(1 for d in paid if isinstance(d.option, Draw)), not_shrunk=why,
+    )
+
+
+def setup_steps(recorder: TraceRecorder) -> int:
+    for ev in recorder.events:
+        if ev.kind == "enter":
+            return ev.at_step
+    return 0
+
+
+class NondeterministicProgram(Exception):
+    """Replaying the same choices did not give the same run."""
+
+
+def raise_nondeterministic(expected: Failure, got: Failure | None) -> NoReturn:
+    seen = got.message if got else "no failure"
+    raise NondeterministicProgram(
+        f"the program is not deterministic: replaying the failing schedule gave {seen!r} "
+        f"instead of {expected.message!r} (hash order, real I/O, randomness or a thread interleave does not control?)"
+    )

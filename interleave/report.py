@@ -1,0 +1,190 @@
+"""What an exploration reports: the campaign's outcome, its figures and its failures.
+
+These are plain data, made by the campaign (:mod:`interleave.campaign`) and read by the
+CLI, the pytest plugin and the API; the CLI's ``--json`` writes the fields of
+:class:`Report`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from .program import target_path
+from .strategies.base import PctFigures
+
+if TYPE_CHECKING:
+    from .trace import TraceRecorder
+
+#: :attr:`FailureReport.not_shrunk` when a Ctrl-C (or SIGTERM, SIGHUP at the command) stopped shrinking.
+INTERRUPTED = "interrupted"
+#: :attr:`FailureReport.not_shrunk` of a failure reported before its shrinking starts.
+PENDING = "not shrunk yet"
+
+
+class Outcome(enum.Enum):
+    """Why a campaign stopped, the most telling reason first (see :attr:`Report.outcome`)."""
+
+    #: A run used something interleave cannot control (real sockets, processes...).
+    UNCONTROLLED = "uncontrolled"
+    #: The program did not repeat itself under the same choices.
+    NONDETERMINISTIC = "nondeterministic"
+    #: A schedule failed.
+    FAILED = "failed"
+    #: Ctrl-C (or SIGTERM, SIGHUP at the command) stopped it.
+    INTERRUPTED = "interrupted"
+    #: Some workers' shares of the search were not run (their processes kept dying).
+    LOST_WORKERS = "lost workers"
+    #: No run completed within the budget.
+    NO_RUN = "no run"
+    #: The search ran out of schedules to run (the enumeration finished).
+    EXHAUSTED = "exhausted"
+    #: The budget of runs or time was spent.
+    BUDGET = "budget spent"
+
+    @property
+    def verdict(self) -> bool:
+        """Whether "no failure" can be said (when no failure was found)."""
+        return self in (Outcome.EXHAUSTED, Outcome.BUDGET)
+
+
+@dataclass
+class FailureReport:
+    kind: str
+    message: str
+    details: str
+    run: int
+    elapsed_s: float
+    replay: str
+    steps: int
+    preemptions: int
+    original_steps: int
+    original_preemptions: int
+    shrink_attempts: int
+    minimal: bool
+    trace: str
+    thread: str | None = None
+    #: The shrunk schedule's paid decisions by kind: ``preemptions`` counts them all.
+    switches: int = 0
+    pauses: int = 0
+    faults: int = 0
+    draws: int = 0
+    #: What the failing run's steps read and wrote, in the program's terms: one entry per
+    #: step that touched shared memory (``{"step", "thread", "where", "accesses"}``).
+    accesses: list[dict[str, Any]] = field(default_factory=list)
+    #: Why this is the schedule as found, not shrunk (:data:`INTERRUPTED`, or the shrinking
+    #: process died); with ``replay`` empty when not even its token could be made.
+    not_shrunk: str | None = None
+    #: The final replay's steps and events (for ``--html``); left out of :meth:`Report.to_json`.
+    recorder: TraceRecorder | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class Report:
+    """The outcome of an exploration (the CLI's ``--json`` writes these fields)."""
+
+    target: str
+    strategy: str
+    seed: int
+    runs: int = 0
+    steps: int = 0
+    elapsed_s: float = 0.0
+    exhausted: bool = False
+    bound: int | None = None
+    complete: bool = False
+    distinct_schedules: int = 0
+    failure: FailureReport | None = None
+    interrupted: bool = False
+    uncontrolled: str | None = None
+    nondeterministic: str | None = None
+    confidence: dict[str, Any] = field(default_factory=dict)
+    coverage: dict[str, list[int]] | None = None
+    workers: int = 1
+    #: Every distinct failure (kind and place) with ``keep_going``; else the failure, if any.
+    failures: list[FailureReport] = field(default_factory=list)
+    #: One line per worker process that died, saying what it was running.
+    worker_deaths: list[str] = field(default_factory=list)
+    #: Where threads could switch: ``access`` (every shared access), ``line`` or ``opcode``.
+    granularity: str = "access"
+    #: Installed packages the program's code called that ran without switch points, with
+    #: the number of calls in a run in the default order (``--include`` explores inside).
+    uninstrumented: dict[str, int] = field(default_factory=dict)
+    #: False when no code of the user's ran with switch points (nothing could be explored).
+    user_code_ran: bool = True
+    #: Workers given up after their processes kept dying: their share of the search was not run.
+    lost_workers: list[int] = field(default_factory=list)
+    #: Data races seen (one per pair of locations) in the runs checked for them (every run
+    #: with races on, else every ``every``-th): ``{"seen", "runs_checked", "every", "places"}``.
+    races: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def outcome(self) -> Outcome:
+        """Why the campaign stopped: the first that holds of :class:`Outcome`'s reasons, in order."""
+        if self.uncontrolled is not None:
+            return Outcome.UNCONTROLLED
+        if self.nondeterministic is not None:
+            return Outcome.NONDETERMINISTIC
+        if self.failure is not None:
+            return Outcome.FAILED
+        if self.interrupted:
+            return Outcome.INTERRUPTED
+        if self.lost_workers:
+            return Outcome.LOST_WORKERS
+        if self.runs == 0:
+            return Outcome.NO_RUN
+        return Outcome.EXHAUSTED if self.exhausted else Outcome.BUDGET
+
+    def unbacked(self) -> str | None:
+        """Why "no failure" cannot be said of what ran (None when it can, or something else is said)."""
+        outcome = self.outcome
+        if outcome is Outcome.LOST_WORKERS:
+            which = ", ".join(map(str, self.lost_workers))
+            return (f"the share of worker{'s' if len(self.lost_workers) > 1 else ''} {which} of the search was not run "
+                    f"(their processes kept dying); {self.runs:,} runs completed")
+        if outcome is Outcome.NO_RUN:
+            return "no run completed within the budget"
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(replace(self, failure=None, failures=[]))
+        if self.failure is not None:
+            out["failure"] = asdict(replace(self.failure, recorder=None))
+            del out["failure"]["recorder"]
+        out["failures"] = [{k: v for k, v in asdict(replace(f, recorder=None)).items() if k != "recorder"}
+                           for f in self.failures]
+        return out
+
+
+@dataclass
+class Progress:
+    runs: int
+    steps: int
+    elapsed_s: float
+
+
+def confidence_from(pct: Iterable[PctFigures]) -> dict[str, Any]:
+    """The report's confidence figures from PCT members' (of one process or several: the most seen wins)."""
+    by_depth: dict[int, PctFigures] = {}
+    for figures in pct:
+        seen = by_depth.get(figures.depth, figures)
+        by_depth[figures.depth] = PctFigures(figures.depth, max(seen.threads, figures.threads),
+                                             max(seen.steps_k, figures.steps_k))
+    confidence = {}
+    for entry in by_depth.values():
+        p = entry.per_run_probability
+        needed = math.ceil(math.log(0.01) / math.log1p(-p)) if 0 < p < 1 else 1
+        confidence[f"pct_depth_{entry.depth}"] = {
+            "threads": entry.threads,
+            "steps_k": entry.steps_k,
+            "per_run_probability": p,
+            "runs_for_99_percent": needed,
+        }
+    return confidence
+
+
+def race_place_text(place: tuple[Any, ...]) -> str:
+    """``a.py:5 (write) / a.py:7 (read)``: a race's pair of locations, for reports."""
+    return " / ".join(f"{target_path(f)}:{line} ({'write' if w else 'read'})" for f, line, w in place[1:])
