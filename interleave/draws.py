@@ -36,6 +36,7 @@ from __future__ import annotations
 import random
 from typing import Any, Callable
 
+from .events import Drew
 from .scheduler import active
 
 #: The generator behind the module-level functions, and its class's own methods.
@@ -69,7 +70,7 @@ def _decide(what: str, seeded: Any, alternatives: tuple[Any, ...]) -> Any:
         return seeded
     value = alternatives[picked - 1]
     if sched.recorder is not None:
-        sched.recorder.event(sched, "draw", f"{what} gives {value!r} in place of the seeded {seeded!r}")
+        sched.recorder.event(sched, Drew(what, value, seeded))
     return value
 
 

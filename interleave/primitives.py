@@ -20,6 +20,7 @@ import sys
 import time as _time
 from typing import Any, Callable
 
+from . import events
 from .failures import user_location
 from .files import is_threading_internal, is_user_file
 from .scheduler import Scheduler, VThread, active
@@ -110,7 +111,7 @@ class Lock:
         if sched.noting:
             sched.note_sync("acquire", self)
         if sched.recorder is not None:
-            sched.recorder.event(sched, "acquire", self.label)
+            sched.recorder.event(sched, events.Acquired(self.label))
         return True
 
     def release(self) -> None:
@@ -128,7 +129,7 @@ class Lock:
         if sched.noting:
             sched.note_sync("release", self)
         if sched.recorder is not None:
-            sched.recorder.event(sched, "release", self.label)
+            sched.recorder.event(sched, events.Released(self.label))
         for waiter in self._waiters:
             sched.wake(waiter)
 

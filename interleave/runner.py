@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from . import races, tracing, watchdog
+from . import events, races, tracing, watchdog
 from .census import Census
 from .census import tracer as census_tracer
 from .instrument import Instrumentation, Scope
@@ -179,7 +179,7 @@ class Runner:
         function = self.program.entry(instrumented=self.accesses)
         sched = active()
         if sched is not None and sched.recorder is not None:
-            sched.recorder.event(sched, "enter", self.program.func_name)
+            sched.recorder.event(sched, events.Entered(self.program.func_name))
         function()
         _stop_pool_workers_like_the_interpreter(sched)
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, NamedTuple, Protocol
 
 import greenlet
 
-from . import access
+from . import access, events
 from .clock import Clock
 from .failures import (Failure, blocked_thread_report, blocking_call, exception_failure, exit_failure, hang_failure,
                        innermost_user_frame, user_location)
@@ -174,8 +174,11 @@ class VThread:
 
 
 class Recorder(Protocol):
+    """Who watches a run: each step (the thread, the program's frame) and each typed event
+    (:mod:`interleave.events`). The scheduler only reports; what is made of it is the observer's."""
+
     def step(self, sched: Scheduler, thread: VThread, frame: Any) -> None: ...
-    def event(self, sched: Scheduler, kind: str, detail: str, data: dict[str, Any] | None = None) -> None: ...
+    def event(self, sched: Scheduler, event: events.RunEvent) -> None: ...
 
 
 _active: Scheduler | None = None
@@ -282,7 +285,7 @@ class Scheduler:
         if self.noting and self.current is not None:
             self.sync_log.append((len(self.access_log), self.current.index, "spawn", index))
         if self.recorder is not None and self.current is not None:
-            self.recorder.event(self, "start", vt.name, {"child": vt.index, "group": vt.group})
+            self.recorder.event(self, events.ThreadStarted(vt.index, vt.name, vt.group))
         return vt
 
     def _thread_body(self, vt: VThread, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
@@ -312,7 +315,7 @@ class Scheduler:
         if vt.sentinel is not None and vt.sentinel.locked():
             vt.sentinel.release()
         if self.recorder is not None:
-            self.recorder.event(self, "exit", vt.name)
+            self.recorder.event(self, events.ThreadEnded())
 
     def by_ident(self, ident: int) -> VThread | None:
         for vt in self.threads:
@@ -378,7 +381,7 @@ class Scheduler:
         """Stop every thread still alive, running its ``finally`` blocks without switching."""
         self.tearing_down = True
         if self.recorder is not None:
-            self.recorder.event(self, "teardown", "")  # any step after this is a finally block, not the run
+            self.recorder.event(self, events.TearingDown())  # any step after this is a finally block, not the run
         logging = sys.modules.get("logging")
         if logging is not None:
             # Threads stopped here may log their own death (a pool worker does): not the program's story.
@@ -711,9 +714,9 @@ class Scheduler:
             self.deviations.append(Deviation(cur.index, cur.steps, sub, choice, cost))
             if self.recorder is not None:
                 if choice == JUMP:
-                    self.recorder.event(self, "pause", f"{cur.name} paused while time passes")
+                    self.recorder.event(self, events.Paused())
                 elif cost:
-                    self.recorder.event(self, "preempt", f"{cur.name} -> {self.threads[choice].name}")
+                    self.recorder.event(self, events.Preempted(choice, self.threads[choice].name))
         return choice
 
     def _ask(self, options: list[int], default: int, preemptive: bool, in_trace: bool) -> int:
@@ -742,7 +745,7 @@ class Scheduler:
             vt.timed_out = True
             self.wake(vt)
         if self.recorder is not None:
-            self.recorder.event(self, "clock", f"+{self.clock.now - before:g}s")
+            self.recorder.event(self, events.ClockAdvanced(self.clock.now - before))
         return due
 
     def _switch(self, target: VThread, in_trace: bool) -> None:
@@ -778,8 +781,10 @@ class Scheduler:
             self.clock.add(deadline, cur, cur.timer_generation)
         if self.recorder is not None:
             holder = getattr(waiting_on, "holder", None)
-            self.recorder.event(self, "block", describe_wait(waiting_on, sys._getframe(1)),
-                                {"on": getattr(waiting_on, "label", None), "holder": holder.index if holder else None})
+            self.recorder.event(self, events.Blocked(
+                blocking_call(sys._getframe(1), waiting_on), getattr(waiting_on, "label", None),
+                holder.index if holder else None, holder.name if holder else None,
+                waiting_on.seconds if isinstance(waiting_on, _Sleep) else None))
         nxt = self._pick_next(in_trace=False)
         if nxt is None:
             self.abort()
@@ -797,7 +802,7 @@ class Scheduler:
         vt.state = RUNNABLE
         vt.timer_generation += 1
         if self.recorder is not None:
-            self.recorder.event(self, "wake", vt.name, {"to": vt.index, "timeout": vt.timed_out})
+            self.recorder.event(self, events.Woken(vt.index, vt.name, vt.timed_out))
         if not vt.frozen:
             bisect.insort(self.runnable, vt.index)
 
@@ -833,7 +838,7 @@ class Scheduler:
             self.preemptions += 1
             self.deviations.append(Deviation(cur.index, cur.steps, sub, choice, 1))
             if self.recorder is not None:
-                self.recorder.event(self, "fault", f"{label}: option {picked}")
+                self.recorder.event(self, events.Faulted(label, picked))
         return picked
 
     def draw_choice(self, options: int) -> int:
@@ -946,9 +951,9 @@ class Scheduler:
         if self.failure is None:
             self.failure = blocked_thread_report(self, blocked)
             if self.recorder is not None:
-                self.recorder.event(self, "deadlock", "", {"waits": [
-                    {"thread": vt.index, "holder": self._holder_index(vt), "on": getattr(vt.waiting_on, "label", None),
-                     "frozen": vt.frozen} for vt in blocked]})
+                self.recorder.event(self, events.Deadlocked(tuple(
+                    events.Wait(vt.index, self._holder_index(vt), getattr(vt.waiting_on, "label", None), vt.frozen)
+                    for vt in blocked)))
 
     def _holder_index(self, vt: VThread) -> int | None:
         """Who a blocked thread waits for (for the timeline): a joined thread, or the lock's holder."""
@@ -991,17 +996,6 @@ class _Sleep:
 
     def __repr__(self) -> str:
         return f"sleep({self.seconds:g})"
-
-
-def describe_wait(obj: Any, frame: Any) -> str:
-    """``in Thread.join``, ``in Lock.acquire (Lock-1 held by Thread-2)``: for traces."""
-    api = blocking_call(frame, obj)
-    holder = getattr(obj, "holder", None)
-    if isinstance(obj, _Sleep):
-        return f"in {obj!r}"
-    if api.endswith(".acquire") and holder is not None:
-        return f"in {api}: {obj.label} is held by {holder.name}"
-    return f"in {api}"
 
 
 class _TeardownBudget:
