@@ -11,7 +11,7 @@ that sort events by it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,6 @@ class Noted:
     fields: dict[str, Any]
 
 
-RunEvent = Union[Entered, ThreadStarted, ThreadEnded, Preempted, Paused, ClockAdvanced, Blocked, Woken, Acquired,
-                 Released, Faulted, Drew, Deadlocked, TearingDown, ThreadsCrashed, ThreadsFrozen, ThreadsThawed,
-                 Grouped, Noted]
+RunEvent = (Entered | ThreadStarted | ThreadEnded | Preempted | Paused | ClockAdvanced | Blocked | Woken | Acquired
+            | Released | Faulted | Drew | Deadlocked | TearingDown | ThreadsCrashed | ThreadsFrozen | ThreadsThawed
+            | Grouped | Noted)

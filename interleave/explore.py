@@ -28,7 +28,8 @@ from .scheduler import DRAW_SUB, JUMP, Deviation, RunResult
 from .shrink import shrink
 from .strategies.dfs import Nondeterminism
 from .strategies.replay import Replay, ScheduleMismatch
-from .trace import TraceRecorder, render
+from .story import TraceRecorder
+from .trace import render
 
 DEFAULT_RUNS = 10_000
 DEFAULT_TIME_LIMIT = 60.0

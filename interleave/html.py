@@ -18,18 +18,18 @@ import re
 from typing import Any, Protocol
 
 from .clock import MONOTONIC_START
+from .events import (Blocked, ClockAdvanced, Faulted, Noted, Paused, Preempted, ThreadEnded, ThreadsCrashed,
+                     ThreadsFrozen, ThreadsThawed, ThreadStarted, Woken)
 from .failures import _short, source_line
 from .output import write_atomically
-from .trace import Event, TraceRecorder, render
+from .story import Event, Link, Story, TraceRecorder, starting_thread
+from .trace import event_detail, render, wait_text
 
 #: Events that get a row of their own in the timeline.
 _MARKERS = {"preempt", "pause", "clock", "fault", "start", "exit", "block", "crash", "freeze", "unfreeze", "note"}
 #: Events that are something their thread does (so an edge waiting for its next move ends there).
 _ACTS = {"block", "exit", "acquire", "release", "start", "note", "wake", "crash", "freeze", "unfreeze", "fault"}
 _NODE_NAME = re.compile(r"([^.\s()]+)\.[^.\s]")
-#: Library calls whose lock operations are the program's own (hand-offs are drawn for these).
-_LOCK_CLASSES = ("Lock", "RLock", "Condition")
-_LOCK_METHODS = ("acquire", "release", "__enter__", "__exit__", "wait", "wait_for")
 
 
 class FailureLike(Protocol):
@@ -41,26 +41,6 @@ class FailureLike(Protocol):
     thread: str | None
 
 
-def _api(event: Event | None) -> str:
-    """The library call the program made when the event happened (see TraceRecorder.event)."""
-    return ((event.data if event is not None else None) or {}).get("api") or ""
-
-
-def _starting_thread(block: Event | None) -> bool:
-    """A block in Thread.start (which waits for the new thread to be up), even via a helper."""
-    return block is not None and (_api(block) == "Thread.start" or block.detail.startswith("in Thread.start"))
-
-
-def _own_lock_call(api: str) -> bool:
-    cls, _, method = api.rpartition(".")
-    return cls in _LOCK_CLASSES and method in _LOCK_METHODS
-
-
-def _lock_acquire(api: str) -> bool:
-    cls, _, method = api.rpartition(".")
-    return cls in _LOCK_CLASSES and method in ("acquire", "__enter__")
-
-
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
@@ -68,16 +48,14 @@ def _jsonable(value: Any) -> Any:
 
 
 class _Builder:
-    def __init__(self, rec: TraceRecorder, failure: FailureLike | None) -> None:
-        self.rec = rec
+    def __init__(self, story: Story, failure: FailureLike | None) -> None:
+        self.story = story
         self.failure = failure
-        cut = next((n for n, e in enumerate(rec.events) if e.kind == "teardown"), len(rec.events))
-        # Steps and events after teardown began come from the finally blocks of stopped threads.
-        self.events = rec.events[:cut]
-        self.end = rec.events[cut].at_step if cut < len(rec.events) else len(rec.steps)
-        self.setup = next((e.at_step for e in self.events if e.kind == "enter"), 0)
-        self.names: dict[int, str] = {}
-        self.groups: dict[int, str | None] = {}
+        self.events = story.events
+        self.end = story.end
+        self.setup = story.setup
+        self.names = dict(story.names)
+        self.groups = dict(story.groups)
         self.files: dict[str, int] = {}
         self.sources: dict[str, str] = {}
         self.items: list[dict[str, Any]] = []
@@ -85,20 +63,6 @@ class _Builder:
         self.anchor_ids = 0
 
     # ------------------------------------------------------------------ lanes
-
-    def collect_lanes(self) -> None:
-        for s in self.rec.steps[: self.end]:
-            self.names.setdefault(s.thread, s.name)
-        for e in self.events:
-            self.names.setdefault(e.thread, e.name)
-            data = e.data or {}
-            if e.kind == "start":
-                self.names.setdefault(data["child"], e.detail)
-                self.groups[data["child"]] = data.get("group")
-            elif e.kind == "group":
-                self.groups[e.thread] = e.detail
-            elif e.kind == "wake":
-                self.names.setdefault(data["to"], e.detail)
 
     def lanes(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         if not any(self.groups.values()):
@@ -132,35 +96,26 @@ class _Builder:
         f = self.failure
         if f is None or self.end == 0:
             return {}
-        steps = self.rec.steps[: self.end]
-        last: dict[int, int] = {}
-        for i, s in enumerate(steps):
-            last[s.thread] = i
+        steps = self.story.steps[: self.end]
+        last = self.story.last_steps()
         if f.kind == "race":
-            return {i: "races here" for i in self.rec.marks if i < self.end}
+            return {i: "races here" for i in self.story.marks if i < self.end}
         if f.kind == "deadlock":
-            waits = self.deadlock_waits()
-            return {last[w["thread"]]: "blocked here" for w in waits if w["thread"] in last}
+            return {last[w.thread]: "blocked here" for w in self.story.waits if w.thread in last}
         by_name = {s.name: s.thread for s in steps}
         thread = by_name.get(f.thread) if f.thread else None
         index = last.get(thread, len(steps) - 1) if thread is not None else len(steps) - 1
         return {index: "fails here" if f.kind == "exception" else "still running here"}
 
-    def deadlock_waits(self) -> list[dict[str, Any]]:
-        for e in self.events:
-            if e.kind == "deadlock":
-                return list((e.data or {}).get("waits", []))
-        return []
-
     def build_items(self) -> None:
-        steps = self.rec.steps
+        steps = self.story.steps
         hot = self.hot_steps()
         events_at: dict[int, list[tuple[int, Event]]] = {}
         for n, e in enumerate(self.events):
             here = events_at.setdefault(e.at_step, [])
             at = len(here)
             if e.kind == "clock":  # the scheduler records a jump's timeouts before the jump itself
-                while at and here[at - 1][1].kind == "wake" and (here[at - 1][1].data or {}).get("timeout"):
+                while at and isinstance(here[at - 1][1].what, Woken) and here[at - 1][1].what.timeout:
                     at -= 1
             here.insert(at, (n, e))
         wanted = self.plan_edges()  # event number -> anchor roles it must provide
@@ -168,7 +123,6 @@ class _Builder:
         segment: dict[str, Any] | None = None
         last_step: dict[int, tuple[dict[str, Any], int, int]] = {}  # lane -> (segment, offset, step index)
         paused: dict[int, tuple[int, bool]] = {}  # lane -> (step it was paused at, inside it?) until it runs
-        waited: set[int] = set()  # lanes that blocked since their last step (a pause finds them inside it)
 
         def close() -> None:
             nonlocal segment
@@ -207,16 +161,14 @@ class _Builder:
             self.items.append({"k": "setup", "n": self.setup, "lane": steps[0].thread})
         for i in range(self.setup, self.end + 1):
             for n, e in events_at.get(i, ()):
-                if e.kind == "block":
-                    waited.add(e.thread)
                 item = self.event_item(e)
                 roles = wanted.get(n)
                 if item is None and not roles:
                     continue
-                if e.kind in ("preempt", "pause") and e.thread in last_step:
+                if n in self.story.suspensions and e.thread in last_step:
                     # A step is recorded before its line runs: the preempted line runs on resumption.
                     seg, offset, index = last_step[e.thread]
-                    inside = e.thread in waited  # its wait in this line ended; the rest of the line is pending
+                    inside = self.story.suspensions[n].inside
                     seg["paused"][str(offset)] = "inside" if inside else "before"
                     paused[e.thread] = (index, inside)
                 if e.kind in _ACTS:
@@ -245,7 +197,6 @@ class _Builder:
                            "paused": {}, "anchors": [], "acc": {}}
                 arrive(s.thread)
             last_step[s.thread] = (segment, len(segment["at"]), i)
-            waited.discard(s.thread)
             if i in hot:
                 segment["hot"][str(len(segment["at"]))] = hot[i]
             if s.accesses:  # what the step read and wrote, in the program's terms
@@ -305,37 +256,36 @@ class _Builder:
         return out
 
     def event_item(self, e: Event) -> dict[str, Any] | None:
-        data = e.data or {}
-        if e.kind not in _MARKERS and not (e.kind == "wake" and data.get("timeout")):
+        what = e.what
+        if e.kind not in _MARKERS and not (isinstance(what, Woken) and what.timeout):
             return None
         item: dict[str, Any] = {"k": "mark", "type": e.kind, "lane": e.thread, "t": e.clock}
-        if e.kind == "preempt":
-            before, _, after = e.detail.partition(" -> ")
-            item.update(lane=None, label=f"preemption: {before} is paused, {after} runs")
-        elif e.kind == "pause":
-            item.update(lane=None, label=f"pause: {e.detail}")
-        elif e.kind == "clock":
-            item.update(lane=None, label=f"virtual clock {e.detail}", dt=float(e.detail.strip("+s") or 0))
-        elif e.kind == "fault":
-            item.update(lane=None, label=f"fault: {e.detail}")
-        elif e.kind == "start":
-            item.update(label=f"starts {e.detail}")
-        elif e.kind == "exit":
+        if isinstance(what, Preempted):
+            item.update(lane=None, label=f"preemption: {e.name} is paused, {what.to_name} runs")
+        elif isinstance(what, Paused):
+            item.update(lane=None, label=f"pause: {event_detail(e)}")
+        elif isinstance(what, ClockAdvanced):
+            item.update(lane=None, label=f"virtual clock {event_detail(e)}", dt=what.seconds)
+        elif isinstance(what, Faulted):
+            item.update(lane=None, label=f"fault: {event_detail(e)}")
+        elif isinstance(what, ThreadStarted):
+            item.update(label=f"starts {what.name}")
+        elif isinstance(what, ThreadEnded):
             item.update(label="ends")
-        elif e.kind == "block":
-            if _starting_thread(e):
+        elif isinstance(what, Blocked):
+            if starting_thread(e):
                 return None  # the start marker just above says it
-            item.update(label=f"blocks {e.detail}")
-        elif e.kind == "wake":
-            item.update(type="timeout", lane=data["to"], label="timed out: woken by the clock")
-        elif e.kind in ("crash", "freeze", "unfreeze"):
+            item.update(label=f"blocks {wait_text(what)}")
+        elif isinstance(what, Woken):
+            item.update(type="timeout", lane=what.thread, label="timed out: woken by the clock")
+        elif isinstance(what, (ThreadsCrashed, ThreadsFrozen, ThreadsThawed)):
             verb = {"crash": "crashed", "freeze": "paused", "unfreeze": "resumed"}[e.kind]
-            item.update(lane=None, lanes=data.get("threads", []), label=f"{verb}: {e.detail}")
-        else:  # a note from control.annotate
-            fields = {k: _jsonable(v) for k, v in data.items()}
-            item.update(type="note", note=e.detail, fields=fields, label=self.note_label(e.detail, fields))
+            item.update(lane=None, lanes=list(what.threads), label=f"{verb}: {event_detail(e)}")
+        elif isinstance(what, Noted):  # a note from control.annotate
+            fields = {k: _jsonable(v) for k, v in what.fields.items()}
+            item.update(type="note", note=what.name, fields=fields, label=self.note_label(what.name, fields))
             node = fields.get("node")
-            if e.detail in ("crash", "restart", "pause", "resume", "fsync"):
+            if what.name in ("crash", "restart", "pause", "resume", "fsync"):
                 group = node if node is not None else self.groups.get(e.thread)
                 members = [i for i in self.names if self.groups.get(i) == group] if group is not None else []
                 item.update(lane=None, lanes=sorted(members) or [e.thread])
@@ -358,103 +308,75 @@ class _Builder:
     # ------------------------------------------------------------------ edges
 
     def plan_edges(self) -> dict[int, list[tuple[Any, dict[str, Any]]]]:
-        """Edges between lanes, and for each event the ends of edges it anchors."""
+        """The story's links as edges, and for each event the ends of edges it anchors."""
         wanted: dict[int, list[tuple[Any, dict[str, Any]]]] = {}
-        last_release: dict[str, tuple[int, Event]] = {}
-        last_block: dict[int, Event] = {}
-        sends: dict[str, tuple[int, Any]] = {}  # msg -> (event number, what) of its send
-        sent_at: dict[int, int] = {}  # thread -> the step position of its last send
-
-        def add(kind: str, label: str, title: str, start: int, end: Any) -> None:
-            edge = {"kind": kind, "label": label, "title": title}
+        for link in self.story.links:
+            label, title = self.edge_text(link)
+            edge = {"kind": link.kind, "label": label, "title": title}
             self.edges.append(edge)
-            wanted.setdefault(start, []).append(("from", edge))
-            if isinstance(end, tuple):  # ("to", event number)
-                wanted.setdefault(end[1], []).append(("to", edge))
-            else:  # a lane: the edge ends at what that lane does next
-                wanted.setdefault(start, []).append((end, edge))
-
-        for n, e in enumerate(self.events):
-            data = e.data or {}
-            if e.kind == "block":
-                last_block[e.thread] = e
-            elif e.kind == "release" and _own_lock_call(_api(e)):
-                last_release[e.detail] = (n, e)
-            elif e.kind == "acquire":
-                released = last_release.pop(e.detail, None)
-                if released is not None and released[1].thread != e.thread and _own_lock_call(_api(e)):
-                    add("handoff", e.detail.split(" (")[0], f"{released[1].name} releases {e.detail}, {e.name} acquires it",
-                        released[0], ("to", n))
-            elif e.kind == "wake" and not data.get("timeout"):
-                to = data["to"]
-                waited = last_block.get(to)
-                if _starting_thread(waited) or to == e.thread:
-                    continue  # thread start-up handshakes: the start edge shows it
-                if sent_at.get(e.thread) == e.at_step:
-                    continue  # delivering the message just sent: the message arrow shows it
-                if _lock_acquire(_api(waited)):
-                    continue  # a contended lock: the hand-off edge shows it
-                api = _api(e)
-                verb = api.rpartition(".")[2] or "exit"  # no program code on the stack: the thread is ending
-                waited_in = waited.detail if waited is not None else "waiting"
-                add("wake", verb, f"{e.name} wakes {self.names.get(to, to)} ({waited_in}) by {api or 'ending'}", n, to)
-            elif e.kind == "start":
-                add("spawn", "start", f"{e.name} starts {e.detail}", n, data["child"])
-            elif e.kind == "note" and e.detail in ("send", "recv") and "msg" in data:
-                key = repr(data["msg"])
-                if e.detail == "send":
-                    sends[key] = (n, data.get("what"))
-                    sent_at[e.thread] = e.at_step
-                elif key in sends:
-                    sent, what = sends.pop(key)
-                    label = str(what if what is not None else data.get("what", data["msg"]))
-                    add("msg", label, f"message {data['msg']}: {label}", sent, ("to", n))
+            wanted.setdefault(link.start, []).append(("from", edge))
+            if link.end is not None:
+                wanted.setdefault(link.end, []).append(("to", edge))
+            else:  # the edge ends at what that lane does next
+                wanted.setdefault(link.start, []).append((link.lane, edge))
         return wanted
+
+    def edge_text(self, link: Link) -> tuple[str, str]:
+        start = self.events[link.start]
+        if link.kind == "handoff":
+            assert link.end is not None
+            return (link.what.split(" (")[0],
+                    f"{start.name} releases {link.what}, {self.events[link.end].name} acquires it")
+        if link.kind == "wake":
+            block = self.events[link.waited].what if link.waited is not None else None
+            waited_in = wait_text(block) if isinstance(block, Blocked) else "waiting"
+            to = link.lane
+            return link.what, f"{start.name} wakes {self.names.get(to, to)} ({waited_in}) by {start.api or 'ending'}"
+        if link.kind == "spawn":
+            return "start", f"{start.name} starts {link.what}"
+        assert link.end is not None
+        recv = self.events[link.end].what
+        assert isinstance(recv, Noted)
+        return link.what, f"message {recv.fields['msg']}: {link.what}"
 
     def final_items(self) -> None:
         f = self.failure
         if f is None:
             return
         if f.kind == "deadlock":
-            waits = self.deadlock_waits()
-            holder = {w["thread"]: w["holder"] for w in waits if w["holder"] not in (None, w["thread"])}
-            in_cycle = set()
-            for start in holder:
-                seen, node = [], start
-                while node in holder and node not in seen:
-                    seen.append(node)
-                    node = holder[node]
-                if node in seen:
-                    in_cycle |= set(seen[seen.index(node):])
-            blocked = {}
-            for e in self.events:
-                if e.kind == "block":
-                    blocked[e.thread] = f"in {_api(e)}" if _api(e) else e.detail.split(" (")[0]
+            story = self.story
+            in_cycle = story.in_cycle
             boxes = []
-            for w in waits:
-                t = w["thread"]
-                h = w["holder"]
-                api = blocked.get(t, "")
-                if w.get("frozen"):
+            for w in story.waits:
+                t, h = w.thread, w.holder
+                block = self.events[story.last_block[t]] if t in story.last_block else None
+                api = "" if block is None else f"in {block.api}" if block.api else self.block_text(block)
+                if w.frozen:
                     why = "its process to resume (it is paused)"
                 elif h is None or h == t:
                     why = "a wake-up no thread will send"
                 elif api.endswith("join"):
                     why = f"{self.names.get(h, h)} to finish"
                 else:
-                    lock = (w.get("on") or "a lock").split(" (")[0]
+                    lock = (w.lock or "a lock").split(" (")[0]
                     why = f"{lock} held by {self.names.get(h, h)}"
                 self.anchor_ids += 1
                 boxes.append({"lane": t, "id": self.anchor_ids, "label": f"blocked {api}: waits for {why}",
                               "cycle": t in in_cycle})
             ids = {b["lane"]: b["id"] for b in boxes}
-            for t, h in holder.items():
+            for t, h in story.wait_for.items():
                 if h in ids:
                     cyc = t in in_cycle and h in in_cycle
                     self.edges.append({"kind": "waitfor", "label": "waits for", "from": ids[t], "to": ids[h],
                                        "cycle": cyc, "title": f"{self.names.get(t, t)} waits for {self.names.get(h, h)}"})
             self.items.append({"k": "deadlock", "boxes": boxes, "cycle": sorted(in_cycle)})
         self.items.append({"k": "fail", "kind": f.kind, "label": f.message})
+
+    @staticmethod
+    def block_text(block: Event) -> str:
+        """Where a block happened, without who holds the lock: ``in Lock.acquire: Lock-1``."""
+        assert isinstance(block.what, Blocked)
+        return wait_text(block.what).split(" (")[0]
 
 
 #: Folding repeated rows: the longest period looked for, the fewest repeats folded, and
@@ -482,11 +404,11 @@ def _signature(item: dict[str, Any]) -> Any:
 def build_model(recorder: TraceRecorder, failure: FailureLike | None = None, *, title: str = "",
                 token: str | None = None) -> dict[str, Any]:
     """The timeline as plain data (what the page's script draws); see docs/timeline.md."""
-    b = _Builder(recorder, failure)
-    b.collect_lanes()
+    story = recorder.story()
+    b = _Builder(story, failure)
     b.build_items()
     lanes, groups = b.lanes()
-    steps = recorder.steps[: b.end]
+    steps = story.steps[: b.end]
     return {
         "title": title,
         "token": token,
@@ -499,7 +421,7 @@ def build_model(recorder: TraceRecorder, failure: FailureLike | None = None, *, 
         "items": b.items,
         "edges": b.edges,
         "steps": len(steps),
-        "preemptions": sum(1 for e in b.events if e.kind == "preempt"),
+        "preemptions": story.preemptions(),
         "clock_start": MONOTONIC_START,
         "elapsed": max([s.clock for s in steps[-1:]] + [e.clock for e in b.events[-1:]], default=MONOTONIC_START)
         - MONOTONIC_START,
@@ -510,8 +432,7 @@ def render_html(recorder: TraceRecorder, failure: FailureLike | None = None, *, 
                 token: str | None = None) -> str:
     """One offline HTML page: the timeline, the failure's details and the text trace."""
     model = build_model(recorder, failure, title=title, token=token)
-    setup = next((e.at_step for e in recorder.events if e.kind == "enter"), 0)
-    lines = render(recorder, failure, skip_setup=setup).split("\n")  # type: ignore[arg-type]
+    lines = render(recorder, failure, skip_setup=recorder.story().setup).split("\n")  # type: ignore[arg-type]
     if len(lines) > 2 * _TRACE_LINES:  # a long polling loop: the page keeps the start and the end
         lines[_TRACE_LINES:-_TRACE_LINES] = [f"      ... {len(lines) - 2 * _TRACE_LINES:,} lines left out here "
                                              "(interleave replay prints them all)"]

@@ -23,7 +23,7 @@ from .guard import ProcessGuard
 from .patching import Patcher
 from .program import Program
 from .scheduler import Chooser, Recorder, RunResult, Scheduler, active
-from .trace import TraceRecorder
+from .story import TraceRecorder
 
 DEFAULT_MAX_STEPS = 100_000
 
