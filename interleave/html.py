@@ -43,6 +43,11 @@ class FailureLike(Protocol):
     thread: str | None
 
 
+def _timeout(e: Event) -> bool:
+    """A wake-up by the clock (a timed wait's deadline passed)."""
+    return isinstance(e.what, Woken) and e.what.timeout
+
+
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
@@ -117,7 +122,7 @@ class _Builder:
             here = events_at.setdefault(e.at_step, [])
             at = len(here)
             if e.kind == "clock":  # the scheduler records a jump's timeouts before the jump itself
-                while at and isinstance(here[at - 1][1].what, Woken) and here[at - 1][1].what.timeout:
+                while at and _timeout(here[at - 1][1]):
                     at -= 1
             here.insert(at, (n, e))
         wanted = self.plan_edges()  # event number -> anchor roles it must provide
@@ -259,7 +264,7 @@ class _Builder:
 
     def event_item(self, e: Event) -> dict[str, Any] | None:
         what = e.what
-        if e.kind not in _MARKERS and not (isinstance(what, Woken) and what.timeout):
+        if e.kind not in _MARKERS and not _timeout(e):
             return None
         item: dict[str, Any] = {"k": "mark", "type": e.kind, "lane": e.thread, "t": e.clock}
         if isinstance(what, Preempted):
@@ -333,6 +338,7 @@ class _Builder:
             block = self.events[link.waited].what if link.waited is not None else None
             waited_in = wait_text(block) if isinstance(block, Blocked) else "waiting"
             to = link.lane
+            assert to is not None
             return link.what, f"{start.name} wakes {self.names.get(to, to)} ({waited_in}) by {start.api or 'ending'}"
         if link.kind == "spawn":
             return "start", f"{start.name} starts {link.what}"

@@ -337,7 +337,8 @@ def library_call(frame: Any) -> str | None:
         frame = frame.f_back
     if frame is None or outer is None:
         return None
-    return getattr(outer.f_code, "co_qualname", outer.f_code.co_name)
+    name: str = getattr(outer.f_code, "co_qualname", outer.f_code.co_name)
+    return name
 
 
 def _touched_after(trace: TraceRecorder, at: int, thread: int, key: Any, fld: Any) -> int | None:

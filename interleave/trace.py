@@ -136,7 +136,7 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
                                        _absorb(events_at.get(seg_end, ()), first.thread, consumed, event_text)))
             continue
         count = seg_end - seg_start
-        shown = range(seg_start, seg_end)
+        shown: list[int] | range = range(seg_start, seg_end)
         if not full and not racing and count > _KEEP_HEAD + _KEEP_TAIL + 2:  # fold only what saves lines
             head = list(range(seg_start, seg_start + _KEEP_HEAD))
             tail = list(range(seg_end - _KEEP_TAIL, seg_end))
