@@ -285,6 +285,18 @@ class Story:
                 in_cycle |= set(seen[seen.index(node):])
         return in_cycle
 
+    def segments(self, start: int = 0, cuts: set[int] | frozenset[int] = frozenset()) -> list[tuple[int, int]]:
+        """``(first, end)`` of each run of consecutive steps of one thread from step ``start``
+        on, also cut before each step in ``cuts`` (where an event worth its own line sits)."""
+        steps = self.steps
+        found: list[tuple[int, int]] = []
+        for i in range(start, len(steps) + 1):
+            boundary = i == len(steps) or (i > start and (steps[i].thread != steps[start].thread or i in cuts))
+            if boundary and i > start:
+                found.append((start, i))
+                start = i
+        return found
+
     def last_steps(self) -> dict[int, int]:
         """Per thread, its last step of the run."""
         last: dict[int, int] = {}

@@ -112,13 +112,7 @@ def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0
 
     paused: dict[int, Step | None] = {}
     consumed: set[int] = set()
-    segments: list[tuple[int, int]] = []
-    start = skip_setup
-    for i in range(skip_setup, len(steps) + 1):
-        boundary = i == len(steps) or (i > start and (steps[i].thread != steps[start].thread or i in events_at))
-        if boundary and i > start:
-            segments.append((start, i))
-            start = i
+    segments = story.segments(skip_setup, set(events_at))
     if skip_setup:
         lines.append(f"{'':>8}.. {skip_setup} steps loading the program")
     for n, (seg_start, seg_end) in enumerate(segments):

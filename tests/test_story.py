@@ -153,3 +153,16 @@ def test_the_page_script_and_style_are_package_data_the_wheel_ships(tmp_path: Pa
     assert (folder / "timeline.js").read_text() in page and (folder / "timeline.css").read_text() in page
     model = page.split('<script type="application/json" id="model">')[1].split("</script>")[0]
     assert json.loads(model)["lanes"]
+
+
+def test_segments_are_the_runs_of_one_thread_cut_where_asked(tmp_path: Path) -> None:
+    recorder, _ = recorded(tmp_path, "crossed", CROSSED)
+    story = recorder.story()
+    runs = story.segments()
+    assert runs[0][0] == 0 and runs[-1][1] == len(story.steps)
+    assert all(a[1] == b[0] for a, b in zip(runs, runs[1:]))  # they tile the steps
+    assert all(len({s.thread for s in story.steps[first:end]}) == 1 for first, end in runs)
+    assert all(story.steps[a[1] - 1].thread != story.steps[b[0]].thread for a, b in zip(runs, runs[1:]))
+    first, end = next((f, e) for f, e in runs if e - f > 1)
+    cut = story.segments(0, {first + 1})
+    assert (first, first + 1) in cut and len(cut) == len(runs) + 1
