@@ -112,6 +112,21 @@ class Drew:
 
 
 @dataclass(frozen=True)
+class Accessed:
+    """The running thread's step touched shared memory (instrumented code, when the run notes
+    accesses): ``field`` of ``obj`` (an attribute, an item, the whole container), written or
+    read, and the value (``access.NOTHING`` when none goes with it). The object and the value
+    are the live ones: an observer that keeps them describes them now."""
+
+    kind: ClassVar[str] = "access"
+    site: int
+    obj: Any
+    field: Any
+    write: bool
+    value: Any
+
+
+@dataclass(frozen=True)
 class Wait:
     """One blocked thread of a deadlock: who it waits for (a lock's holder, a joined thread)."""
 
@@ -173,5 +188,5 @@ class Noted:
 
 
 RunEvent = (Entered | ThreadStarted | ThreadEnded | Preempted | Paused | ClockAdvanced | Blocked | Woken | Acquired
-            | Released | Faulted | Drew | Deadlocked | TearingDown | ThreadsCrashed | ThreadsFrozen | ThreadsThawed
+            | Released | Accessed | Faulted | Drew | Deadlocked | TearingDown | ThreadsCrashed | ThreadsFrozen | ThreadsThawed
             | Grouped | Noted)

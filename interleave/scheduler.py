@@ -523,7 +523,7 @@ class Scheduler:
             return  # a stopped thread's finally block: not a step of the run
         self.access_log.append((self.current.index, self.object_key(obj), field, write, site))
         if self.recorder is not None and not self.tearing_down:
-            self.recorder.access(self, site, obj, field, write, value)
+            self.recorder.event(self, events.Accessed(site, obj, field, write, value))
 
     def object_key(self, obj: Any) -> Any:
         """The run's name for an object: numbered in the order the run first touches them,

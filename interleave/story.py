@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .access import NOTHING, describe
-from .events import (Acquired, Blocked, Deadlocked, Entered, Grouped, Noted, Paused, Preempted, Released, RunEvent,
+from .events import (Accessed, Acquired, Blocked, Deadlocked, Entered, Grouped, Noted, Paused, Preempted, Released, RunEvent,
                      TearingDown, ThreadStarted, Wait, Woken)
 from .files import is_user_file
 
@@ -76,16 +76,18 @@ class TraceRecorder:
             return
         self.steps.append(Step(thread.index, thread.name, frame.f_code.co_filename, frame.f_lineno, sched.clock.now))
 
-    def access(self, sched: Any, site: int, obj: Any, field: Any, write: bool, value: Any) -> None:
+    def _access(self, sched: Any, made: Accessed, frame: Any) -> None:
+        """An access is kept on its step (not as an event): its text, its data, and the user's stack."""
         index = len(sched.access_log) - 1
-        self.stacks[index] = user_stack(sys._getframe(1))
+        self.stacks[index] = user_stack(frame)
         if not self.steps:
             return
         self.access_steps[index] = len(self.steps) - 1
         step = self.steps[-1]
         # Described now: the object and the value may change later in the run.
-        what = describe(site, obj, field)
-        if write:
+        what = describe(made.site, made.obj, made.field)
+        value = made.value
+        if made.write:
             text = f"writes {what}" + (f" = {_value(value)}" if value is not NOTHING else "")
         else:
             text = f"reads {what}" + (f" -> {_value(value)}" if value is not NOTHING else "")
@@ -93,9 +95,12 @@ class TraceRecorder:
             step.accesses, step.touched = [], []
         step.accesses.append(text)
         assert step.touched is not None
-        step.touched.append((sched.access_log[-1][1], field, write))
+        step.touched.append((sched.access_log[-1][1], made.field, made.write))
 
     def event(self, sched: Any, what: RunEvent) -> None:
+        if isinstance(what, Accessed):
+            self._access(sched, what, sys._getframe(1))
+            return
         cur = sched.current
         # The library call the program made (Lock.acquire, Condition.notify...): the timeline
         # draws hand-offs of the program's own locks, not of the locks inside Condition or Thread.

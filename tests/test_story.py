@@ -13,6 +13,7 @@ import json
 import textwrap
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from interleave import events, explore
 from interleave.html import build_model, render_html
@@ -87,6 +88,52 @@ def test_the_scheduler_reports_typed_events_not_words(tmp_path: Path) -> None:
     blocks = [e.what for e in recorder.events if isinstance(e.what, events.Blocked) and e.what.api == "Lock.acquire"]
     assert len(blocks) == 2  # each thread, on the lock the other holds
     assert all(b.lock is not None and b.lock.startswith("Lock-") and b.holder_name for b in blocks)
+
+
+_WATCHER = """
+class Watcher:
+    # An observer of a run: keeps what the scheduler reports, as it reports it.
+
+    def __init__(self):
+        self.seen = []
+
+    def step(self, sched, thread, frame):
+        pass
+
+    def event(self, sched, what):
+        self.seen.append(what)
+"""
+# Compiled under a name that is no file, so the instrumentation leaves it alone (code of
+# this file is the user's: its attribute reads would be accesses, noted to the watcher).
+_namespace: dict[str, Any] = {}
+exec(compile(_WATCHER, "<watcher>", "exec"), _namespace)
+Watcher = _namespace["Watcher"]
+
+
+def test_an_observer_sees_each_shared_access_as_data(tmp_path: Path) -> None:
+    path = tmp_path / "box.py"
+    path.write_text(textwrap.dedent("""
+        import threading
+
+        class Box:
+            n = 0
+
+        box = Box()
+
+        def bump():
+            box.n += 1
+
+        def main():
+            t = threading.Thread(target=bump)
+            t.start()
+            bump()
+            t.join()
+    """))
+    watcher = Watcher()
+    Runner(load(f"{path}::main"), RunConfig()).run(Replay([]), watcher)
+    touched = [(e.field, e.write, e.value) for e in watcher.seen if isinstance(e, events.Accessed) and e.field == "n"]
+    assert touched == [("n", False, 0), ("n", True, 1), ("n", False, 1), ("n", True, 2)]
+    assert all(isinstance(e, EVENT_TYPES) for e in watcher.seen)
 
 
 def test_the_story_holds_the_wait_for_graph_of_a_deadlock(tmp_path: Path) -> None:
