@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from . import events
 from .scheduler import Scheduler, VThread, active
 
 
@@ -40,7 +41,7 @@ def crash(threads: Iterable[threading.Thread]) -> None:
     sched = active()
     if sched is not None:
         vts = _vthreads(threads)
-        _record(sched, "crash", vts)
+        _record(sched, events.ThreadsCrashed, vts)
         sched.kill(vts)
 
 
@@ -49,7 +50,7 @@ def freeze(threads: Iterable[threading.Thread]) -> None:
     sched = active()
     if sched is not None:
         vts = _vthreads(threads)
-        _record(sched, "freeze", vts)
+        _record(sched, events.ThreadsFrozen, vts)
         sched.freeze(vts, True)
 
 
@@ -57,13 +58,14 @@ def unfreeze(threads: Iterable[threading.Thread]) -> None:
     sched = active()
     if sched is not None:
         vts = _vthreads(threads)
-        _record(sched, "unfreeze", vts)
+        _record(sched, events.ThreadsThawed, vts)
         sched.freeze(vts, False)
 
 
-def _record(sched: Scheduler, kind: str, vts: list[VThread]) -> None:
+def _record(sched: Scheduler, kind: type[events.ThreadsCrashed | events.ThreadsFrozen | events.ThreadsThawed],
+            vts: list[VThread]) -> None:
     if sched.recorder is not None:
-        sched.recorder.event(sched, kind, ", ".join(vt.name for vt in vts), {"threads": [vt.index for vt in vts]})
+        sched.recorder.event(sched, kind(tuple(vt.index for vt in vts), tuple(vt.name for vt in vts)))
 
 
 def set_group(name: str) -> None:
@@ -76,7 +78,7 @@ def set_group(name: str) -> None:
     if sched is not None:
         sched.current.group = name
         if sched.recorder is not None:
-            sched.recorder.event(sched, "group", name)
+            sched.recorder.event(sched, events.Grouped(name))
 
 
 def annotate(kind: str, **fields: Any) -> None:
@@ -90,4 +92,4 @@ def annotate(kind: str, **fields: Any) -> None:
     """
     sched = active()
     if sched is not None and sched.recorder is not None:
-        sched.recorder.event(sched, "note", kind, fields)
+        sched.recorder.event(sched, events.Noted(kind, fields))

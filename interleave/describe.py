@@ -23,8 +23,9 @@ from .runner import Runner
 from .schedule import PYTHON, Token, file_digest, steps_checksum
 from .scheduler import RunResult
 from .shrink import shrink
+from .story import TraceRecorder
 from .strategies.replay import Replay, ScheduleMismatch
-from .trace import TraceRecorder, render
+from .trace import render
 
 
 @dataclass

@@ -37,6 +37,7 @@ import random
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .events import Drew
 from .scheduler import active
 
 #: The generator behind the module-level functions, and its class's own methods.
@@ -74,7 +75,7 @@ def _decide(what: str, seeded: _T, alternatives: tuple[_T, ...]) -> _T:
         return seeded
     value = alternatives[picked - 1]
     if sched.recorder is not None:
-        sched.recorder.event(sched, "draw", f"{what} gives {value!r} in place of the seeded {seeded!r}")
+        sched.recorder.event(sched, Drew(what, value, seeded))
     return value
 
 

@@ -22,8 +22,9 @@ from .program import BadInput, Program, load
 from .report import FailureReport, Progress, Report
 from .runner import Runner
 from .schedule import PYTHON, Token, steps_checksum
+from .story import TraceRecorder
 from .strategies.replay import Replay, ScheduleMismatch
-from .trace import TraceRecorder, render
+from .trace import render
 from .workers import explore_parallel
 
 DEFAULT_RUNS = 10_000

@@ -24,7 +24,7 @@ class LineCollector:
             lines = self.lines[filename] = set()
         lines.add(frame.f_lineno)
 
-    def event(self, sched: Any, kind: str, detail: str, data: Any = None) -> None:
+    def event(self, sched: Any, event: Any) -> None:
         """Scheduler events do not matter for coverage."""
 
     def access(self, sched: Any, site: int, obj: Any, field: Any, write: bool, value: Any) -> None:

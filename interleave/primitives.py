@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
-from . import access
+from . import access, events
 from .failures import user_location
 from .files import is_threading_internal, is_user_file
 from .scheduler import Scheduler, VThread, active
@@ -133,7 +133,7 @@ class Lock:
         if sched.noting:
             sched.note_sync("acquire", self)
         if sched.recorder is not None:
-            sched.recorder.event(sched, "acquire", self.label)
+            sched.recorder.event(sched, events.Acquired(self.label))
         return True
 
     def release(self) -> None:
@@ -151,7 +151,7 @@ class Lock:
         if sched.noting:
             sched.note_sync("release", self)
         if sched.recorder is not None:
-            sched.recorder.event(sched, "release", self.label)
+            sched.recorder.event(sched, events.Released(self.label))
         for waiter in self._waiters:
             sched.wake(waiter)
 

@@ -17,7 +17,7 @@ from .program import target_path
 from .strategies.base import PctFigures
 
 if TYPE_CHECKING:
-    from .trace import TraceRecorder
+    from .story import TraceRecorder
 
 #: :attr:`FailureReport.not_shrunk` when a Ctrl-C (or SIGTERM, SIGHUP at the command) stopped shrinking.
 INTERRUPTED = "interrupted"

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from . import races, tracing, watchdog
+from . import events, races, tracing, watchdog
 from .census import Census
 from .census import tracer as census_tracer
 from .decisions import Chooser
@@ -24,7 +24,7 @@ from .instrument import Instrumentation, Scope
 from .patching import Patcher
 from .program import Program
 from .scheduler import Recorder, RunResult, Scheduler, active
-from .trace import TraceRecorder
+from .story import TraceRecorder
 
 DEFAULT_MAX_STEPS = 100_000
 
@@ -180,7 +180,7 @@ class Runner:
         function = self.program.entry(instrumented=self.accesses)
         sched = active()
         if sched is not None and sched.recorder is not None:
-            sched.recorder.event(sched, "enter", self.program.func_name)
+            sched.recorder.event(sched, events.Entered(self.program.func_name))
         function()
         _stop_pool_workers_like_the_interpreter(sched)
 

@@ -30,7 +30,7 @@ from typing import Any, Protocol, overload
 
 import greenlet
 
-from . import access
+from . import access, events
 from .clock import Clock
 from .decisions import (
     DRAW_SUB,
@@ -164,9 +164,11 @@ class VThread:
 
 
 class Recorder(Protocol):
+    """Who watches a run: each step (the thread, the program's frame) and each typed event
+    (:mod:`interleave.events`). The scheduler only reports; what is made of it is the observer's."""
+
     def step(self, sched: Scheduler, thread: VThread, frame: Any) -> None: ...
-    def event(self, sched: Scheduler, kind: str, detail: str, data: dict[str, Any] | None = None) -> None: ...
-    def access(self, sched: Scheduler, site: int, obj: Any, field: Any, write: bool, value: Any) -> None: ...
+    def event(self, sched: Scheduler, event: events.RunEvent) -> None: ...
 
 
 _active: Scheduler | None = None
@@ -285,7 +287,7 @@ class Scheduler:
         if self.noting and self.current is not None:
             self.sync_log.append((len(self.access_log), self.current.index, "spawn", index))
         if self.recorder is not None and self.current is not None:
-            self.recorder.event(self, "start", vt.name, {"child": vt.index, "group": vt.group})
+            self.recorder.event(self, events.ThreadStarted(vt.index, vt.name, vt.group))
         return vt
 
     def _thread_body(self, vt: VThread, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -316,7 +318,7 @@ class Scheduler:
         if vt.sentinel is not None and vt.sentinel.locked():
             vt.sentinel.release()
         if self.recorder is not None:
-            self.recorder.event(self, "exit", vt.name)
+            self.recorder.event(self, events.ThreadEnded())
 
     # ---------------------------------------------------------------- the run
 
@@ -378,7 +380,7 @@ class Scheduler:
         """Stop every thread still alive, running its ``finally`` blocks without switching."""
         self.tearing_down = True
         if self.recorder is not None:
-            self.recorder.event(self, "teardown", "")  # any step after this is a finally block, not the run
+            self.recorder.event(self, events.TearingDown())  # any step after this is a finally block, not the run
         alive = []
         for vt in self.threads:
             if vt.greenlet:  # started and not dead
@@ -528,7 +530,7 @@ class Scheduler:
             return  # a stopped thread's finally block: not a step of the run
         self.access_log.append((self.current.index, self.object_key(obj), field, write, site))
         if self.recorder is not None and not self.tearing_down:
-            self.recorder.access(self, site, obj, field, write, value)
+            self.recorder.event(self, events.Accessed(site, obj, field, write, value))
 
     def object_key(self, obj: Any) -> Any:
         """The run's name for an object: numbered in the order the run first touches them,
@@ -755,9 +757,9 @@ class Scheduler:
         self.deviations.append(_new_tuple(Decision, (_new_tuple(Key, point[0]), choice, paid)))
         if self.recorder is not None:
             if choice is PAUSE:
-                self.recorder.event(self, "pause", f"{cur.name} paused while time passes")
+                self.recorder.event(self, events.Paused())
             elif paid and isinstance(choice, RunThread):
-                self.recorder.event(self, "preempt", f"{cur.name} -> {self.threads[choice.thread].name}")
+                self.recorder.event(self, events.Preempted(choice.thread, self.threads[choice.thread].name))
         return choice
 
     def _point(self, key: tuple[int, int, int], options: tuple[Option, ...]) -> DecisionPoint:
@@ -795,7 +797,7 @@ class Scheduler:
             vt.timed_out = True
             self.wake(vt)
         if self.recorder is not None:
-            self.recorder.event(self, "clock", f"+{self.clock.now - before:g}s")
+            self.recorder.event(self, events.ClockAdvanced(self.clock.now - before))
         return due
 
     def _switch(self, target: VThread, in_trace: bool) -> None:
@@ -833,8 +835,10 @@ class Scheduler:
             self.clock.add(deadline, cur, cur.timer_generation)
         if self.recorder is not None:
             holder = getattr(waiting_on, "holder", None)
-            self.recorder.event(self, "block", describe_wait(waiting_on, sys._getframe(1)),
-                                {"on": getattr(waiting_on, "label", None), "holder": holder.index if holder else None})
+            self.recorder.event(self, events.Blocked(
+                blocking_call(sys._getframe(1), waiting_on), getattr(waiting_on, "label", None),
+                holder.index if holder else None, holder.name if holder else None,
+                waiting_on.seconds if isinstance(waiting_on, _Sleep) else None))
         nxt = self._pick_next(in_trace=False)
         if nxt is None:
             self.abort()  # returns only on the hub, where there is nothing to switch from
@@ -853,7 +857,7 @@ class Scheduler:
         vt.timer_generation += 1
         self._spins.clear()
         if self.recorder is not None:
-            self.recorder.event(self, "wake", vt.name, {"to": vt.index, "timeout": vt.timed_out})
+            self.recorder.event(self, events.Woken(vt.index, vt.name, vt.timed_out))
         if not vt.frozen:
             bisect.insort(self.runnable, vt.index)
 
@@ -886,7 +890,7 @@ class Scheduler:
             self.preemptions += 1
             self.deviations.append(Decision(Key(*point.key), choice, True))
             if self.recorder is not None:
-                self.recorder.event(self, "fault", f"{label}: option {picked}")
+                self.recorder.event(self, events.Faulted(label, picked))
         return picked
 
     def draw_choice(self, options: int) -> int:
@@ -1001,9 +1005,9 @@ class Scheduler:
         if self.failure is None:
             self.failure = blocked_thread_report(self, blocked)
             if self.recorder is not None:
-                self.recorder.event(self, "deadlock", "", {"waits": [
-                    {"thread": vt.index, "holder": self._holder_index(vt), "on": getattr(vt.waiting_on, "label", None),
-                     "frozen": vt.frozen} for vt in blocked]})
+                self.recorder.event(self, events.Deadlocked(tuple(
+                    events.Wait(vt.index, self._holder_index(vt), getattr(vt.waiting_on, "label", None), vt.frozen)
+                    for vt in blocked)))
 
     def _holder_index(self, vt: VThread) -> int | None:
         """Who a blocked thread waits for (for the timeline): a joined thread, or the lock's holder."""
@@ -1073,17 +1077,6 @@ class _Sleep:
 
     def __repr__(self) -> str:
         return f"sleep({self.seconds:g})"
-
-
-def describe_wait(obj: Any, frame: Any) -> str:
-    """``in Thread.join``, ``in Lock.acquire (Lock-1 held by Thread-2)``: for traces."""
-    api = blocking_call(frame, obj)
-    holder = getattr(obj, "holder", None)
-    if isinstance(obj, _Sleep):
-        return f"in {obj!r}"
-    if api.endswith(".acquire") and holder is not None:
-        return f"in {api}: {obj.label} is held by {holder.name}"
-    return f"in {api}"
 
 
 class _TeardownBudget:

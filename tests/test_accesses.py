@@ -15,7 +15,7 @@ from interleave import explore
 from interleave.program import load
 from interleave.runner import RunConfig, Runner
 from interleave.strategies import RandomWalk, Replay
-from interleave.trace import TraceRecorder
+from interleave.story import TraceRecorder
 
 RACES = str(Path(__file__).with_name("one_line_races.py"))
 

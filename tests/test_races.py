@@ -16,7 +16,8 @@ from interleave import explore, strategies
 from interleave.program import load
 from interleave.runner import RunConfig, Runner
 from interleave.strategies import Replay
-from interleave.trace import TraceRecorder, render
+from interleave.story import TraceRecorder
+from interleave.trace import render
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))

@@ -152,11 +152,11 @@ def test_a_race_that_needs_a_low_random_draw_is_found_and_replayed(tmp_path, str
             "random() gives 0.0 in place of the seeded 0.75" in failure.trace
     again = explore(target, runs=3000, seed=seed, strategy=strategy).failure  # the same seed: the same search
     assert again is not None and (again.run, again.replay) == (failure.run, failure.replay)
-    shown = [e.detail for e in failure.recorder.events if e.kind == "draw"]
+    shown = [e.what for e in failure.recorder.events if e.kind == "draw"]
     for _ in range(2):  # the same draws, every replay
         again = replay(target, failure.replay)
         assert again.failure is not None and again.failure.message == failure.message
-        assert [e.detail for e in again.recorder.events if e.kind == "draw"] == shown
+        assert [e.what for e in again.recorder.events if e.kind == "draw"] == shown
 
 
 def test_draws_the_program_seeds_itself_are_left_alone(tmp_path):

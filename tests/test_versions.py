@@ -29,7 +29,7 @@ from interleave.program import load
 from interleave.runner import RunConfig, Runner
 from interleave.schedule import PYTHON, Token
 from interleave.strategies.replay import Replay
-from interleave.trace import TraceRecorder
+from interleave.story import TraceRecorder
 
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = sys.version_info >= (3, 12)

@@ -1,0 +1,383 @@
+"""The story of one recorded run: recorded once, modelled once, told by two renderers.
+
+:class:`TraceRecorder` is the scheduler's observer in a replay (exploration runs do not pay
+for it): it keeps each step (thread, file:line, virtual time, what it touched) and each
+typed event (:mod:`interleave.events`) with the step it came before. :class:`Story` is the
+model built from that once: the run's own part (not the program's loading, not teardown),
+the threads and their groups, each preemption and pause with where its thread stopped,
+the lock operations of the program's own locks, the arrows between threads (hand-offs,
+wake-ups, thread starts, messages) and a deadlock's wait-for graph. The text trace
+(:mod:`interleave.trace`) and the HTML timeline (:mod:`interleave.html`) render it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from .access import NOTHING, describe
+from .events import (
+    Accessed,
+    Acquired,
+    Blocked,
+    Deadlocked,
+    Entered,
+    Grouped,
+    Noted,
+    Paused,
+    Preempted,
+    Released,
+    RunEvent,
+    TearingDown,
+    ThreadStarted,
+    Wait,
+    Woken,
+)
+from .files import is_user_file
+
+
+@dataclass
+class Step:
+    thread: int
+    name: str
+    filename: str
+    lineno: int
+    clock: float
+    #: What the step touched, in the program's terms (``reads Stats.hits -> 0``), when known.
+    accesses: list[str] | None = None
+    #: The same as data: ``(object key, field, write)`` per access, for the timeline and races.
+    touched: list[tuple[Any, Any, bool]] | None = None
+
+
+@dataclass
+class Event:
+    """A typed event as recorded: before which step, in which thread, at what virtual time."""
+
+    at_step: int  # index of the next step (events sit between steps)
+    thread: int
+    name: str
+    clock: float
+    what: RunEvent
+    #: For lock operations, blocks and wake-ups: the library call the program made
+    #: (``Lock.acquire``, ``Condition.notify``...), None when no code of the program was on the stack.
+    api: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.what.kind
+
+
+#: Events made by a call of the program's: which library function it was is worth keeping.
+_CALLS = (Acquired, Released, Woken, Blocked)
+
+
+@dataclass
+class TraceRecorder:
+    """Collects the steps and scheduler events of one run."""
+
+    steps: list[Step] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    #: Per noted access (its index in the run's access log): the step it was made in, and
+    #: the user's frames it was made from, innermost last (what a race report shows).
+    access_steps: dict[int, int] = field(default_factory=dict)
+    stacks: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+    #: Step index -> a note the trace and the timeline put there (a data race's two accesses).
+    marks: dict[int, str] = field(default_factory=dict)
+    _story: Story | None = field(default=None, repr=False, compare=False)
+
+    def step(self, sched: Any, thread: Any, frame: Any) -> None:
+        if sched.tearing_down:
+            return
+        self.steps.append(Step(thread.index, thread.name, frame.f_code.co_filename, frame.f_lineno, sched.clock.now))
+
+    def _access(self, sched: Any, made: Accessed, frame: Any) -> None:
+        """An access is kept on its step (not as an event): its text, its data, and the user's stack."""
+        index = len(sched.access_log) - 1
+        self.stacks[index] = user_stack(frame)
+        if not self.steps:
+            return
+        self.access_steps[index] = len(self.steps) - 1
+        step = self.steps[-1]
+        # Described now: the object and the value may change later in the run.
+        what = describe(made.site, made.obj, made.field)
+        value = made.value
+        if made.write:
+            text = f"writes {what}" + (f" = {_value(value)}" if value is not NOTHING else "")
+        else:
+            text = f"reads {what}" + (f" -> {_value(value)}" if value is not NOTHING else "")
+        if step.accesses is None:
+            step.accesses, step.touched = [], []
+        step.accesses.append(text)
+        assert step.touched is not None
+        step.touched.append((sched.access_log[-1][1], made.field, made.write))
+
+    def event(self, sched: Any, what: RunEvent) -> None:
+        if isinstance(what, Accessed):
+            self._access(sched, what, sys._getframe(1))
+            return
+        cur = sched.current
+        # The library call the program made (Lock.acquire, Condition.notify...): the timeline
+        # draws hand-offs of the program's own locks, not of the locks inside Condition or Thread.
+        api = library_call(sys._getframe(1)) if isinstance(what, _CALLS) else None
+        self.events.append(Event(len(self.steps), cur.index, cur.name, sched.clock.now, what, api))
+
+    def mark_race(self, failure: Any) -> None:
+        """Note the two accesses of the run's race (a :class:`~interleave.races.RaceFailure`) on their steps."""
+        self.marks = failure.marks(self.access_steps,
+                                   lambda at, thread, key, fld: _touched_after(self, at, thread, key, fld))
+
+    def path(self) -> list[tuple[int, int]]:
+        return [(s.thread, s.lineno) for s in self.steps]
+
+    def story(self) -> Story:
+        """The model of the recorded run (built on first use, once the run is over)."""
+        if self._story is None:
+            self._story = Story(self)
+        return self._story
+
+
+@dataclass(frozen=True)
+class Suspension:
+    """A thread that could have gone on was stopped by the schedule (a preemption or a pause)."""
+
+    event: int  # its event's index in Story.events
+    thread: int
+    #: The thread's last step before it: that line runs (or finishes) when the thread resumes.
+    step: int | None
+    #: The thread had blocked in that line and its wait was over: the rest of the line is pending.
+    inside: bool
+
+
+@dataclass(frozen=True)
+class Link:
+    """An arrow between threads: a lock hand-off, a wake-up, a thread start, a message."""
+
+    kind: str  # "handoff", "wake", "spawn" or "msg"
+    start: int  # the event it starts at (an index in Story.events)
+    #: The event it ends at; None: it ends at whatever thread ``lane`` does next.
+    end: int | None
+    lane: int | None
+    #: The lock handed off, the waking call's method, the message's text.
+    what: str
+    #: For a wake-up: the woken thread's block it ends (an index in Story.events), if seen.
+    waited: int | None = None
+
+
+#: Library calls whose lock operations are the program's own (hand-offs are drawn for these).
+_LOCK_CLASSES = ("Lock", "RLock", "Condition")
+_LOCK_METHODS = ("acquire", "release", "__enter__", "__exit__", "wait", "wait_for")
+
+
+def own_lock_call(api: str) -> bool:
+    cls, _, method = api.rpartition(".")
+    return cls in _LOCK_CLASSES and method in _LOCK_METHODS
+
+
+def lock_acquire(api: str) -> bool:
+    cls, _, method = api.rpartition(".")
+    return cls in _LOCK_CLASSES and method in ("acquire", "__enter__")
+
+
+def starting_thread(block: Event | None) -> bool:
+    """A block in Thread.start (which waits for the new thread to be up), even via a helper."""
+    if block is None:
+        return False
+    what = block.what
+    return block.api == "Thread.start" or (isinstance(what, Blocked) and what.sleep is None
+                                           and what.api.startswith("Thread.start"))
+
+
+class Story:
+    """The model of one recorded run, built once (:meth:`TraceRecorder.story`)."""
+
+    def __init__(self, rec: TraceRecorder) -> None:
+        self.steps = rec.steps
+        cut = next((n for n, e in enumerate(rec.events) if isinstance(e.what, TearingDown)), len(rec.events))
+        #: The run's events: after teardown began come the finally blocks of stopped threads.
+        self.events = rec.events[:cut]
+        #: The run's steps are ``steps[:end]`` (the same reason).
+        self.end = rec.events[cut].at_step if cut < len(rec.events) else len(rec.steps)
+        #: Steps loading the program (its module-level code) before the entry function.
+        self.setup = next((e.at_step for e in self.events if isinstance(e.what, Entered)), 0)
+        #: Step index -> the note a data race puts there.
+        self.marks = rec.marks
+        self.names: dict[int, str] = {}
+        #: Groups set by ``control.set_group`` (and inherited by the threads started after).
+        self.groups: dict[int, str | None] = {}
+        self._threads()
+        #: Event index -> the preemption or pause it is.
+        self.suspensions: dict[int, Suspension] = {}
+        self._suspensions()
+        #: Step index -> ``(kind, lock)`` of the operations of locks the program made, done in that step.
+        self.lock_ops: dict[int, list[tuple[str, str]]] = {}
+        for e in self.events:
+            if isinstance(e.what, (Acquired, Released)) and "(made at" in e.what.lock and e.at_step:
+                self.lock_ops.setdefault(e.at_step - 1, []).append((e.kind, e.what.lock.split(" (made at")[0]))
+        self.links: list[Link] = []
+        self._links()
+        deadlock = next((e.what for e in self.events if isinstance(e.what, Deadlocked)), None)
+        #: A deadlock's blocked threads, and the wait-for graph among them (thread -> whom it waits for).
+        self.waits: list[Wait] = list(deadlock.waits) if deadlock is not None else []
+        self.wait_for = {w.thread: w.holder for w in self.waits if w.holder not in (None, w.thread)}
+        self.in_cycle = self._cycle()
+        #: Per thread, its last block in the run (an index in events).
+        self.last_block = {e.thread: n for n, e in enumerate(self.events) if isinstance(e.what, Blocked)}
+
+    def _threads(self) -> None:
+        for s in self.steps[: self.end]:
+            self.names.setdefault(s.thread, s.name)
+        for e in self.events:
+            self.names.setdefault(e.thread, e.name)
+            what = e.what
+            if isinstance(what, ThreadStarted):
+                self.names.setdefault(what.child, what.name)
+                self.groups[what.child] = what.group
+            elif isinstance(what, Grouped):
+                self.groups[e.thread] = what.name
+            elif isinstance(what, Woken):
+                self.names.setdefault(what.thread, what.name)
+
+    def _suspensions(self) -> None:
+        last: dict[int, int] = {}
+        waited: set[int] = set()  # threads that blocked since their last step
+        i = 0
+        for n, e in enumerate(self.events):
+            while i < e.at_step and i < len(self.steps):
+                last[self.steps[i].thread] = i
+                waited.discard(self.steps[i].thread)
+                i += 1
+            if isinstance(e.what, Blocked):
+                waited.add(e.thread)
+            elif isinstance(e.what, (Preempted, Paused)):
+                self.suspensions[n] = Suspension(n, e.thread, last.get(e.thread), e.thread in waited)
+
+    def _links(self) -> None:
+        last_release: dict[str, int] = {}
+        last_block: dict[int, int] = {}
+        sends: dict[str, tuple[int, Any]] = {}  # msg -> (event number, what) of its send
+        sent_at: dict[int, int] = {}  # thread -> the step position of its last send
+        events = self.events
+        for n, e in enumerate(events):
+            what = e.what
+            if isinstance(what, Blocked):
+                last_block[e.thread] = n
+            elif isinstance(what, Released) and own_lock_call(e.api or ""):
+                last_release[what.lock] = n
+            elif isinstance(what, Acquired):
+                released = last_release.pop(what.lock, None)
+                if released is not None and events[released].thread != e.thread and own_lock_call(e.api or ""):
+                    self.links.append(Link("handoff", released, n, None, what.lock))
+            elif isinstance(what, Woken) and not what.timeout:
+                to = what.thread
+                waited = last_block.get(to)
+                block = events[waited] if waited is not None else None
+                if starting_thread(block) or to == e.thread:
+                    continue  # thread start-up handshakes: the start link shows it
+                if sent_at.get(e.thread) == e.at_step:
+                    continue  # delivering the message just sent: the message link shows it
+                if lock_acquire((block.api if block else None) or ""):
+                    continue  # a contended lock: the hand-off link shows it
+                verb = (e.api or "").rpartition(".")[2] or "exit"  # no program code on the stack: the thread is ending
+                self.links.append(Link("wake", n, None, to, verb, waited))
+            elif isinstance(what, ThreadStarted):
+                self.links.append(Link("spawn", n, None, what.child, what.name))
+            elif isinstance(what, Noted) and what.name in ("send", "recv") and "msg" in what.fields:
+                fields = what.fields
+                key = repr(fields["msg"])
+                if what.name == "send":
+                    sends[key] = (n, fields.get("what"))
+                    sent_at[e.thread] = e.at_step
+                elif key in sends:
+                    sent, said = sends.pop(key)
+                    text = str(said if said is not None else fields.get("what", fields["msg"]))
+                    self.links.append(Link("msg", sent, n, None, text))
+
+    def _cycle(self) -> set[int]:
+        """The threads on a cycle of the wait-for graph."""
+        in_cycle: set[int] = set()
+        for start in self.wait_for:
+            seen: list[int] = []
+            node: int | None = start
+            while node in self.wait_for and node not in seen:
+                seen.append(node)
+                node = self.wait_for[node]
+            if node in seen:
+                in_cycle |= set(seen[seen.index(node):])
+        return in_cycle
+
+    def segments(self, start: int = 0, cuts: set[int] | frozenset[int] = frozenset()) -> list[tuple[int, int]]:
+        """``(first, end)`` of each run of consecutive steps of one thread from step ``start``
+        on, also cut before each step in ``cuts`` (where an event worth its own line sits)."""
+        steps = self.steps
+        found: list[tuple[int, int]] = []
+        for i in range(start, len(steps) + 1):
+            boundary = i == len(steps) or (i > start and (steps[i].thread != steps[start].thread or i in cuts))
+            if boundary and i > start:
+                found.append((start, i))
+                start = i
+        return found
+
+    def last_steps(self) -> dict[int, int]:
+        """Per thread, its last step of the run."""
+        last: dict[int, int] = {}
+        for i, s in enumerate(self.steps[: self.end]):
+            last[s.thread] = i
+        return last
+
+    def preemptions(self) -> int:
+        return sum(1 for e in self.events if isinstance(e.what, Preempted))
+
+
+_PLAIN = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _value(value: Any) -> str:
+    """A value as a trace shows it, cut short. Only plain values are shown by their repr:
+    another object's ``__repr__`` is code of the program's or the stdlib's, and running it
+    here would take steps (``Thread.__repr__`` takes a lock) the run never took."""
+    if type(value) in _PLAIN:
+        text = repr(value)
+    elif type(value) in (list, tuple, set, frozenset, dict):
+        parts = [p for pair in value.items() for p in pair] if isinstance(value, dict) else list(value)
+        plain = len(parts) <= 16 and all(type(p) in _PLAIN for p in parts)
+        text = repr(value) if plain else f"<{type(value).__name__} of {len(value)}>"
+    else:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: Frames of the user's code kept per access.
+STACK_DEPTH = 8
+
+
+def user_stack(frame: Any) -> list[tuple[str, int]]:
+    """``(file, line)`` of the user's frames from ``frame`` outwards, innermost last."""
+    found: list[tuple[str, int]] = []
+    while frame is not None and len(found) < STACK_DEPTH:
+        if is_user_file(frame.f_code.co_filename):
+            found.append((frame.f_code.co_filename, frame.f_lineno))
+        frame = frame.f_back
+    return found[::-1]
+
+
+def library_call(frame: Any) -> str | None:
+    """The outermost library function the program's code called (``Lock.acquire``,
+    ``Condition.notify``...); None when no code of the program is on the stack."""
+    outer = None
+    while frame is not None and not is_user_file(frame.f_code.co_filename):
+        outer = frame
+        frame = frame.f_back
+    if frame is None or outer is None:
+        return None
+    name: str = getattr(outer.f_code, "co_qualname", outer.f_code.co_name)
+    return name
+
+
+def _touched_after(trace: TraceRecorder, at: int, thread: int, key: Any, fld: Any) -> int | None:
+    """The first step after ``at`` in which ``thread`` touches ``fld`` of object ``key``."""
+    for i in range(at + 1, len(trace.steps)):
+        step = trace.steps[i]
+        if step.thread == thread and step.touched and any(k == key and f == fld for k, f, _ in step.touched):
+            return i
+    return None
