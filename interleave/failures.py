@@ -6,14 +6,13 @@ import linecache
 import os
 import traceback
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .files import is_threading_internal, is_user_file
-
-if TYPE_CHECKING:
-    from .scheduler import Scheduler, VThread
+from .runview import RunView, ThreadView
 
 EXCEPTION, DEADLOCK, HANG = "exception", "deadlock", "hang"
 
@@ -120,7 +119,7 @@ def blocking_call(frame: Any, waiting_on: Any) -> str:
     return "sleep" if type(waiting_on).__name__ == "_Sleep" else "wait"
 
 
-def blocked_thread_report(sched: Scheduler, blocked: list[VThread]) -> Failure:
+def blocked_thread_report(sched: RunView, blocked: Sequence[ThreadView]) -> Failure:
     """A deadlock: each blocked thread, the line it waits on, what for, and who holds it."""
     rows = []
     place = []
@@ -143,7 +142,7 @@ def blocked_thread_report(sched: Scheduler, blocked: list[VThread]) -> Failure:
     return Failure(DEADLOCK, message, details, tuple(sorted(place)))
 
 
-def _waits_for(vt: VThread, api: str) -> str:
+def _waits_for(vt: ThreadView, api: str) -> str:
     obj = vt.waiting_on
     if vt.frozen:
         return "its process to be resumed (it is paused)"
@@ -164,7 +163,7 @@ RUN_STEPS_FACTOR = 100
 RAISE_BOUND = "raise the bound with --max-steps N, the marker's max_steps=N or the ini's interleave_max_steps = N"
 
 
-def hang_failure(sched: Scheduler, vt: VThread, frame: Any, loops: dict[tuple[int, str, int], int] | None) -> Failure:
+def hang_failure(sched: RunView, vt: ThreadView, frame: Any, loops: dict[tuple[int, str, int], int] | None) -> Failure:
     """A run that got nowhere: ``loops`` counts the lines each thread ran (thread, file,
     line) since the program's state last changed; None when the state kept changing but
     the run went past its hard bound of steps."""

@@ -20,12 +20,10 @@ import types
 import weakref
 from collections import deque
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .files import is_user_file
-
-if TYPE_CHECKING:
-    from .scheduler import Scheduler, VThread
+from .runview import RunView, ThreadView
 
 #: How far into containers and objects a snapshot looks, and how much it takes in all.
 LOCALS_DEPTH = 3
@@ -42,7 +40,8 @@ _OPAQUE = frozenset({
     staticmethod, classmethod,
 })
 #: Modules whose objects are the machinery of the run, not the program's state.
-_MACHINERY = frozenset({"interleave.scheduler", "interleave.clock", "interleave.trace", "greenlet", "_greenlet"})
+_MACHINERY = frozenset({"interleave.scheduler", "interleave.clock", "interleave.story", "interleave.events", "greenlet",
+                        "_greenlet"})
 _qualname = type.__dict__["__qualname__"].__get__
 _module = type.__dict__["__module__"].__get__
 _mro = type.__dict__["__mro__"].__get__
@@ -132,7 +131,7 @@ def _readers(t: type) -> list[tuple[str, Any]]:
     return found
 
 
-def _user_frames(vt: VThread, sched: Scheduler) -> list[Any]:
+def _user_frames(vt: ThreadView, sched: RunView) -> list[Any]:
     frame: types.FrameType | None
     if vt is sched.current:
         frame = sys._getframe(1)
@@ -176,7 +175,7 @@ class Snapshot:
         return True
 
 
-def snapshot(sched: Scheduler) -> Snapshot:
+def snapshot(sched: RunView) -> Snapshot:
     """The state of every live thread of the run (see :class:`Snapshot`)."""
     threads = []
     modules: dict[int, dict[str, Any]] = {}
