@@ -31,8 +31,9 @@ from typing import Any
 import pytest
 
 from . import options, reporting
+from .body import is_hypothesis_test
 from .exploration import TestExploration
-from .given import is_hypothesis_test, relax_settings
+from .given import relax_settings, run_given_test
 from .health import InterleaveHealthWarning
 from .options import DEFAULT_RUNS, DEFAULT_RUNS_PER_INPUT, MARKER, PYTEST_DEFAULTS, BadMarker, budget_for
 
@@ -72,7 +73,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         budget = budget_for(pyfuncitem, per_input=is_hypothesis_test(pyfuncitem.obj))
     except BadMarker as exc:
         pytest.fail(f"{pyfuncitem.nodeid}: {exc}", pytrace=False)
-    TestExploration(pyfuncitem, budget).run()
+    session = TestExploration(pyfuncitem, budget)
+    if session.per_input:
+        run_given_test(session)
+    else:
+        session.run_plain_test()
     return True
 
 

@@ -11,7 +11,11 @@ from typing import Any
 import pytest
 
 from ..program import Program
-from .given import is_hypothesis_test
+
+
+def is_hypothesis_test(function: Any) -> bool:
+    """A test Hypothesis's ``@given`` made (each input then explored on its own)."""
+    return bool(getattr(function, "is_hypothesis_test", False)) and hasattr(function, "hypothesis")
 
 
 class TestBody(Program):

@@ -19,10 +19,9 @@ from ..program import BadInput
 from ..schedule import Token
 from ..settings import explore_arguments
 from . import reporting
-from .body import TestBody, fingerprint
+from .body import TestBody, fingerprint, is_hypothesis_test
 from .coverage_bridge import CoverageBridge
 from .fixtures import FreshFixtures
-from .given import is_hypothesis_test, run_given_test
 from .health import Health, InterleaveHealthWarning
 from .options import Budget
 from .store import KeptFailures
@@ -44,12 +43,6 @@ class TestExploration:
         self.health = Health()
         self.passed: list[Report] = []  # explorations without a failure, for --interleave-stats
         self._fingerprint = fingerprint(item)
-
-    def run(self) -> None:
-        if self.per_input:
-            run_given_test(self)
-        else:
-            self.run_plain_test()
 
     # -- the program the engine runs
 

@@ -6,19 +6,13 @@ Hypothesis is imported only when such a test runs: the plugin's import must not 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from ..explore import replay
 from ..program import BadInput
-
-if TYPE_CHECKING:
-    from .exploration import TestExploration
-
-
-def is_hypothesis_test(function: Any) -> bool:
-    return bool(getattr(function, "is_hypothesis_test", False)) and hasattr(function, "hypothesis")
+from .exploration import TestExploration
 
 
 def relax_settings(test: Any) -> None:
