@@ -121,6 +121,7 @@ def test_session_lock_fixed_rejects_the_stale_write_under_the_pause():
 
 # A chooser compiled from a string: code of a test file would be traced as the program's.
 _ONE_PREEMPTION = compile('''
+from interleave.clock import MONOTONIC_START
 from interleave.decisions import Fault, RunThread
 from interleave.scheduler import active
 from interleave.strategies.base import Strategy
@@ -147,7 +148,7 @@ class OnePreemption(Strategy):
                 self.faulted = True
                 return point.options[1]
             return point.default
-        if sched.clock.elapsed() != self.drop_at:
+        if sched.clock.now - MONOTONIC_START != self.drop_at:
             return point.default
         names = {sched.threads[o.thread].name: o for o in point.options if isinstance(o, RunThread)}
         if not self.chose and not point.preemptive and "F1.CommitProcessor" in names:
