@@ -76,14 +76,21 @@ def describe_failures(runner: Runner, program: Program, found: list[FoundFailure
     return reports
 
 
-def _as_found(runner: Runner, program: Program, found: FoundFailure) -> tuple[FailureReport, RunResult]:
+def _replay_recorded(runner: Runner, found: FoundFailure,
+                     deviations: list[Decision]) -> tuple[RunResult, TraceRecorder]:
+    """``deviations`` replayed exactly, with a recorder; it must fail as ``found`` did."""
     recorder = TraceRecorder()
     try:
-        run = runner.run_or_raise(Replay(found.deviations, strict=True), recorder)
+        run: RunResult | None = runner.run_or_raise(Replay(deviations, strict=True), recorder)
     except ScheduleMismatch:
         run = None
     if run is None or not found.failure.same_as(run.failure):
         raise_nondeterministic(found.failure, run.failure if run is not None else None)
+    return run, recorder
+
+
+def _as_found(runner: Runner, program: Program, found: FoundFailure) -> tuple[FailureReport, RunResult]:
+    run, recorder = _replay_recorded(runner, found, found.deviations)
     report = _failure_report(program, runner, found, found.deviations, run, recorder, run, attempts=0, minimal=False)
     report.not_shrunk = PENDING
     return report, run
@@ -91,13 +98,7 @@ def _as_found(runner: Runner, program: Program, found: FoundFailure) -> tuple[Fa
 
 def _shrunk(runner: Runner, program: Program, found: FoundFailure, run: RunResult, shrink_time: float) -> FailureReport:
     shrunk = shrink(runner, found.failure, run.deviations, run, shrink_time)
-    recorder = TraceRecorder()
-    try:
-        final = runner.run_or_raise(Replay(shrunk.deviations, strict=True), recorder)
-    except ScheduleMismatch:
-        final = None
-    if final is None or not found.failure.same_as(final.failure):
-        raise_nondeterministic(found.failure, final.failure if final is not None else None)
+    final, recorder = _replay_recorded(runner, found, shrunk.deviations)
     return _failure_report(program, runner, found, shrunk.deviations, final, recorder, run, shrunk.attempts,
                            shrunk.minimal)
 
