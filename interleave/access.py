@@ -144,6 +144,8 @@ def _kind(tp: type, name: str) -> int:
 
 
 def _sched() -> Any:
+    """The run's scheduler when called on its thread (written out in the item and attribute
+    helpers and ``tick``: the path of nearly every access)."""
     sched = RUN.sched
     if sched is not None and _get_ident() == RUN.os_ident:
         return sched
@@ -194,7 +196,9 @@ class ModuleAccess:
     # -- attributes
 
     def get_attr(self, obj: Any, name: str, site: int) -> Any:
-        sched = _sched()
+        sched = RUN.sched
+        if sched is not None and _get_ident() != RUN.os_ident:
+            sched = None
         if sched is None:
             return getattr(obj, name)
         kind = _kind(type(obj), name)
@@ -209,7 +213,9 @@ class ModuleAccess:
         return value
 
     def set_attr(self, obj: Any, name: str, value: Any, site: int) -> None:
-        sched = _sched()
+        sched = RUN.sched
+        if sched is not None and _get_ident() != RUN.os_ident:
+            sched = None
         if sched is None:
             setattr(obj, name, value)
             return
@@ -252,7 +258,9 @@ class ModuleAccess:
     # -- items
 
     def get_item(self, obj: Any, key: Any, site: int) -> Any:
-        sched = _sched()
+        sched = RUN.sched
+        if sched is not None and _get_ident() != RUN.os_ident:
+            sched = None
         if sched is None or type(obj) in _IMMUTABLE:
             return obj[key]
         sched.access_point()
@@ -262,7 +270,9 @@ class ModuleAccess:
         return value
 
     def set_item(self, obj: Any, key: Any, value: Any, site: int) -> None:
-        sched = _sched()
+        sched = RUN.sched
+        if sched is not None and _get_ident() != RUN.os_ident:
+            sched = None
         if sched is None:
             obj[key] = value
             return
@@ -365,7 +375,9 @@ class ModuleAccess:
 
     def tick(self) -> None:
         """Top of a loop body: lets a loop that touches nothing shared be seen running."""
-        sched = _sched()
+        sched = RUN.sched
+        if sched is not None and _get_ident() != RUN.os_ident:
+            sched = None
         if sched is not None:
             sched.tick()
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import sysconfig
+from collections.abc import Callable
 from functools import cache
+from types import CodeType
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -62,3 +64,27 @@ def is_threading_internal(filename: str) -> bool:
 
 
 _INTERNAL_BASENAMES = {"threading.py", "queue.py", "thread.py", "_base.py", "_threading_local.py"}
+
+
+def by_code(fact: Callable[[CodeType], bool]) -> Callable[[CodeType], bool]:
+    """``fact`` of a code object, worked out once per code object and looked up by its id.
+
+    Hashing a code object hashes its bytecode and constants (a microsecond on 3.13), and
+    these facts are asked at every step; each code object looked up is kept, so its id
+    is never another's.
+    """
+    facts: dict[int, bool] = {}
+    kept: list[CodeType] = []
+
+    def lookup(code: CodeType) -> bool:
+        answer = facts.get(id(code))
+        if answer is None:
+            answer = facts[id(code)] = fact(code)
+            kept.append(code)
+        return answer
+
+    return lookup
+
+
+#: Whether a code object is the user's (its file is), by code object.
+is_user_code = by_code(lambda code: is_user_file(code.co_filename))

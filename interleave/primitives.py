@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from . import access, events
 from .failures import user_location
-from .files import is_threading_internal, is_user_file
+from .files import by_code, is_threading_internal, is_user_file
 from .scheduler import Scheduler, VThread, active
 
 _real_allocate_lock = _thread.allocate_lock
@@ -263,9 +263,6 @@ class RLock(Lock):
         return self._count if self._is_owned() else 0
 
 
-_library_code: dict[Any, bool] = {}
-
-
 def _before_lock_operation(sched: Scheduler, frame: Any) -> None:
     """The switch point a lock operation gets, if any.
 
@@ -297,32 +294,26 @@ def _before_lock_operation(sched: Scheduler, frame: Any) -> None:
 _SCHEDULER_FILE = sys.modules[Scheduler.__module__].__file__
 
 
+@by_code
 def _stdlib_internal(code: Any) -> bool:
-    """True for the code of threading's internals or of interleave itself (cached: a lock
-    operation walks a few frames, at every step that takes a lock)."""
-    answer = _internal_code.get(code)
-    if answer is None:
-        filename = code.co_filename
-        answer = _internal_code[code] = is_threading_internal(filename) or filename.startswith(_PACKAGE)
-    return answer
-
-
-_internal_code: dict[Any, bool] = {}
+    """True for the code of threading's internals or of interleave itself (asked of a few
+    frames at every step that takes a lock)."""
+    filename = code.co_filename
+    return is_threading_internal(filename) or filename.startswith(_PACKAGE)
 
 
 def _called_from_library(frame: Any) -> bool:
     """True when a lock operation comes from installed library code (not the program's own
     lines, which are switch points already, nor the stdlib's threading internals): such an
     operation is a switch point of its own."""
-    code = frame.f_code
-    answer = _library_code.get(code)
-    if answer is None:
-        filename = code.co_filename
-        answer = _library_code[code] = not (
-            is_user_file(filename) or is_threading_internal(filename) or filename.startswith(_PACKAGE)
-            or filename.startswith("<")
-        )
-    return answer
+    return _library_code(frame.f_code)
+
+
+@by_code
+def _library_code(code: Any) -> bool:
+    filename = code.co_filename
+    return not (is_user_file(filename) or is_threading_internal(filename) or filename.startswith(_PACKAGE)
+                or filename.startswith("<"))
 
 
 def _called_from_threading(frame: Any) -> bool:

@@ -249,7 +249,7 @@ class Finder:
 
     def _children(self, value: Any, path: Path) -> None:
         push = self._queue.append
-        if isinstance(value, _OPAQUE):
+        if isinstance(value, _OPAQUE) or _ours(value):
             return
         if isinstance(value, type):
             if _walked_class(value):
@@ -363,6 +363,13 @@ def _instance_dict(value: Any) -> dict[str, Any] | None:
                 return None
             return namespace if type(namespace) is dict else None
     return None
+
+
+def _ours(value: Any) -> bool:
+    """interleave's own functions and objects (a program may hold a Runner): what they hold
+    is the machinery of the run (the real clock behind the controlled one), never swapped."""
+    module = value.__module__ if isinstance(value, types.FunctionType) else type(value).__module__
+    return isinstance(module, str) and (module == "interleave" or module.startswith("interleave."))
 
 
 def _walked_class(klass: type) -> bool:

@@ -451,13 +451,22 @@ class Scheduler:
 
         Every visible operation is a step. The first one after a switch point needs no
         switch point of its own: nothing the other threads could see happened in between.
+        (:meth:`_visible_step` written out: this is the path of every access.)
         """
         cur = self.current
         cur.quiet = 0
         cur.user_steps += 1
         switch = cur.ops > 0 or cur.sync_pending
         cur.sync_pending = False
-        self._visible_step(cur, switch)
+        if self.tearing_down:
+            return
+        cur.steps += 1
+        self.steps += 1
+        if self.steps >= self._next_sample or self._loop_lines is not None:
+            self._look(cur, sys._getframe(2))
+        if switch and (len(self.runnable) > 1 or ((self.pauses_left > 0 or self.stalled) and self.clock.has_timers())):
+            self._switch_point(in_trace=False, yielding=False)
+        cur.ops = 1
         if self.recorder is not None and not self.tearing_down:
             self.recorder.step(self, cur, sys._getframe(2))
 
@@ -504,15 +513,19 @@ class Scheduler:
         cur.steps += 1
         self.steps += 1
         if self.steps >= self._next_sample or self._loop_lines is not None:
-            frame = frame or sys._getframe(3)
-            if self.steps >= self._next_sample:
-                self._sample(frame)
-            if self._loop_lines is not None:
-                key = (cur.index, frame.f_code.co_filename, frame.f_lineno)
-                self._loop_lines[key] = self._loop_lines.get(key, 0) + 1
+            self._look(cur, frame or sys._getframe(3))
         if switch and (len(self.runnable) > 1 or ((self.pauses_left > 0 or self.stalled) and self.clock.has_timers())):
             self._switch_point(in_trace=False, yielding=False)
         cur.ops = 1
+
+    def _look(self, cur: VThread, frame: Any) -> None:
+        """The hang detector's look at a step: a sample when one is due, the line counted
+        while the run is stalled."""
+        if self.steps >= self._next_sample:
+            self._sample(frame)
+        if self._loop_lines is not None:
+            key = (cur.index, frame.f_code.co_filename, frame.f_lineno)
+            self._loop_lines[key] = self._loop_lines.get(key, 0) + 1
 
     def tick(self) -> None:
         """A loop turned; every :data:`TICK_SLICE` turns without a visible operation is a step."""
@@ -593,13 +606,15 @@ class Scheduler:
                 return None
             if self.stalled and self._time_passes():
                 continue
-            if self._spins.get(cur.index, 0) >= SPINS_BEFORE_TIME_PASSES and self._spun_out(runnable):
+            spins = self._spins
+            if spins and spins.get(cur.index, 0) >= SPINS_BEFORE_TIME_PASSES and self._spun_out(runnable):
                 continue
             cur_live = cur.state == RUNNABLE and not cur.frozen and not hub
             if cur_live and cur.streak >= TIME_SLICE and len(runnable) > 1:
                 self.polled()
                 yielding = True
-            runnable = self._eligible(runnable)
+            if self._deferred:
+                runnable = self._eligible(runnable)
             cur_runnable = cur_live and cur.index in runnable
             jump_ok = self.pauses_left > 0 and not self.stalled and self.clock.has_timers()
             if cur_runnable and not yielding:
@@ -633,10 +648,9 @@ class Scheduler:
         return options
 
     def _eligible(self, runnable: list[int]) -> list[int]:
-        """The runnable threads not waiting for others to run first (all, if none is left)."""
+        """The runnable threads not waiting for others to run first (all, if none is left);
+        asked only while some thread waits."""
         deferred = self._deferred
-        if not deferred:
-            return runnable
         threads = self.threads
         eligible = [i for i in runnable if i not in deferred
                     or not any(threads[j].state == RUNNABLE and not threads[j].frozen for j in deferred[i])]
@@ -741,12 +755,25 @@ class Scheduler:
     def _decide(self, options: tuple[Option, ...], default: RunThread, preemptive: bool, yielding: bool,
                 in_trace: bool = False) -> Option:
         cur = self.current
-        sub = self._next_sub(cur)
+        # _next_sub written out, and _ask's guard: this is every decision's path.
+        steps = cur.steps
+        if cur.decided_at == steps:
+            cur.decisions_here += 1
+        else:
+            cur.decided_at = steps
+            cur.decisions_here = 0
         self.decisions += 1
-        point = _new_tuple(DecisionPoint, ((cur.index, cur.steps, sub), options, default, preemptive, yielding,
-                                           self._thread_steps, self._ask_line))
-        choice = self._ask(point, in_trace)
-        # Costs as DecisionPoint.paid gives them, without its calls: this is every decision's path.
+        point = _new_tuple(DecisionPoint, ((cur.index, steps, cur.decisions_here), options, default, preemptive,
+                                           yielding, self._thread_steps, self._ask_line))
+        try:
+            choice = self.chooser.choose(point)
+        except RecursionError:
+            raise  # the program's stack is full: its own RecursionError, a few frames early
+        except Exception as exc:  # not the program's failure: handed to the caller
+            self.internal_error = exc
+            self.abort(in_trace)
+            raise
+        # Costs as DecisionPoint.paid gives them, without its calls.
         if isinstance(choice, RunThread):
             if choice.thread == default.thread:
                 return choice

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
-from .files import is_user_file
+from .files import is_user_code, is_user_file
 from .scheduler import Scheduler
 
 ACCESS, LINE, OPCODE = "access", "line", "opcode"
@@ -90,7 +90,8 @@ def _install_monitoring(sched: Scheduler, tool: int, opcodes: bool) -> Callable[
     get_frame = sys._getframe
     local_events = events.INSTRUCTION if opcodes else events.LINE | events.JUMP
     instrumented: list[CodeType] = []
-    same_line: dict[tuple[CodeType, int, int], bool] = {}
+    same_line: dict[tuple[int, int, int], bool] = {}
+    jumped_in: list[CodeType] = []
 
     def on_start(code: CodeType, offset: int) -> Any:
         if is_user_file(code.co_filename):
@@ -109,10 +110,11 @@ def _install_monitoring(sched: Scheduler, tool: int, opcodes: bool) -> Callable[
     def on_jump(code: CodeType, source: int, destination: int) -> Any:
         if destination > source:
             return disable
-        key = (code, source, destination)
+        key = (id(code), source, destination)  # a code object's own hash is dear (see files.by_code)
         same = same_line.get(key)
         if same is None:
             same = same_line[key] = _line_at(code, source) == _line_at(code, destination)
+            jumped_in.append(code)  # kept, so that its id is no other's
         if not same:
             return disable  # the LINE event at the destination is the step
         if get_ident() == os_ident:
@@ -150,15 +152,8 @@ def _line_at(code: CodeType, offset: int) -> int | None:
     return None
 
 
-#: Whether a code object is the user's, kept across runs: a target re-executed every run
-#: creates its functions from the same code objects.
-_user_code: dict[CodeType, bool] = {}
-
-
 def _install_settrace(sched: Scheduler, opcodes: bool) -> Callable[[], None]:
     on_step = sched.line
-    user_code = _user_code
-
     def local_line(frame: Any, event: str, arg: Any) -> Any:
         if event == "line":
             on_step(frame)
@@ -172,11 +167,7 @@ def _install_settrace(sched: Scheduler, opcodes: bool) -> Callable[[], None]:
     local = local_opcode if opcodes else local_line
 
     def on_call(frame: Any, event: str, arg: Any) -> Any:
-        code = frame.f_code
-        mine = user_code.get(code)
-        if mine is None:
-            mine = user_code[code] = is_user_file(code.co_filename)
-        if not mine:
+        if not is_user_code(frame.f_code):
             return None
         if opcodes:
             frame.f_trace_opcodes = True
@@ -215,19 +206,13 @@ def line_observer(observer: Any) -> Callable[[Scheduler], Callable[[], None]]:
     line coverage for runs whose steps are shared accesses."""
 
     def install(sched: Scheduler) -> Callable[[], None]:
-        user_code = _user_code
-
         def local(frame: Any, event: str, arg: Any) -> Any:
             if event == "line" and not sched.tearing_down:
                 observer.step(sched, sched.current, frame)
             return local
 
         def on_call(frame: Any, event: str, arg: Any) -> Any:
-            code = frame.f_code
-            mine = user_code.get(code)
-            if mine is None:
-                mine = user_code[code] = is_user_file(code.co_filename)
-            return local if mine else None
+            return local if is_user_code(frame.f_code) else None
 
         previous = sys.gettrace()
         sys.settrace(on_call)

@@ -412,3 +412,20 @@ def test_exploring_leaves_the_process_own_thread_pools_working():
     no_failure(program, runs=20)
     assert outside.submit(lambda: 3).result(timeout=5) == 3
     outside.shutdown()
+
+
+#: interleave's own objects, as a program or a test module may hold them (a Runner, a clock).
+HELD_CLOCKS = dict(__import__("interleave.primitives").primitives.CONTROLLED_TIME)
+REAL_MONOTONIC = id(time.monotonic)  # an int: what a run swaps, it cannot hold
+
+
+def test_interleaves_own_objects_held_by_the_program_are_not_swapped():
+    def real_behind(clock):
+        return clock.__closure__[clock.__code__.co_freevars.index("real")].cell_contents
+
+    def program():
+        # The controlled clock falls back on the real one outside a run: swapping that
+        # for the controlled one would make it call itself forever.
+        assert id(real_behind(HELD_CLOCKS["monotonic"])) == REAL_MONOTONIC
+
+    no_failure(program, runs=2)
