@@ -249,7 +249,7 @@ class Finder:
 
     def _children(self, value: Any, path: Path) -> None:
         push = self._queue.append
-        if isinstance(value, _OPAQUE) or _ours(value):
+        if isinstance(value, _OPAQUE) or _not_the_programs(value):
             return
         if isinstance(value, type):
             if _walked_class(value):
@@ -365,11 +365,15 @@ def _instance_dict(value: Any) -> dict[str, Any] | None:
     return None
 
 
-def _ours(value: Any) -> bool:
-    """interleave's own functions and objects (a program may hold a Runner): what they hold
-    is the machinery of the run (the real clock behind the controlled one), never swapped."""
+def _not_the_programs(value: Any) -> bool:
+    """Functions and objects of interleave itself (a program may hold a Runner) or of a host
+    package (a test module's functions lead to pytest's whole session): what they hold is
+    the machinery around the run (the real clock behind the controlled one), never swapped."""
     module = value.__module__ if isinstance(value, types.FunctionType) else type(value).__module__
-    return isinstance(module, str) and (module == "interleave" or module.startswith("interleave."))
+    if not isinstance(module, str):
+        return False
+    package = module.partition(".")[0]
+    return package == "interleave" or package in _HOSTS
 
 
 def _walked_class(klass: type) -> bool:
