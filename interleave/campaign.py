@@ -287,6 +287,9 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> SlotResu
                 out.stopped_at = key
                 control.lower(key)
                 break
+            if result.extra.get("interrupted"):
+                out.interrupted = True  # a run cut short is no run of the search: the chooser never hears of it
+                break
             chooser.end_run(result)
             if counting:
                 race_count.add(run, result)
@@ -298,9 +301,6 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> SlotResu
                 out.steps.append(result.steps)
                 out.schedules.append(hash(schedule_id(result.deviations)))
                 control.progress(run, total_steps)
-            if result.extra.get("interrupted"):
-                out.interrupted = True
-                break
             if result.uncontrolled is not None:
                 out.uncontrolled = result.uncontrolled
                 out.stopped_at = key

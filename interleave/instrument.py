@@ -848,7 +848,7 @@ class Instrumentation:
             instrumented = _compile_loaded(module, filename)
             if instrumented is None:
                 continue
-            by_file[filename] = {_code_key(c): c for c in _code_objects(instrumented)}
+            by_file[filename] = _twins(instrumented)
             access.inject(namespace, compiled=False)
         if by_file:
             self._swap(by_file)
@@ -869,6 +869,17 @@ class Instrumentation:
             if twin is not None and twin is not code and twin.co_freevars == code.co_freevars:
                 self._swapped.append((obj, code))
                 obj.__code__ = twin
+
+
+#: Each function's instrumented code in a compiled module, by its key (once per compiled module).
+_twins_of: dict[int, tuple[types.CodeType, dict[tuple[str, int, str], types.CodeType]]] = {}
+
+
+def _twins(module_code: types.CodeType) -> dict[tuple[str, int, str], types.CodeType]:
+    entry = _twins_of.get(id(module_code))
+    if entry is None or entry[0] is not module_code:
+        entry = _twins_of[id(module_code)] = (module_code, {_code_key(c): c for c in _code_objects(module_code)})
+    return entry[1]
 
 
 #: Instrumented code by (file, size, modification time): a campaign per test compiles once.

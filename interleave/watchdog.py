@@ -18,7 +18,13 @@ When it acts:
   step) for :data:`STUCK`, in one call or in code without switch points;
 * with no deadline, a call that has not returned for :data:`STALL`.
 
-The signal handler stays installed once set (it does nothing outside a watched run), so a
+A call that holds the interpreter lock (a regex that backtracks, a C extension's loop) keeps
+the watching thread from running at all. For those, a timer of the process's CPU time
+(``SIGVTALRM``) ticks while a run is armed; the tick's handler runs in the run's thread as
+soon as the call checks for signals (the regex engine does), and stops the run as the
+watching thread would have.
+
+The signal handlers stay installed once set (they do nothing outside a watched run), so a
 signal sent just as a run ends can never meet the default action, which would kill the process.
 """
 
@@ -44,6 +50,8 @@ from .scheduler import Scheduler, active
 
 LOCK_STALL = 0.25
 STUCK = 1.0
+#: Seconds of CPU time between ticks of the timer for calls that hold the interpreter.
+CPU_TICK = 0.5
 STALL = 30.0
 POLL = 0.1
 
@@ -86,6 +94,10 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._stop = False
         self._usable = False
+        self._ticking = False
+        #: The run's steps at the last tick, and when they last changed.
+        self._tick_steps = -1
+        self._tick_since = 0.0
 
     def ready(self) -> None:
         """Outside any run: make sure the watching thread runs (it is a real thread)."""
@@ -104,8 +116,15 @@ class Watchdog:
         if self._usable:
             _watchdogs[id(sched)] = self
             self._watch = _Watch(sched, deadline, real_locks)
+            self._tick_steps = -1
+            self._ticking = _install_tick_handler()
+            if self._ticking:
+                signal.setitimer(signal.ITIMER_VIRTUAL, CPU_TICK, CPU_TICK)
 
     def disarm(self) -> None:
+        if self._ticking:
+            signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+            self._ticking = False
         with self._lock:  # never while the watching thread is about to signal this run
             watch, self._watch, self._order = self._watch, None, None
         if watch is not None:
@@ -190,6 +209,24 @@ class Watchdog:
 
     # ------------------------------------------------------------------ in the run's thread
 
+    def on_tick(self, sched: Scheduler, frame: Any) -> None:
+        """A tick of CPU time in the run's thread: a run that has taken no step since long
+        enough is stopped here (the watching thread may be kept from running)."""
+        watch = self._watch
+        if watch is None or watch.sched is not sched:
+            return
+        now = _real_monotonic()
+        if sched.steps != self._tick_steps:
+            self._tick_steps, self._tick_since = sched.steps, now
+            return
+        away = now - self._tick_since
+        past_limit = watch.deadline is not None and now >= watch.deadline and away >= STUCK
+        if past_limit or away >= STALL:
+            when = "by the time limit" if past_limit else f"in {STALL:g}s"
+            self._order = _Order(sched, None, 0, f"a call that did not return {when}, holding the interpreter "
+                                                 f"(the watchdog could not run): {_call_site(frame)}")
+            self.on_signal(frame)
+
     def on_signal(self, frame: Any) -> None:
         order = self._order
         sched = active()
@@ -226,6 +263,30 @@ def _handler(signum: int, frame: Any) -> None:
     watchdog = _watchdogs.get(id(sched)) if sched is not None else None
     if watchdog is not None and frame is not None:
         watchdog.on_signal(frame)
+
+
+def _tick(signum: int, frame: Any) -> None:
+    sched = active()
+    watchdog = _watchdogs.get(id(sched)) if sched is not None else None
+    if sched is not None and watchdog is not None and frame is not None:
+        watchdog.on_tick(sched, frame)
+
+
+_tick_installed = False
+
+
+def _install_tick_handler() -> bool:
+    """The CPU timer's handler, unless the program or its harness has one of its own."""
+    global _tick_installed
+    if not _tick_installed:
+        try:
+            if signal.getsignal(signal.SIGVTALRM) not in (signal.SIG_DFL, None):
+                return False
+            signal.signal(signal.SIGVTALRM, _tick)
+        except (ValueError, OSError, AttributeError):  # no such signal here
+            return False
+        _tick_installed = True
+    return signal.getsignal(signal.SIGVTALRM) is _tick
 
 
 def _install_handler() -> bool:

@@ -279,6 +279,8 @@ BLOCKING = {
     "input() on a stdin nobody writes": ("", "", "input()"),
     "a C call that waits": ("", "import _queue\nQ = _queue.SimpleQueue()", "Q.get()"),
     "a real lock held outside the run": (HELD_OUTSIDE, "from helper import LOCK", "LOCK.acquire()"),
+    # Holds the interpreter: no other thread of the process runs until it returns.
+    "a regex that backtracks for ages": ("", "import re", "re.match(r'(a+)+b', 'a' * 40)"),
 }
 
 

@@ -292,6 +292,33 @@ def test_a_failure_being_shrunk_survives_an_interrupt_or_a_dead_shrinker(tmp_pat
     assert replayed.returncode == 1 and "reproduced (exception) AssertionError" in replayed.stdout
 
 
+STUCK_IN_ITS_FIRST_RUN = """
+import pathlib
+import re
+import threading
+
+def main():
+    pathlib.Path("started").touch()
+    t = threading.Thread(target=lambda: re.match(r'(a+)+b', 'a' * 40))  # backtracks for ages
+    t.start()
+    t.join()
+"""
+
+
+def test_a_run_cut_short_by_ctrl_c_is_no_run_and_proves_nothing(tmp_path):
+    (tmp_path / "stuck.py").write_text(STUCK_IN_ITS_FIRST_RUN)
+    process = start_cli("explore", "stuck.py", "--strategy", "dfs", "--workers", "1", cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # in the regex of run 1, which has made no decision yet
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "interrupted; no failure in 0 runs" in err + out
+    assert "every schedule" not in err + out and "exhausted" not in err + out
+
+
 TWO_BUGS = """
 import threading
 
