@@ -7,6 +7,7 @@ then FUNC is called with no arguments.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import os
@@ -236,5 +237,11 @@ def _not_a_plain_call(function: Any) -> str | None:
 
 
 def target_path(path: str) -> str:
-    rel = os.path.relpath(path)
+    return _relative(path, os.getcwd())
+
+
+@functools.lru_cache(maxsize=1024)
+def _relative(path: str, cwd: str) -> str:
+    """``path`` from ``cwd`` when it lies below it (asked for every record of a long run)."""
+    rel = os.path.relpath(path, cwd)
     return path if rel.startswith("..") else rel
