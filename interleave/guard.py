@@ -104,6 +104,23 @@ def _unregister_in_the_run(fn: Callable[..., Any]) -> None:
         _real_unregister(fn)
 
 
+def _environ_data() -> dict[Any, Any]:
+    """``os.environ``'s own mapping (encoded keys and values): copied and compared at every run."""
+    data: dict[Any, Any] = os.environ._data  # type: ignore[attr-defined]  # private, in every supported version
+    return data
+
+
+def _restore_environ(saved: dict[Any, Any]) -> None:
+    """Put the environment back as the run found it, through ``os.environ`` (so the process's too)."""
+    decode = os.environ.decodekey
+    decode_value = os.environ.decodevalue
+    for key in [k for k in _environ_data() if k not in saved]:
+        del os.environ[decode(key)]
+    for key, value in saved.items():
+        if _environ_data().get(key) != value:
+            os.environ[decode(key)] = decode_value(value)
+
+
 class ProcessGuard:
     """Saves the process state a program could change, for one run, and puts it back."""
 
@@ -111,6 +128,7 @@ class ProcessGuard:
         self._streams: tuple[Any, Any, Any] = (None, None, None)
         self._files: list[tuple[int, int] | None] = []
         self._cwd: str | None = None
+        self._environ: dict[Any, Any] = {}
         self._trace: Any = None
         self._profile: Any = None
         self._recursion_limit = 0
@@ -123,6 +141,7 @@ class ProcessGuard:
         stdin, stdout, stderr = self._streams = (sys.stdin, sys.stdout, sys.stderr)
         self._files = [_keep(1), _keep(2)]
         self._cwd = failures.run_dir = _cwd()  # None: the directory is gone, nothing to go back to
+        self._environ = _environ_data().copy()
         self._trace, self._profile = sys.gettrace(), sys.getprofile()
         self._recursion_limit = sys.getrecursionlimit()
         self._unraisable = sys.unraisablehook
@@ -157,6 +176,8 @@ class ProcessGuard:
         sys.stdin, sys.stdout, sys.stderr = (_reopened(s, fd) for fd, s in enumerate(self._streams))
         if self._cwd is not None and _cwd() != self._cwd:
             os.chdir(self._cwd)
+        if _environ_data() != self._environ:
+            _restore_environ(self._environ)
         failures.run_dir = None
 
     def _signal(self, signalnum: int | signal.Signals, handler: _Handler) -> _Handler:

@@ -270,7 +270,7 @@ def test_a_program_that_changes_directory_gets_its_json_where_the_command_ran(tm
 
 
 def test_the_next_run_starts_as_the_first_did(tmp_path):
-    """Signal handlers, exit handlers, profiler, recursion limit, directory: all put back."""
+    """Signal handlers, exit handlers, profiler, recursion limit, directory, environment: all put back."""
     (tmp_path / "elsewhere").mkdir()
     result = explore(tmp_path, f"""
         import atexit, os, signal, sys, threading
@@ -285,6 +285,10 @@ def test_the_next_run_starts_as_the_first_did(tmp_path):
             assert sys.getrecursionlimit() == {sys.getrecursionlimit()}, "a recursion limit of an earlier run"
             assert sys.getprofile() is None, "a profiler of an earlier run"
             assert os.getcwd() == {str(tmp_path)!r}, "the directory of an earlier run"
+            assert "INTERLEAVE_TEST_RUN" not in os.environ, "an environment variable of an earlier run"
+            assert os.environ.get("HOME") == {os.environ.get("HOME")!r}, "HOME as an earlier run left it"
+            os.environ["INTERLEAVE_TEST_RUN"] = "1"
+            os.environ["HOME"] = "/nowhere"
             signal.signal(signal.SIGTERM, lambda *args: None)
             signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             atexit.register(print, "an exit handler of a run")
