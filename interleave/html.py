@@ -441,7 +441,7 @@ def render_html(recorder: TraceRecorder, failure: FailureLike | None = None, *, 
                 token: str | None = None) -> str:
     """One offline HTML page: the timeline, the failure's details and the text trace."""
     model = build_model(recorder, failure, title=title, token=token)
-    text = render(recorder, failure, skip_setup=recorder.story().setup, limit=_TRACE_LINES,  # type: ignore[arg-type]
+    text = render(recorder, failure, skip_setup=recorder.story().setup, limit=_TRACE_LINES,
                   more="interleave replay --full prints the whole trace")
     # Nothing in the program's strings may end the script element or open a comment in it.
     data = json.dumps(model, separators=(",", ":")).translate(_SCRIPT_SAFE)

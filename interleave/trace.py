@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import click
 
@@ -28,7 +28,7 @@ from .events import (
     ThreadStarted,
     ThreadsThawed,
 )
-from .failures import Failure, _short, loop_lines, source_line
+from .failures import _short, loop_lines, source_line
 from .story import Event, Step, Suspension, TraceRecorder, repeats
 
 
@@ -89,6 +89,16 @@ _TONES: dict[str, dict[str, Any]] = {
 }
 
 
+class Told(Protocol):
+    """What the trace says of a failure (a :class:`~interleave.failures.Failure` or a FailureReport)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+
 @dataclass
 class Row:
     """One line of the text trace, with what folding, cutting and colouring need to know of it."""
@@ -105,7 +115,7 @@ class Row:
     keep: bool = False
 
 
-def render(trace: TraceRecorder, failure: Failure | None, *, skip_setup: int = 0, full: bool = False,
+def render(trace: TraceRecorder, failure: Told | None, *, skip_setup: int = 0, full: bool = False,
            limit: int | None = TRACE_LIMIT, more: str = MORE, color: bool = False) -> str:
     """The trace as text: one line per step, folded, with markers and the failure last.
 
@@ -193,7 +203,7 @@ def _tone(text: str, tone: str, color: bool) -> str:
 class _Renderer:
     """The rows of one recorded run's trace, before folding and cutting."""
 
-    def __init__(self, trace: TraceRecorder, failure: Failure | None, skip_setup: int, full: bool,
+    def __init__(self, trace: TraceRecorder, failure: Told | None, skip_setup: int, full: bool,
                  color: bool) -> None:
         self.story = story = trace.story()
         self.failure = failure
@@ -224,6 +234,10 @@ class _Renderer:
         shown = click.style(name, fg=_PALETTE[thread % len(_PALETTE)]) if self.color else name
         return shown + " " * (self.width - len(name)) if pad else shown
 
+    def tone(self, text: str) -> str:
+        """The words that mark a preemption, a pause, a fault, a draw."""
+        return _tone(text, "preempt", self.color)
+
     def where_held(self, held: Suspension) -> tuple[str, Step | None]:
         """Where a thread was stopped: after its last step (that line runs, or the rest of it
         when its wait there was over, when it resumes), or before its first."""
@@ -249,11 +263,11 @@ class _Renderer:
         if isinstance(what, Preempted):
             where, step = self.where_held(self.suspended[id(ev)])
             self.held[ev.thread] = step
-            return f"preemption: {name} is paused{where}; {self.who(what.to, what.to_name)} runs"
+            return f"{self.tone('preemption:')} {name} is paused{where}; {self.who(what.to, what.to_name)} runs"
         if isinstance(what, Paused):
             where, step = self.where_held(self.suspended[id(ev)])
             self.held[what.thread] = step
-            return f"pause: {self.who(what.thread, what.name)} is held{where} while time passes"
+            return f"{self.tone('pause:')} {self.who(what.thread, what.name)} is held{where} while time passes"
         if ev.kind == "block":
             return f"{name} blocks {detail}"
         if ev.kind == "start":
@@ -270,9 +284,9 @@ class _Renderer:
         # The thread acts: if it was held, it resumed first.
         if kind in _ACTS and ev.thread in self.held:
             self.resume(ev.thread, ev.name)
+        if kind in _MARKS:  # the marker in colour (the names in the text have theirs)
+            return Row(f"{'':>8}{self.tone(_SHOWN[kind])} {self.event_text(ev)}", clock=ev.clock, keep=True)
         text = f"{'':>8}{_SHOWN[kind]} {self.event_text(ev)}"
-        if kind in _MARKS:
-            return Row(_tone(text, "preempt", self.color), clock=ev.clock, keep=True)
         what = ev.what
         sig = ("clock", what.seconds) if isinstance(what, ClockAdvanced) else (kind, ev.thread, text)
         return Row(text, sig, clock=ev.clock)
