@@ -26,6 +26,7 @@ from interleave.strategies.dfs import BoundedDFS
 from interleave.trace import TRACE_LIMIT, Row, cut, render
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["pytester"]
 
 # A poll for a flag nobody sets: a hang, whose trace is the same two lines again and again.
 POLL_HANG = """
@@ -367,3 +368,43 @@ def test_colours_on_a_terminal_none_elsewhere_or_with_no_color() -> None:
     assert "\x1b[" not in _explore_in_process(color=True, env={"NO_COLOR": "1"})
     # Colours or not, the same words.
     assert re.sub(r"\x1b\[[\d;]*m", "", coloured).splitlines()[2:] == plain.splitlines()[2:]
+
+
+# ------------------------------------------------------------------ the pytest plugin
+
+LONG_TEST = """
+import threading
+import time
+
+import pytest
+
+
+@pytest.mark.interleave(runs=1, shrink_time=0)
+def test_ticker():
+    box = {"n": 0}
+
+    def ticker():
+        for i in range(400):
+            box["n"] = i
+            time.sleep(0.001 * (i + 1))
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    t.join()
+    assert box["n"] == -1, "the ticker ran to its end"
+"""
+
+
+def test_the_plugins_failure_text_is_cut_the_same_way(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_long=LONG_TEST)
+    cut_short = pytester.runpytest("-p", "no:cacheprovider")
+    cut_short.assert_outcomes(failed=1)
+    text = cut_short.stdout.str()
+    cuts = [line for line in text.splitlines() if "lines left out here" in line]
+    assert len(cuts) == 1 and cuts[0].endswith(": --interleave-full prints the whole trace"), cuts
+    trace = text[text.index("interleave: FAILURE"):text.index("XX AssertionError")]
+    assert len(trace.splitlines()) <= TRACE_LIMIT + 3
+    whole = pytester.runpytest("-p", "no:cacheprovider", "--interleave-full")
+    whole.assert_outcomes(failed=1)
+    assert "lines left out here" not in whole.stdout.str()
+    assert len(re.findall(r"^ +\d+ Thread-1 \(ticker\) ", whole.stdout.str(), flags=re.M)) == 400
