@@ -151,7 +151,8 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
         with _termination_as_interrupt():
             report = explore(target, on_progress=progress, coverage=coverage, keep_going=keep_going,
                              on_found=_found_printer(values["shrink_time"], progress is not None),
-                             on_shrinking=_shrink_printer(progress is not None), **arguments)
+                             on_shrinking=_shrink_printer(values["shrink_time"], progress is not None),
+                             **arguments)
     except BadInput as exc:
         _bad_input(str(exc))
         return
@@ -236,8 +237,10 @@ def _found_printer(shrink_time: float, progress_line: bool) -> Any:
     return show
 
 
-def _shrink_printer(progress_line: bool) -> Any:
+def _shrink_printer(shrink_time: float, progress_line: bool) -> Any:
     """How shrinking goes: on a terminal, on the progress line as it goes; anywhere, one line at its end."""
+    if not shrink_time:
+        return None
 
     def show(p: ShrinkProgress) -> None:
         if p.done:

@@ -165,10 +165,10 @@ def cut(rows: list[Row], limit: int, more: str, color: bool = False) -> list[Row
         if i not in shown:
             gap.append(row)
             continue
-        if gap:
-            text = f"{'':>8}... {len(gap):,} lines left out here{_span(gap)}: {more}"
+        if gap:  # the first such line says how to see them
+            text = f"{'':>8}... {len(gap):,} lines left out here{_span(gap)}" + (f": {more}" if more else "")
             out.append(Row(_tone(text, "fold", color), None, *_extent(gap)))
-            gap = []
+            gap, more = [], ""
         out.append(row)
     return out
 
