@@ -224,7 +224,7 @@ class _Renderer:
         self.ops_at = {i: [f"{kind} {lock}" for kind, lock in ops] for i, ops in story.lock_ops.items()}
         self.suspended = {id(story.events[n]): s for n, s in story.suspensions.items()}
         #: Threads held by a preemption or a pause, until they next do something: where each was.
-        self.held: dict[int, Step | None] = {}
+        self.held: dict[int, tuple[Step | None, str]] = {}
         self.consumed: set[int] = set()
 
     # -- the words
@@ -262,11 +262,11 @@ class _Renderer:
             return f"clock {detail} (now t={_t(ev.clock)}s)"
         if isinstance(what, Preempted):
             where, step = self.where_held(self.suspended[id(ev)])
-            self.held[ev.thread] = step
+            self.held[ev.thread] = step, where
             return f"{self.tone('preemption:')} {name} is paused{where}; {self.who(what.to, what.to_name)} runs"
         if isinstance(what, Paused):
             where, step = self.where_held(self.suspended[id(ev)])
-            self.held[what.thread] = step
+            self.held[what.thread] = step, where
             return f"{self.tone('pause:')} {self.who(what.thread, what.name)} is held{where} while time passes"
         if ev.kind == "block":
             return f"{name} blocks {detail}"
@@ -292,7 +292,7 @@ class _Renderer:
         return Row(text, sig, clock=ev.clock)
 
     def resume(self, thread: int, name: str) -> None:
-        step = self.held.pop(thread)
+        step = self.held.pop(thread)[0]
         where = f" at {_short(step.filename)}:{step.lineno}  {source_line(step.filename, step.lineno)}" \
             if step is not None else ""
         self.out.append(Row(_tone(f"{'':>8}<< ", "resume", self.color) + self.who(thread, name)
@@ -329,8 +329,7 @@ class _Renderer:
         if failure is None:
             return out
         for thread in list(self.held):  # held to the end: say so, so that no preemption is left hanging
-            step = self.held.pop(thread)
-            where = f" at {_short(step.filename)}:{step.lineno}" if step is not None else ""
+            where = self.held.pop(thread)[1]
             out.append(Row(_tone(f"{'':>8}<< ", "resume", self.color) + self.who(thread, self.story.names[thread])
                            + _tone(f" never resumes: it is still paused{where}", "resume", self.color), keep=True))
         out.append(Row(_tone(f"{'':>8}XX {failure.message}", "fail", self.color), keep=True))
