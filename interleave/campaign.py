@@ -29,7 +29,7 @@ from .describe import FoundFailure, describe_failures
 from .failures import Failure
 from .linecoverage import LineCollector
 from .program import BadInput, Program, load
-from .report import INTERRUPTED, FailureReport, Progress, Report, confidence_from, race_place_text
+from .report import INTERRUPTED, FailureReport, Progress, Report, ShrinkProgress, confidence_from, race_place_text
 from .runner import DEFAULT_MAX_STEPS, RunConfig, Runner
 from .scheduler import RunResult
 from .strategies.base import Enumeration, PctFigures
@@ -352,7 +352,8 @@ def as_found_failure(found: Found) -> FoundFailure:
 
 
 def run_here(job: Job, display: str, shrink_time: float, on_progress: Callable[[Progress], None] | None = None,
-             on_found: Callable[[list[FailureReport]], None] | None = None) -> Report:
+             on_found: Callable[[list[FailureReport]], None] | None = None,
+             on_shrinking: Callable[[ShrinkProgress], None] | None = None) -> Report:
     """The campaign of ``job``'s slot in this process: search, merge, describe in one runner."""
     program = job.program
     assert program is not None, "a campaign in this process has its program"
@@ -364,7 +365,7 @@ def run_here(job: Job, display: str, shrink_time: float, on_progress: Callable[[
 
         def describe(found: list[Found], interrupted: bool) -> list[FailureReport]:
             return describe_failures(runner, program, [as_found_failure(f) for f in found],
-                                     None if interrupted else shrink_time, on_found)
+                                     None if interrupted else shrink_time, on_found, on_shrinking=on_shrinking)
 
         return merge(display, job, campaign, describe, workers=1)
     finally:

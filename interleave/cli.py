@@ -29,8 +29,8 @@ from .html import render_html
 from .linecoverage import write_report
 from .output import Unwritable, checked_path, write_atomically
 from .program import BadInput
-from .report import Outcome
-from .trace import render
+from .report import Cost, Outcome, ShrinkProgress
+from .trace import TRACE_LIMIT, render
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 #: An exploration stopped by Ctrl-C, SIGTERM or SIGHUP before it found a failure.
@@ -118,11 +118,14 @@ def cli() -> None:
                    "standard error).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Write the failing run's timeline here (one self-contained HTML file).")
+@click.option("--full", is_flag=True,
+              help="Print the whole trace: every step, nothing folded or left out (a long one is cut at "
+                   f"{TRACE_LIMIT} lines).")
 @click.option("--coverage", "coverage_text", is_flag=True,
               help="Print the line coverage of your code over all explored runs.")
 @click.option("--coverage-html", type=click.Path(file_okay=False, writable=True), metavar="DIR",
               help="Write that coverage as an HTML report into DIR.")
-def explore_command(target: str, keep_going: bool, json_path: str | None, html_path: str | None,
+def explore_command(target: str, keep_going: bool, json_path: str | None, html_path: str | None, full: bool,
                     coverage_text: bool, coverage_html: str | None, **values: Any) -> None:
     """Run PATH's FUNC (default: main) under many schedules until one fails.
 
@@ -147,7 +150,9 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
     try:
         with _termination_as_interrupt():
             report = explore(target, on_progress=progress, coverage=coverage, keep_going=keep_going,
-                             on_found=_found_printer(values["shrink_time"], progress is not None), **arguments)
+                             on_found=_found_printer(values["shrink_time"], progress is not None),
+                             on_shrinking=_shrink_printer(values["shrink_time"], progress is not None),
+                             **arguments)
     except BadInput as exc:
         _bad_input(str(exc))
         return
@@ -163,7 +168,7 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
     # then the files: whatever happens to them, the report is out.
     with contextlib.redirect_stdout(sys.stderr) if json_path == "-" else contextlib.nullcontext():
         if report.failure is not None or not unrepeated:
-            _print_report(report)
+            _print_report(report, full)
         if report.coverage is not None:
             click.echo("")
             click.echo("Line coverage over all explored runs:")
@@ -232,6 +237,23 @@ def _found_printer(shrink_time: float, progress_line: bool) -> Any:
     return show
 
 
+def _shrink_printer(shrink_time: float, progress_line: bool) -> Any:
+    """How shrinking goes: on a terminal, on the progress line as it goes; anywhere, one line at its end."""
+    if not shrink_time:
+        return None
+
+    def show(p: ShrinkProgress) -> None:
+        if p.done:
+            clear = "\r\033[K" if progress_line else ""
+            click.echo(f"{clear}interleave: {p.text()}", err=True)
+            if progress_line:  # a replay that records the run for its trace comes next (long for a long run)
+                click.echo("recording the shrunk run's trace", nl=False, err=True)
+        elif progress_line:
+            click.echo(f"\r\033[K{p.text()}", nl=False, err=True)
+
+    return show
+
+
 def _not_reproduced_in_fresh_process(target: str, report: Report) -> list[str]:
     """One line per failure whose token does not reproduce it in a new process; those
     failures leave the report (a token that fails only after earlier runs helps nobody)."""
@@ -277,10 +299,14 @@ def _progress_printer() -> Any:
     return show
 
 
-def _print_report(report: Report) -> None:
-    workers = f", {report.workers} workers" if report.workers > 1 else ""
+def _how(report: Report) -> str:
+    """``[portfolio, seed 0, 2 workers]``: what the found failure depends on besides the program."""
+    return f"[{report.strategy}, seed {report.seed}, {_n(report.workers, 'worker')}]"
+
+
+def _print_report(report: Report, full: bool = False) -> None:
     head = f"{report.runs:,} runs, {report.distinct_schedules:,} distinct schedules, {report.elapsed_s:.2f}s " \
-           f"[{report.strategy}, seed {report.seed}{workers}]"
+           f"{_how(report)}"
     for death in report.worker_deaths:
         click.echo(f"interleave: {death}")
     failure = report.failure
@@ -302,23 +328,39 @@ def _print_report(report: Report) -> None:
     for number, shown in enumerate(report.failures or [failure]):
         if number:
             click.echo("")
-        _print_failure(report, shown)
+        _print_failure(report, shown, full)
 
 
-def _print_failure(report: Report, failure: FailureReport) -> None:
-    click.echo(f"interleave: FAILURE ({failure.kind}) {failure.message}")
+def _color() -> bool:
+    """Colours unless ``NO_COLOR`` is set (https://no-color.org); click leaves them out where
+    the output is no terminal."""
+    return not os.environ.get("NO_COLOR")
+
+
+def _trace(failure: FailureReport, full: bool) -> str:
+    """The failing run's trace as the command prints it: in colour, or whole with ``--full``."""
+    recorder = failure.recorder
+    if recorder is None or not (full or _color()):
+        return failure.trace
+    return render(recorder, failure, skip_setup=setup_steps(recorder), full=full, color=_color())
+
+
+def _print_failure(report: Report, failure: FailureReport, full: bool = False) -> None:
+    headline = f"interleave: FAILURE ({failure.kind}) {failure.message}"
+    click.echo(click.style(headline, fg="red", bold=True) if _color() else headline)
     if failure.not_shrunk is None:
-        click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s; shrunk from "
+        click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s {_how(report)}; shrunk from "
                    f"{failure.original_preemptions} preemptions/pauses/faults / {failure.original_steps:,} steps to "
                    f"{_decisions(failure)} / {failure.steps:,} steps "
                    f"({failure.shrink_attempts} replays"
                    f"{'' if failure.minimal else ', shrink time or stall limit reached'})")
     else:
-        click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s; not shrunk ({failure.not_shrunk}): "
+        click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s {_how(report)}; "
+                   f"not shrunk ({failure.not_shrunk}): "
                    f"{_decisions(failure)}" + (f" / {failure.steps:,} steps" if failure.replay else ""))
     if failure.trace:
         click.echo("")
-        click.echo(failure.trace)
+        click.echo(_trace(failure, full))
     if failure.kind != "hang":
         click.echo("")
         click.echo(failure.details)
@@ -383,9 +425,7 @@ def _print_confidence(report: Report) -> None:
 
 def _decisions(failure: FailureReport) -> str:
     """``1 preemption``, ``1 preemption + 1 pause``, ``1 fault``: what the shrunk schedule needs."""
-    parts = [_n(n, word) for n, word in ((failure.switches, "preemption"), (failure.pauses, "pause"),
-                                          (failure.faults, "fault"), (failure.draws, "changed draw")) if n]
-    return " + ".join(parts) or "0 preemptions"
+    return Cost(failure.switches, failure.pauses, failure.faults, failure.draws).words()
 
 
 def _n(count: int, word: str) -> str:
@@ -398,7 +438,8 @@ def _n(count: int, word: str) -> str:
 @click.option("--html", "html_path", type=click.Path(),
               help="Write the run's timeline here (one self-contained HTML file).")
 @click.option("--full", is_flag=True,
-              help="Show every step instead of folding the stretches away from the preemptions.")
+              help="Print the whole trace: every step, nothing folded or left out (a long one is cut at "
+                   f"{TRACE_LIMIT} lines).")
 def replay_command(target: str, token: str, html_path: str | None, full: bool) -> None:
     """Run exactly the schedule in TOKEN and print its trace.
 
@@ -415,8 +456,8 @@ def replay_command(target: str, token: str, html_path: str | None, full: bool) -
     against = f" (with {changed} changed since the token was made)" if changed else ""
     if changed:
         click.echo(f"interleave: changed since the token was made: {changed}; replaying the program as it is now")
-    click.echo(render(outcome.recorder, outcome.failure, skip_setup=setup_steps(outcome.recorder), full=True) if full
-               else outcome.trace)
+    click.echo(render(outcome.recorder, outcome.failure, skip_setup=setup_steps(outcome.recorder), full=full,
+                      color=_color()) if full or _color() else outcome.trace)
     if html_path:
         _write(html_path, render_html(outcome.recorder, outcome.failure, title=target, token=token))
     if outcome.failure is None:

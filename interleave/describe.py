@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, NoReturn
 
 from .decisions import PAUSE, Decision, Draw, Fault, RunThread
 from .failures import Failure, _short
 from .files import is_user_file
 from .program import Program, target_path
-from .report import INTERRUPTED, PENDING, FailureReport
+from .report import INTERRUPTED, PENDING, Cost, FailureReport, ShrinkProgress
 from .runner import Runner
 from .schedule import PYTHON, Token, file_digest, steps_checksum
 from .scheduler import RunResult
-from .shrink import shrink
+from .shrink import Shrinker, ShrinkResult, shrink
 from .story import TraceRecorder
 from .strategies.replay import Replay, ScheduleMismatch
 from .trace import render
@@ -40,13 +41,15 @@ class FoundFailure:
 
 def describe_failures(runner: Runner, program: Program, found: list[FoundFailure], shrink_time: float | None,
                       on_found: Callable[[list[FailureReport]], None] | None = None,
-                      on_shrunk: Callable[[list[FailureReport]], None] | None = None) -> list[FailureReport]:
+                      on_shrunk: Callable[[list[FailureReport]], None] | None = None,
+                      on_shrinking: Callable[[ShrinkProgress], None] | None = None) -> list[FailureReport]:
     """Each failure replayed and given its token; then (``on_found`` told) each shrunk, ``on_shrunk`` told.
 
     The token comes first, so that a Ctrl-C while shrinking leaves the failure as found,
     with a token that replays it, marked ``not_shrunk``. ``shrink_time`` None: interrupted
-    already, do not shrink. Raises :class:`NondeterministicProgram` when a replay does not
-    fail the same way.
+    already, do not shrink. ``on_shrinking`` hears how each shrinking goes, every
+    :data:`SHRINK_PROGRESS_EVERY_S` at most, and once at its end (``done``). Raises
+    :class:`NondeterministicProgram` when a replay does not fail the same way.
     """
     reports: list[FailureReport] = []
     runs: list[RunResult] = []
@@ -64,7 +67,8 @@ def describe_failures(runner: Runner, program: Program, found: list[FoundFailure
             on_found(list(reports))
         if shrink_time is not None:
             for i, f in enumerate(found):
-                reports[i] = _shrunk(runner, program, f, runs[i], shrink_time)
+                watch = _ShrinkWatch(on_shrinking, i + 1, len(found), cost(runs[i].deviations))
+                reports[i] = _shrunk(runner, program, f, runs[i], shrink_time, watch)
                 shrunk = i + 1
                 if on_shrunk is not None:
                     on_shrunk(list(reports))
@@ -96,8 +100,43 @@ def _as_found(runner: Runner, program: Program, found: FoundFailure) -> tuple[Fa
     return report, run
 
 
-def _shrunk(runner: Runner, program: Program, found: FoundFailure, run: RunResult, shrink_time: float) -> FailureReport:
-    shrunk = shrink(runner, found.failure, run.deviations, run, shrink_time)
+#: Seconds between two reports of how a shrinking goes.
+SHRINK_PROGRESS_EVERY_S = 0.25
+
+
+def cost(deviations: list[Decision]) -> Cost:
+    """The paid decisions of a schedule, by kind."""
+    return Cost(switches=sum(1 for d in deviations if d.paid and isinstance(d.option, RunThread)),
+                pauses=sum(1 for d in deviations if d.option is PAUSE),
+                faults=sum(1 for d in deviations if isinstance(d.option, Fault)),
+                draws=sum(1 for d in deviations if isinstance(d.option, Draw)))
+
+
+class _ShrinkWatch:
+    """Tells ``tell`` how the shrinking of failure ``number`` of ``of`` goes (now and then, and at its end)."""
+
+    def __init__(self, tell: Callable[[ShrinkProgress], None] | None, number: int, of: int, found: Cost) -> None:
+        self.tell, self.number, self.of, self.found = tell, number, of, found
+        self.started = self.last = time.monotonic()
+
+    def __call__(self, shrinker: Shrinker) -> None:
+        now = time.monotonic()
+        if self.tell is not None and now - self.last >= SHRINK_PROGRESS_EVERY_S:
+            self.last = now
+            self.tell(ShrinkProgress(self.number, self.of, self.found, cost(shrinker.best), shrinker.attempts,
+                                     now - self.started))
+
+    def done(self, shrunk: ShrinkResult) -> None:
+        if self.tell is not None:
+            self.tell(ShrinkProgress(self.number, self.of, self.found, cost(shrunk.deviations), shrunk.attempts,
+                                     time.monotonic() - self.started, done=True, minimal=shrunk.minimal))
+
+
+def _shrunk(runner: Runner, program: Program, found: FoundFailure, run: RunResult, shrink_time: float,
+            watch: _ShrinkWatch | None = None) -> FailureReport:
+    shrunk = shrink(runner, found.failure, run.deviations, run, shrink_time, on_replay=watch)
+    if watch is not None:
+        watch.done(shrunk)
     final, recorder = _replay_recorded(runner, found, shrunk.deviations)
     return _failure_report(program, runner, found, shrunk.deviations, final, recorder, run, shrunk.attempts,
                            shrunk.minimal)
@@ -124,10 +163,7 @@ def _failure_report(program: Program, runner: Runner, found: FoundFailure, devia
         original_preemptions=original.preemptions,
         shrink_attempts=attempts,
         minimal=minimal,
-        switches=sum(1 for d in final.deviations if d.paid and isinstance(d.option, RunThread)),
-        pauses=sum(1 for d in final.deviations if d.option is PAUSE),
-        faults=sum(1 for d in final.deviations if isinstance(d.option, Fault)),
-        draws=sum(1 for d in final.deviations if isinstance(d.option, Draw)),
+        **asdict(cost(final.deviations)),
         trace=render(recorder, shown, skip_setup=setup_steps(recorder)),
         thread=shown.thread,
         recorder=recorder,

@@ -46,9 +46,13 @@ class Preempted:
 
 @dataclass(frozen=True)
 class Paused:
-    """The running thread could go on, and the schedule lets virtual time pass first."""
+    """A thread could go on, and the schedule lets virtual time pass first: ``thread``, the
+    one that would have run (the running thread, or when it blocked or yielded the next in
+    turn), is held."""
 
     kind: ClassVar[str] = "pause"
+    thread: int
+    name: str
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from .decisions import Decision
 from .describe import NondeterministicProgram, changed_files, setup_steps
 from .failures import Failure
 from .program import BadInput, Program, load
-from .report import FailureReport, Progress, Report
+from .report import FailureReport, Progress, Report, ShrinkProgress
 from .runner import Runner
 from .schedule import PYTHON, Token, steps_checksum
 from .story import TraceRecorder
@@ -53,6 +53,7 @@ def explore(
     coverage: bool = False,
     on_found: Callable[[list[FailureReport]], None] | None = None,
     races: bool = False,
+    on_shrinking: Callable[[ShrinkProgress], None] | None = None,
 ) -> Report:
     """Explore schedules of ``target`` (``"path.py::func"`` or a callable) for a failure.
 
@@ -71,7 +72,8 @@ def explore(
     :mod:`interleave.workers`. ``include``: installed modules or packages (or paths)
     whose code gets switch points like the user's own. ``keep_going``: do not stop at the
     first failure; report every distinct one. ``on_found``: called with the failures as
-    found (replayed, with their tokens), before shrinking starts.
+    found (replayed, with their tokens), before shrinking starts; ``on_shrinking``: with
+    how each shrinking goes (:class:`ShrinkProgress`), now and then and at its end.
 
     A failure found is reported even when shrinking it is interrupted: as found, with
     ``not_shrunk`` set and ``interrupted`` true. ``races``: a data race
@@ -101,8 +103,8 @@ def explore(
               max_preemptions=max_preemptions, slot=index, slots=count, runs=runs, time_limit=time_limit,
               keep_going=keep_going, coverage=coverage)
     if workers == 1:
-        return run_here(job, program.display, shrink_time, on_progress, on_found)
-    return explore_parallel(job, program.display, workers, shrink_time, on_progress, on_found)
+        return run_here(job, program.display, shrink_time, on_progress, on_found, on_shrinking)
+    return explore_parallel(job, program.display, workers, shrink_time, on_progress, on_found, on_shrinking)
 
 
 def _check_numbers(**values: tuple[Any, int]) -> None:
@@ -172,5 +174,5 @@ def replay(target: str | Callable[[], Any] | Program, token: str) -> ReplayOutco
                          result.steps, result.preemptions, recorder, changed_files(program, recorder, decoded))
 
 
-__all__ = ["explore", "replay", "Report", "FailureReport", "ReplayOutcome", "Progress", "BadInput",
-           "NondeterministicProgram", "Decision"]
+__all__ = ["explore", "replay", "Report", "FailureReport", "ReplayOutcome", "Progress", "ShrinkProgress",
+           "BadInput", "NondeterministicProgram", "Decision"]

@@ -36,7 +36,7 @@ from .events import (
 )
 from .failures import _short, source_line
 from .output import write_atomically
-from .story import Event, Link, Story, TraceRecorder, starting_thread
+from .story import Event, Link, Story, TraceRecorder, repeats, starting_thread
 from .trace import event_detail, render, wait_text
 
 #: Events that get a row of their own in the timeline.
@@ -185,12 +185,12 @@ class _Builder:
                 roles = wanted.get(n)
                 if item is None and not roles:
                     continue
-                if n in self.story.suspensions and e.thread in last_step:
+                held = self.story.suspensions.get(n)
+                if held is not None and held.thread in last_step:
                     # A step is recorded before its line runs: the preempted line runs on resumption.
-                    seg, offset, index = last_step[e.thread]
-                    inside = self.story.suspensions[n].inside
-                    seg["paused"][str(offset)] = "inside" if inside else "before"
-                    paused[e.thread] = (index, inside)
+                    seg, offset, index = last_step[held.thread]
+                    seg["paused"][str(offset)] = "inside" if held.inside else "before"
+                    paused[held.thread] = (index, held.inside)
                 if e.kind in _ACTS:
                     resume(e.thread, e.clock)
                     arrive(e.thread)
@@ -239,27 +239,12 @@ class _Builder:
         are kept for the page to unfold when there are at most ``_KEEP_REPEATED`` of them;
         beyond that they (and the edges that touch them) are dropped to keep the page small.
         """
-        sig = [_signature(it) for it in items]
         out: list[dict[str, Any]] = []
         i = 0
-        while i < len(items):
-            best = (1, 1)
-            if sig[i] is not None:
-                for k in range(1, _MAX_PERIOD + 1):
-                    if None in sig[i:i + k]:
-                        break
-                    n = 1
-                    while i + (n + 1) * k <= len(items) and sig[i + n * k:i + (n + 1) * k] == sig[i:i + k]:
-                        n += 1
-                    if n >= _MIN_REPEATS and n * k > best[0] * best[1]:
-                        best = (n, k)
-            n, k = best
-            if n == 1:
-                out.append(items[i])
-                i += 1
-                continue
-            out += items[i:i + k]
-            body = items[i + k:i + n * k]
+        for rep in repeats([_signature(it) for it in items]):
+            n, k = rep.times, rep.period
+            out += items[i:rep.start + k]
+            body = items[rep.start + k:rep.end]
             steps = [it for it in body if it["k"] == "steps"]
             clocks = [it["t"] for it in body if "t" in it]
             kept = len(body) <= _KEEP_REPEATED
@@ -272,7 +257,8 @@ class _Builder:
                         "first": steps[0]["first"] if steps else None,
                         "last": steps[-1]["first"] + len(steps[-1]["at"]) - 1 if steps else None,
                         "t0": min(clocks, default=None), "t1": max(clocks, default=None)})
-            i += n * k
+            i = rep.end
+        out += items[i:]
         return out
 
     def event_item(self, e: Event) -> dict[str, Any] | None:
@@ -402,11 +388,11 @@ class _Builder:
         return wait_text(block.what).split(" (")[0]
 
 
-#: Folding repeated rows: the longest period looked for, the fewest repeats folded, and
-#: how many repeated rows the page keeps so a click can unfold them.
-_MAX_PERIOD, _MIN_REPEATS, _KEEP_REPEATED = 8, 3, 3000
-#: Lines of the text trace kept at each end of a long one.
-_TRACE_LINES = 1000
+#: How many repeated rows the page keeps so a click can unfold them (the folding itself:
+#: :func:`interleave.story.repeats`).
+_KEEP_REPEATED = 3000
+#: Lines of the page's text trace (repeats folded) past which its middle is left out.
+_TRACE_LINES = 2000
 
 
 def _signature(item: dict[str, Any]) -> Any:
@@ -455,11 +441,8 @@ def render_html(recorder: TraceRecorder, failure: FailureLike | None = None, *, 
                 token: str | None = None) -> str:
     """One offline HTML page: the timeline, the failure's details and the text trace."""
     model = build_model(recorder, failure, title=title, token=token)
-    lines = render(recorder, failure, skip_setup=recorder.story().setup).split("\n")  # type: ignore[arg-type]
-    if len(lines) > 2 * _TRACE_LINES:  # a long polling loop: the page keeps the start and the end
-        lines[_TRACE_LINES:-_TRACE_LINES] = [f"      ... {len(lines) - 2 * _TRACE_LINES:,} lines left out here "
-                                             "(interleave replay prints them all)"]
-    text = "\n".join(lines)
+    text = render(recorder, failure, skip_setup=recorder.story().setup, limit=_TRACE_LINES,
+                  more="interleave replay --full prints the whole trace")
     # Nothing in the program's strings may end the script element or open a comment in it.
     data = json.dumps(model, separators=(",", ":")).translate(_SCRIPT_SAFE)
     head = html.escape(title or "interleave timeline")

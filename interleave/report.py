@@ -165,6 +165,51 @@ class Progress:
     elapsed_s: float
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What a schedule takes against the default order: preemptions, pauses, faults, changed draws."""
+
+    switches: int = 0
+    pauses: int = 0
+    faults: int = 0
+    draws: int = 0
+
+    def words(self) -> str:
+        """``1 preemption``, ``1 preemption + 1 pause``, ``1 fault``; ``0 preemptions`` for none."""
+        parts = [f"{n} {word}{'' if n == 1 else 's'}" for n, word in (
+            (self.switches, "preemption"), (self.pauses, "pause"), (self.faults, "fault"),
+            (self.draws, "changed draw")) if n]
+        return " + ".join(parts) or "0 preemptions"
+
+
+@dataclass(frozen=True)
+class ShrinkProgress:
+    """How the shrinking of a failure goes (``failure`` of ``of``, from 1): the schedule's cost
+    when found and now, the replays run so far, the seconds spent; ``done`` at its end, with
+    ``minimal`` False when the shrink time or the stall limit stopped it."""
+
+    failure: int
+    of: int
+    found: Cost
+    now: Cost
+    replays: int
+    elapsed_s: float
+    done: bool = False
+    minimal: bool = True
+
+    def text(self) -> str:
+        """``shrinking: 5 -> 2 preemptions, 12 replays, 3.1 s``."""
+        found, now = self.found, self.now
+        if found.pauses == found.faults == found.draws == now.pauses == now.faults == now.draws == 0:
+            change = f"{found.switches} -> {now.words()}"
+        else:
+            change = f"{found.words()} -> {now.words()}"
+        which = f" {self.failure}/{self.of}" if self.of > 1 else ""
+        stopped = ", stopped by the shrink time or the stall limit" if self.done and not self.minimal else ""
+        return (f"shrinking{which}: {change}, {self.replays:,} replay{'' if self.replays == 1 else 's'}, "
+                f"{self.elapsed_s:.1f} s{stopped}")
+
+
 def confidence_from(pct: Iterable[PctFigures]) -> dict[str, Any]:
     """The report's confidence figures from PCT members' (of one process or several: the most seen wins)."""
     by_depth: dict[int, PctFigures] = {}

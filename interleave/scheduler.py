@@ -784,7 +784,7 @@ class Scheduler:
         self.deviations.append(_new_tuple(Decision, (_new_tuple(Key, point[0]), choice, paid)))
         if self.recorder is not None:
             if choice is PAUSE:
-                self.recorder.event(self, events.Paused())
+                self.recorder.event(self, events.Paused(default.thread, self.threads[default.thread].name))
             elif paid and isinstance(choice, RunThread):
                 self.recorder.event(self, events.Preempted(choice.thread, self.threads[choice.thread].name))
         return choice

@@ -207,6 +207,8 @@ class Shrinker:
     #: thread went on only in the run without it).
     recent: dict[tuple[Any, ...], list[MetPoint]] = field(default_factory=dict)
     points: list[MetPoint] | None = None
+    #: Told after each replay (how shrinking goes, for a progress line).
+    on_replay: Callable[[Shrinker], None] | None = field(default=None, repr=False)
     _indexed: list[MetPoint] | None = field(default=None, repr=False)
     _by_key: dict[tuple[int, int, int], MetPoint] = field(default_factory=dict, repr=False)
 
@@ -225,6 +227,12 @@ class Shrinker:
     def result(self, minimal: bool) -> ShrinkResult:
         return ShrinkResult(list(self.best), self.best_run, self.attempts, minimal)
 
+    def replayed(self) -> None:
+        """One more replay was run (and its run offered)."""
+        self.attempts += 1
+        if self.on_replay is not None:
+            self.on_replay(self)
+
     def check_budget(self) -> None:
         if time.monotonic() > self.deadline or self.stalled >= self.stall_limit:
             raise _Stop
@@ -236,16 +244,16 @@ class Shrinker:
             return False
         if budgeted:
             self.check_budget()
-        self.attempts += 1
         run, points = self.replay(candidate)
         self.seen[identity] = _injection_points(points)
         self.recent[identity] = points
         while len(self.recent) > RECENT_RUNS:
             del self.recent[next(iter(self.recent))]
-        if self.offer(run, points):
-            return True
-        self.stalled += 1
-        return False
+        kept = self.offer(run, points)
+        if not kept:
+            self.stalled += 1
+        self.replayed()
+        return kept
 
     def offer(self, run: RunResult, points: list[MetPoint] | None) -> bool:
         """Keep ``run`` if it fails the same way and is smaller than the best."""
@@ -308,9 +316,9 @@ class Shrinker:
         """The best run's decision points (one replay of it the first time they are needed)."""
         if self.points is None:
             self.check_budget()
-            self.attempts += 1
             self.points = self.replay(self.best)[1]
             self.seen[_identity(self.best)] = _injection_points(self.points)
+            self.replayed()
         return self.points
 
     def point_at(self, key: tuple[int, int, int]) -> MetPoint | None:
@@ -464,8 +472,9 @@ def _search_fewer_preemptions(runner: Runner, shrinker: Shrinker, until: float) 
             run = runner.run_or_raise(search)
             search.end_run(run)
             tried += 1
-            shrinker.attempts += 1
-            if shrinker.offer(run, search.points):
+            better = shrinker.offer(run, search.points)
+            shrinker.replayed()
+            if better:
                 return True
     return False
 
@@ -479,11 +488,14 @@ def _cut_after_last_progress(shrinker: Shrinker) -> None:
 
 
 def shrink(runner: Runner, target: Failure, deviations: list[Decision], result: RunResult,
-           time_budget: float = 30.0, stall_limit: int = STALL_LIMIT) -> ShrinkResult:
-    """Shrink to a schedule no edit makes smaller, then look for one with fewer preemptions and shrink that."""
+           time_budget: float = 30.0, stall_limit: int = STALL_LIMIT,
+           on_replay: Callable[[Shrinker], None] | None = None) -> ShrinkResult:
+    """Shrink to a schedule no edit makes smaller, then look for one with fewer preemptions and
+    shrink that; ``on_replay`` is told after each replay."""
     if result.deviations != deviations:
         result = replace(result, deviations=list(deviations))
-    shrinker = Shrinker(_replayer(runner), target, result, time.monotonic() + time_budget, stall_limit)
+    shrinker = Shrinker(_replayer(runner), target, result, time.monotonic() + time_budget, stall_limit,
+                        on_replay=on_replay)
     try:
         _cut_after_last_progress(shrinker)
         while shrinker.shrink_passes():

@@ -13,6 +13,7 @@ wake-ups, thread starts, messages) and a deadlock's wait-for graph. The text tra
 from __future__ import annotations
 
 import sys
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,7 +251,9 @@ class Story:
             if isinstance(e.what, Blocked):
                 waited.add(e.thread)
             elif isinstance(e.what, (Preempted, Paused)):
-                self.suspensions[n] = Suspension(n, e.thread, last.get(e.thread), e.thread in waited)
+                # A pause holds the thread that would have run, which need not be the one running.
+                held = e.what.thread if isinstance(e.what, Paused) else e.thread
+                self.suspensions[n] = Suspension(n, held, last.get(held), held in waited)
 
     def _links(self) -> None:
         last_release: dict[str, int] = {}
@@ -327,6 +330,52 @@ class Story:
 
     def preemptions(self) -> int:
         return sum(1 for e in self.events if isinstance(e.what, Preempted))
+
+
+#: Folding repeated rows (a polling loop, a lock ping-pong): the longest period looked for,
+#: and the fewest repeats folded.
+MAX_PERIOD, MIN_REPEATS = 8, 3
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Rows ``start`` on are ``times`` copies of the ``period`` rows from ``start``."""
+
+    start: int
+    period: int
+    times: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.period * self.times
+
+
+def repeats(signatures: Sequence[Hashable | None]) -> list[Repeat]:
+    """Where a stretch of rows repeats, left to right: at each row, the period (up to
+    :data:`MAX_PERIOD`) whose repeats cover the most rows, if it repeats at least
+    :data:`MIN_REPEATS` times. A row whose signature is None never repeats. The text trace
+    and the timeline fold their rows by this (each its own rows, one way of finding them)."""
+    sig = signatures
+    found: list[Repeat] = []
+    i = 0
+    while i < len(sig):
+        best = (1, 1)
+        if sig[i] is not None:
+            for k in range(1, MAX_PERIOD + 1):
+                if None in sig[i:i + k]:
+                    break
+                n = 1
+                while i + (n + 1) * k <= len(sig) and sig[i + n * k:i + (n + 1) * k] == sig[i:i + k]:
+                    n += 1
+                if n >= MIN_REPEATS and n * k > best[0] * best[1]:
+                    best = (n, k)
+        n, k = best
+        if n == 1:
+            i += 1
+            continue
+        found.append(Repeat(i, k, n))
+        i += n * k
+    return found
 
 
 _PLAIN = (int, float, complex, str, bytes, bool, type(None))

@@ -46,7 +46,7 @@ from . import strategies
 from .campaign import NO_LIMIT, Campaign, Describe, Found, Job, SlotResult, as_found_failure, merge, run_here, search
 from .describe import NondeterministicProgram, describe_failures, unreplayed
 from .program import BadInput, Program
-from .report import INTERRUPTED, PENDING, FailureReport, Progress, Report
+from .report import INTERRUPTED, PENDING, FailureReport, Progress, Report, ShrinkProgress
 from .runner import Runner
 
 #: Times a slot's worker may die and be replaced before the slot is given up.
@@ -421,22 +421,25 @@ def dask_slots(client: Any) -> int:
 
 def explore_parallel(job: Job, display: str, workers: int | str | Any, shrink_time: float,
                      on_progress: Callable[[Progress], None] | None = None,
-                     on_found: Callable[[list[FailureReport]], None] | None = None) -> Report:
+                     on_found: Callable[[list[FailureReport]], None] | None = None,
+                     on_shrinking: Callable[[ShrinkProgress], None] | None = None) -> Report:
     """The campaign of ``job`` (a whole search) among ``workers`` processes, or on the Dask cluster at that address."""
     if isinstance(workers, str):
         client = dask_client(workers)
         try:
-            return _explore(job, display, client, dask_slots(client), shrink_time, on_progress, on_found)
+            return _explore(job, display, client, dask_slots(client), shrink_time, on_progress, on_found,
+                            on_shrinking)
         finally:
             client.close()
     client = None if isinstance(workers, int) else workers
     slots = dask_slots(client) if client is not None else workers
-    return _explore(job, display, client, slots, shrink_time, on_progress, on_found)
+    return _explore(job, display, client, slots, shrink_time, on_progress, on_found, on_shrinking)
 
 
 def _explore(whole: Job, display: str, client: Any, slots: int, shrink_time: float,
              on_progress: Callable[[Progress], None] | None,
-             on_found: Callable[[list[FailureReport]], None] | None) -> Report:
+             on_found: Callable[[list[FailureReport]], None] | None,
+             on_shrinking: Callable[[ShrinkProgress], None] | None = None) -> Report:
     if slots < 1:
         raise BadInput(f"--workers must be at least 1 (got {slots})")
     runs = whole.runs
@@ -445,7 +448,7 @@ def _explore(whole: Job, display: str, client: Any, slots: int, shrink_time: flo
     program = whole.program
     assert program is not None
     if slots == 1 and client is None:
-        return run_here(whole, display, shrink_time, on_progress, on_found)
+        return run_here(whole, display, shrink_time, on_progress, on_found, on_shrinking)
     # spawn for Dask: this process runs the Dask client's threads (and in tests a whole cluster)
     method = "spawn" if client is not None else _start_method(program)
     if program.code is None and (client is not None or method != "fork"):
@@ -456,18 +459,19 @@ def _explore(whole: Job, display: str, client: Any, slots: int, shrink_time: flo
             for slot in range(slots)]
     campaign = run_dask(jobs, client) if client is not None else run_local(jobs, method, on_progress)
     campaign.granularity = whole.config.granularity
-    return merge(display, jobs[0], campaign, _describer(jobs[0], shrink_time, method, on_found))
+    return merge(display, jobs[0], campaign, _describer(jobs[0], shrink_time, method, on_found, on_shrinking))
 
 
 def describe_here(job: Job, found: list[Found], shrink_time: float | None,
                   on_found: Callable[[list[FailureReport]], None] | None = None,
-                  on_shrunk: Callable[[list[FailureReport]], None] | None = None) -> list[FailureReport]:
+                  on_shrunk: Callable[[list[FailureReport]], None] | None = None,
+                  on_shrinking: Callable[[ShrinkProgress], None] | None = None) -> list[FailureReport]:
     """Replay each failing run in this process, make its token, shrink it (``shrink_time`` None: not)."""
     program = job.load()
     runner = Runner(program, job.config)
     try:
         return describe_failures(runner, program, [as_found_failure(f) for f in found], shrink_time, on_found,
-                                 on_shrunk)
+                                 on_shrunk, on_shrinking)
     finally:
         runner.close()
 
@@ -478,7 +482,8 @@ TOKEN_GRACE_S = 10.0
 
 
 def _describer(job: Job, shrink_time: float, method: str,
-               on_found: Callable[[list[FailureReport]], None] | None) -> Describe:
+               on_found: Callable[[list[FailureReport]], None] | None,
+               on_shrinking: Callable[[ShrinkProgress], None] | None = None) -> Describe:
     """Describe failures in a child process (started by ``method``).
 
     A child, because this process coordinates workers: a run executes the program's exit
@@ -505,6 +510,10 @@ def _describer(job: Job, shrink_time: float, method: str,
                     kind, payload = reader.recv()
                     if kind == "error":
                         raise payload
+                    if kind == "shrinking":  # how a shrinking goes: for the progress line only
+                        if on_shrinking is not None:
+                            on_shrinking(payload)
+                        continue
                     latest = payload
                     if kind == "done":
                         return latest
@@ -539,7 +548,8 @@ def _describe_main(job: Job, found: list[Found], shrink_time: float | None, conn
     _as_child(parent)  # the parent decides: on a Ctrl-C it reports what was sent last
     try:
         reports = describe_here(job, found, shrink_time, on_found=lambda reports: conn.send(("found", reports)),
-                                on_shrunk=lambda reports: conn.send(("shrunk", reports)))
+                                on_shrunk=lambda reports: conn.send(("shrunk", reports)),
+                                on_shrinking=lambda progress: conn.send(("shrinking", progress)))
         conn.send(("done", reports))
     except (BadInput, NondeterministicProgram) as exc:
         conn.send(("error", exc))

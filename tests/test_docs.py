@@ -20,9 +20,9 @@ pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What ``interleave explore`` takes besides the exploration settings: the target and what to write.
-CLI_ONLY = {"target", "keep_going", "json_path", "html_path", "coverage_text", "coverage_html"}
+CLI_ONLY = {"target", "keep_going", "json_path", "html_path", "full", "coverage_text", "coverage_html"}
 #: What ``explore`` takes besides the settings: the target and what only a program calling it can pass.
-API_ONLY = {"target", "keep_going", "coverage", "on_progress", "on_found", "partition"}
+API_ONLY = {"target", "keep_going", "coverage", "on_progress", "on_found", "on_shrinking", "partition"}
 
 
 def test_samples_are_what_the_commands_print():

@@ -18,6 +18,8 @@ from ..explore import NondeterministicProgram, Report, explore, replay
 from ..program import BadInput
 from ..schedule import Token
 from ..settings import explore_arguments
+from ..story import TraceRecorder
+from ..trace import Told, render
 from . import reporting
 from .body import TestBody, fingerprint, is_hypothesis_test
 from .coverage_bridge import CoverageBridge
@@ -131,7 +133,7 @@ class TestExploration:
         failure = outcome.failure
         head = f"replayed {what}: {outcome.preemptions} preemption(s), {outcome.steps:,} steps{changed}"
         self.kept.keep(self.item.nodeid, token)
-        self.fail(failure.kind, failure.message, head, outcome.trace, failure.details, token)
+        self.fail(failure.kind, failure.message, head, self.trace(outcome.recorder, failure), failure.details, token)
 
     def check_report(self, report: Report) -> None:
         """Fail the test with what the exploration found; keep the report if nothing was."""
@@ -153,9 +155,18 @@ class TestExploration:
                 f"start of the test or in a function-scoped fixture.", pytrace=False)
         if not self.per_input:
             self.kept.keep(self.item.nodeid, failure.replay)
-        head = (f"found in run {failure.run:,} after {failure.elapsed_s:.2f}s [{report.strategy}, seed {report.seed}]; "
-                f"shrunk to {failure.preemptions} preemption(s), {failure.steps:,} steps")
-        self.fail(failure.kind, failure.message, head, failure.trace, failure.details, failure.replay)
+        workers = f"{report.workers} worker{'s' if report.workers != 1 else ''}"
+        head = (f"found in run {failure.run:,} after {failure.elapsed_s:.2f}s [{report.strategy}, seed {report.seed}, "
+                f"{workers}]; shrunk to {failure.preemptions} preemption(s), {failure.steps:,} steps")
+        trace = self.trace(failure.recorder, failure) if failure.recorder is not None else failure.trace
+        self.fail(failure.kind, failure.message, head, trace, failure.details, failure.replay)
+
+    def trace(self, recorder: TraceRecorder, failure: Told) -> str:
+        """The failing run's trace: cut past :data:`~interleave.trace.TRACE_LIMIT` lines, saying how to
+        see it whole, or whole with ``--interleave-full``."""
+        return render(recorder, failure, skip_setup=recorder.story().setup,
+                      full=bool(self.item.config.getoption("interleave_full")),
+                      more="--interleave-full prints the whole trace")
 
     def fail(self, kind: str, message: str, head: str, trace: str, details: str, token: str) -> NoReturn:
         pytest.fail(reporting.failure_text(self.item, kind, message, head, trace, details, token, self.per_input),

@@ -55,6 +55,8 @@ def add_options(parser: pytest.Parser) -> None:
                     help="run exactly this failing schedule (from a failure report) instead of exploring")
     group.addoption("--interleave-stats", action="store_true",
                     help="after the tests, show what was explored for each marked test that passed")
+    group.addoption("--interleave-full", action="store_true",
+                    help="print a failure's whole trace: every step, nothing folded or left out")
     for option in OPTIONS:
         parser.addini(option.ini, option.help, type=_ini_type(option), default=None)
 
