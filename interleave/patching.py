@@ -36,7 +36,7 @@ from typing import Any
 
 from . import draws
 from . import primitives as P
-from .reallocks import REAL_LOCK_TYPES, Finder, Found, Slot, describe, module_roots
+from .reallocks import REAL_LOCAL, REAL_LOCK_TYPES, Finder, Found, RunLocal, Slot, describe, module_roots
 from .scheduler import Scheduler, active
 
 _threading_local = __import__("_threading_local")  # bind its helpers now, outside any run
@@ -208,6 +208,7 @@ class Patcher:
                 __import__(module_name)
         self._saved: list[tuple[Any, str, Any]] = []
         self._adopted: dict[int, tuple[Any, Any]] = {}  # id(real lock) -> (real, twin)
+        self._locals: dict[int, tuple[Any, RunLocal]] = {}  # id(real threading.local) -> (real, stand-in)
         self._scanned_modules = -1
         self._roots = list(roots)
         self._replacements: dict[int, Any] = {}
@@ -240,6 +241,8 @@ class Patcher:
         new: Any = None
         if kind in REAL_LOCK_TYPES:
             new = self._twin(value)
+        elif kind is REAL_LOCAL:
+            new = self._local_twin(value)
         elif kind is _BUILTIN_METHOD and type(getattr(value, "__self__", None)) in REAL_LOCK_TYPES:
             twin = self._twin(value.__self__)
             new = None if twin is None else getattr(twin, value.__name__, None)
@@ -264,6 +267,14 @@ class Patcher:
             twin = REAL_LOCK_TYPES[type(real)]()
             twin._real = real  # outside a run the twin is the real lock itself
             entry = self._adopted[id(real)] = (real, twin)
+        return entry[1]
+
+    def _local_twin(self, real: Any) -> RunLocal:
+        """The stand-in for a real ``threading.local`` (the same one every run, started afresh)."""
+        entry = self._locals.get(id(real))
+        if entry is None or entry[0] is not real:
+            entry = self._locals[id(real)] = (real, RunLocal(real))
+        RunLocal.reset(entry[1])
         return entry[1]
 
     def real_locks(self) -> list[tuple[Any, str]]:

@@ -16,6 +16,10 @@ the length of each run. A lock that no slot can reach writably (in a frozenset, 
 key, a C object) stays real and is listed with a name and, when known, the line that made
 it, so a run blocked on it can say which one it is.
 
+A ``threading.local()`` made before the run is found the same way: its attributes belong
+to the OS thread, which every thread of a run shares, so during the run the slot holds a
+:class:`RunLocal` instead, which gives each of the run's threads its own attributes.
+
 The standard library's modules are not walked: their locks serve the process (imports,
 logging's registry, threading's own tables) and other OS threads use them during a run.
 """
@@ -36,9 +40,12 @@ from typing import Any
 from . import primitives as P
 from .failures import _short
 from .files import is_library_file, is_user_file
+from .scheduler import active
 
 _REAL_RLOCK = _thread.RLock  # (patched in runs)
 REAL_LOCK_TYPES: dict[type, type] = {type(_thread.allocate_lock()): P.Lock, _REAL_RLOCK: P.RLock}
+#: The C ``threading.local`` (``threading.local`` itself is patched in runs).
+REAL_LOCAL = _thread._local
 
 #: Installed packages that run threads of their own beside a run (a Dask worker's event
 #: loop, xdist's channel, coverage's tracer): their objects are theirs, never swapped.
@@ -195,6 +202,10 @@ class Finder:
             return True
         if kind is _BUILTIN_METHOD and type(getattr(value, "__self__", None)) in REAL_LOCK_TYPES:
             self._lock_in(value, value.__self__, slot, path)
+            return True
+        if kind is REAL_LOCAL:  # its attributes are the OS thread's: not walked, swapped as a whole
+            if slot is not None and slot is not _IN_TUPLE:
+                self.found.slots.append((slot, value))
             return True
         if id(value) in self._replaceable:
             if slot is not None and slot is not _IN_TUPLE:
@@ -394,6 +405,66 @@ def module_roots() -> Iterator[tuple[Any, str]]:
                 yield namespace, name
 
 
+# ----------------------------------------------------------------- thread-locals made before the run
+
+
+class RunLocal:
+    """Stands in for a ``threading.local()`` made before the run, for the length of one run.
+
+    Each thread of the run has its own attributes: the run's main thread starts with a copy
+    of those the real one held for the OS thread (what it set at import), every other thread
+    with none, as with real threads. Outside a run (another OS thread) it is the real one.
+    """
+
+    __slots__ = ("_interleave_real", "_interleave_dicts", "__weakref__")
+
+    def __init__(self, real: Any) -> None:
+        object.__setattr__(self, "_interleave_real", real)
+        object.__setattr__(self, "_interleave_dicts", {})
+
+    def reset(self) -> None:
+        """A new run: every thread starts again from the real one's attributes (call it on the class:
+        ``RunLocal.reset(stand_in)``; on the instance the name is the program's)."""
+        object.__getattribute__(self, "_interleave_dicts").clear()
+
+    def _namespace(self) -> dict[str, Any]:
+        real = object.__getattribute__(self, "_interleave_real")
+        sched = active()
+        if sched is None:
+            namespace: dict[str, Any] = real.__dict__
+            return namespace
+        dicts = object.__getattribute__(self, "_interleave_dicts")
+        current = sched.current
+        entry = dicts.get(id(current))
+        if entry is None or entry[0] is not current:
+            fresh = dict(real.__dict__) if sched.threads and current is sched.threads[0] else {}
+            entry = dicts[id(current)] = (current, fresh)
+        return entry[1]  # type: ignore[no-any-return]
+
+    def __getattribute__(self, name: str) -> Any:
+        namespace = RunLocal._namespace(self)
+        if name == "__dict__":
+            return namespace
+        try:
+            return namespace[name]
+        except KeyError:
+            pass
+        if name == "__class__":
+            return REAL_LOCAL
+        raise AttributeError(f"'_thread._local' object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "__dict__":
+            raise AttributeError("'_thread._local' object attribute '__dict__' is read-only")
+        RunLocal._namespace(self)[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del RunLocal._namespace(self)[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 # ----------------------------------------------------------------- where a lock was made
 
 #: id(real lock) -> (the lock, "file:line" that made it): recorded while a target loads.
@@ -453,4 +524,5 @@ def describe(lock: Any, path: str) -> str:
     return f"real {kind} {render(path)}" + (f" (made at {made})" if made else "")
 
 
-__all__ = ["Finder", "Found", "Slot", "REAL_LOCK_TYPES", "module_roots", "RecordOrigins", "describe", "origin"]
+__all__ = ["Finder", "Found", "Slot", "REAL_LOCK_TYPES", "REAL_LOCAL", "RunLocal", "module_roots", "RecordOrigins",
+           "describe", "origin"]

@@ -174,6 +174,67 @@ def test_an_installed_librarys_own_locks_are_controlled(tmp_path: Path, use: str
     check(explore_both(tmp_path, extra_path=site))
 
 
+LOCAL_LIBRARY = """
+    import threading
+
+    _state = threading.local()  # made at the library's import, as many libraries keep per-thread state
+    _state.depth = 0  # the importing thread's own
+
+
+    def enter():
+        _state.depth = getattr(_state, "depth", 0) + 1
+        return _state.depth
+
+
+    def leave():
+        _state.depth -= 1
+    """
+
+
+@pytest.mark.parametrize("where", ["user module", "installed package"])
+def test_a_thread_local_made_at_import_is_each_threads_own(tmp_path: Path, where: str) -> None:
+    """A real threading.local belongs to the OS thread, which all of a run's threads share:
+    one thread's attribute showed in the other's (a false alarm), and carried into the next run."""
+    site = tmp_path / "site-packages"
+    home = site if where == "installed package" else tmp_path
+    home.mkdir(exist_ok=True)
+    (home / "perthread.py").write_text(textwrap.dedent(LOCAL_LIBRARY))
+    (tmp_path / "target.py").write_text(textwrap.dedent("""
+        import threading
+        import perthread
+
+        shared = {"depth": 0}
+
+        def _run(own):
+            shared["depth"] = 0
+            assert perthread._state.depth == 0  # the main thread's, set at import
+            def work():
+                if own:
+                    assert perthread.enter() == 1, "another thread's depth"
+                    shared["last"] = threading.current_thread().name  # a switch point inside
+                    perthread.leave()
+                else:
+                    shared["depth"] += 1
+                    assert shared["depth"] == 1, "another thread's depth"
+                    shared["depth"] -= 1
+            ts = [threading.Thread(target=work) for _ in range(2)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+
+        def main():
+            _run(True)
+
+        def racy():
+            _run(False)
+        """))
+    outcome = explore_both(tmp_path, extra_path=site)
+    main, racy = outcome["main"], outcome["racy"]
+    assert main["uncontrolled"] is None and main["failure"] is None and main["runs"] > 1, main
+    assert racy["failure"] is not None and "another thread's depth" in racy["failure"], racy
+
+
 def test_a_session_fixtures_lock_in_a_dict_is_controlled(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_shared="""
         import threading
