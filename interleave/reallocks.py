@@ -321,8 +321,14 @@ class Finder:
     def _attributes(self, value: Any, path: Path) -> None:
         kind = type(value)
         if not kind.__flags__ & _HEAPTYPE:
-            if kind in (types.CellType, types.MappingProxyType, property, staticmethod, classmethod,
-                        _GETSET, _MEMBER):
+            if kind in (staticmethod, classmethod, property):
+                # The functions inside: their defaults and closure cells are slots to swap.
+                for name in ("__func__",) if kind is not property else ("fget", "fset", "fdel"):
+                    inner = getattr(value, name, None)
+                    if inner is not None:
+                        self._queue.append((inner, None, (path, f"{{}} (its {name})", None)))
+                return
+            if kind in (types.CellType, types.MappingProxyType, _GETSET, _MEMBER):
                 return
             try:
                 referents = __import__("gc").get_referents(value)

@@ -74,6 +74,12 @@ PLACES = {
                      "get_lock = _make()\n", "import helper", "helper.get_lock()"),
     "default argument": ("import threading\ndef get_lock(lock=threading.Lock()):\n    return lock\n",
                          "import helper", "helper.get_lock()"),
+    "default argument of a staticmethod": ("import threading\nclass Box:\n    @staticmethod\n"
+                                           "    def get(lock=threading.Lock()):\n        return lock\n",
+                                           "from helper import Box", "Box.get()"),
+    "closure of a property": ("import threading\ndef _make():\n    lock = threading.Lock()\n"
+                              "    return property(lambda self: lock)\nclass Box:\n    lock = _make()\n",
+                              "from helper import Box", "Box().lock"),
     "condition made at import": ("import threading\nCOND = threading.Condition()\n",
                                  "import helper", "helper.COND"),
 }
