@@ -18,7 +18,7 @@ from typing import Any
 from . import events, races, tracing, watchdog
 from .census import Census
 from .census import tracer as census_tracer
-from .decisions import Chooser
+from .decisions import Chooser, DecisionPoint, Option
 from .guard import ProcessGuard
 from .instrument import Instrumentation, Scope
 from .patching import Patcher
@@ -97,6 +97,7 @@ class Runner:
         self.watchdog = watchdog.shared()
         #: ``time.monotonic()`` past which a run that does not come back is stopped (None: no limit).
         self.deadline: float | None = None
+        self._warmed = False
 
     def close(self) -> None:
         """Done with runs for now: the instrumentation is undone, the watchdog's thread ends
@@ -114,6 +115,17 @@ class Runner:
 
         With races on (the config's), a data race is the run's failure when nothing else
         failed; ``check_races`` only counts them (``result.extra["races"]``, their places)."""
+        if not self._warmed:
+            # The first run in a process is the only one that finds installed libraries as they
+            # were imported: those that set themselves up on first use (a lock made lazily, a
+            # monitor thread, a timer that replaces the one started at import) do it in that
+            # run. One run in the default order, not counted, does it first, so that every run
+            # that counts (in any worker, the shrinker, a fresh process replaying a token)
+            # starts from the same state.
+            self._warmed = True
+            warm = self.run(_DefaultOrder())
+            if warm.extra.get("interrupted"):
+                return warm
         check_races = check_races or self.config.races
         track_accesses = track_accesses or check_races
         install = self._install
@@ -183,6 +195,13 @@ class Runner:
             sched.recorder.event(sched, events.Entered(self.program.func_name))
         function()
         _stop_pool_workers_like_the_interpreter(sched)
+
+
+class _DefaultOrder:
+    """The chooser of the warm-up run: the default order at every decision."""
+
+    def choose(self, point: DecisionPoint) -> Option:
+        return point.default
 
 
 def _os_threads() -> int:

@@ -241,6 +241,71 @@ def test_a_thread_local_made_at_import_is_each_threads_own(tmp_path: Path, where
     assert racy["failure"] is not None and "another thread's depth" in racy["failure"], racy
 
 
+LAZY_LIBRARY = """
+    import threading
+
+    _guard = threading.Lock()
+    _write_lock = None
+
+
+    def get_lock():
+        global _write_lock
+        if _write_lock is None:  # made on first use, so in the first run of a process only
+            with _guard:
+                _write_lock = threading.RLock()
+        return _write_lock
+    """
+
+
+@pytest.mark.parametrize(("func", "workers", "code"), [("main", "2", 1), ("main", "1", 1), ("fixed", "2", 0)])
+def test_a_library_that_sets_itself_up_on_first_use_gives_runs_that_repeat(tmp_path: Path, func: str,
+                                                                            workers: str, code: int) -> None:
+    """The first run in a process took the library's guard, no later run did: a failure found in
+    a later run did not replay in a fresh process, and the enumeration saw runs differ."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "lazylib.py").write_text(textwrap.dedent(LAZY_LIBRARY))
+    (tmp_path / "target.py").write_text(textwrap.dedent("""
+        import threading
+        import lazylib
+
+        DONE = {"n": 0}
+
+        def _run(locked):
+            DONE["n"] = 0
+            def work():
+                for _ in range(2):
+                    lock = lazylib.get_lock()
+                    if locked:
+                        with lock:
+                            v = DONE["n"]
+                            DONE["n"] = v + 1
+                    else:
+                        v = DONE["n"]
+                        DONE["n"] = v + 1
+            ts = [threading.Thread(target=work) for _ in range(2)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            assert DONE["n"] == 4, f"lost count: {DONE['n']}"
+
+        def main():
+            _run(False)
+
+        def fixed():
+            _run(True)
+        """))
+    env_path = f"{site}{os.pathsep}{ROOT}"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "interleave", "explore", f"target.py::{func}", "--time-limit", "5",
+                           "--workers", workers], capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": env_path, "PYTHONHASHSEED": "0"})
+    assert done.returncode == code, done.stdout + done.stderr
+    assert ("lost count" in done.stdout) == (code == 1), done.stdout
+    assert time.monotonic() - started < TIMEOUT
+
+
 def test_a_session_fixtures_lock_in_a_dict_is_controlled(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_shared="""
         import threading
