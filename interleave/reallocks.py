@@ -339,6 +339,7 @@ class Finder:
                     self._queue.append((inner, None, (path, "{} (inside a {})", kind.__name__)))
             return
         namespace = _instance_dict(value)
+        covered = {id(kind), id(namespace)}
         if namespace is not None:
             self._namespaces.add(id(namespace))
             self._queue.append((namespace, None, path))
@@ -353,7 +354,17 @@ class Finder:
                         inner = descriptor.__get__(value, kind)
                     except AttributeError:
                         continue
+                    covered.add(id(inner))
                     self._queue.append((inner, Slot("member", value, descriptor), (path, "{}.{}", name)))
+        # What a C type made at run time (``functools.partial``, an extension's class) holds in
+        # fields of its own: no slot can be written, but a lock there is named when a run blocks on it.
+        try:
+            referents = __import__("gc").get_referents(value)
+        except Exception:  # noqa: BLE001
+            return
+        for inner in referents:
+            if id(inner) not in covered and not isinstance(inner, type):
+                self._queue.append((inner, None, (path, "{} (inside a {})", kind.__name__)))
 
 
 _HEAPTYPE = 1 << 9
@@ -400,6 +411,12 @@ def walked_module(module: Any) -> bool:
         return False
     name = getattr(module, "__name__", "") or ""
     return name.partition(".")[0] not in _HOSTS
+
+
+def library_module(module: Any) -> bool:
+    """An installed package's module whose objects the walk covers (not the stdlib's, not a host's)."""
+    return isinstance(module, types.ModuleType) and walked_module(module) and not is_user_file(
+        getattr(module, "__file__", "") or "")
 
 
 def module_roots() -> Iterator[tuple[Any, str]]:
@@ -530,5 +547,5 @@ def describe(lock: Any, path: str) -> str:
     return f"real {kind} {render(path)}" + (f" (made at {made})" if made else "")
 
 
-__all__ = ["Finder", "Found", "Slot", "REAL_LOCK_TYPES", "REAL_LOCAL", "RunLocal", "module_roots", "RecordOrigins",
-           "describe", "origin"]
+__all__ = ["Finder", "Found", "Slot", "REAL_LOCK_TYPES", "REAL_LOCAL", "RunLocal", "library_module", "module_roots",
+           "RecordOrigins", "describe", "origin"]

@@ -12,6 +12,7 @@ import base64
 import os
 import sys
 import threading
+import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from .guard import ProcessGuard
 from .instrument import Instrumentation, Scope
 from .patching import Patcher
 from .program import Program
+from .reallocks import library_module
 from .scheduler import Recorder, RunResult, Scheduler, active
 from .story import TraceRecorder
 
@@ -123,9 +125,10 @@ class Runner:
             # that counts (in any worker, the shrinker, a fresh process replaying a token)
             # starts from the same state.
             self._warmed = True
-            warm = self.run(_DefaultOrder())
-            if warm.extra.get("interrupted"):
-                return warm
+            if _uses_libraries(self.program):
+                warm = self.run(_DefaultOrder())
+                if warm.extra.get("interrupted"):
+                    return warm
         check_races = check_races or self.config.races
         track_accesses = track_accesses or check_races
         install = self._install
@@ -195,6 +198,19 @@ class Runner:
             sched.recorder.event(sched, events.Entered(self.program.func_name))
         function()
         _stop_pool_workers_like_the_interpreter(sched)
+
+
+def _uses_libraries(program: Program) -> bool:
+    """Whether the program imported installed code when it loaded (a file target), or its
+    function's module refers to some (a callable)."""
+    before = program.modules_before or frozenset()
+    names = [name for name in list(sys.modules) if name not in before]
+    if program.function is not None:
+        for value in list(getattr(program.function, "__globals__", {}).values()):
+            name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            if isinstance(name, str):
+                names.append(name)
+    return any(library_module(sys.modules.get(name)) for name in names)
 
 
 class _DefaultOrder:
