@@ -406,6 +406,30 @@ def test_a_lock_that_cannot_be_swapped_stops_the_run_with_one_line_naming_it(tmp
     assert elapsed < 30  # stopped at the first block, not by the time limit
 
 
+def test_a_lock_inside_a_c_object_stops_the_run_at_the_first_block_with_its_name(tmp_path: Path) -> None:
+    """A partial of a real lock's acquire: the walk did not see into the partial, and the call
+    (no `acquire` by name) was stopped only by the time limit, without naming the lock."""
+    (tmp_path / "helper.py").write_text("import functools\nimport threading\n"
+                                        "ACQUIRE = functools.partial(threading.Lock().acquire)\n")
+    (tmp_path / "target.py").write_text(textwrap.dedent("""
+        import threading
+        from helper import ACQUIRE
+
+        def main():
+            ts = [threading.Thread(target=ACQUIRE) for _ in range(2)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        """))
+    done, elapsed = cli(tmp_path, "target.py", "--time-limit", "30", "--workers", "1", "--granularity", "line")
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "real Lock" in lines[0] and "inside a partial" in lines[0] and "made at helper.py:3" in lines[0], lines[0]
+    assert elapsed < 30  # stopped at the first block, not by the time limit
+
+
 BLOCKING = {
     "os.read of a pipe nobody writes": ("", "import os\nR, W = os.pipe()", "os.read(R, 1)"),
     "input() on a stdin nobody writes": ("", "", "input()"),
