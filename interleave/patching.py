@@ -199,6 +199,48 @@ def _tripwire_for(module_name: str, name: str, real: Any) -> Callable[..., Any]:
     return made[1]
 
 
+def _one_thread_local(klass: type) -> Callable[[Any, str], Any]:
+    """``__getattribute__`` for a subclass of the C ``threading.local`` defined before the run.
+
+    Its instances keep their attributes per OS thread, which all of a run's threads share, and
+    interleave cannot give each thread its own: the run stops, naming the class, as soon as a
+    second thread of the run reads an attribute of an instance another thread has used.
+    """
+    inherited: Callable[[Any, str], Any] = next(k.__dict__["__getattribute__"] for k in klass.__mro__
+                                                if "__getattribute__" in k.__dict__)
+    users: dict[int, tuple[Any, Any, Any]] = {}  # id(instance) -> (instance, scheduler, first thread of it)
+
+    def __getattribute__(self: Any, name: str) -> Any:
+        sched = active()
+        # (interleave's own looks at the object, to describe it, are no thread's use of it)
+        if sched is not None and not name.startswith("__"):
+            entry = users.get(id(self))
+            if entry is None or entry[0] is not self or entry[1] is not sched:
+                users[id(self)] = (self, sched, sched.current)
+            elif entry[2] is not sched.current:
+                where = _class_location(klass)
+                sched.fail_uncontrolled(
+                    f"an instance of {klass.__module__}.{klass.__qualname__}{where}, a threading.local subclass "
+                    f"defined before the run, used by two threads (they are one OS thread to it: interleave cannot "
+                    f"give each its own attributes)")
+        return inherited(self, name)
+
+    return __getattribute__
+
+
+def _class_location(klass: type) -> str:
+    try:
+        import inspect
+
+        filename = inspect.getsourcefile(klass)
+        line = inspect.getsourcelines(klass)[1]
+    except (OSError, TypeError):
+        return ""
+    from .failures import _short
+
+    return f" (defined at {_short(filename)}:{line})" if filename else ""
+
+
 class Patcher:
     """Applies and undoes the run-time replacements; one instance serves many runs."""
 
@@ -336,6 +378,9 @@ class Patcher:
             if new is not None and slot.get() is value:
                 slot.set(new)
                 swaps.append((slot, value, new))
+        for klass in self._found.local_classes:
+            saved.append((klass, "__getattribute__", klass.__dict__.get("__getattribute__", _MISSING)))
+            type.__setattr__(klass, "__getattribute__", _one_thread_local(klass))
         self._random_state = draws.install()
         # The cycle collector runs finalizers and weakref callbacks at moments that depend on
         # everything allocated so far: off during a run, so runs repeat exactly.

@@ -146,6 +146,8 @@ class Found:
     #: id(real lock) -> (the lock, how the program reaches it), for every real lock seen.
     names: dict[int, tuple[Any, Path]] = field(default_factory=dict)
     objects: int = 0
+    #: Subclasses of the C ``threading.local`` defined before the run (their instances cannot be swapped).
+    local_classes: list[type] = field(default_factory=list)
 
 
 class Finder:
@@ -263,6 +265,8 @@ class Finder:
         if isinstance(value, _OPAQUE):
             return
         if isinstance(value, type):
+            if value is not REAL_LOCAL and issubclass(value, REAL_LOCAL) and _walked_class(value):
+                self.found.local_classes.append(value)
             if _walked_class(value):
                 for name, inner in list(value.__dict__.items()):
                     if name not in ("__dict__", "__weakref__", "__doc__", "__module__", "__slots__"):

@@ -430,6 +430,39 @@ def test_a_lock_inside_a_c_object_stops_the_run_at_the_first_block_with_its_name
     assert elapsed < 30  # stopped at the first block, not by the time limit
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_threading_local_subclass_defined_before_the_run_is_refused_by_name_once_two_threads_use_it(
+        tmp_path: Path, threads: int) -> None:
+    """Its instances keep attributes per OS thread and cannot be swapped: two threads of a run saw
+    one thread's attributes (a false alarm). One thread alone is fine."""
+    (tmp_path / "helper.py").write_text("import threading\n\n\nclass Ctx(threading.local):\n"
+                                        "    def __init__(self):\n        self.depth = 0\n\n\nCTX = Ctx()\n")
+    (tmp_path / "target.py").write_text(textwrap.dedent(f"""
+        import threading
+        from helper import CTX, Ctx
+
+        def main():
+            def work():
+                for ctx in (CTX, Ctx()):  # made before the run, and in it
+                    ctx.depth += 1
+                    assert ctx.depth == 1, ctx.depth
+                    ctx.depth -= 1
+            ts = [threading.Thread(target=work) for _ in range({threads})]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        """))
+    done, _ = cli(tmp_path, "target.py", "--time-limit", "10", "--workers", "1")
+    if threads == 1:
+        assert done.returncode == 0, done.stdout + done.stderr
+        return
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "helper.Ctx (defined at helper.py:4)" in lines[0] and "threading.local subclass" in lines[0], lines[0]
+
+
 BLOCKING = {
     "os.read of a pipe nobody writes": ("", "import os\nR, W = os.pipe()", "os.read(R, 1)"),
     "input() on a stdin nobody writes": ("", "", "input()"),
