@@ -203,8 +203,8 @@ class Runner:
 def _uses_libraries(program: Program) -> bool:
     """Whether the program imported installed code when it loaded (a file target), or its
     function's module refers to some (a callable)."""
-    before = program.modules_before or frozenset()
-    names = [name for name in list(sys.modules) if name not in before]
+    before = program.modules_before
+    names = [] if before is None else [name for name in list(sys.modules) if name not in before]
     if program.function is not None:
         for value in list(getattr(program.function, "__globals__", {}).values()):
             name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
