@@ -36,7 +36,7 @@ from typing import Any
 
 from . import draws
 from . import primitives as P
-from .reallocks import REAL_LOCK_TYPES, Finder, Found, Slot, describe, module_roots
+from .reallocks import REAL_LOCAL, REAL_LOCK_TYPES, Finder, Found, RunLocal, Slot, describe, module_roots
 from .scheduler import Scheduler, active
 
 _threading_local = __import__("_threading_local")  # bind its helpers now, outside any run
@@ -199,6 +199,48 @@ def _tripwire_for(module_name: str, name: str, real: Any) -> Callable[..., Any]:
     return made[1]
 
 
+def _one_thread_local(klass: type) -> Callable[[Any, str], Any]:
+    """``__getattribute__`` for a subclass of the C ``threading.local`` defined before the run.
+
+    Its instances keep their attributes per OS thread, which all of a run's threads share, and
+    interleave cannot give each thread its own: the run stops, naming the class, as soon as a
+    second thread of the run reads an attribute of an instance another thread has used.
+    """
+    inherited: Callable[[Any, str], Any] = next(k.__dict__["__getattribute__"] for k in klass.__mro__
+                                                if "__getattribute__" in k.__dict__)
+    users: dict[int, tuple[Any, Any, Any]] = {}  # id(instance) -> (instance, scheduler, first thread of it)
+
+    def __getattribute__(self: Any, name: str) -> Any:
+        sched = active()
+        # (interleave's own looks at the object, to describe it, are no thread's use of it)
+        if sched is not None and not name.startswith("__"):
+            entry = users.get(id(self))
+            if entry is None or entry[0] is not self or entry[1] is not sched:
+                users[id(self)] = (self, sched, sched.current)
+            elif entry[2] is not sched.current:
+                where = _class_location(klass)
+                sched.fail_uncontrolled(
+                    f"an instance of {klass.__module__}.{klass.__qualname__}{where}, a threading.local subclass "
+                    f"defined before the run, used by two threads (they are one OS thread to it: interleave cannot "
+                    f"give each its own attributes)")
+        return inherited(self, name)
+
+    return __getattribute__
+
+
+def _class_location(klass: type) -> str:
+    try:
+        import inspect
+
+        filename = inspect.getsourcefile(klass)
+        line = inspect.getsourcelines(klass)[1]
+    except (OSError, TypeError):
+        return ""
+    from .failures import _short
+
+    return f" (defined at {_short(filename)}:{line})" if filename else ""
+
+
 class Patcher:
     """Applies and undoes the run-time replacements; one instance serves many runs."""
 
@@ -208,6 +250,7 @@ class Patcher:
                 __import__(module_name)
         self._saved: list[tuple[Any, str, Any]] = []
         self._adopted: dict[int, tuple[Any, Any]] = {}  # id(real lock) -> (real, twin)
+        self._locals: dict[int, tuple[Any, RunLocal]] = {}  # id(real threading.local) -> (real, stand-in)
         self._scanned_modules = -1
         self._roots = list(roots)
         self._replacements: dict[int, Any] = {}
@@ -240,6 +283,8 @@ class Patcher:
         new: Any = None
         if kind in REAL_LOCK_TYPES:
             new = self._twin(value)
+        elif kind is REAL_LOCAL:
+            new = self._local_twin(value)
         elif kind is _BUILTIN_METHOD and type(getattr(value, "__self__", None)) in REAL_LOCK_TYPES:
             twin = self._twin(value.__self__)
             new = None if twin is None else getattr(twin, value.__name__, None)
@@ -264,6 +309,14 @@ class Patcher:
             twin = REAL_LOCK_TYPES[type(real)]()
             twin._real = real  # outside a run the twin is the real lock itself
             entry = self._adopted[id(real)] = (real, twin)
+        return entry[1]
+
+    def _local_twin(self, real: Any) -> RunLocal:
+        """The stand-in for a real ``threading.local`` (the same one every run, started afresh)."""
+        entry = self._locals.get(id(real))
+        if entry is None or entry[0] is not real:
+            entry = self._locals[id(real)] = (real, RunLocal(real))
+        RunLocal.reset(entry[1])
         return entry[1]
 
     def real_locks(self) -> list[tuple[Any, str]]:
@@ -325,6 +378,9 @@ class Patcher:
             if new is not None and slot.get() is value:
                 slot.set(new)
                 swaps.append((slot, value, new))
+        for klass in self._found.local_classes:
+            saved.append((klass, "__getattribute__", klass.__dict__.get("__getattribute__", _MISSING)))
+            type.__setattr__(klass, "__getattribute__", _one_thread_local(klass))
         self._random_state = draws.install()
         # The cycle collector runs finalizers and weakref callbacks at moments that depend on
         # everything allocated so far: off during a run, so runs repeat exactly.

@@ -16,6 +16,10 @@ the length of each run. A lock that no slot can reach writably (in a frozenset, 
 key, a C object) stays real and is listed with a name and, when known, the line that made
 it, so a run blocked on it can say which one it is.
 
+A ``threading.local()`` made before the run is found the same way: its attributes belong
+to the OS thread, which every thread of a run shares, so during the run the slot holds a
+:class:`RunLocal` instead, which gives each of the run's threads its own attributes.
+
 The standard library's modules are not walked: their locks serve the process (imports,
 logging's registry, threading's own tables) and other OS threads use them during a run.
 """
@@ -36,9 +40,12 @@ from typing import Any
 from . import primitives as P
 from .failures import _short
 from .files import is_library_file, is_user_file
+from .scheduler import active
 
 _REAL_RLOCK = _thread.RLock  # (patched in runs)
 REAL_LOCK_TYPES: dict[type, type] = {type(_thread.allocate_lock()): P.Lock, _REAL_RLOCK: P.RLock}
+#: The C ``threading.local`` (``threading.local`` itself is patched in runs).
+REAL_LOCAL = _thread._local
 
 #: Installed packages that run threads of their own beside a run (a Dask worker's event
 #: loop, xdist's channel, coverage's tracer): their objects are theirs, never swapped.
@@ -139,6 +146,8 @@ class Found:
     #: id(real lock) -> (the lock, how the program reaches it), for every real lock seen.
     names: dict[int, tuple[Any, Path]] = field(default_factory=dict)
     objects: int = 0
+    #: Subclasses of the C ``threading.local`` defined before the run (their instances cannot be swapped).
+    local_classes: list[type] = field(default_factory=list)
 
 
 class Finder:
@@ -196,6 +205,10 @@ class Finder:
         if kind is _BUILTIN_METHOD and type(getattr(value, "__self__", None)) in REAL_LOCK_TYPES:
             self._lock_in(value, value.__self__, slot, path)
             return True
+        if kind is REAL_LOCAL:  # its attributes are the OS thread's: not walked, swapped as a whole
+            if slot is not None and slot is not _IN_TUPLE:
+                self.found.slots.append((slot, value))
+            return True
         if id(value) in self._replaceable:
             if slot is not None and slot is not _IN_TUPLE:
                 self.found.slots.append((slot, value))
@@ -252,6 +265,8 @@ class Finder:
         if isinstance(value, _OPAQUE) or _not_the_programs(value):
             return
         if isinstance(value, type):
+            if value is not REAL_LOCAL and issubclass(value, REAL_LOCAL) and _walked_class(value):
+                self.found.local_classes.append(value)
             if _walked_class(value):
                 for name, inner in list(value.__dict__.items()):
                     if name not in ("__dict__", "__weakref__", "__doc__", "__module__", "__slots__"):
@@ -310,8 +325,14 @@ class Finder:
     def _attributes(self, value: Any, path: Path) -> None:
         kind = type(value)
         if not kind.__flags__ & _HEAPTYPE:
-            if kind in (types.CellType, types.MappingProxyType, property, staticmethod, classmethod,
-                        _GETSET, _MEMBER):
+            if kind in (staticmethod, classmethod, property):
+                # The functions inside: their defaults and closure cells are slots to swap.
+                for name in ("__func__",) if kind is not property else ("fget", "fset", "fdel"):
+                    inner = getattr(value, name, None)
+                    if inner is not None:
+                        self._queue.append((inner, None, (path, f"{{}} (its {name})", None)))
+                return
+            if kind in (types.CellType, types.MappingProxyType, _GETSET, _MEMBER):
                 return
             try:
                 referents = __import__("gc").get_referents(value)
@@ -322,6 +343,7 @@ class Finder:
                     self._queue.append((inner, None, (path, "{} (inside a {})", kind.__name__)))
             return
         namespace = _instance_dict(value)
+        covered = {id(kind), id(namespace)}
         if namespace is not None:
             self._namespaces.add(id(namespace))
             self._queue.append((namespace, None, path))
@@ -336,7 +358,17 @@ class Finder:
                         inner = descriptor.__get__(value, kind)
                     except AttributeError:
                         continue
+                    covered.add(id(inner))
                     self._queue.append((inner, Slot("member", value, descriptor), (path, "{}.{}", name)))
+        # What a C type made at run time (``functools.partial``, an extension's class) holds in
+        # fields of its own: no slot can be written, but a lock there is named when a run blocks on it.
+        try:
+            referents = __import__("gc").get_referents(value)
+        except Exception:  # noqa: BLE001
+            return
+        for inner in referents:
+            if id(inner) not in covered and not isinstance(inner, type):
+                self._queue.append((inner, None, (path, "{} (inside a {})", kind.__name__)))
 
 
 _HEAPTYPE = 1 << 9
@@ -396,6 +428,12 @@ def walked_module(module: Any) -> bool:
     return name.partition(".")[0] not in _HOSTS
 
 
+def library_module(module: Any) -> bool:
+    """An installed package's module whose objects the walk covers (not the stdlib's, not a host's)."""
+    return isinstance(module, types.ModuleType) and walked_module(module) and not is_user_file(
+        getattr(module, "__file__", "") or "")
+
+
 def module_roots() -> Iterator[tuple[Any, str]]:
     """The namespaces of the user's modules and installed packages' modules, in import order."""
     for name, module in list(sys.modules.items()):
@@ -403,6 +441,66 @@ def module_roots() -> Iterator[tuple[Any, str]]:
             namespace = getattr(module, "__dict__", None)
             if isinstance(namespace, dict):
                 yield namespace, name
+
+
+# ----------------------------------------------------------------- thread-locals made before the run
+
+
+class RunLocal:
+    """Stands in for a ``threading.local()`` made before the run, for the length of one run.
+
+    Each thread of the run has its own attributes: the run's main thread starts with a copy
+    of those the real one held for the OS thread (what it set at import), every other thread
+    with none, as with real threads. Outside a run (another OS thread) it is the real one.
+    """
+
+    __slots__ = ("_interleave_real", "_interleave_dicts", "__weakref__")
+
+    def __init__(self, real: Any) -> None:
+        object.__setattr__(self, "_interleave_real", real)
+        object.__setattr__(self, "_interleave_dicts", {})
+
+    def reset(self) -> None:
+        """A new run: every thread starts again from the real one's attributes (call it on the class:
+        ``RunLocal.reset(stand_in)``; on the instance the name is the program's)."""
+        object.__getattribute__(self, "_interleave_dicts").clear()
+
+    def _namespace(self) -> dict[str, Any]:
+        real = object.__getattribute__(self, "_interleave_real")
+        sched = active()
+        if sched is None:
+            namespace: dict[str, Any] = real.__dict__
+            return namespace
+        dicts = object.__getattribute__(self, "_interleave_dicts")
+        current = sched.current
+        entry = dicts.get(id(current))
+        if entry is None or entry[0] is not current:
+            fresh = dict(real.__dict__) if sched.threads and current is sched.threads[0] else {}
+            entry = dicts[id(current)] = (current, fresh)
+        return entry[1]  # type: ignore[no-any-return]
+
+    def __getattribute__(self, name: str) -> Any:
+        namespace = RunLocal._namespace(self)
+        if name == "__dict__":
+            return namespace
+        try:
+            return namespace[name]
+        except KeyError:
+            pass
+        if name == "__class__":
+            return REAL_LOCAL
+        raise AttributeError(f"'_thread._local' object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "__dict__":
+            raise AttributeError("'_thread._local' object attribute '__dict__' is read-only")
+        RunLocal._namespace(self)[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del RunLocal._namespace(self)[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 # ----------------------------------------------------------------- where a lock was made
@@ -464,4 +562,5 @@ def describe(lock: Any, path: str) -> str:
     return f"real {kind} {render(path)}" + (f" (made at {made})" if made else "")
 
 
-__all__ = ["Finder", "Found", "Slot", "REAL_LOCK_TYPES", "module_roots", "RecordOrigins", "describe", "origin"]
+__all__ = ["Finder", "Found", "Slot", "REAL_LOCK_TYPES", "REAL_LOCAL", "RunLocal", "library_module", "module_roots",
+           "RecordOrigins", "describe", "origin"]

@@ -12,17 +12,19 @@ import base64
 import os
 import sys
 import threading
+import types
 from dataclasses import dataclass
 from typing import Any
 
 from . import events, races, tracing, watchdog
 from .census import Census
 from .census import tracer as census_tracer
-from .decisions import Chooser
+from .decisions import Chooser, DecisionPoint, Option
 from .guard import ProcessGuard
 from .instrument import Instrumentation, Scope
 from .patching import Patcher
 from .program import Program
+from .reallocks import library_module
 from .scheduler import Recorder, RunResult, Scheduler, active
 from .story import TraceRecorder
 
@@ -97,6 +99,7 @@ class Runner:
         self.watchdog = watchdog.shared()
         #: ``time.monotonic()`` past which a run that does not come back is stopped (None: no limit).
         self.deadline: float | None = None
+        self._warmed = False
 
     def close(self) -> None:
         """Done with runs for now: the instrumentation is undone, the watchdog's thread ends
@@ -114,6 +117,18 @@ class Runner:
 
         With races on (the config's), a data race is the run's failure when nothing else
         failed; ``check_races`` only counts them (``result.extra["races"]``, their places)."""
+        if not self._warmed:
+            # The first run in a process is the only one that finds installed libraries as they
+            # were imported: those that set themselves up on first use (a lock made lazily, a
+            # monitor thread, a timer that replaces the one started at import) do it in that
+            # run. One run in the default order, not counted, does it first, so that every run
+            # that counts (in any worker, the shrinker, a fresh process replaying a token)
+            # starts from the same state.
+            self._warmed = True
+            if _uses_libraries(self.program):
+                warm = self.run(_DefaultOrder())
+                if warm.extra.get("interrupted"):
+                    return warm
         check_races = check_races or self.config.races
         track_accesses = track_accesses or check_races
         install = self._install
@@ -183,6 +198,26 @@ class Runner:
             sched.recorder.event(sched, events.Entered(self.program.func_name))
         function()
         _stop_pool_workers_like_the_interpreter(sched)
+
+
+def _uses_libraries(program: Program) -> bool:
+    """Whether the program imported installed code when it loaded (a file target), or its
+    function's module refers to some (a callable)."""
+    before = program.modules_before
+    names = [] if before is None else [name for name in list(sys.modules) if name not in before]
+    if program.function is not None:
+        for value in list(getattr(program.function, "__globals__", {}).values()):
+            name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            if isinstance(name, str):
+                names.append(name)
+    return any(library_module(sys.modules.get(name)) for name in names)
+
+
+class _DefaultOrder:
+    """The chooser of the warm-up run: the default order at every decision."""
+
+    def choose(self, point: DecisionPoint) -> Option:
+        return point.default
 
 
 def _os_threads() -> int:

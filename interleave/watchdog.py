@@ -182,6 +182,12 @@ class Watchdog:
         """
         if stuck >= LOCK_STALL and _acquiring(frame):
             return self._blocked_on_lock(watch, frame), True
+        if stuck >= STUCK and _calling(frame):
+            # A call that acquires no lock by name (a partial of lock.acquire, a C object's
+            # method) while a real lock the run may meet is held: it waits for that lock.
+            named = self._held_real_lock(watch, frame)
+            if named is not None:
+                return named, True
         deadline = watch.deadline
         if deadline is not None:
             if now >= deadline and away >= STUCK:
@@ -194,18 +200,25 @@ class Watchdog:
         return None
 
     @staticmethod
-    def _blocked_on_lock(watch: _Watch, frame: Any) -> str:
+    def _held_real_lock(watch: _Watch, frame: Any) -> str | None:
+        """The held real lock the run may meet, named, with where the run blocked on it; or None."""
         from .patching import _held
 
-        where = f"a thread of the run blocked on it at {_call_site(frame)}"
         try:
             for lock, description in watch.real_locks():
                 if _held(lock):
-                    return f"{description} ({where})"
+                    return f"{description} (a thread of the run blocked on it at {_call_site(frame)})"
         except Exception:  # noqa: BLE001 - naming the lock is a courtesy; the stop is what matters
             pass
+        return None
+
+    @staticmethod
+    def _blocked_on_lock(watch: _Watch, frame: Any) -> str:
+        named = Watchdog._held_real_lock(watch, frame)
+        if named is not None:
+            return named
         return f"a real lock interleave does not control, made outside the run and not found among the program's " \
-               f"objects ({where})"
+               f"objects (a thread of the run blocked on it at {_call_site(frame)})"
 
     # ------------------------------------------------------------------ in the run's thread
 
@@ -344,6 +357,16 @@ def _acquiring(frame: Any) -> bool:
         if ins.opname in ("LOAD_METHOD", "LOAD_ATTR") and ins.argval in _LOCK_METHODS:
             return True
     return False
+
+
+def _calling(frame: Any) -> bool:
+    """The frame is in a call (a CALL instruction)."""
+    try:
+        at = _instructions(frame.f_code).get(frame.f_lasti)
+    except Exception:  # noqa: BLE001
+        return False
+    return at is not None and at[1][at[0]].opname.startswith("CALL") and not at[1][at[0]].opname.startswith(
+        "CALL_INTRINSIC")
 
 
 def _call_site(frame: Any) -> str:

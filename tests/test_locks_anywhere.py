@@ -74,6 +74,12 @@ PLACES = {
                      "get_lock = _make()\n", "import helper", "helper.get_lock()"),
     "default argument": ("import threading\ndef get_lock(lock=threading.Lock()):\n    return lock\n",
                          "import helper", "helper.get_lock()"),
+    "default argument of a staticmethod": ("import threading\nclass Box:\n    @staticmethod\n"
+                                           "    def get(lock=threading.Lock()):\n        return lock\n",
+                                           "from helper import Box", "Box.get()"),
+    "closure of a property": ("import threading\ndef _make():\n    lock = threading.Lock()\n"
+                              "    return property(lambda self: lock)\nclass Box:\n    lock = _make()\n",
+                              "from helper import Box", "Box().lock"),
     "condition made at import": ("import threading\nCOND = threading.Condition()\n",
                                  "import helper", "helper.COND"),
 }
@@ -174,6 +180,132 @@ def test_an_installed_librarys_own_locks_are_controlled(tmp_path: Path, use: str
     check(explore_both(tmp_path, extra_path=site))
 
 
+LOCAL_LIBRARY = """
+    import threading
+
+    _state = threading.local()  # made at the library's import, as many libraries keep per-thread state
+    _state.depth = 0  # the importing thread's own
+
+
+    def enter():
+        _state.depth = getattr(_state, "depth", 0) + 1
+        return _state.depth
+
+
+    def leave():
+        _state.depth -= 1
+    """
+
+
+@pytest.mark.parametrize("where", ["user module", "installed package"])
+def test_a_thread_local_made_at_import_is_each_threads_own(tmp_path: Path, where: str) -> None:
+    """A real threading.local belongs to the OS thread, which all of a run's threads share:
+    one thread's attribute showed in the other's (a false alarm), and carried into the next run."""
+    site = tmp_path / "site-packages"
+    home = site if where == "installed package" else tmp_path
+    home.mkdir(exist_ok=True)
+    (home / "perthread.py").write_text(textwrap.dedent(LOCAL_LIBRARY))
+    (tmp_path / "target.py").write_text(textwrap.dedent("""
+        import threading
+        import perthread
+
+        shared = {"depth": 0}
+
+        def _run(own):
+            shared["depth"] = 0
+            assert perthread._state.depth == 0  # the main thread's, set at import
+            def work():
+                if own:
+                    assert perthread.enter() == 1, "another thread's depth"
+                    shared["last"] = threading.current_thread().name  # a switch point inside
+                    perthread.leave()
+                else:
+                    shared["depth"] += 1
+                    assert shared["depth"] == 1, "another thread's depth"
+                    shared["depth"] -= 1
+            ts = [threading.Thread(target=work) for _ in range(2)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+
+        def main():
+            _run(True)
+
+        def racy():
+            _run(False)
+        """))
+    outcome = explore_both(tmp_path, extra_path=site)
+    main, racy = outcome["main"], outcome["racy"]
+    assert main["uncontrolled"] is None and main["failure"] is None and main["runs"] > 1, main
+    assert racy["failure"] is not None and "another thread's depth" in racy["failure"], racy
+
+
+LAZY_LIBRARY = """
+    import threading
+
+    _guard = threading.Lock()
+    _write_lock = None
+
+
+    def get_lock():
+        global _write_lock
+        if _write_lock is None:  # made on first use, so in the first run of a process only
+            with _guard:
+                _write_lock = threading.RLock()
+        return _write_lock
+    """
+
+
+@pytest.mark.parametrize(("func", "workers", "code"), [("main", "2", 1), ("main", "1", 1), ("fixed", "2", 0)])
+def test_a_library_that_sets_itself_up_on_first_use_gives_runs_that_repeat(tmp_path: Path, func: str,
+                                                                            workers: str, code: int) -> None:
+    """The first run in a process took the library's guard, no later run did: a failure found in
+    a later run did not replay in a fresh process, and the enumeration saw runs differ."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "lazylib.py").write_text(textwrap.dedent(LAZY_LIBRARY))
+    (tmp_path / "target.py").write_text(textwrap.dedent("""
+        import threading
+        import lazylib
+
+        DONE = {"n": 0}
+
+        def _run(locked):
+            DONE["n"] = 0
+            def work():
+                for _ in range(2):
+                    lock = lazylib.get_lock()
+                    if locked:
+                        with lock:
+                            v = DONE["n"]
+                            DONE["n"] = v + 1
+                    else:
+                        v = DONE["n"]
+                        DONE["n"] = v + 1
+            ts = [threading.Thread(target=work) for _ in range(2)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            assert DONE["n"] == 4, f"lost count: {DONE['n']}"
+
+        def main():
+            _run(False)
+
+        def fixed():
+            _run(True)
+        """))
+    env_path = f"{site}{os.pathsep}{ROOT}"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "interleave", "explore", f"target.py::{func}", "--time-limit", "5",
+                           "--workers", workers], capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": env_path, "PYTHONHASHSEED": "0"})
+    assert done.returncode == code, done.stdout + done.stderr
+    assert ("lost count" in done.stdout) == (code == 1), done.stdout
+    assert time.monotonic() - started < TIMEOUT
+
+
 def test_a_session_fixtures_lock_in_a_dict_is_controlled(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_shared="""
         import threading
@@ -272,6 +404,63 @@ def test_a_lock_that_cannot_be_swapped_stops_the_run_with_one_line_naming_it(tmp
     assert "made at helper.py:2" in lines[0] and why in lines[0], lines[0]
     assert re.search(r"blocked on it at target\.py:\d+ `with LOCK:`", lines[0]), lines[0]
     assert elapsed < 30  # stopped at the first block, not by the time limit
+
+
+def test_a_lock_inside_a_c_object_stops_the_run_at_the_first_block_with_its_name(tmp_path: Path) -> None:
+    """A partial of a real lock's acquire: the walk did not see into the partial, and the call
+    (no `acquire` by name) was stopped only by the time limit, without naming the lock."""
+    (tmp_path / "helper.py").write_text("import functools\nimport threading\n"
+                                        "ACQUIRE = functools.partial(threading.Lock().acquire)\n")
+    (tmp_path / "target.py").write_text(textwrap.dedent("""
+        import threading
+        from helper import ACQUIRE
+
+        def main():
+            ts = [threading.Thread(target=ACQUIRE) for _ in range(2)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        """))
+    done, elapsed = cli(tmp_path, "target.py", "--time-limit", "30", "--workers", "1", "--granularity", "line")
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "real Lock" in lines[0] and "inside a partial" in lines[0] and "made at helper.py:3" in lines[0], lines[0]
+    assert elapsed < 30  # stopped at the first block, not by the time limit
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_threading_local_subclass_defined_before_the_run_is_refused_by_name_once_two_threads_use_it(
+        tmp_path: Path, threads: int) -> None:
+    """Its instances keep attributes per OS thread and cannot be swapped: two threads of a run saw
+    one thread's attributes (a false alarm). One thread alone is fine."""
+    (tmp_path / "helper.py").write_text("import threading\n\n\nclass Ctx(threading.local):\n"
+                                        "    def __init__(self):\n        self.depth = 0\n\n\nCTX = Ctx()\n")
+    (tmp_path / "target.py").write_text(textwrap.dedent(f"""
+        import threading
+        from helper import CTX, Ctx
+
+        def main():
+            def work():
+                for ctx in (CTX, Ctx()):  # made before the run, and in it
+                    ctx.depth += 1
+                    assert ctx.depth == 1, ctx.depth
+                    ctx.depth -= 1
+            ts = [threading.Thread(target=work) for _ in range({threads})]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        """))
+    done, _ = cli(tmp_path, "target.py", "--time-limit", "10", "--workers", "1")
+    if threads == 1:
+        assert done.returncode == 0, done.stdout + done.stderr
+        return
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "helper.Ctx (defined at helper.py:4)" in lines[0] and "threading.local subclass" in lines[0], lines[0]
 
 
 BLOCKING = {
