@@ -118,9 +118,13 @@ class Lock:
             if not blocking or timeout == 0:
                 if not _called_from_threading(sys._getframe(1)):
                     sched.polled()  # the program polls the lock: the others run before it tries again
+                if sched.noting:
+                    sched.note_sync("try", self)  # it saw the lock held: ordered against its acquire
                 return False
             deadline = None if timeout == -1 else sched.clock.now + timeout
             while self._locked:
+                if sched.noting:
+                    sched.note_sync("block", self)  # it waits because the lock is held
                 self._waiters.append(cur)
                 try:
                     woken = sched.block(self, deadline)
@@ -476,10 +480,14 @@ def _virtual(name: str, read: Callable[[Scheduler], float]) -> Callable[[], Any]
 
 
 def _monotonic(sched: Scheduler) -> float:
+    if sched.noting:
+        sched.note_sync("clock", sched.clock)  # a read of the time, ordered against the clock's jumps
     return sched.clock.now
 
 
 def _wall(sched: Scheduler) -> float:
+    if sched.noting:
+        sched.note_sync("clock", sched.clock)
     return sched.clock.wall()
 
 

@@ -1,0 +1,467 @@
+"""Dynamic partial-order reduction: source-DPOR with sleep sets.
+
+The algorithm is the source-set one of Abdulla, Aronis, Jonsson and Sagonas, "Optimal
+dynamic partial order reduction" (POPL 2014, Algorithm 1), run statelessly: each run
+replays the choices on the current path of the search tree and takes the default at
+every new decision; after the run, its steps' records are read back and
+
+- every pair of dependent steps of two threads in a race (ordered only by their own
+  dependence, with no step between them in happens-before) adds, at the decision before
+  the first, a thread that can start the reversed order (an *initial* of the steps that do
+  not depend on the first, followed by the second), unless one is already there;
+- the threads already explored at a decision sleep in its later alternatives until a
+  step dependent with theirs runs; a run that reaches a sleeping thread's step repeats
+  an explored order, and nothing after that point is learnt from it.
+
+Dependence (over-approximated where the records cannot tell, which is sound):
+
+- two accesses to the same object and field (or the object as a whole), one a write;
+- operations on the same lock: every Condition, Semaphore, Event, Barrier, queue, future
+  and ``join`` is built on locks, so their operations are lock operations. A lock's
+  acquire races with the previous acquire of another thread (putting it first reverses
+  the critical sections); a failed try-acquire with the release after it;
+- thread starts with each other (they number the threads); a thread's first step is
+  ordered after its start, a join after the joined thread's end (its lock);
+- reads of the clock with jumps of the clock, draws of ``random`` with each other;
+- a step that noted nothing it touched (a loop's tick, a ``sleep``) is dependent with
+  every step, for the sleep sets, since nothing says what it did.
+
+Pauses, faults and draws stay plain choices: every option of theirs is run, as the
+bounded enumeration does. No preemption bound is applied: the search is complete for the
+program's thread orders, within the pause, fault and draw budgets of a run. It needs the
+steps' records (shared accesses as the steps); without them (line or opcode
+granularity) every option of every decision is run.
+
+Split among workers, share 0 runs the whole search and the others none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from ..decisions import PAUSE, DecisionPoint, FinishedRun, Option, RunThread, options_text
+from .base import Enumeration, SearchSummary, Strategy
+from .dfs import Nondeterminism
+
+#: Kinds of records (see :func:`_events`).
+READ, WRITE, ACQUIRE, RELEASE, BLOCK, TRY, SPAWN, OUTLIVE = range(8)
+_LOCK_KINDS = {"acquire": ACQUIRE, "release": RELEASE, "block": BLOCK, "try": TRY}
+#: Pseudo-objects of the records that are not the program's objects.
+_CLOCK, _RANDOM, _THREADS = ("clock",), ("random",), ("threads",)
+#: An object first touched after the decision a footprint was taken at: named differently
+#: in another run (objects are numbered in the order a run first touches them).
+_NEW = ("new",)
+
+#: A footprint item: ("a", object, field, write), ("l", lock) or ("*",) (anything).
+Item: TypeAlias = tuple[Any, ...]
+Footprint: TypeAlias = frozenset[Item]
+_ANYTHING: Footprint = frozenset({("*",)})
+Clock: TypeAlias = dict[int, int]
+
+
+@dataclass(slots=True)
+class _Event:
+    """One record of a run as a step's part: who, what, and its place in happens-before."""
+
+    thread: int
+    seq: int  # the thread's own count of events, from 1
+    kind: int
+    obj: Any  # an access's object key; a lock's number; a spawned or outlived thread
+    field: Any
+    node: int | None  # the decision whose chosen step this is part of; None: a step no decision chose
+    past: Clock = field(default_factory=dict)  # what happens before it, itself included
+    before: Clock = field(default_factory=dict)  # what happened before it in its thread's past
+
+
+@dataclass(slots=True)
+class _Node:
+    """A decision on the current path."""
+
+    options: tuple[Option, ...]
+    scheduling: bool
+    chosen: Option
+    backtrack: list[Option]  # to run here (in the order found); the chosen one included
+    done: dict[Option, Footprint | None] = field(default_factory=dict)  # run, with their first step's footprint
+    footprint: Footprint | None = None  # of the chosen thread's first step here (None: not a thread)
+    sleep: dict[int, Footprint] = field(default_factory=dict)  # threads asleep on arriving here
+    known: tuple[int, int] = (0, 0)  # objects and locks the run had named when it got here
+
+
+class DPOR(Strategy):
+    name = "dpor"
+    first_run_in_default_order = True
+    label = "dpor"
+    needs_accesses = True
+
+    def __init__(self) -> None:
+        self.stack: list[_Node] = []
+        self.depth = 0
+        self.done = False
+        self.truncated = False
+        self.schedules = 0
+        self.share = (0, 1)
+
+    def partition(self, index: int, count: int) -> None:
+        """Share 0 runs the whole search, the others none (the search tree grows as it is run)."""
+        if not 0 <= index < count:
+            raise ValueError(f"share {index} of {count} does not exist")
+        self.share = (index, count)
+        self.done = index != 0
+
+    def begin_run(self, run_index: int) -> bool:
+        self.depth = 0
+        return not self.done
+
+    def skip_run(self) -> None:
+        """Give up the run about to start and the subtree below it (the search is no longer exhaustive)."""
+        self.truncated = True
+        self.schedules -= 1
+        self.end_run(None)
+
+    def choose(self, point: DecisionPoint) -> Option:
+        d = self.depth
+        self.depth += 1
+        if d < len(self.stack):
+            choice = self.stack[d].chosen
+            if choice not in point.options:
+                raise Nondeterminism(f"decision {d}: expected {choice}, got {options_text(point.options)}")
+            return choice
+        scheduling = point.is_scheduling()
+        default = point.default
+        # Pauses, faults and draws are plain choices: each option is run.
+        plain = [o for o in point.options if o != default and (not scheduling or o is PAUSE)]
+        self.stack.append(_Node(point.options, scheduling, default, [default, *plain]))
+        return default
+
+    def end_run(self, result: FinishedRun | None) -> None:
+        self.schedules += 1
+        stack = self.stack
+        new_from = self._replayed
+        if result is not None:
+            if result.marks and len(result.marks) == len(stack):
+                self._learn(result, new_from)
+            else:  # nothing says what the steps touched: every option of every new decision is run
+                for node in stack[new_from:]:
+                    node.backtrack = list(node.options)
+        while stack:
+            node = stack[-1]
+            node.done[node.chosen] = node.footprint
+            asleep = node.sleep
+            nxt = next((o for o in node.backtrack if o not in node.done
+                        and not (isinstance(o, RunThread) and o.thread in asleep)), None)
+            if nxt is not None:
+                node.chosen, node.footprint = nxt, None
+                self._replayed = len(stack) - 1
+                return
+            stack.pop()
+        self.done = True
+
+    #: Decisions of the current path that the run about to start replays (the deepest is
+    #: where it deviates); those after are new.
+    _replayed = 0
+
+    # ------------------------------------------------------------------ learning
+
+    def _learn(self, result: FinishedRun, new_from: int) -> None:
+        """Sleep sets along the path, footprints of the new decisions' steps, races found."""
+        stack = self.stack
+        events, starts, known = _events(result, stack)
+        for node, k in zip(stack, known):
+            node.known = k
+        # Footprints of each decision's chosen first step, relative to what was named there.
+        prints: dict[int, set[Item]] = {}
+        for e in events:
+            if e.node is not None:
+                prints.setdefault(e.node, set()).add(_item(e, stack[e.node].known))
+        for i, node in enumerate(stack):
+            if node.footprint is None and isinstance(node.chosen, RunThread):
+                node.footprint = frozenset(prints[i]) if i in prints else _ANYTHING
+        # Sleep sets, and where the run first ran a sleeping thread's step (nothing is learnt after it).
+        end = len(events)
+        cut_node = len(stack)
+        sleeping: dict[int, tuple[Footprint, tuple[int, int]]] = {}
+        for i, node in enumerate(stack):
+            if i > 0:
+                node.sleep = {t: fp for t, (fp, _) in sleeping.items()}
+            for option, fp in node.done.items():
+                if isinstance(option, RunThread) and fp is not None and option != node.chosen:
+                    sleeping[option.thread] = (fp, node.known)
+            if isinstance(node.chosen, RunThread) and node.chosen.thread in sleeping:
+                cut_node, end = i, starts[i]
+                break
+            if node.chosen is PAUSE:
+                sleeping.clear()  # the clock jumped: conservatively, every sleeper wakes
+            stop = starts[i + 1] if i + 1 < len(stack) else len(events)
+            blocked = False
+            for j in range(starts[i], stop):
+                e = events[j]
+                if e.thread in sleeping:
+                    blocked = True
+                    cut_node, end = i, j
+                    break
+                for t, (fp, at) in list(sleeping.items()):
+                    if _dependent(fp, _item(e, at)):
+                        del sleeping[t]
+            if blocked:
+                break
+        del stack[cut_node + 1:]
+        if cut_node < len(stack) and isinstance(stack[cut_node].chosen, RunThread) \
+                and stack[cut_node].chosen.thread in sleeping:
+            # The default here was a sleeping thread: its order was run; run one that is awake instead.
+            node = stack[cut_node]
+            awake = [o for o in node.options if isinstance(o, RunThread) and o.thread not in sleeping]
+            if awake and not any(o in awake for o in node.backtrack):
+                node.backtrack.append(awake[0])
+        self._races(events, end)
+
+    def _races(self, events: list[_Event], end: int) -> None:
+        """For each race among the first ``end`` events, a thread that starts its reversal."""
+        stack = self.stack
+        by_place: dict[Any, list[int]] = {}
+        for j in range(end):
+            e2 = events[j]
+            place = _place(e2)
+            if place is None:
+                continue
+            candidates = [i for i in _conflicting(events, by_place, e2) if events[i].thread != e2.thread
+                          and e2.before.get(events[i].thread, 0) < events[i].seq]
+            by_place.setdefault(place, []).append(j)
+            for i in candidates:
+                e1 = events[i]
+                if e1.node is None or e1.node >= len(stack):
+                    continue  # a step no decision chose: only its own thread could run there
+                if any(events[k].past.get(e1.thread, 0) >= e1.seq for k in candidates if k != i):
+                    continue  # not an immediate race: a step between them is in one with each
+                node = stack[e1.node]
+                initials = _initials(events, i, j, candidates)
+                if any(isinstance(o, RunThread) and o.thread in initials for o in node.backtrack):
+                    continue
+                threads = [o for o in node.options if isinstance(o, RunThread)]
+                startable = [o for o in threads if o.thread in initials]
+                for option in (startable[:1] if startable else threads):
+                    if option not in node.backtrack:
+                        node.backtrack.append(option)
+
+    # ------------------------------------------------------------------ summary
+
+    def exhausted(self) -> bool:
+        return self.done and not self.truncated
+
+    def summary(self) -> SearchSummary:
+        return SearchSummary(enumeration=Enumeration(
+            done=self.done, truncated=self.truncated, completed_bound=-1, max_bound=-1,
+            complete=False, schedules=self.schedules, partial_order=True))
+
+
+def _events(result: FinishedRun, stack: list[_Node]) -> tuple[list[_Event], list[int], list[tuple[int, int]]]:
+    """The run's records as events in the order they happened, with happens-before (vector
+    clocks over program order and dependence) and the decision each chosen first step
+    belongs to; the index of the first event after each decision; and per decision, the
+    objects and locks the run had named by then."""
+    accesses, syncs, marks = result.accesses, result.syncs, result.marks
+    events: list[_Event] = []
+    starts: list[int] = []
+    known: list[tuple[int, int]] = []
+    locks: dict[int, int] = {}
+    objects = 0
+    seqs: dict[int, int] = {}
+    thread_clock: dict[int, Clock] = {}
+    written: dict[Any, Clock] = {}  # per (object, field): the last write's past
+    read: dict[Any, Clock] = {}  # per (object, field): the reads' pasts since
+    fields: dict[Any, set[Any]] = {}  # per object: the fields touched
+    lock_clock: dict[int, Clock] = {}
+    # Which decision the records being read belong to: (thread chosen, decision, phase).
+    chosen: int | None = None
+    node: int | None = None
+    synced = False
+    a = s = m = 0
+    while True:
+        while m < len(marks) and marks[m][0] <= a and marks[m][1] <= s:
+            starts.append(len(events))
+            known.append((objects, len(locks)))
+            decision = stack[m]
+            if decision.scheduling:
+                if isinstance(decision.chosen, RunThread):
+                    chosen, node, synced = decision.chosen.thread, m, False
+                else:
+                    chosen = node = None
+            m += 1
+        if s < len(syncs) and syncs[s][0] <= a:
+            _, thread, kind_name, obj = syncs[s]
+            s += 1
+            kind = _LOCK_KINDS.get(kind_name)
+            if kind is not None:
+                obj = locks.setdefault(obj, len(locks))
+                fld: Any = None
+            elif kind_name == "spawn":
+                kind, fld = SPAWN, None
+            elif kind_name == "outlive":
+                kind, fld = OUTLIVE, None
+            elif kind_name in ("clock", "jump"):
+                kind, obj, fld = (READ if kind_name == "clock" else WRITE), _CLOCK, None
+            elif kind_name == "draw":
+                kind, obj, fld = WRITE, _RANDOM, None
+            else:
+                continue  # a record that orders nothing
+            is_sync = True
+        elif a < len(accesses):
+            thread, obj, fld, write, _ = accesses[a]
+            a += 1
+            kind = WRITE if write else READ
+            if isinstance(obj, int):
+                objects = max(objects, obj + 1)
+            is_sync = False
+        else:
+            break
+        # The chosen thread's first step: its lock operations (one call), or its one access.
+        if thread != chosen or node is None:
+            at, node = None, None
+        elif is_sync:
+            at, synced = node, True
+        elif synced:
+            at, node = None, None
+        else:
+            at, node = node, None
+        seq = seqs[thread] = seqs.get(thread, 0) + 1
+        before = thread_clock.get(thread, {})
+        past = dict(before)
+        if kind == SPAWN:
+            _place_write(past, written, read, fields, _THREADS, None)
+        elif kind == OUTLIVE:
+            _join(past, thread_clock.get(obj))
+        elif kind in (READ, WRITE):
+            if kind == WRITE:
+                _place_write(past, written, read, fields, obj, fld)
+            else:
+                for f in ([*fields.get(obj, ())] if fld is None else [fld, None]):
+                    _join(past, written.get((obj, f)))
+                read.setdefault((obj, fld), {})
+                fields.setdefault(obj, set()).add(fld)
+        else:
+            _join(past, lock_clock.get(obj))
+        past[thread] = seq
+        if kind == READ:
+            _join(read[(obj, fld)], past)
+        elif kind == WRITE:
+            written[(obj, fld)] = past
+        elif kind == SPAWN:
+            written[(_THREADS, None)] = past
+            _join(thread_clock.setdefault(obj, {}), past)
+        elif kind not in (OUTLIVE,):
+            lock_clock[obj] = past
+        thread_clock[thread] = past
+        if kind == SPAWN:
+            obj = _THREADS
+        events.append(_Event(thread, seq, kind, obj, fld, at, past, before))
+    while m < len(marks):  # decisions after the last record
+        starts.append(len(events))
+        known.append((objects, len(locks)))
+        m += 1
+    return events, starts, known
+
+
+def _place_write(past: Clock, written: dict[Any, Clock], read: dict[Any, Clock], fields: dict[Any, set[Any]],
+                 obj: Any, fld: Any) -> None:
+    """A write is ordered after every earlier access of what it writes."""
+    touched = fields.setdefault(obj, set())
+    for f in ([*touched] if fld is None else [fld, None]):
+        _join(past, written.get((obj, f)))
+        _join(past, read.get((obj, f)))
+        if fld is None:
+            read.pop((obj, f), None)
+    read[(obj, fld)] = {}
+    touched.add(fld)
+
+
+def _join(into: Clock, other: Clock | None) -> None:
+    if other:
+        for thread, time in other.items():
+            if into.get(thread, 0) < time:
+                into[thread] = time
+
+
+def _place(e: _Event) -> Any:
+    """Where an event is filed for finding what it conflicts with (None: nowhere)."""
+    if e.kind in (READ, WRITE):
+        return (e.obj, e.field)
+    if e.kind == SPAWN:
+        return (_THREADS, None)
+    if e.kind in (ACQUIRE, BLOCK, TRY, RELEASE):
+        return ("lock", e.obj)
+    return None
+
+
+def _conflicting(events: list[_Event], by_place: dict[Any, list[int]], e: _Event) -> list[int]:
+    """The earlier events whose order with ``e`` a reversal may change (see the module docstring)."""
+    from_places: list[int] = []
+    if e.kind in (READ, WRITE):
+        if e.field is None:
+            places = [p for p in by_place if p[0] == e.obj]
+        else:
+            places = [(e.obj, e.field), (e.obj, None)]
+        for place in places:
+            from_places.extend(by_place.get(place, ()))
+        return from_places if e.kind == WRITE else [i for i in from_places if events[i].kind == WRITE]
+    if e.kind == SPAWN:
+        return list(by_place.get((_THREADS, None), ()))
+    if e.kind in (ACQUIRE, BLOCK, TRY):
+        return [i for i in by_place.get(("lock", e.obj), ()) if events[i].kind == ACQUIRE]
+    if e.kind == RELEASE:
+        return [i for i in by_place.get(("lock", e.obj), ()) if events[i].kind == TRY]
+    return []
+
+
+def _initials(events: list[_Event], i: int, j: int, candidates: list[int]) -> set[int]:
+    """The threads that can start the steps after event ``i`` that do not depend on it,
+    followed by event ``j``: the first step of each that nothing among them happens before."""
+    e1 = events[i]
+    first: dict[int, int] = {}
+    initials: set[int] = set()
+    for k in range(i + 1, j):
+        ev = events[k]
+        if ev.past.get(e1.thread, 0) >= e1.seq:
+            continue  # depends on e1
+        if ev.thread not in first:
+            if all(ev.past.get(u, 0) < s for u, s in first.items()):
+                initials.add(ev.thread)
+            first[ev.thread] = ev.seq
+    e2 = events[j]
+    if e2.thread not in first:
+        past = dict(e2.before)
+        for k in candidates:
+            if k != i and events[k].past.get(e1.thread, 0) < e1.seq:
+                _join(past, events[k].past)
+        if all(past.get(u, 0) < s for u, s in first.items()):
+            initials.add(e2.thread)
+    return initials
+
+
+def _item(e: _Event, known: tuple[int, int]) -> Item:
+    """What an event touched, named so that another run with the same path to the decision
+    whose ``known`` counts these are names it the same."""
+    if e.kind in (READ, WRITE):
+        obj = _NEW if isinstance(e.obj, int) and e.obj >= known[0] else e.obj
+        fld = e.field if e.field is None or isinstance(e.field, (str, int, bool)) else None
+        return ("a", obj, fld, e.kind == WRITE)
+    if e.kind == SPAWN:
+        return ("a", _THREADS, None, True)
+    if e.kind == OUTLIVE:
+        return ("*",)
+    return ("l", _NEW if e.obj >= known[1] else e.obj)
+
+
+def _dependent(footprint: Footprint, item: Item) -> bool:
+    """Whether a step with this footprint may not commute with a step touching ``item``."""
+    if item[0] == "*":
+        return True
+    for mine in footprint:
+        if mine[0] == "*":
+            return True
+        if mine[0] != item[0] or mine[1] != item[1]:
+            continue
+        if mine[0] == "l":
+            return True
+        if (mine[3] or item[3]) and (mine[2] is None or item[2] is None or mine[2] == item[2]):
+            return True
+    return False
