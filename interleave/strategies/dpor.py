@@ -129,6 +129,10 @@ class DPOR(Strategy):
             return choice
         scheduling = point.is_scheduling()
         default = point.default
+        if scheduling and isinstance(default, RunThread) and default.thread in self._drowsy:
+            # Any first choice is as good at a new decision: one not asleep, as far as is known.
+            default = next((o for o in point.options if isinstance(o, RunThread)
+                            and o.thread not in self._drowsy), default)
         # Pauses, faults and draws are plain choices: each option is run.
         plain = [o for o in point.options if o != default and (not scheduling or o is PAUSE)]
         self.stack.append(_Node(point.options, scheduling, default, [default, *plain]))
@@ -153,6 +157,7 @@ class DPOR(Strategy):
             if nxt is not None:
                 node.chosen, node.footprint = nxt, None
                 self._replayed = len(stack) - 1
+                self._drowsy = {t for t in asleep} | {o.thread for o in node.done if isinstance(o, RunThread)}
                 return
             stack.pop()
         self.done = True
@@ -160,6 +165,8 @@ class DPOR(Strategy):
     #: Decisions of the current path that the run about to start replays (the deepest is
     #: where it deviates); those after are new.
     _replayed = 0
+    #: Threads asleep where the run about to start deviates (they may wake during it: unknown until it ends).
+    _drowsy: set[int] = set()  # noqa: RUF012 - replaced, never changed in place
 
     # ------------------------------------------------------------------ learning
 
@@ -180,13 +187,16 @@ class DPOR(Strategy):
         # Sleep sets, and where the run first ran a sleeping thread's step (nothing is learnt after it).
         end = len(events)
         cut_node = len(stack)
-        sleeping: dict[int, tuple[Footprint, tuple[int, int]]] = {}
+        sleeping: dict[int, tuple[Footprint, tuple[int, int] | None]] = {}
         for i, node in enumerate(stack):
             if i > 0:
                 node.sleep = {t: fp for t, (fp, _) in sleeping.items()}
             for option, fp in node.done.items():
                 if isinstance(option, RunThread) and fp is not None and option != node.chosen:
-                    sleeping[option.thread] = (fp, node.known)
+                    # The thread's next step is the same in this run: named as this run names
+                    # things when it runs here later; else as the run that explored it did.
+                    later = _next_step(events, starts, option.thread, starts[i])
+                    sleeping[option.thread] = (later, None) if later else (fp, node.known)
             if isinstance(node.chosen, RunThread) and node.chosen.thread in sleeping:
                 cut_node, end = i, starts[i]
                 break
@@ -235,8 +245,9 @@ class DPOR(Strategy):
                     continue  # not an immediate race: a step between them is in one with each
                 node = stack[e1.node]
                 initials = _initials(events, i, j, candidates)
-                if any(isinstance(o, RunThread) and o.thread in initials for o in node.backtrack):
-                    continue
+                if any(isinstance(o, RunThread) and o.thread in initials for o in node.backtrack) \
+                        or any(t in initials for t in node.sleep):
+                    continue  # a thread that starts the reversal is run here, or asleep (its orders were run)
                 threads = [o for o in node.options if isinstance(o, RunThread)]
                 startable = [o for o in threads if o.thread in initials]
                 for option in (startable[:1] if startable else threads):
@@ -437,18 +448,42 @@ def _initials(events: list[_Event], i: int, j: int, candidates: list[int]) -> se
     return initials
 
 
-def _item(e: _Event, known: tuple[int, int]) -> Item:
+def _next_step(events: list[_Event], starts: list[int], thread: int, start: int) -> Footprint:
+    """What ``thread``'s first step from event ``start`` on touches (one access, or the lock
+    operations before its next access: of one call, or of several steps at worst): empty if
+    it does not run again."""
+    boundaries = set(starts)
+    items: set[Item] = set()
+    for k in range(start, len(events)):
+        e = events[k]
+        if e.thread == thread:
+            if e.kind in (READ, WRITE) and e.obj not in (_CLOCK, _RANDOM):
+                if not items:
+                    items.add(_item(e, None))
+                break
+            items.add(_item(e, None))
+        elif items:
+            break
+        if items and k + 1 in boundaries:
+            break
+    return frozenset(items)
+
+
+def _item(e: _Event, known: tuple[int, int] | None) -> Item:
     """What an event touched, named so that another run with the same path to the decision
-    whose ``known`` counts these are names it the same."""
+    whose ``known`` counts these are names it the same (None: as this run names it)."""
     if e.kind in (READ, WRITE):
-        obj = _NEW if isinstance(e.obj, int) and e.obj >= known[0] else e.obj
-        fld = e.field if e.field is None or isinstance(e.field, (str, int, bool)) else None
+        obj = e.obj
+        fld = e.field
+        if known is not None:
+            obj = _NEW if isinstance(obj, int) and obj >= known[0] else obj
+            fld = fld if fld is None or isinstance(fld, (str, int, bool)) else None
         return ("a", obj, fld, e.kind == WRITE)
     if e.kind == SPAWN:
         return ("a", _THREADS, None, True)
     if e.kind == OUTLIVE:
         return ("*",)
-    return ("l", _NEW if e.obj >= known[1] else e.obj)
+    return ("l", _NEW if known is not None and e.obj >= known[1] else e.obj)
 
 
 def _dependent(footprint: Footprint, item: Item) -> bool:
