@@ -114,6 +114,7 @@ class Lock:
             raise ValueError("timeout value must be a non-negative number")
         _before_lock_operation(sched, sys._getframe(1))
         cur = sched.current
+        timed = False
         if self._locked:
             if not blocking or timeout == 0:
                 if not _called_from_threading(sys._getframe(1)):
@@ -122,6 +123,7 @@ class Lock:
                     sched.note_sync("try", self)  # it saw the lock held: ordered against its acquire
                 return False
             deadline = None if timeout == -1 else sched.clock.now + timeout
+            timed = deadline is not None
             while self._locked:
                 if sched.noting:
                     sched.note_sync("block", self)  # it waits because the lock is held
@@ -131,10 +133,14 @@ class Lock:
                 finally:
                     self._waiters.remove(cur)
                 if not woken and self._locked:
+                    if sched.noting:
+                        sched.note_sync("try", self)  # timed out: it saw the lock held
                     return False
         self._locked = True
         self.holder = cur
         if sched.noting:
+            if timed:
+                sched.note_sync("timed", self)  # the release it waited for might have come after its timeout
             sched.note_sync("acquire", self)
         if sched.recorder is not None:
             sched.recorder.event(sched, events.Acquired(self.label))

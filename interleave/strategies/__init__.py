@@ -34,5 +34,5 @@ def make(name: str, *, seed: int = 0, depth: int = 3, max_preemptions: int = 2) 
     raise ValueError(f"unknown strategy {name!r} (choose from {', '.join(NAMES)})")
 
 
-__all__ = ["Strategy", "SearchSummary", "Enumeration", "PctFigures", "BoundedDFS", "DPOR", "PCT", "Portfolio", "RandomWalk",
-           "Replay", "ScheduleMismatch", "Nondeterminism", "SURW", "Steer", "make", "NAMES"]
+__all__ = ["Strategy", "SearchSummary", "Enumeration", "PctFigures", "BoundedDFS", "DPOR", "PCT", "Portfolio",
+           "RandomWalk", "Replay", "ScheduleMismatch", "Nondeterminism", "SURW", "Steer", "make", "NAMES"]

@@ -45,8 +45,8 @@ from .base import Enumeration, SearchSummary, Strategy
 from .dfs import Nondeterminism
 
 #: Kinds of records (see :func:`_events`).
-READ, WRITE, ACQUIRE, RELEASE, BLOCK, TRY, SPAWN, OUTLIVE = range(8)
-_LOCK_KINDS = {"acquire": ACQUIRE, "release": RELEASE, "block": BLOCK, "try": TRY}
+READ, WRITE, ACQUIRE, RELEASE, BLOCK, TRY, TIMED, SPAWN, OUTLIVE, CALL = range(10)
+_LOCK_KINDS = {"acquire": ACQUIRE, "release": RELEASE, "block": BLOCK, "try": TRY, "timed": TIMED}
 #: Pseudo-objects of the records that are not the program's objects.
 _CLOCK, _RANDOM, _THREADS = ("clock",), ("random",), ("threads",)
 #: An object first touched after the decision a footprint was taken at: named differently
@@ -101,6 +101,12 @@ class DPOR(Strategy):
         self.truncated = False
         self.schedules = 0
         self.share = (0, 1)
+        #: Decisions of the current path that the run about to start replays (the deepest is
+        #: where it deviates); those after are new.
+        self._replayed = 0
+        #: Threads asleep where the run about to start deviates (they may wake during it:
+        #: that is known only when it ends).
+        self._drowsy: set[int] = set()
 
     def partition(self, index: int, count: int) -> None:
         """Share 0 runs the whole search, the others none (the search tree grows as it is run)."""
@@ -162,11 +168,6 @@ class DPOR(Strategy):
             stack.pop()
         self.done = True
 
-    #: Decisions of the current path that the run about to start replays (the deepest is
-    #: where it deviates); those after are new.
-    _replayed = 0
-    #: Threads asleep where the run about to start deviates (they may wake during it: unknown until it ends).
-    _drowsy: set[int] = set()  # noqa: RUF012 - replaced, never changed in place
 
     # ------------------------------------------------------------------ learning
 
@@ -216,10 +217,10 @@ class DPOR(Strategy):
             if blocked:
                 break
         del stack[cut_node + 1:]
-        if cut_node < len(stack) and isinstance(stack[cut_node].chosen, RunThread) \
-                and stack[cut_node].chosen.thread in sleeping:
+        last = stack[cut_node] if cut_node < len(stack) else None
+        if last is not None and isinstance(last.chosen, RunThread) and last.chosen.thread in sleeping:
             # The default here was a sleeping thread: its order was run; run one that is awake instead.
-            node = stack[cut_node]
+            node = last
             awake = [o for o in node.options if isinstance(o, RunThread) and o.thread not in sleeping]
             if awake and not any(o in awake for o in node.backtrack):
                 node.backtrack.append(awake[0])
@@ -282,10 +283,10 @@ def _events(result: FinishedRun, stack: list[_Node]) -> tuple[list[_Event], list
     read: dict[Any, Clock] = {}  # per (object, field): the reads' pasts since
     fields: dict[Any, set[Any]] = {}  # per object: the fields touched
     lock_clock: dict[int, Clock] = {}
+    call_clock: dict[int, Clock] = {}  # per synchronization object: its methods' last call
     # Which decision the records being read belong to: (thread chosen, decision, phase).
     chosen: int | None = None
     node: int | None = None
-    synced = False
     a = s = m = 0
     while True:
         while m < len(marks) and marks[m][0] <= a and marks[m][1] <= s:
@@ -294,11 +295,12 @@ def _events(result: FinishedRun, stack: list[_Node]) -> tuple[list[_Event], list
             decision = stack[m]
             if decision.scheduling:
                 if isinstance(decision.chosen, RunThread):
-                    chosen, node, synced = decision.chosen.thread, m, False
+                    chosen, node = decision.chosen.thread, m
                 else:
                     chosen = node = None
             m += 1
         if s < len(syncs) and syncs[s][0] <= a:
+            obj: Any
             _, thread, kind_name, obj = syncs[s]
             s += 1
             kind = _LOCK_KINDS.get(kind_name)
@@ -313,27 +315,24 @@ def _events(result: FinishedRun, stack: list[_Node]) -> tuple[list[_Event], list
                 kind, obj, fld = (READ if kind_name == "clock" else WRITE), _CLOCK, None
             elif kind_name == "draw":
                 kind, obj, fld = WRITE, _RANDOM, None
+            elif kind_name == "call":
+                kind, obj, fld = CALL, locks.setdefault(obj, len(locks)), None
             else:
                 continue  # a record that orders nothing
-            is_sync = True
         elif a < len(accesses):
             thread, obj, fld, write, _ = accesses[a]
             a += 1
             kind = WRITE if write else READ
             if isinstance(obj, int):
                 objects = max(objects, obj + 1)
-            is_sync = False
         else:
             break
-        # The chosen thread's first step: its lock operations (one call), or its one access.
+        # The chosen thread's first step: what it does before another thread runs (the lock
+        # operations of a stdlib call after an access may be part of the access's step).
         if thread != chosen or node is None:
             at, node = None, None
-        elif is_sync:
-            at, synced = node, True
-        elif synced:
-            at, node = None, None
         else:
-            at, node = node, None
+            at = node
         seq = seqs[thread] = seqs.get(thread, 0) + 1
         before = thread_clock.get(thread, {})
         past = dict(before)
@@ -349,6 +348,8 @@ def _events(result: FinishedRun, stack: list[_Node]) -> tuple[list[_Event], list
                     _join(past, written.get((obj, f)))
                 read.setdefault((obj, fld), {})
                 fields.setdefault(obj, set()).add(fld)
+        elif kind == CALL:
+            _join(past, call_clock.get(obj))
         else:
             _join(past, lock_clock.get(obj))
         past[thread] = seq
@@ -359,7 +360,9 @@ def _events(result: FinishedRun, stack: list[_Node]) -> tuple[list[_Event], list
         elif kind == SPAWN:
             written[(_THREADS, None)] = past
             _join(thread_clock.setdefault(obj, {}), past)
-        elif kind not in (OUTLIVE,):
+        elif kind == CALL:
+            call_clock[obj] = past
+        elif kind != OUTLIVE:
             lock_clock[obj] = past
         thread_clock[thread] = past
         if kind == SPAWN:
@@ -398,8 +401,10 @@ def _place(e: _Event) -> Any:
         return (e.obj, e.field)
     if e.kind == SPAWN:
         return (_THREADS, None)
-    if e.kind in (ACQUIRE, BLOCK, TRY, RELEASE):
+    if e.kind in (ACQUIRE, BLOCK, TRY, TIMED, RELEASE):
         return ("lock", e.obj)
+    if e.kind == CALL:
+        return ("call", e.obj)
     return None
 
 
@@ -420,6 +425,10 @@ def _conflicting(events: list[_Event], by_place: dict[Any, list[int]], e: _Event
         return [i for i in by_place.get(("lock", e.obj), ()) if events[i].kind == ACQUIRE]
     if e.kind == RELEASE:
         return [i for i in by_place.get(("lock", e.obj), ()) if events[i].kind == TRY]
+    if e.kind == TIMED:
+        return [i for i in by_place.get(("lock", e.obj), ()) if events[i].kind == RELEASE]
+    if e.kind == CALL:
+        return list(by_place.get(("call", e.obj), ()))
     return []
 
 
@@ -449,18 +458,13 @@ def _initials(events: list[_Event], i: int, j: int, candidates: list[int]) -> se
 
 
 def _next_step(events: list[_Event], starts: list[int], thread: int, start: int) -> Footprint:
-    """What ``thread``'s first step from event ``start`` on touches (one access, or the lock
-    operations before its next access: of one call, or of several steps at worst): empty if
-    it does not run again."""
+    """What ``thread``'s first step from event ``start`` on touches (its events until another
+    thread's or a decision: of several steps at worst): empty if it does not run again."""
     boundaries = set(starts)
     items: set[Item] = set()
     for k in range(start, len(events)):
         e = events[k]
         if e.thread == thread:
-            if e.kind in (READ, WRITE) and e.obj not in (_CLOCK, _RANDOM):
-                if not items:
-                    items.add(_item(e, None))
-                break
             items.add(_item(e, None))
         elif items:
             break
@@ -483,7 +487,7 @@ def _item(e: _Event, known: tuple[int, int] | None) -> Item:
         return ("a", _THREADS, None, True)
     if e.kind == OUTLIVE:
         return ("*",)
-    return ("l", _NEW if known is not None and e.obj >= known[1] else e.obj)
+    return ("c" if e.kind == CALL else "l", _NEW if known is not None and e.obj >= known[1] else e.obj)
 
 
 def _dependent(footprint: Footprint, item: Item) -> bool:
@@ -495,7 +499,7 @@ def _dependent(footprint: Footprint, item: Item) -> bool:
             return True
         if mine[0] != item[0] or mine[1] != item[1]:
             continue
-        if mine[0] == "l":
+        if mine[0] in ("l", "c"):
             return True
         if (mine[3] or item[3]) and (mine[2] is None or item[2] is None or mine[2] == item[2]):
             return True
