@@ -84,6 +84,9 @@ class _Node:
     backtrack: list[Option]  # to run here (in the order found); the chosen one included
     done: dict[Option, Footprint | None] = field(default_factory=dict)  # run, with their first step's footprint
     footprint: Footprint | None = None  # of the chosen thread's first step here (None: not a thread)
+    #: Events of the chosen thread's first step here, and of each done thread's.
+    length: int = 0
+    lengths: dict[Option, int] = field(default_factory=dict)
     sleep: dict[int, Footprint] = field(default_factory=dict)  # threads asleep on arriving here
     known: tuple[int, int] = (0, 0)  # objects and locks the run had named when it got here
 
@@ -157,6 +160,7 @@ class DPOR(Strategy):
         while stack:
             node = stack[-1]
             node.done[node.chosen] = node.footprint
+            node.lengths[node.chosen] = node.length
             asleep = node.sleep
             nxt = next((o for o in node.backtrack if o not in node.done
                         and not (isinstance(o, RunThread) and o.thread in asleep)), None)
@@ -179,15 +183,19 @@ class DPOR(Strategy):
             node.known = k
         # Footprints of each decision's chosen first step, relative to what was named there.
         prints: dict[int, set[Item]] = {}
+        lengths: dict[int, int] = {}
         for e in events:
             if e.node is not None:
                 prints.setdefault(e.node, set()).add(_item(e, stack[e.node].known))
+                lengths[e.node] = lengths.get(e.node, 0) + 1
         for i, node in enumerate(stack):
             if node.footprint is None and isinstance(node.chosen, RunThread):
                 node.footprint = frozenset(prints[i]) if i in prints else _ANYTHING
+                node.length = lengths.get(i, 0)
         # Sleep sets, and where the run first ran a sleeping thread's step (nothing is learnt after it).
         end = len(events)
         cut_node = len(stack)
+        boundaries = set(starts)
         sleeping: dict[int, tuple[Footprint, tuple[int, int] | None]] = {}
         for i, node in enumerate(stack):
             if i > 0:
@@ -196,7 +204,7 @@ class DPOR(Strategy):
                 if isinstance(option, RunThread) and fp is not None and option != node.chosen:
                     # The thread's next step is the same in this run: named as this run names
                     # things when it runs here later; else as the run that explored it did.
-                    later = _next_step(events, starts, option.thread, starts[i])
+                    later = _next_step(events, boundaries, option.thread, starts[i], node.lengths.get(option, 0))
                     sleeping[option.thread] = (later, None) if later else (fp, node.known)
             if isinstance(node.chosen, RunThread) and node.chosen.thread in sleeping:
                 cut_node, end = i, starts[i]
@@ -229,15 +237,19 @@ class DPOR(Strategy):
     def _races(self, events: list[_Event], end: int) -> None:
         """For each race among the first ``end`` events, a thread that starts its reversal."""
         stack = self.stack
-        by_place: dict[Any, list[int]] = {}
+        # Per place, the last event of each thread and kind there: an earlier one of the same
+        # thread happens before it, so it is in no immediate race with a later event.
+        by_place: dict[Any, dict[tuple[int, int], int]] = {}
+        fields: dict[Any, set[Any]] = {}  # per object, the fields of its places
         for j in range(end):
             e2 = events[j]
             place = _place(e2)
             if place is None:
                 continue
-            candidates = [i for i in _conflicting(events, by_place, e2) if events[i].thread != e2.thread
+            candidates = [i for i in _conflicting(events, by_place, fields, e2) if events[i].thread != e2.thread
                           and e2.before.get(events[i].thread, 0) < events[i].seq]
-            by_place.setdefault(place, []).append(j)
+            by_place.setdefault(place, {})[(e2.thread, e2.kind)] = j
+            fields.setdefault(place[0], set()).add(place[1])
             for i in candidates:
                 e1 = events[i]
                 if e1.node is None or e1.node >= len(stack):
@@ -245,11 +257,14 @@ class DPOR(Strategy):
                 if any(events[k].past.get(e1.thread, 0) >= e1.seq for k in candidates if k != i):
                     continue  # not an immediate race: a step between them is in one with each
                 node = stack[e1.node]
+                threads = [o for o in node.options if isinstance(o, RunThread)]
+                mine = next((o for o in threads if o.thread == e2.thread), None)
+                if mine is not None and (mine in node.backtrack or e2.thread in node.sleep):
+                    continue  # its own thread could go first there, and is run there (or asleep)
                 initials = _initials(events, i, j, candidates)
                 if any(isinstance(o, RunThread) and o.thread in initials for o in node.backtrack) \
                         or any(t in initials for t in node.sleep):
                     continue  # a thread that starts the reversal is run here, or asleep (its orders were run)
-                threads = [o for o in node.options if isinstance(o, RunThread)]
                 startable = [o for o in threads if o.thread in initials]
                 for option in (startable[:1] if startable else threads):
                     if option not in node.backtrack:
@@ -408,27 +423,27 @@ def _place(e: _Event) -> Any:
     return None
 
 
-def _conflicting(events: list[_Event], by_place: dict[Any, list[int]], e: _Event) -> list[int]:
+def _conflicting(events: list[_Event], by_place: dict[Any, dict[tuple[int, int], int]],
+                 fields: dict[Any, set[Any]], e: _Event) -> list[int]:
     """The earlier events whose order with ``e`` a reversal may change (see the module docstring)."""
-    from_places: list[int] = []
+    def at(place: Any, *kinds: int) -> list[int]:
+        return [i for (_, kind), i in by_place.get(place, {}).items() if kind in kinds]
+
     if e.kind in (READ, WRITE):
-        if e.field is None:
-            places = [p for p in by_place if p[0] == e.obj]
-        else:
-            places = [(e.obj, e.field), (e.obj, None)]
-        for place in places:
-            from_places.extend(by_place.get(place, ()))
-        return from_places if e.kind == WRITE else [i for i in from_places if events[i].kind == WRITE]
+        places = ([(e.obj, f) for f in fields.get(e.obj, ())] if e.field is None
+                  else [(e.obj, e.field), (e.obj, None)])
+        kinds = (WRITE,) if e.kind == READ else (READ, WRITE)
+        return [i for place in places for i in at(place, *kinds)]
     if e.kind == SPAWN:
-        return list(by_place.get((_THREADS, None), ()))
+        return at((_THREADS, None), SPAWN)
     if e.kind in (ACQUIRE, BLOCK, TRY):
-        return [i for i in by_place.get(("lock", e.obj), ()) if events[i].kind == ACQUIRE]
+        return at(("lock", e.obj), ACQUIRE)
     if e.kind == RELEASE:
-        return [i for i in by_place.get(("lock", e.obj), ()) if events[i].kind == TRY]
+        return at(("lock", e.obj), TRY)
     if e.kind == TIMED:
-        return [i for i in by_place.get(("lock", e.obj), ()) if events[i].kind == RELEASE]
+        return at(("lock", e.obj), RELEASE)
     if e.kind == CALL:
-        return list(by_place.get(("call", e.obj), ()))
+        return at(("call", e.obj), CALL)
     return []
 
 
@@ -457,18 +472,20 @@ def _initials(events: list[_Event], i: int, j: int, candidates: list[int]) -> se
     return initials
 
 
-def _next_step(events: list[_Event], starts: list[int], thread: int, start: int) -> Footprint:
-    """What ``thread``'s first step from event ``start`` on touches (its events until another
-    thread's or a decision: of several steps at worst): empty if it does not run again."""
-    boundaries = set(starts)
+def _next_step(events: list[_Event], boundaries: set[int], thread: int, start: int, length: int) -> Footprint:
+    """What ``thread``'s first step from event ``start`` on touches: its first ``length``
+    events (as many as that step had when it was run first, when it may have been several
+    steps) before another thread's or a decision; empty if it does not run again."""
     items: set[Item] = set()
+    taken = 0
     for k in range(start, len(events)):
         e = events[k]
         if e.thread == thread:
             items.add(_item(e, None))
+            taken += 1
         elif items:
             break
-        if items and k + 1 in boundaries:
+        if items and (k + 1 in boundaries or taken >= length):
             break
     return frozenset(items)
 
