@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-from ..decisions import PAUSE, DecisionPoint, FinishedRun, Option, RunThread, options_text
+from ..decisions import PAUSE, DecisionPoint, FinishedRun, Option, RunThread, options_text, run_thread
 from .base import Enumeration, SearchSummary, Strategy
 from .dfs import Nondeterminism
 
@@ -70,6 +70,7 @@ class _Event:
     obj: Any  # an access's object key; a lock's number; a spawned or outlived thread
     field: Any
     node: int | None  # the decision whose chosen step this is part of; None: a step no decision chose
+    segment: int  # the decision last made before it (-1: none)
     past: Clock = field(default_factory=dict)  # what happens before it, itself included
     before: Clock = field(default_factory=dict)  # what happened before it in its thread's past
 
@@ -89,6 +90,10 @@ class _Node:
     lengths: dict[Option, int] = field(default_factory=dict)
     sleep: dict[int, Footprint] = field(default_factory=dict)  # threads asleep on arriving here
     known: tuple[int, int] = (0, 0)  # objects and locks the run had named when it got here
+    steps: tuple[int, ...] = ()  # each thread's steps when the run got here
+    #: Per option added for a race: the order to follow after it, as (thread, run it until
+    #: it has taken this many steps), so that the reversal is what runs next.
+    guides: dict[Option, list[tuple[int, int]]] = field(default_factory=dict)
 
 
 class DPOR(Strategy):
@@ -110,6 +115,10 @@ class DPOR(Strategy):
         #: Threads asleep where the run about to start deviates (they may wake during it:
         #: that is known only when it ends).
         self._drowsy: set[int] = set()
+        #: The order the run about to start follows after it deviates (see :attr:`_Node.guides`).
+        self._guide: list[tuple[int, int]] = []
+        #: Each thread's steps when the last run ended.
+        self._final_steps: tuple[int, ...] = ()
 
     def partition(self, index: int, count: int) -> None:
         """Share 0 runs the whole search, the others none (the search tree grows as it is run)."""
@@ -138,20 +147,28 @@ class DPOR(Strategy):
             return choice
         scheduling = point.is_scheduling()
         default = point.default
-        if scheduling and isinstance(default, RunThread) and default.thread in self._drowsy:
+        guide, steps = self._guide, point.thread_steps
+        while guide and (guide[0][0] >= len(steps) or steps[guide[0][0]] >= guide[0][1]):
+            del guide[0]
+        guided = run_thread(guide[0][0]) if guide and scheduling else None
+        if guided is not None and guided in point.options:
+            default = guided
+        elif scheduling and isinstance(default, RunThread) and default.thread in self._drowsy:
             # Any first choice is as good at a new decision: one not asleep, as far as is known.
             default = next((o for o in point.options if isinstance(o, RunThread)
                             and o.thread not in self._drowsy), default)
         # Pauses, faults and draws are plain choices: each option is run.
         plain = [o for o in point.options if o != default and (not scheduling or o is PAUSE)]
-        self.stack.append(_Node(point.options, scheduling, default, [default, *plain]))
+        self.stack.append(_Node(point.options, scheduling, default, [default, *plain], steps=tuple(steps)))
         return default
 
     def end_run(self, result: FinishedRun | None) -> None:
         self.schedules += 1
         stack = self.stack
         new_from = self._replayed
+        self._guide = []
         if result is not None:
+            self._final_steps = tuple(result.extra.get("thread_steps", ()))
             if result.marks and len(result.marks) == len(stack):
                 self._learn(result, new_from)
             else:  # nothing says what the steps touched: every option of every new decision is run
@@ -168,6 +185,7 @@ class DPOR(Strategy):
                 node.chosen, node.footprint = nxt, None
                 self._replayed = len(stack) - 1
                 self._drowsy = {t for t in asleep} | {o.thread for o in node.done if isinstance(o, RunThread)}
+                self._guide = list(node.guides.get(nxt, ()))
                 return
             stack.pop()
         self.done = True
@@ -241,6 +259,10 @@ class DPOR(Strategy):
         # thread happens before it, so it is in no immediate race with a later event.
         by_place: dict[Any, dict[tuple[int, int], int]] = {}
         fields: dict[Any, set[Any]] = {}  # per object, the fields of its places
+        step_start: dict[int, int] = {}  # per decision, the first event of the step chosen there
+        for k, e in enumerate(events):
+            if e.node is not None:
+                step_start.setdefault(e.node, k)
         for j in range(end):
             e2 = events[j]
             place = _place(e2)
@@ -256,12 +278,15 @@ class DPOR(Strategy):
                     continue  # a step no decision chose: only its own thread could run there
                 if any(events[k].past.get(e1.thread, 0) >= e1.seq for k in candidates if k != i):
                     continue  # not an immediate race: a step between them is in one with each
+                first = step_start[e1.node]
+                if e2.before.get(e1.thread, 0) >= events[first].seq:
+                    continue  # it depends on an earlier part of e1's step (a start): steps are not split
                 node = stack[e1.node]
                 threads = [o for o in node.options if isinstance(o, RunThread)]
                 mine = next((o for o in threads if o.thread == e2.thread), None)
                 if mine is not None and (mine in node.backtrack or e2.thread in node.sleep):
                     continue  # its own thread could go first there, and is run there (or asleep)
-                initials = _initials(events, i, j, candidates)
+                initials = _initials(events, first, j, candidates)
                 if any(isinstance(o, RunThread) and o.thread in initials for o in node.backtrack) \
                         or any(t in initials for t in node.sleep):
                     continue  # a thread that starts the reversal is run here, or asleep (its orders were run)
@@ -269,6 +294,30 @@ class DPOR(Strategy):
                 for option in (startable[:1] if startable else threads):
                     if option not in node.backtrack:
                         node.backtrack.append(option)
+                        node.guides[option] = self._guide_for(events, first, j)
+
+    def _guide_for(self, events: list[_Event], i: int, j: int) -> list[tuple[int, int]]:
+        """The order of the steps after event ``i`` that do not depend on it, then event ``j``'s
+        thread: each thread's steps by the end of the stretch between two decisions its events are in."""
+        e1 = events[i]
+        stack = self.stack
+        guide: list[tuple[int, int]] = []
+
+        def upto(e: _Event) -> int:
+            after = e.segment + 1
+            steps = stack[after].steps if after < len(stack) else self._final_steps
+            return steps[e.thread] if e.thread < len(steps) else 0
+
+        for k in [*range(i + 1, j), j]:
+            ev = events[k]
+            if k != j and ev.past.get(e1.thread, 0) >= e1.seq:
+                continue
+            entry = (ev.thread, upto(ev))
+            if guide and guide[-1][0] == ev.thread:
+                guide[-1] = entry
+            else:
+                guide.append(entry)
+        return guide
 
     # ------------------------------------------------------------------ summary
 
@@ -382,7 +431,7 @@ def _events(result: FinishedRun, stack: list[_Node]) -> tuple[list[_Event], list
         thread_clock[thread] = past
         if kind == SPAWN:
             obj = _THREADS
-        events.append(_Event(thread, seq, kind, obj, fld, at, past, before))
+        events.append(_Event(thread, seq, kind, obj, fld, at, m - 1, past, before))
     while m < len(marks):  # decisions after the last record
         starts.append(len(events))
         known.append((objects, len(locks)))
