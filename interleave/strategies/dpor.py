@@ -37,6 +37,7 @@ Split among workers, share 0 runs the whole search and the others none.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -94,6 +95,27 @@ class _Node:
     #: Per option added for a race: the order to follow after it, as (thread, run it until
     #: it has taken this many steps), so that the reversal is what runs next.
     guides: dict[Option, list[tuple[int, int]]] = field(default_factory=dict)
+    #: Where it is in the search tree: the decision before it and the option taken there.
+    parent: _Node | None = None
+    via: Option | None = None
+    depth: int = 0
+    #: Paid choices (preemptions, pauses, faults, draws) on the way here.
+    cost: int = 0
+    running: int = 0  # the thread running when the decision was asked
+    preemptive: bool = False
+    default: Option | None = None
+    #: The options run here, in the order their subtrees were begun: the threads begun
+    #: before an option sleep in its subtree.
+    order: list[Option] = field(default_factory=list)
+    queued: set[Option] = field(default_factory=set)
+
+    def paid(self, option: Option) -> bool:
+        """As :meth:`DecisionPoint.paid`: a preemption, a pause, a fault or a changed draw."""
+        if option == self.default:
+            return False
+        if isinstance(option, RunThread):
+            return self.preemptive and option.thread != self.running
+        return True
 
 
 class DPOR(Strategy):
@@ -104,6 +126,10 @@ class DPOR(Strategy):
 
     def __init__(self) -> None:
         self.stack: list[_Node] = []
+        #: The subtrees to run, cheapest (fewest paid choices) first, then the deepest: low
+        #: preemption schedules come first, as in the bounded enumeration, with no bound.
+        self.work: list[tuple[int, int, int, _Node, Option]] = []
+        self._pushed = 0
         self.depth = 0
         self.done = False
         self.truncated = False
@@ -159,7 +185,12 @@ class DPOR(Strategy):
                             and o.thread not in self._drowsy), default)
         # Pauses, faults and draws are plain choices: each option is run.
         plain = [o for o in point.options if o != default and (not scheduling or o is PAUSE)]
-        self.stack.append(_Node(point.options, scheduling, default, [default, *plain], steps=tuple(steps)))
+        parent = self.stack[-1] if self.stack else None
+        node = _Node(point.options, scheduling, default, [default, *plain], steps=tuple(steps), parent=parent,
+                     via=parent.chosen if parent else None, depth=d,
+                     cost=parent.cost + parent.paid(parent.chosen) if parent else 0, running=point.thread,
+                     preemptive=point.preemptive, default=point.default, order=[default])
+        self.stack.append(node)
         return default
 
     def end_run(self, result: FinishedRun | None) -> None:
@@ -174,21 +205,41 @@ class DPOR(Strategy):
             else:  # nothing says what the steps touched: every option of every new decision is run
                 for node in stack[new_from:]:
                     node.backtrack = list(node.options)
-        while stack:
-            node = stack[-1]
-            node.done[node.chosen] = node.footprint
-            node.lengths[node.chosen] = node.length
-            asleep = node.sleep
-            nxt = next((o for o in node.backtrack if o not in node.done
-                        and not (isinstance(o, RunThread) and o.thread in asleep)), None)
-            if nxt is not None:
-                node.chosen, node.footprint = nxt, None
-                self._replayed = len(stack) - 1
-                self._drowsy = {t for t in asleep} | {o.thread for o in node.done if isinstance(o, RunThread)}
-                self._guide = list(node.guides.get(nxt, ()))
-                return
-            stack.pop()
+        for node in stack:
+            if node.chosen not in node.done:
+                node.done[node.chosen] = node.footprint
+                node.lengths[node.chosen] = node.length
+            for option in node.backtrack:
+                if option not in node.queued and option not in node.order:
+                    node.queued.add(option)
+                    self._pushed += 1
+                    heapq.heappush(self.work, (node.cost + node.paid(option), -node.depth, self._pushed, node, option))
+        while self.work:
+            _, _, _, node, option = heapq.heappop(self.work)
+            if option in node.order or (isinstance(option, RunThread) and option.thread in node.sleep):
+                continue
+            self._begin(node, option)
+            return
+        self.stack = []
         self.done = True
+
+    def _begin(self, node: _Node, option: Option) -> None:
+        """The next run replays the way to ``node`` and takes ``option`` there."""
+        path = [node]
+        while path[-1].parent is not None:
+            parent = path[-1].parent
+            assert parent is not None
+            parent.chosen = path[-1].via  # type: ignore[assignment]  # a child's via is set
+            parent.footprint, parent.length = parent.done.get(parent.chosen), parent.lengths.get(parent.chosen, 0)
+            path.append(parent)
+        path.reverse()
+        before = list(node.order)
+        node.order.append(option)
+        node.chosen, node.footprint, node.length = option, None, 0
+        self.stack = path
+        self._replayed = len(path) - 1
+        self._drowsy = set(node.sleep) | {o.thread for o in before if isinstance(o, RunThread)}
+        self._guide = list(node.guides.get(option, ()))
 
 
     # ------------------------------------------------------------------ learning
@@ -218,8 +269,10 @@ class DPOR(Strategy):
         for i, node in enumerate(stack):
             if i > 0:
                 node.sleep = {t: fp for t, (fp, _) in sleeping.items()}
-            for option, fp in node.done.items():
-                if isinstance(option, RunThread) and fp is not None and option != node.chosen:
+            begun_before = node.order[:node.order.index(node.chosen)] if node.chosen in node.order else []
+            for option in begun_before:
+                fp = node.done.get(option)
+                if isinstance(option, RunThread) and fp is not None:
                     # The thread's next step is the same in this run: named as this run names
                     # things when it runs here later; else as the run that explored it did.
                     later = _next_step(events, boundaries, option.thread, starts[i], node.lengths.get(option, 0))
