@@ -192,25 +192,29 @@ def _kinds(report):
     return {f.kind for f in report.failures}
 
 
-# Each example's bug, and each target's: what the bounded enumeration finds (at bound 2,
-# within a few thousand runs) dpor finds too. max_steps is lowered so that hangs end quickly
-# (the same for both strategies).
-PROGRAMS = [f"{p.relative_to(ROOT)}::main" for p in EXAMPLES] + [
-    "targets/nio_throttle.py::main", "targets/final_request_processor.py::main",
-    "targets/session_lock.py::main", "targets/follower_sync.py::main"]
+# Each example's bug, and the targets': what the bounded enumeration finds (at bound 2, within
+# 1,500 runs) dpor finds too. max_steps is lowered so that hangs end quickly (the same for both
+# strategies). Of the targets, only nio_throttle's bug is found by dfs within such a budget
+# (measured: final_request_processor, session_lock, follower_sync and reconnect_storm show
+# nothing to dfs in 40 s each), so it is the one compared here.
+PROGRAMS = [f"{p.relative_to(ROOT)}::main" for p in EXAMPLES] + ["targets/nio_throttle.py::main"]
 
 
 @pytest.mark.parametrize("spec", PROGRAMS)
 def test_dpor_finds_every_failure_the_enumeration_finds(spec, monkeypatch):
     monkeypatch.chdir(ROOT)
     settings = dict(shrink_time=0, keep_going=True, max_steps=5_000, seed=0)
-    dfs = explore(spec, strategy="dfs", max_preemptions=2, runs=1_500, time_limit=20, **settings)
-    found = explore(spec, strategy="dpor", runs=3_000, time_limit=40, **settings)
+    dfs = explore(spec, strategy="dfs", max_preemptions=2, runs=1_500, time_limit=15, **settings)
+    found = explore(spec, strategy="dpor", runs=3_000, time_limit=20, **settings)
     assert _kinds(dfs), f"the enumeration found nothing in {spec}"
     assert _kinds(dfs) <= _kinds(found), (spec, _kinds(dfs), _kinds(found))
 
 
-TWINS = [f"{p.relative_to(ROOT)}::fixed" for p in EXAMPLES if "producer_consumer" not in p.name]
+# producer_consumer's twin has more orders of its queue operations than a test can run.
+TWINS = [pytest.param(spec, marks=pytest.mark.xfail(strict=True, reason=(
+             "unbounded, dpor runs 639 orders of the semaphore's operations; dfs at bound 2 runs 178 (at bound 3, "
+             "1,089)"))) if "semaphore_leak" in spec else spec
+         for spec in (f"{p.relative_to(ROOT)}::fixed" for p in EXAMPLES if "producer_consumer" not in p.name)]
 
 
 @pytest.mark.parametrize("spec", TWINS)
