@@ -239,3 +239,11 @@ def test_two_workers_give_the_verdict_of_one(spec, monkeypatch):
         assert one.failure.kind == two.failure.kind
     else:
         assert one.runs == two.runs
+
+
+def test_the_pytest_statistics_say_every_order_was_run():
+    from interleave.pytest_plugin.reporting import stats_line
+
+    line = stats_line("t.py::test", [dpor(locked_counter(2))])
+    assert line.endswith("; every order of conflicting steps was run"), line
+    assert "2 runs" in line
