@@ -32,6 +32,11 @@ program's thread orders, within the pause, fault and draw budgets of a run. It n
 steps' records (shared accesses as the steps); without them (line or opcode
 granularity) every option of every decision is run.
 
+The search tree is kept; the subtrees still to run are taken cheapest first (the fewest
+paid choices on the way: preemptions, pauses, faults, changed draws), then the deepest, so
+low-preemption schedules come first, as in the bounded enumeration. The threads whose
+subtrees at a decision were begun before an option's sleep in that option's subtree.
+
 Split among workers, share 0 runs the whole search and the others none.
 """
 
