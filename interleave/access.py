@@ -244,6 +244,9 @@ class ModuleAccess:
             return _ContainerCall(obj, name, getattr(obj, name), kind == CONTAINER_WRITE, site)
         if kind == SYNC:
             sched.sync_call()
+            if sched.noting and not isinstance(obj, _LOCK_TYPES):
+                # What the call reads of the object without a lock (Event.is_set) is in no lock's record.
+                sched.note_sync("call", obj)
             return getattr(obj, name)
         if kind == SPECULATE:
             value = getattr(obj, name)

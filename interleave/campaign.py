@@ -275,7 +275,8 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> SlotResu
                 continue
             counting = not is_shared and race_count.due(run, runner)
             try:
-                result = runner.run(chooser, observer=collector, check_races=counting)
+                result = runner.run(chooser, observer=collector, check_races=counting,
+                                    track_accesses=chooser.needs_accesses)
             except Nondeterminism as exc:
                 out.nondeterministic = f"the program did not repeat itself under the same choices ({exc})"
                 out.stopped_at = key
@@ -444,7 +445,8 @@ def _merge_search(report: Report, results: list[SlotResult], slots: int, lost: l
         done = every and all(s.exhausted for s in shares)
         report.exhausted = done
         report.complete = done and all(s.complete for s in shares)
-        if any(s.truncated for s in shares) or not every:
+        report.partial_order = all(s.partial_order for s in shares)
+        if any(s.truncated for s in shares) or not every or report.partial_order:
             report.bound = None
         elif done:
             report.bound = max(s.completed_bound for s in shares)

@@ -253,3 +253,18 @@ class FinishedRun(Protocol):
 
     @property
     def extra(self) -> dict[str, Any]: ...
+
+    #: When the run noted what its steps touched (a strategy with ``needs_accesses``): one
+    #: ``(thread, object key, field, write, site)`` per shared access, one ``(accesses noted
+    #: before it, thread, kind, object)`` per synchronization, and per decision asked, in
+    #: order, ``(len(accesses), len(syncs))`` as they stood then. A switch point comes before
+    #: its step, so what follows a decision's mark is what the step chosen there did.
+
+    @property
+    def accesses(self) -> list[tuple[int, Any, Any, bool, int]]: ...
+
+    @property
+    def syncs(self) -> list[tuple[int, int, str, int]]: ...
+
+    @property
+    def marks(self) -> list[tuple[int, int]]: ...

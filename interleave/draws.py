@@ -68,7 +68,11 @@ def _spread(n: int) -> tuple[int, ...]:
 
 def _decide(what: str, seeded: _T, alternatives: tuple[_T, ...]) -> _T:
     sched = active()
-    if sched is None or _RunState.program_seeded:
+    if sched is None:
+        return seeded
+    if sched.noting:
+        sched.note_sync("draw", _GEN)  # draws of the one generator depend on their order
+    if _RunState.program_seeded:
         return seeded
     picked = sched.draw_choice(len(alternatives) + 1)
     if picked == 0:

@@ -114,23 +114,33 @@ class Lock:
             raise ValueError("timeout value must be a non-negative number")
         _before_lock_operation(sched, sys._getframe(1))
         cur = sched.current
+        timed = False
         if self._locked:
             if not blocking or timeout == 0:
                 if not _called_from_threading(sys._getframe(1)):
                     sched.polled()  # the program polls the lock: the others run before it tries again
+                if sched.noting:
+                    sched.note_sync("try", self)  # it saw the lock held: ordered against its acquire
                 return False
             deadline = None if timeout == -1 else sched.clock.now + timeout
+            timed = deadline is not None
             while self._locked:
+                if sched.noting:
+                    sched.note_sync("block", self)  # it waits because the lock is held
                 self._waiters.append(cur)
                 try:
                     woken = sched.block(self, deadline)
                 finally:
                     self._waiters.remove(cur)
                 if not woken and self._locked:
+                    if sched.noting:
+                        sched.note_sync("try", self)  # timed out: it saw the lock held
                     return False
         self._locked = True
         self.holder = cur
         if sched.noting:
+            if timed:
+                sched.note_sync("timed", self)  # the release it waited for might have come after its timeout
             sched.note_sync("acquire", self)
         if sched.recorder is not None:
             sched.recorder.event(sched, events.Acquired(self.label))
@@ -467,10 +477,14 @@ def _virtual(name: str, read: Callable[[Scheduler], float]) -> Callable[[], Any]
 
 
 def _monotonic(sched: Scheduler) -> float:
+    if sched.noting:
+        sched.note_sync("clock", sched.clock)  # a read of the time, ordered against the clock's jumps
     return sched.clock.now
 
 
 def _wall(sched: Scheduler) -> float:
+    if sched.noting:
+        sched.note_sync("clock", sched.clock)
     return sched.clock.wall()
 
 

@@ -95,6 +95,9 @@ class Report:
     exhausted: bool = False
     bound: int | None = None
     complete: bool = False
+    #: The search ran one schedule per order of conflicting steps (dpor): ``exhausted`` then
+    #: says every such order was run.
+    partial_order: bool = False
     distinct_schedules: int = 0
     failure: FailureReport | None = None
     interrupted: bool = False

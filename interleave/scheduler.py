@@ -113,6 +113,9 @@ class RunResult:
     #: ``(accesses noted before it, thread, kind, object)`` per synchronization, when noting
     #: (see :meth:`Scheduler.note_sync`): what :mod:`interleave.races` orders accesses by.
     syncs: list[tuple[int, int, str, int]] = field(default_factory=list)
+    #: Per decision asked, in order, when noting: ``(len(accesses), len(syncs))`` at that moment,
+    #: so that a strategy can tell what each step after a decision touched.
+    marks: list[tuple[int, int]] = field(default_factory=list)
 
 
 class VThread:
@@ -253,6 +256,8 @@ class Scheduler:
         #: Synchronizations in the same order (see :meth:`note_sync`).
         self.sync_log: list[tuple[int, int, str, int]] = []
         self._sync_keepalive: list[Any] = []
+        #: Where the logs stood at each decision (see :attr:`RunResult.marks`).
+        self.marks: list[tuple[int, int]] = []
 
     # ------------------------------------------------------------------ threads
 
@@ -371,6 +376,7 @@ class Scheduler:
             extra=self.extra,
             accesses=self.access_log,
             syncs=self.sync_log,
+            marks=self.marks,
         )
 
     def _done(self) -> bool:
@@ -795,6 +801,8 @@ class Scheduler:
 
     def _ask(self, point: DecisionPoint, in_trace: bool) -> Option:
         """The chooser's answer; an error of the chooser ends the run and is re-raised by :meth:`run`."""
+        if self.noting:
+            self.marks.append((len(self.access_log), len(self.sync_log)))
         try:
             return self.chooser.choose(point)
         except RecursionError:
@@ -819,6 +827,8 @@ class Scheduler:
     def _advance_clock(self) -> list[VThread]:
         """Jump to the next deadline; the threads it woke."""
         before = self.clock.now
+        if self.noting:
+            self.note_sync("jump", self.clock)  # what read the clock before and after is ordered by it
         due = self.clock.advance_to_next()
         for vt in due:
             vt.timed_out = True

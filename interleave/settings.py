@@ -120,7 +120,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("strategy", STRATEGIES, "portfolio", "portfolio: bounded enumeration, PCT and random walk taking turns; "
            "random: uniform random walk; pct: probabilistic concurrency testing; surw: uniform over interleavings "
            "of the threads' steps; steer: random walk steered to new lines; dfs: every schedule, by increasing "
-           "preemptions."),
+           "preemptions; dpor: one schedule per order of conflicting steps (partial-order reduction)."),
     Option("depth", int, 3, "PCT bug depth d.", minimum=1, metavar="D"),
     Option("max_preemptions", int, 2, "Bound for the enumeration (dfs, and the portfolio's dfs share).",
            minimum=0, metavar="N"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import Enumeration, PctFigures, SearchSummary, Strategy
 from .dfs import BoundedDFS, Nondeterminism
+from .dpor import DPOR
 from .pct import PCT
 from .portfolio import Portfolio
 from .random_walk import RandomWalk
@@ -11,7 +12,7 @@ from .replay import Replay, ScheduleMismatch
 from .steer import Steer
 from .surw import SURW
 
-NAMES = ("portfolio", "random", "pct", "surw", "steer", "dfs")
+NAMES = ("portfolio", "random", "pct", "surw", "steer", "dfs", "dpor")
 
 
 def make(name: str, *, seed: int = 0, depth: int = 3, max_preemptions: int = 2) -> Strategy:
@@ -28,8 +29,10 @@ def make(name: str, *, seed: int = 0, depth: int = 3, max_preemptions: int = 2) 
         return Steer(seed)
     if name == "dfs":
         return BoundedDFS(max_preemptions)
+    if name == "dpor":
+        return DPOR()
     raise ValueError(f"unknown strategy {name!r} (choose from {', '.join(NAMES)})")
 
 
-__all__ = ["Strategy", "SearchSummary", "Enumeration", "PctFigures", "BoundedDFS", "PCT", "Portfolio", "RandomWalk",
-           "Replay", "ScheduleMismatch", "Nondeterminism", "SURW", "Steer", "make", "NAMES"]
+__all__ = ["Strategy", "SearchSummary", "Enumeration", "PctFigures", "BoundedDFS", "DPOR", "PCT", "Portfolio",
+           "RandomWalk", "Replay", "ScheduleMismatch", "Nondeterminism", "SURW", "Steer", "make", "NAMES"]

@@ -29,6 +29,8 @@ class Enumeration:
     complete: bool
     #: Schedules run (a worker's replays of another's runs not counted).
     schedules: int
+    #: One schedule per order of conflicting steps (dpor), with no preemption bound.
+    partial_order: bool = False
 
     @property
     def exhausted(self) -> bool:
@@ -67,6 +69,8 @@ class Strategy(ABC):
     first_run_in_default_order = False
     #: What a run of this strategy is called in reports (``enumeration``, ``pct d=3``...).
     label = "strategy"
+    #: Whether its runs must note what each step touched (see :class:`FinishedRun`).
+    needs_accesses = False
 
     def begin_run(self, run_index: int) -> bool:
         """Prepare run ``run_index``; False when there is nothing left to explore."""

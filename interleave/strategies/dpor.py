@@ -1,0 +1,630 @@
+"""Dynamic partial-order reduction: source-DPOR with sleep sets.
+
+The algorithm is the source-set one of Abdulla, Aronis, Jonsson and Sagonas, "Optimal
+dynamic partial order reduction" (POPL 2014, Algorithm 1), run statelessly: each run
+replays the choices on the current path of the search tree and takes the default at
+every new decision; after the run, its steps' records are read back and
+
+- every pair of dependent steps of two threads in a race (ordered only by their own
+  dependence, with no step between them in happens-before) adds, at the decision before
+  the first, a thread that can start the reversed order (an *initial* of the steps that do
+  not depend on the first, followed by the second), unless one is already there;
+- the threads already explored at a decision sleep in its later alternatives until a
+  step dependent with theirs runs; a run that reaches a sleeping thread's step repeats
+  an explored order, and nothing after that point is learnt from it.
+
+Dependence (over-approximated where the records cannot tell, which is sound):
+
+- two accesses to the same object and field (or the object as a whole), one a write;
+- operations on the same lock: every Condition, Semaphore, Event, Barrier, queue, future
+  and ``join`` is built on locks, so their operations are lock operations. A lock's
+  acquire races with the previous acquire of another thread (putting it first reverses
+  the critical sections); a failed try-acquire with the release after it;
+- thread starts with each other (they number the threads); a thread's first step is
+  ordered after its start, a join after the joined thread's end (its lock);
+- reads of the clock with jumps of the clock, draws of ``random`` with each other;
+- a step that noted nothing it touched (a loop's tick, a ``sleep``) is dependent with
+  every step, for the sleep sets, since nothing says what it did.
+
+Pauses, faults and draws stay plain choices: every option of theirs is run, as the
+bounded enumeration does. No preemption bound is applied: the search is complete for the
+program's thread orders, within the pause, fault and draw budgets of a run. It needs the
+steps' records (shared accesses as the steps); without them (line or opcode
+granularity) every option of every decision is run.
+
+The search tree is kept; the subtrees still to run are taken cheapest first (the fewest
+paid choices on the way: preemptions, pauses, faults, changed draws), then the deepest, so
+low-preemption schedules come first, as in the bounded enumeration. The threads whose
+subtrees at a decision were begun before an option's sleep in that option's subtree.
+
+Split among workers, share 0 runs the whole search and the others none.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from ..decisions import PAUSE, DecisionPoint, FinishedRun, Option, RunThread, options_text, run_thread
+from .base import Enumeration, SearchSummary, Strategy
+from .dfs import Nondeterminism
+
+#: Kinds of records (see :func:`_events`).
+READ, WRITE, ACQUIRE, RELEASE, BLOCK, TRY, TIMED, SPAWN, OUTLIVE, CALL = range(10)
+_LOCK_KINDS = {"acquire": ACQUIRE, "release": RELEASE, "block": BLOCK, "try": TRY, "timed": TIMED}
+#: Pseudo-objects of the records that are not the program's objects.
+_CLOCK, _RANDOM, _THREADS = ("clock",), ("random",), ("threads",)
+#: An object first touched after the decision a footprint was taken at: named differently
+#: in another run (objects are numbered in the order a run first touches them).
+_NEW = ("new",)
+
+#: A footprint item: ("a", object, field, write), ("l", lock) or ("*",) (anything).
+Item: TypeAlias = tuple[Any, ...]
+Footprint: TypeAlias = frozenset[Item]
+_ANYTHING: Footprint = frozenset({("*",)})
+Clock: TypeAlias = dict[int, int]
+
+
+@dataclass(slots=True)
+class _Event:
+    """One record of a run as a step's part: who, what, and its place in happens-before."""
+
+    thread: int
+    seq: int  # the thread's own count of events, from 1
+    kind: int
+    obj: Any  # an access's object key; a lock's number; a spawned or outlived thread
+    field: Any
+    node: int | None  # the decision whose chosen step this is part of; None: a step no decision chose
+    segment: int  # the decision last made before it (-1: none)
+    past: Clock = field(default_factory=dict)  # what happens before it, itself included
+    before: Clock = field(default_factory=dict)  # what happened before it in its thread's past
+
+
+@dataclass(slots=True)
+class _Node:
+    """A decision on the current path."""
+
+    options: tuple[Option, ...]
+    scheduling: bool
+    chosen: Option
+    backtrack: list[Option]  # to run here (in the order found); the chosen one included
+    done: dict[Option, Footprint | None] = field(default_factory=dict)  # run, with their first step's footprint
+    footprint: Footprint | None = None  # of the chosen thread's first step here (None: not a thread)
+    #: Events of the chosen thread's first step here, and of each done thread's.
+    length: int = 0
+    lengths: dict[Option, int] = field(default_factory=dict)
+    sleep: dict[int, Footprint] = field(default_factory=dict)  # threads asleep on arriving here
+    known: tuple[int, int] = (0, 0)  # objects and locks the run had named when it got here
+    steps: tuple[int, ...] = ()  # each thread's steps when the run got here
+    #: Per option added for a race: the order to follow after it, as (thread, run it until
+    #: it has taken this many steps), so that the reversal is what runs next.
+    guides: dict[Option, list[tuple[int, int]]] = field(default_factory=dict)
+    #: Where it is in the search tree: the decision before it and the option taken there.
+    parent: _Node | None = None
+    via: Option | None = None
+    depth: int = 0
+    #: Paid choices (preemptions, pauses, faults, draws) on the way here.
+    cost: int = 0
+    running: int = 0  # the thread running when the decision was asked
+    preemptive: bool = False
+    default: Option | None = None
+    #: The options run here, in the order their subtrees were begun: the threads begun
+    #: before an option sleep in its subtree.
+    order: list[Option] = field(default_factory=list)
+    queued: set[Option] = field(default_factory=set)
+
+    def paid(self, option: Option) -> bool:
+        """As :meth:`DecisionPoint.paid`: a preemption, a pause, a fault or a changed draw."""
+        if option == self.default:
+            return False
+        if isinstance(option, RunThread):
+            return self.preemptive and option.thread != self.running
+        return True
+
+
+class DPOR(Strategy):
+    name = "dpor"
+    first_run_in_default_order = True
+    label = "dpor"
+    needs_accesses = True
+
+    def __init__(self) -> None:
+        self.stack: list[_Node] = []
+        #: The subtrees to run, cheapest (fewest paid choices) first, then the deepest: low
+        #: preemption schedules come first, as in the bounded enumeration, with no bound.
+        self.work: list[tuple[int, int, int, _Node, Option]] = []
+        self._pushed = 0
+        self.depth = 0
+        self.done = False
+        self.truncated = False
+        self.schedules = 0
+        self.share = (0, 1)
+        #: Decisions of the current path that the run about to start replays (the deepest is
+        #: where it deviates); those after are new.
+        self._replayed = 0
+        #: Threads asleep where the run about to start deviates (they may wake during it:
+        #: that is known only when it ends).
+        self._drowsy: set[int] = set()
+        #: The order the run about to start follows after it deviates (see :attr:`_Node.guides`).
+        self._guide: list[tuple[int, int]] = []
+        #: Each thread's steps when the last run ended.
+        self._final_steps: tuple[int, ...] = ()
+
+    def partition(self, index: int, count: int) -> None:
+        """Share 0 runs the whole search, the others none (the search tree grows as it is run)."""
+        if not 0 <= index < count:
+            raise ValueError(f"share {index} of {count} does not exist")
+        self.share = (index, count)
+        self.done = index != 0
+
+    def begin_run(self, run_index: int) -> bool:
+        self.depth = 0
+        return not self.done
+
+    def skip_run(self) -> None:
+        """Give up the run about to start and the subtree below it (the search is no longer exhaustive)."""
+        self.truncated = True
+        self.schedules -= 1
+        self.end_run(None)
+
+    def choose(self, point: DecisionPoint) -> Option:
+        d = self.depth
+        self.depth += 1
+        if d < len(self.stack):
+            choice = self.stack[d].chosen
+            if choice not in point.options:
+                raise Nondeterminism(f"decision {d}: expected {choice}, got {options_text(point.options)}")
+            return choice
+        scheduling = point.is_scheduling()
+        default = point.default
+        guide, steps = self._guide, point.thread_steps
+        while guide and (guide[0][0] >= len(steps) or steps[guide[0][0]] >= guide[0][1]):
+            del guide[0]
+        guided = run_thread(guide[0][0]) if guide and scheduling else None
+        if guided is not None and guided in point.options:
+            default = guided
+        elif scheduling and isinstance(default, RunThread) and default.thread in self._drowsy:
+            # Any first choice is as good at a new decision: one not asleep, as far as is known.
+            default = next((o for o in point.options if isinstance(o, RunThread)
+                            and o.thread not in self._drowsy), default)
+        # Pauses, faults and draws are plain choices: each option is run.
+        plain = [o for o in point.options if o != default and (not scheduling or o is PAUSE)]
+        parent = self.stack[-1] if self.stack else None
+        node = _Node(point.options, scheduling, default, [default, *plain], steps=tuple(steps), parent=parent,
+                     via=parent.chosen if parent else None, depth=d,
+                     cost=parent.cost + parent.paid(parent.chosen) if parent else 0, running=point.thread,
+                     preemptive=point.preemptive, default=point.default, order=[default])
+        self.stack.append(node)
+        return default
+
+    def end_run(self, result: FinishedRun | None) -> None:
+        self.schedules += 1
+        stack = self.stack
+        new_from = self._replayed
+        self._guide = []
+        if result is not None:
+            self._final_steps = tuple(result.extra.get("thread_steps", ()))
+            if result.marks and len(result.marks) == len(stack):
+                self._learn(result, new_from)
+            else:  # nothing says what the steps touched: every option of every new decision is run
+                for node in stack[new_from:]:
+                    node.backtrack = list(node.options)
+        for node in stack:
+            if node.chosen not in node.done:
+                node.done[node.chosen] = node.footprint
+                node.lengths[node.chosen] = node.length
+            for option in node.backtrack:
+                if option not in node.queued and option not in node.order:
+                    node.queued.add(option)
+                    self._pushed += 1
+                    heapq.heappush(self.work, (node.cost + node.paid(option), -node.depth, self._pushed, node, option))
+        while self.work:
+            _, _, _, node, option = heapq.heappop(self.work)
+            if option in node.order or (isinstance(option, RunThread) and option.thread in node.sleep):
+                continue
+            self._begin(node, option)
+            return
+        self.stack = []
+        self.done = True
+
+    def _begin(self, node: _Node, option: Option) -> None:
+        """The next run replays the way to ``node`` and takes ``option`` there."""
+        path = [node]
+        while path[-1].parent is not None:
+            parent = path[-1].parent
+            assert parent is not None
+            parent.chosen = path[-1].via  # type: ignore[assignment]  # a child's via is set
+            parent.footprint, parent.length = parent.done.get(parent.chosen), parent.lengths.get(parent.chosen, 0)
+            path.append(parent)
+        path.reverse()
+        before = list(node.order)
+        node.order.append(option)
+        node.chosen, node.footprint, node.length = option, None, 0
+        self.stack = path
+        self._replayed = len(path) - 1
+        self._drowsy = set(node.sleep) | {o.thread for o in before if isinstance(o, RunThread)}
+        self._guide = list(node.guides.get(option, ()))
+
+
+    # ------------------------------------------------------------------ learning
+
+    def _learn(self, result: FinishedRun, new_from: int) -> None:
+        """Sleep sets along the path, footprints of the new decisions' steps, races found."""
+        stack = self.stack
+        events, starts, known = _events(result, stack)
+        for node, k in zip(stack, known):
+            node.known = k
+        # Footprints of each decision's chosen first step, relative to what was named there.
+        prints: dict[int, set[Item]] = {}
+        lengths: dict[int, int] = {}
+        for e in events:
+            if e.node is not None:
+                prints.setdefault(e.node, set()).add(_item(e, stack[e.node].known))
+                lengths[e.node] = lengths.get(e.node, 0) + 1
+        for i, node in enumerate(stack):
+            if node.footprint is None and isinstance(node.chosen, RunThread):
+                node.footprint = frozenset(prints[i]) if i in prints else _ANYTHING
+                node.length = lengths.get(i, 0)
+        # Sleep sets, and where the run first ran a sleeping thread's step (nothing is learnt after it).
+        end = len(events)
+        cut_node = len(stack)
+        boundaries = set(starts)
+        sleeping: dict[int, tuple[Footprint, tuple[int, int] | None]] = {}
+        for i, node in enumerate(stack):
+            if i > 0:
+                node.sleep = {t: fp for t, (fp, _) in sleeping.items()}
+            begun_before = node.order[:node.order.index(node.chosen)] if node.chosen in node.order else []
+            for option in begun_before:
+                fp = node.done.get(option)
+                if isinstance(option, RunThread) and fp is not None:
+                    # The thread's next step is the same in this run: named as this run names
+                    # things when it runs here later; else as the run that explored it did.
+                    later = _next_step(events, boundaries, option.thread, starts[i], node.lengths.get(option, 0))
+                    sleeping[option.thread] = (later, None) if later else (fp, node.known)
+            if isinstance(node.chosen, RunThread) and node.chosen.thread in sleeping:
+                cut_node, end = i, starts[i]
+                break
+            if node.chosen is PAUSE:
+                sleeping.clear()  # the clock jumped: conservatively, every sleeper wakes
+            stop = starts[i + 1] if i + 1 < len(stack) else len(events)
+            blocked = False
+            for j in range(starts[i], stop):
+                e = events[j]
+                if e.thread in sleeping:
+                    blocked = True
+                    cut_node, end = i, j
+                    break
+                for t, (fp, at) in list(sleeping.items()):
+                    if _dependent(fp, _item(e, at)):
+                        del sleeping[t]
+            if blocked:
+                break
+        del stack[cut_node + 1:]
+        last = stack[cut_node] if cut_node < len(stack) else None
+        if last is not None and isinstance(last.chosen, RunThread) and last.chosen.thread in sleeping:
+            # The default here was a sleeping thread: its order was run; run one that is awake instead.
+            node = last
+            awake = [o for o in node.options if isinstance(o, RunThread) and o.thread not in sleeping]
+            if awake and not any(o in awake for o in node.backtrack):
+                node.backtrack.append(awake[0])
+        self._races(events, end)
+
+    def _races(self, events: list[_Event], end: int) -> None:
+        """For each race among the first ``end`` events, a thread that starts its reversal."""
+        stack = self.stack
+        # Per place, the last event of each thread and kind there: an earlier one of the same
+        # thread happens before it, so it is in no immediate race with a later event.
+        by_place: dict[Any, dict[tuple[int, int], int]] = {}
+        fields: dict[Any, set[Any]] = {}  # per object, the fields of its places
+        step_start: dict[int, int] = {}  # per decision, the first event of the step chosen there
+        for k, e in enumerate(events):
+            if e.node is not None:
+                step_start.setdefault(e.node, k)
+        for j in range(end):
+            e2 = events[j]
+            place = _place(e2)
+            if place is None:
+                continue
+            candidates = [i for i in _conflicting(events, by_place, fields, e2) if events[i].thread != e2.thread
+                          and e2.before.get(events[i].thread, 0) < events[i].seq]
+            by_place.setdefault(place, {})[(e2.thread, e2.kind)] = j
+            fields.setdefault(place[0], set()).add(place[1])
+            for i in candidates:
+                e1 = events[i]
+                if e1.node is None or e1.node >= len(stack):
+                    continue  # a step no decision chose: only its own thread could run there
+                if any(events[k].past.get(e1.thread, 0) >= e1.seq for k in candidates if k != i):
+                    continue  # not an immediate race: a step between them is in one with each
+                first = step_start[e1.node]
+                if e2.before.get(e1.thread, 0) >= events[first].seq:
+                    continue  # it depends on an earlier part of e1's step (a start): steps are not split
+                node = stack[e1.node]
+                threads = [o for o in node.options if isinstance(o, RunThread)]
+                mine = next((o for o in threads if o.thread == e2.thread), None)
+                if mine is not None and (mine in node.backtrack or e2.thread in node.sleep):
+                    continue  # its own thread could go first there, and is run there (or asleep)
+                initials = _initials(events, first, j, candidates)
+                if any(isinstance(o, RunThread) and o.thread in initials for o in node.backtrack) \
+                        or any(t in initials for t in node.sleep):
+                    continue  # a thread that starts the reversal is run here, or asleep (its orders were run)
+                startable = [o for o in threads if o.thread in initials]
+                for option in (startable[:1] if startable else threads):
+                    if option not in node.backtrack:
+                        node.backtrack.append(option)
+                        node.guides[option] = self._guide_for(events, first, j)
+
+    def _guide_for(self, events: list[_Event], i: int, j: int) -> list[tuple[int, int]]:
+        """The order of the steps after event ``i`` that do not depend on it, then event ``j``'s
+        thread: each thread's steps by the end of the stretch between two decisions its events are in."""
+        e1 = events[i]
+        stack = self.stack
+        guide: list[tuple[int, int]] = []
+
+        def upto(e: _Event) -> int:
+            after = e.segment + 1
+            steps = stack[after].steps if after < len(stack) else self._final_steps
+            return steps[e.thread] if e.thread < len(steps) else 0
+
+        for k in [*range(i + 1, j), j]:
+            ev = events[k]
+            if k != j and ev.past.get(e1.thread, 0) >= e1.seq:
+                continue
+            entry = (ev.thread, upto(ev))
+            if guide and guide[-1][0] == ev.thread:
+                guide[-1] = entry
+            else:
+                guide.append(entry)
+        return guide
+
+    # ------------------------------------------------------------------ summary
+
+    def exhausted(self) -> bool:
+        return self.done and not self.truncated
+
+    def summary(self) -> SearchSummary:
+        return SearchSummary(enumeration=Enumeration(
+            done=self.done, truncated=self.truncated, completed_bound=-1, max_bound=-1,
+            complete=False, schedules=self.schedules, partial_order=True))
+
+
+def _events(result: FinishedRun, stack: list[_Node]) -> tuple[list[_Event], list[int], list[tuple[int, int]]]:
+    """The run's records as events in the order they happened, with happens-before (vector
+    clocks over program order and dependence) and the decision each chosen first step
+    belongs to; the index of the first event after each decision; and per decision, the
+    objects and locks the run had named by then."""
+    accesses, syncs, marks = result.accesses, result.syncs, result.marks
+    events: list[_Event] = []
+    starts: list[int] = []
+    known: list[tuple[int, int]] = []
+    locks: dict[int, int] = {}
+    objects = 0
+    seqs: dict[int, int] = {}
+    thread_clock: dict[int, Clock] = {}
+    written: dict[Any, Clock] = {}  # per (object, field): the last write's past
+    read: dict[Any, Clock] = {}  # per (object, field): the reads' pasts since
+    fields: dict[Any, set[Any]] = {}  # per object: the fields touched
+    lock_clock: dict[int, Clock] = {}
+    call_clock: dict[int, Clock] = {}  # per synchronization object: its methods' last call
+    # Which decision the records being read belong to: (thread chosen, decision, phase).
+    chosen: int | None = None
+    node: int | None = None
+    a = s = m = 0
+    while True:
+        while m < len(marks) and marks[m][0] <= a and marks[m][1] <= s:
+            starts.append(len(events))
+            known.append((objects, len(locks)))
+            decision = stack[m]
+            if decision.scheduling:
+                if isinstance(decision.chosen, RunThread):
+                    chosen, node = decision.chosen.thread, m
+                else:
+                    chosen = node = None
+            m += 1
+        if s < len(syncs) and syncs[s][0] <= a:
+            obj: Any
+            _, thread, kind_name, obj = syncs[s]
+            s += 1
+            kind = _LOCK_KINDS.get(kind_name)
+            if kind is not None:
+                obj = locks.setdefault(obj, len(locks))
+                fld: Any = None
+            elif kind_name == "spawn":
+                kind, fld = SPAWN, None
+            elif kind_name == "outlive":
+                kind, fld = OUTLIVE, None
+            elif kind_name in ("clock", "jump"):
+                kind, obj, fld = (READ if kind_name == "clock" else WRITE), _CLOCK, None
+            elif kind_name == "draw":
+                kind, obj, fld = WRITE, _RANDOM, None
+            elif kind_name == "call":
+                kind, obj, fld = CALL, locks.setdefault(obj, len(locks)), None
+            else:
+                continue  # a record that orders nothing
+        elif a < len(accesses):
+            thread, obj, fld, write, _ = accesses[a]
+            a += 1
+            kind = WRITE if write else READ
+            if isinstance(obj, int):
+                objects = max(objects, obj + 1)
+        else:
+            break
+        # The chosen thread's first step: what it does before another thread runs (the lock
+        # operations of a stdlib call after an access may be part of the access's step).
+        if thread != chosen or node is None:
+            at, node = None, None
+        else:
+            at = node
+        seq = seqs[thread] = seqs.get(thread, 0) + 1
+        before = thread_clock.get(thread, {})
+        past = dict(before)
+        if kind == SPAWN:
+            _place_write(past, written, read, fields, _THREADS, None)
+        elif kind == OUTLIVE:
+            _join(past, thread_clock.get(obj))
+        elif kind in (READ, WRITE):
+            if kind == WRITE:
+                _place_write(past, written, read, fields, obj, fld)
+            else:
+                for f in ([*fields.get(obj, ())] if fld is None else [fld, None]):
+                    _join(past, written.get((obj, f)))
+                read.setdefault((obj, fld), {})
+                fields.setdefault(obj, set()).add(fld)
+        elif kind == CALL:
+            _join(past, call_clock.get(obj))
+        else:
+            _join(past, lock_clock.get(obj))
+        past[thread] = seq
+        if kind == READ:
+            _join(read[(obj, fld)], past)
+        elif kind == WRITE:
+            written[(obj, fld)] = past
+        elif kind == SPAWN:
+            written[(_THREADS, None)] = past
+            _join(thread_clock.setdefault(obj, {}), past)
+        elif kind == CALL:
+            call_clock[obj] = past
+        elif kind != OUTLIVE:
+            lock_clock[obj] = past
+        thread_clock[thread] = past
+        if kind == SPAWN:
+            obj = _THREADS
+        events.append(_Event(thread, seq, kind, obj, fld, at, m - 1, past, before))
+    while m < len(marks):  # decisions after the last record
+        starts.append(len(events))
+        known.append((objects, len(locks)))
+        m += 1
+    return events, starts, known
+
+
+def _place_write(past: Clock, written: dict[Any, Clock], read: dict[Any, Clock], fields: dict[Any, set[Any]],
+                 obj: Any, fld: Any) -> None:
+    """A write is ordered after every earlier access of what it writes."""
+    touched = fields.setdefault(obj, set())
+    for f in ([*touched] if fld is None else [fld, None]):
+        _join(past, written.get((obj, f)))
+        _join(past, read.get((obj, f)))
+        if fld is None:
+            read.pop((obj, f), None)
+    read[(obj, fld)] = {}
+    touched.add(fld)
+
+
+def _join(into: Clock, other: Clock | None) -> None:
+    if other:
+        for thread, time in other.items():
+            if into.get(thread, 0) < time:
+                into[thread] = time
+
+
+def _place(e: _Event) -> Any:
+    """Where an event is filed for finding what it conflicts with (None: nowhere)."""
+    if e.kind in (READ, WRITE):
+        return (e.obj, e.field)
+    if e.kind == SPAWN:
+        return (_THREADS, None)
+    if e.kind in (ACQUIRE, BLOCK, TRY, TIMED, RELEASE):
+        return ("lock", e.obj)
+    if e.kind == CALL:
+        return ("call", e.obj)
+    return None
+
+
+def _conflicting(events: list[_Event], by_place: dict[Any, dict[tuple[int, int], int]],
+                 fields: dict[Any, set[Any]], e: _Event) -> list[int]:
+    """The earlier events whose order with ``e`` a reversal may change (see the module docstring)."""
+    def at(place: Any, *kinds: int) -> list[int]:
+        return [i for (_, kind), i in by_place.get(place, {}).items() if kind in kinds]
+
+    if e.kind in (READ, WRITE):
+        places = ([(e.obj, f) for f in fields.get(e.obj, ())] if e.field is None
+                  else [(e.obj, e.field), (e.obj, None)])
+        kinds = (WRITE,) if e.kind == READ else (READ, WRITE)
+        return [i for place in places for i in at(place, *kinds)]
+    if e.kind == SPAWN:
+        return at((_THREADS, None), SPAWN)
+    if e.kind in (ACQUIRE, BLOCK, TRY):
+        return at(("lock", e.obj), ACQUIRE)
+    if e.kind == RELEASE:
+        return at(("lock", e.obj), TRY)
+    if e.kind == TIMED:
+        return at(("lock", e.obj), RELEASE)
+    if e.kind == CALL:
+        return at(("call", e.obj), CALL)
+    return []
+
+
+def _initials(events: list[_Event], i: int, j: int, candidates: list[int]) -> set[int]:
+    """The threads that can start the steps after event ``i`` that do not depend on it,
+    followed by event ``j``: the first step of each that nothing among them happens before."""
+    e1 = events[i]
+    first: dict[int, int] = {}
+    initials: set[int] = set()
+    for k in range(i + 1, j):
+        ev = events[k]
+        if ev.past.get(e1.thread, 0) >= e1.seq:
+            continue  # depends on e1
+        if ev.thread not in first:
+            if all(ev.past.get(u, 0) < s for u, s in first.items()):
+                initials.add(ev.thread)
+            first[ev.thread] = ev.seq
+    e2 = events[j]
+    if e2.thread not in first:
+        past = dict(e2.before)
+        for k in candidates:
+            if k != i and events[k].past.get(e1.thread, 0) < e1.seq:
+                _join(past, events[k].past)
+        if all(past.get(u, 0) < s for u, s in first.items()):
+            initials.add(e2.thread)
+    return initials
+
+
+def _next_step(events: list[_Event], boundaries: set[int], thread: int, start: int, length: int) -> Footprint:
+    """What ``thread``'s first step from event ``start`` on touches: its first ``length``
+    events (as many as that step had when it was run first, when it may have been several
+    steps) before another thread's or a decision; empty if it does not run again."""
+    items: set[Item] = set()
+    taken = 0
+    for k in range(start, len(events)):
+        e = events[k]
+        if e.thread == thread:
+            items.add(_item(e, None))
+            taken += 1
+        elif items:
+            break
+        if items and (k + 1 in boundaries or taken >= length):
+            break
+    return frozenset(items)
+
+
+def _item(e: _Event, known: tuple[int, int] | None) -> Item:
+    """What an event touched, named so that another run with the same path to the decision
+    whose ``known`` counts these are names it the same (None: as this run names it)."""
+    if e.kind in (READ, WRITE):
+        obj = e.obj
+        fld = e.field
+        if known is not None:
+            obj = _NEW if isinstance(obj, int) and obj >= known[0] else obj
+            fld = fld if fld is None or isinstance(fld, (str, int, bool)) else None
+        return ("a", obj, fld, e.kind == WRITE)
+    if e.kind == SPAWN:
+        return ("a", _THREADS, None, True)
+    if e.kind == OUTLIVE:
+        return ("*",)
+    return ("c" if e.kind == CALL else "l", _NEW if known is not None and e.obj >= known[1] else e.obj)
+
+
+def _dependent(footprint: Footprint, item: Item) -> bool:
+    """Whether a step with this footprint may not commute with a step touching ``item``."""
+    if item[0] == "*":
+        return True
+    for mine in footprint:
+        if mine[0] == "*":
+            return True
+        if mine[0] != item[0] or mine[1] != item[1]:
+            continue
+        if mine[0] in ("l", "c"):
+            return True
+        if (mine[3] or item[3]) and (mine[2] is None or item[2] is None or mine[2] == item[2]):
+            return True
+    return False

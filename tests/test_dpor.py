@@ -1,0 +1,249 @@
+"""Dynamic partial-order reduction (``--strategy dpor``): one schedule per equivalence class
+of the orders of dependent steps, checked on counts known by hand, and against the bounded
+enumeration on every example and target.
+
+The counts, by hand (the main thread's starts and joins order nothing the workers share:
+a start is ordered before the child's steps, a join after them):
+
+- threads that each touch only their own object: every order of their steps is equivalent,
+  so one class;
+- store buffering, ``x = 1; r1 = y`` beside ``y = 1; r2 = x``: the two conflicting pairs
+  are (write x, read x) and (write y, read y), each in either order, which is four
+  combinations; "read x before write x and read y before write y" is impossible (each
+  thread writes before it reads, so one of the writes comes first and the other thread's
+  read comes after it): three classes;
+- ``n`` threads each doing one increment under one lock: the lock's critical sections are
+  ordered, anything inside one is ordered by it, so the classes are the ``n!`` orders of the
+  critical sections;
+- two threads each doing ``k`` locked increments: the orders of ``2k`` critical sections,
+  ``k`` of each thread, keeping each thread's own in order: ``C(2k, k)``, 20 for ``k = 3``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from math import comb, factorial
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from interleave import explore
+from interleave.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py"))
+
+
+class Box:
+    def __init__(self) -> None:
+        self.n = 0
+
+
+def independent(threads: int = 3, steps: int = 3):
+    def program():
+        boxes = [Box() for _ in range(threads)]
+
+        def work(box):
+            for _ in range(steps):
+                box.n = box.n + 1
+
+        ts = [threading.Thread(target=work, args=(b,)) for b in boxes]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert [b.n for b in boxes] == [steps] * threads
+    return program
+
+
+def shared_box(threads: int = 2):
+    """The same threads on one box: its reads and writes conflict."""
+    def program():
+        box = Box()
+
+        def work():
+            box.n = box.n + 1
+
+        ts = [threading.Thread(target=work) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    return program
+
+
+class Shared:
+    def __init__(self) -> None:
+        self.x = 0
+        self.y = 0
+
+
+def store_buffering(outcomes: set[tuple[int, int]] | None = None):
+    def program():
+        s = Shared()
+        out: dict[str, int] = {}
+
+        def left():
+            s.x = 1
+            out["r1"] = s.y
+
+        def right():
+            s.y = 1
+            out["r2"] = s.x
+
+        ts = [threading.Thread(target=left), threading.Thread(target=right)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        if outcomes is not None:
+            outcomes.add((out["r1"], out["r2"]))
+    return program
+
+
+def locked_counter(threads: int, increments: int = 1):
+    def program():
+        box = Box()
+        lock = threading.Lock()
+
+        def work():
+            for _ in range(increments):
+                with lock:
+                    box.n += 1
+
+        ts = [threading.Thread(target=work) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert box.n == threads * increments
+    return program
+
+
+def dpor(program, **kwargs):
+    kwargs.setdefault("runs", 5_000)
+    return explore(program, strategy="dpor", seed=0, shrink_time=0, **kwargs)
+
+
+def assert_exhausted(report, schedules: int) -> None:
+    assert report.failure is None
+    assert report.exhausted and report.partial_order and report.bound is None
+    assert report.runs == report.distinct_schedules == schedules
+
+
+def test_independent_threads_run_one_schedule():
+    assert_exhausted(dpor(independent()), 1)
+
+
+def test_threads_on_one_box_run_more_than_one():
+    """The same program with the boxes shared is not reduced to one (the reduction sees the conflict)."""
+    report = dpor(shared_box())
+    assert report.exhausted and report.runs > 1
+
+
+def test_store_buffering_runs_its_three_classes_and_sees_each_outcome():
+    outcomes: set[tuple[int, int]] = set()
+    assert_exhausted(dpor(store_buffering(outcomes)), 3)
+    # The three classes are the three outcomes a sequentially consistent machine can give.
+    assert outcomes == {(0, 1), (1, 0), (1, 1)}
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_locked_increments_run_the_lock_orders(n):
+    assert_exhausted(dpor(locked_counter(n)), factorial(n))
+
+
+def test_two_threads_of_three_locked_increments_take_at_most_20_schedules():
+    report = dpor(locked_counter(2, 3))
+    assert_exhausted(report, comb(6, 3))
+    assert report.runs <= 20
+
+
+def test_the_report_says_every_order_was_run(tmp_path):
+    target = tmp_path / "locked.py"
+    target.write_text(
+        "import threading\n\n"
+        "def main():\n"
+        "    box = {'n': 0}\n"
+        "    lock = threading.Lock()\n"
+        "    def work():\n"
+        "        with lock:\n"
+        "            box['n'] += 1\n"
+        "    ts = [threading.Thread(target=work) for _ in range(3)]\n"
+        "    for t in ts: t.start()\n"
+        "    for t in ts: t.join()\n")
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["explore", str(target), "--strategy", "dpor", "--workers", "1",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "exhausted: every order of conflicting steps was run: 6 schedules" in result.output
+    data = json.loads(out.read_text())
+    assert data["exhausted"] is True and data["bound"] is None and data["runs"] == 6
+
+
+def test_a_budget_that_ends_first_is_not_exhaustion():
+    report = dpor(locked_counter(3), runs=4)
+    assert report.runs == 4 and not report.exhausted
+
+
+def _kinds(report):
+    return {f.kind for f in report.failures}
+
+
+# Each example's bug, and the targets': what the bounded enumeration finds (at bound 2, within
+# 1,500 runs) dpor finds too. max_steps is lowered so that hangs end quickly (the same for both
+# strategies). Of the targets, only nio_throttle's bug is found by dfs within such a budget
+# (measured: final_request_processor, session_lock, follower_sync and reconnect_storm show
+# nothing to dfs in 40 s each), so it is the one compared here.
+PROGRAMS = [f"{p.relative_to(ROOT)}::main" for p in EXAMPLES] + ["targets/nio_throttle.py::main"]
+
+
+@pytest.mark.parametrize("spec", PROGRAMS)
+def test_dpor_finds_every_failure_the_enumeration_finds(spec, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    settings = dict(shrink_time=0, keep_going=True, max_steps=5_000, seed=0)
+    dfs = explore(spec, strategy="dfs", max_preemptions=2, runs=1_500, time_limit=15, **settings)
+    found = explore(spec, strategy="dpor", runs=3_000, time_limit=20, **settings)
+    assert _kinds(dfs), f"the enumeration found nothing in {spec}"
+    assert _kinds(dfs) <= _kinds(found), (spec, _kinds(dfs), _kinds(found))
+
+
+# producer_consumer's twin has more orders of its queue operations than a test can run.
+TWINS = [pytest.param(spec, marks=pytest.mark.xfail(strict=True, reason=(
+             "unbounded, dpor runs 639 orders of the semaphore's operations; dfs at bound 2 runs 178 (at bound 3, "
+             "1,089)"))) if "semaphore_leak" in spec else spec
+         for spec in (f"{p.relative_to(ROOT)}::fixed" for p in EXAMPLES if "producer_consumer" not in p.name)]
+
+
+@pytest.mark.parametrize("spec", TWINS)
+def test_the_correct_twins_are_exhausted_with_no_more_schedules_than_bound_2(spec, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    report = explore(spec, strategy="dpor", runs=3_000, shrink_time=0, seed=0)
+    assert report.failure is None and report.exhausted, spec
+    bounded = explore(spec, strategy="dfs", max_preemptions=2, runs=report.runs + 1, shrink_time=0, seed=0)
+    # More than dpor's runs were allowed: dfs needs them all, or is not done by then.
+    assert bounded.runs >= report.runs, (spec, report.runs, bounded.runs)
+
+
+@pytest.mark.parametrize("spec", ["examples/lost_update.py::main", "examples/lost_update.py::fixed",
+                                  "examples/lock_order_deadlock.py::main"])
+def test_two_workers_give_the_verdict_of_one(spec, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    one = explore(spec, strategy="dpor", runs=3_000, shrink_time=0, workers=1)
+    two = explore(spec, strategy="dpor", runs=3_000, shrink_time=0, workers=2)
+    assert (one.failure is None) == (two.failure is None)
+    assert one.exhausted == two.exhausted
+    if one.failure is not None:
+        assert one.failure.kind == two.failure.kind
+    else:
+        assert one.runs == two.runs
+
+
+def test_the_pytest_statistics_say_every_order_was_run():
+    from interleave.pytest_plugin.reporting import stats_line
+
+    line = stats_line("t.py::test", [dpor(locked_counter(2))])
+    assert line.endswith("; every order of conflicting steps was run"), line
+    assert "2 runs" in line
