@@ -761,7 +761,7 @@ class Scheduler:
     def _decide(self, options: tuple[Option, ...], default: RunThread, preemptive: bool, yielding: bool,
                 in_trace: bool = False) -> Option:
         cur = self.current
-        # _next_sub written out, and _ask's guard: this is every decision's path.
+        # _next_sub written out: this is every decision's path.
         steps = cur.steps
         if cur.decided_at == steps:
             cur.decisions_here += 1
@@ -771,14 +771,7 @@ class Scheduler:
         self.decisions += 1
         point = _new_tuple(DecisionPoint, ((cur.index, steps, cur.decisions_here), options, default, preemptive,
                                            yielding, self._thread_steps, self._ask_line))
-        try:
-            choice = self.chooser.choose(point)
-        except RecursionError:
-            raise  # the program's stack is full: its own RecursionError, a few frames early
-        except Exception as exc:  # not the program's failure: handed to the caller
-            self.internal_error = exc
-            self.abort(in_trace)
-            raise
+        choice = self._ask(point, in_trace)
         # Costs as DecisionPoint.paid gives them, without its calls.
         if isinstance(choice, RunThread):
             if choice.thread == default.thread:
