@@ -452,8 +452,10 @@ def test_the_report_is_printed_before_the_json_is_written(tmp_path):
     assert result.returncode == 2
     assert "interleave: FAILURE (exception) AssertionError: 1 in MainThread" in result.stdout
     assert "Replay it:" in result.stdout
-    # (the notice that the failure was found comes first; then the one error line)
-    assert one_line(result.stderr.split("Ctrl-C reports it as found)\n")[-1]).startswith(
+    # (the notice that the failure was found and shrinking's summary come first; then the one error line)
+    after = result.stderr.split("Ctrl-C reports it as found)\n")[-1]
+    assert one_line("".join(line for line in after.splitlines(keepends=True)
+                            if not line.startswith("interleave: shrinking: "))).startswith(
         f"interleave: error: could not write {out / 'report.json'}: ")
 
 
