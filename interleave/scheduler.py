@@ -761,16 +761,10 @@ class Scheduler:
     def _decide(self, options: tuple[Option, ...], default: RunThread, preemptive: bool, yielding: bool,
                 in_trace: bool = False) -> Option:
         cur = self.current
-        # _next_sub written out: this is every decision's path.
-        steps = cur.steps
-        if cur.decided_at == steps:
-            cur.decisions_here += 1
-        else:
-            cur.decided_at = steps
-            cur.decisions_here = 0
+        sub = self._next_sub(cur)
         self.decisions += 1
-        point = _new_tuple(DecisionPoint, ((cur.index, steps, cur.decisions_here), options, default, preemptive,
-                                           yielding, self._thread_steps, self._ask_line))
+        point = _new_tuple(DecisionPoint, ((cur.index, cur.steps, sub), options, default, preemptive, yielding,
+                                           self._thread_steps, self._ask_line))
         choice = self._ask(point, in_trace)
         # Costs as DecisionPoint.paid gives them, without its calls.
         if isinstance(choice, RunThread):
