@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from interleave import BadInput, explore, replay, scheduler, tracing
+from interleave import BadInput, explore, replay, scheduler, tracing, watchdog
 from interleave.decisions import Decision, Key, run_thread
 from interleave.program import load
 from interleave.runner import RunConfig, Runner
@@ -59,7 +59,11 @@ RoundRobin = _namespace["RoundRobin"]
 
 def run_once(program: Callable[[], Any], chooser: Any = None, granularity: str = tracing.LINE) -> tuple[Any, TraceRecorder]:
     recorder = TraceRecorder()
-    result = Runner(load(program), RunConfig(granularity=granularity)).run(chooser or Replay([]), recorder)
+    runner = Runner(load(program), RunConfig(granularity=granularity))
+    try:
+        result = runner.run(chooser or Replay([]), recorder)
+    finally:
+        runner.close()  # its watchdog's thread would outlive the test, into the next one's registries
     return result, recorder
 
 
@@ -503,6 +507,7 @@ def test_nothing_is_left_in_threadings_registries_after_runs():
         threading.Thread(target=blocked.acquire, daemon=True).start()
         assert threading.active_count() >= 4
 
+    watchdog.shared().close()  # an earlier test's runner may have left the watching thread running
     before = registries()
     report = explore(program, runs=30, seed=1, max_pauses=0)
     assert report.failure is None
