@@ -318,6 +318,9 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> SlotResu
                     break
     except KeyboardInterrupt:
         out.interrupted = True
+        # The signal may land between a run's two records: the run is kept only if both were made.
+        kept = min(len(out.steps), len(out.schedules))
+        del out.steps[kept:], out.schedules[kept:]
     finally:
         runner.deadline = None  # describing keeps to its own time
         if own_runner:
