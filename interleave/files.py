@@ -11,6 +11,9 @@ import sysconfig
 from collections.abc import Callable
 from functools import cache
 from types import CodeType
+from typing import TypeVar
+
+_Fact = TypeVar("_Fact")
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -66,22 +69,23 @@ def is_threading_internal(filename: str) -> bool:
 _INTERNAL_BASENAMES = {"threading.py", "queue.py", "thread.py", "_base.py", "_threading_local.py"}
 
 
-def by_code(fact: Callable[[CodeType], bool]) -> Callable[[CodeType], bool]:
+def by_code(fact: Callable[[CodeType], _Fact]) -> Callable[[CodeType], _Fact]:
     """``fact`` of a code object, worked out once per code object and looked up by its id.
 
     Hashing a code object hashes its bytecode and constants (a microsecond on 3.13), and
     these facts are asked at every step; each code object looked up is kept, so its id
     is never another's.
     """
-    facts: dict[int, bool] = {}
+    facts: dict[int, _Fact] = {}
     kept: list[CodeType] = []
 
-    def lookup(code: CodeType) -> bool:
-        answer = facts.get(id(code))
-        if answer is None:
+    def lookup(code: CodeType) -> _Fact:
+        try:
+            return facts[id(code)]  # one dict lookup when known: this is asked at every step
+        except KeyError:
             answer = facts[id(code)] = fact(code)
             kept.append(code)
-        return answer
+            return answer
 
     return lookup
 

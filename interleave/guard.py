@@ -113,12 +113,12 @@ def _environ_data() -> dict[Any, Any]:
 def _restore_environ(saved: dict[Any, Any]) -> None:
     """Put the environment back as the run found it, through ``os.environ`` (so the process's too)."""
     decode = os.environ.decodekey
-    decode_value = os.environ.decodevalue
-    for key in [k for k in _environ_data() if k not in saved]:
+    current = _environ_data()  # the live mapping: it follows the changes made below
+    for key in [k for k in current if k not in saved]:
         del os.environ[decode(key)]
     for key, value in saved.items():
-        if _environ_data().get(key) != value:
-            os.environ[decode(key)] = decode_value(value)
+        if current.get(key) != value:
+            os.environ[decode(key)] = os.environ.decodevalue(value)
 
 
 class ProcessGuard:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import access
-from .files import is_user_file
+from .files import by_code, is_user_file
 
 #: The name under which a module's :class:`interleave.access.ModuleAccess` is injected.
 HELPER = access.HELPER
@@ -872,14 +872,7 @@ class Instrumentation:
 
 
 #: Each function's instrumented code in a compiled module, by its key (once per compiled module).
-_twins_of: dict[int, tuple[types.CodeType, dict[tuple[str, int, str], types.CodeType]]] = {}
-
-
-def _twins(module_code: types.CodeType) -> dict[tuple[str, int, str], types.CodeType]:
-    entry = _twins_of.get(id(module_code))
-    if entry is None or entry[0] is not module_code:
-        entry = _twins_of[id(module_code)] = (module_code, {_code_key(c): c for c in _code_objects(module_code)})
-    return entry[1]
+_twins = by_code(lambda module_code: {_code_key(c): c for c in _code_objects(module_code)})
 
 
 #: Instrumented code by (file, size, modification time): a campaign per test compiles once.
