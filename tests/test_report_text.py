@@ -423,13 +423,24 @@ def test_ticker():
 """
 
 
-def test_the_plugins_failure_text_is_cut_the_same_way(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("on_ci", [False, True], ids=["terminal", "CI"])
+def test_the_plugins_failure_text_is_cut_the_same_way(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                     on_ci: bool) -> None:
+    # On CI pytest's short summary prints a failure's whole message: it keeps the first line only.
+    if on_ci:
+        monkeypatch.setenv("CI", "true")
+    else:
+        monkeypatch.delenv("CI", raising=False)
+        monkeypatch.delenv("BUILD_NUMBER", raising=False)
     pytester.makepyfile(test_long=LONG_TEST)
     cut_short = pytester.runpytest("-p", "no:cacheprovider")
     cut_short.assert_outcomes(failed=1)
     text = cut_short.stdout.str()
     cuts = [line for line in text.splitlines() if "lines left out here" in line]
     assert len(cuts) == 1 and cuts[0].endswith(": --interleave-full prints the whole trace"), cuts
+    lines = text.splitlines()
+    summary = next(at for at, line in enumerate(lines) if line.startswith("FAILED test_long.py::test_ticker - "))
+    assert lines[summary + 1].startswith("=====")  # the summary is one line
     trace = text[text.index("interleave: FAILURE"):text.index("XX AssertionError")]
     assert len(trace.splitlines()) <= TRACE_LIMIT + 3
     whole = pytester.runpytest("-p", "no:cacheprovider", "--interleave-full")

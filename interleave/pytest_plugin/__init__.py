@@ -26,6 +26,7 @@ only when a ``@given`` test runs.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -79,6 +80,13 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     else:
         session.run_plain_test()
     return True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    if item.get_closest_marker(MARKER) is not None and call.excinfo is not None:
+        reporting.one_line_summary(outcome.get_result())
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

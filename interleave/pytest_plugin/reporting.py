@@ -39,6 +39,14 @@ def failure_text(item: pytest.Item, kind: str, message: str, head: str, trace: s
     return "\n".join(lines)
 
 
+def one_line_summary(report: pytest.TestReport) -> None:
+    """Keep a failure's first line for pytest's short summary: on CI and under ``-vv`` pytest
+    prints the whole message there, and the trace is already shown above it."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        crash.message = crash.message.split("\n", 1)[0]
+
+
 def replay_command(item: pytest.Item, token: str) -> str:
     """The command that replays ``token``, as the session was started (``pytest``, ``python -m pytest``),
     from the directory it was started in, shell-quoted."""
