@@ -25,14 +25,14 @@ if _sys.argv[:1] == ["-m"] and _sys.path[:1] in ([""], [_os.getcwd()]) \
     del _sys.path[0]
 
 from .control import annotate, choose, controlled, crash, freeze, set_group, unfreeze
-from .explore import FailureReport, NondeterministicProgram, ReplayOutcome, Report, explore, replay
+from .explore import Diverged, FailureReport, NondeterministicProgram, ReplayOutcome, Report, explore, replay
 from .program import BadInput
 from .races import racy
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "explore", "replay", "Report", "FailureReport", "ReplayOutcome", "BadInput", "NondeterministicProgram",
+    "explore", "replay", "Report", "FailureReport", "ReplayOutcome", "BadInput", "Diverged", "NondeterministicProgram",
     "annotate", "choose", "controlled", "crash", "freeze", "racy", "set_group", "unfreeze",
     "__version__",
 ]

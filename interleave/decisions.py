@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import Any, NamedTuple, Protocol, TypeAlias
 
 #: Fault decisions are keyed apart from scheduling decisions (``sub`` from this base), so
@@ -30,6 +31,10 @@ from typing import Any, NamedTuple, Protocol, TypeAlias
 FAULT_SUB = 1 << 16
 #: Draws of ``random`` (see :mod:`interleave.draws`) are keyed apart again, from this base.
 DRAW_SUB = 2 << 16
+
+
+#: A place in the program's code: a code object and a line of it.
+Where: TypeAlias = tuple[CodeType, int]
 
 
 class Key(NamedTuple):
@@ -180,9 +185,10 @@ class DecisionPoint(NamedTuple):
     #: Steps each thread (by creation index) has taken so far. Read it while choosing: it is
     #: a view of the run as it stands (copied at every decision, it would cost every run).
     thread_steps: Sequence[int]
-    #: The line of the program's own code a thread is at (-1 when none): asked, not kept,
-    #: since finding it walks the thread's frames.
-    line_of: Callable[[int], int]
+    #: Where in the program's own code a thread is: its innermost frame of the user's code
+    #: as ``(code object, line)``, None when it has none. Asked, not kept, since finding it
+    #: walks the thread's frames.
+    where: Callable[[int], Where | None]
 
     @property
     def thread(self) -> int:

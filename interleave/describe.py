@@ -12,20 +12,21 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, NoReturn
 
 from .decisions import PAUSE, Decision, Draw, Fault, RunThread
 from .failures import Failure, _short
 from .files import is_user_file
+from .places import Place, Spot
 from .program import Program, target_path
 from .report import INTERRUPTED, PENDING, Cost, FailureReport, ShrinkProgress
 from .runner import Runner
-from .schedule import PYTHON, Token, file_digest, steps_checksum
+from .schedule import PYTHON, UNKNOWN_PLACE, Token, file_digest, steps_checksum
 from .scheduler import RunResult
 from .shrink import Shrinker, ShrinkResult, shrink
 from .story import TraceRecorder
-from .strategies.replay import Replay, ScheduleMismatch
+from .strategies.replay import Locating, Replay, ScheduleMismatch
 from .trace import render
 
 
@@ -80,22 +81,32 @@ def describe_failures(runner: Runner, program: Program, found: list[FoundFailure
     return reports
 
 
-def _replay_recorded(runner: Runner, found: FoundFailure,
-                     deviations: list[Decision]) -> tuple[RunResult, TraceRecorder]:
+@dataclass
+class _Recorded:
+    """A schedule replayed with a recorder, and where each of its decisions was made."""
+
+    run: RunResult
+    recorder: TraceRecorder
+    spots: dict[tuple[int, int, int], tuple[int, Spot]]
+
+
+def _replay_recorded(runner: Runner, found: FoundFailure, deviations: list[Decision]) -> _Recorded:
     """``deviations`` replayed exactly, with a recorder; it must fail as ``found`` did."""
     recorder = TraceRecorder()
+    locating = Locating(Replay(deviations, strict=True), (d.key for d in deviations))
     try:
-        run: RunResult | None = runner.run_or_raise(Replay(deviations, strict=True), recorder)
+        run: RunResult | None = runner.run_or_raise(locating, recorder)
     except ScheduleMismatch:
         run = None
     if run is None or not found.failure.same_as(run.failure):
         raise_nondeterministic(found.failure, run.failure if run is not None else None)
-    return run, recorder
+    return _Recorded(run, recorder, locating.spots)
 
 
 def _as_found(runner: Runner, program: Program, found: FoundFailure) -> tuple[FailureReport, RunResult]:
-    run, recorder = _replay_recorded(runner, found, found.deviations)
-    report = _failure_report(program, runner, found, found.deviations, run, recorder, run, attempts=0, minimal=False)
+    recorded = _replay_recorded(runner, found, found.deviations)
+    run = recorded.run
+    report = _failure_report(program, runner, found, found.deviations, recorded, run, attempts=0, minimal=False)
     report.not_shrunk = PENDING
     return report, run
 
@@ -137,18 +148,16 @@ def _shrunk(runner: Runner, program: Program, found: FoundFailure, run: RunResul
     shrunk = shrink(runner, found.failure, run.deviations, run, shrink_time, on_replay=watch)
     if watch is not None:
         watch.done(shrunk)
-    final, recorder = _replay_recorded(runner, found, shrunk.deviations)
-    return _failure_report(program, runner, found, shrunk.deviations, final, recorder, run, shrunk.attempts,
+    recorded = _replay_recorded(runner, found, shrunk.deviations)
+    return _failure_report(program, runner, found, shrunk.deviations, recorded, run, shrunk.attempts,
                            shrunk.minimal)
 
 
 def _failure_report(program: Program, runner: Runner, found: FoundFailure, deviations: list[Decision],
-                    final: RunResult, recorder: TraceRecorder, original: RunResult, attempts: int,
-                    minimal: bool) -> FailureReport:
-    """The failure as ``final`` (the recorded replay of ``deviations``) shows it."""
-    files = frozenset(d for d in map(file_digest, executed_files(program, recorder)) if d is not None)
-    token = Token(PYTHON, program.fingerprint, runner.config, tuple(deviations), steps_checksum(recorder.path()),
-                  files)
+                    recorded: _Recorded, original: RunResult, attempts: int, minimal: bool) -> FailureReport:
+    """The failure as ``recorded`` (the recorded replay of ``deviations``) shows it."""
+    final, recorder = recorded.run, recorded.recorder
+    token = _token(program, runner, deviations, recorded)
     shown = final.failure or found.failure
     return FailureReport(
         kind=shown.kind,
@@ -169,6 +178,27 @@ def _failure_report(program: Program, runner: Runner, found: FoundFailure, devia
         recorder=recorder,
         accesses=access_records(recorder),
     )
+
+
+def _token(program: Program, runner: Runner, deviations: list[Decision], recorded: _Recorded) -> Token:
+    """The token of a recorded replay: its decisions in the order the run met them, each with its place."""
+    recorder, spots = recorded.recorder, recorded.spots
+    files = frozenset(d for d in map(file_digest, executed_files(program, recorder)) if d is not None)
+    met = sorted(deviations, key=lambda d: spots[d.key][0] if d.key in spots else len(spots))
+    token = Token(PYTHON, program.fingerprint, runner.config, tuple(met), steps_checksum(recorder.path()), files)
+    return replace(token, places=tuple(_place(program, token, spots.get(d.key)) for d in met))
+
+
+def _place(program: Program, token: Token, met: tuple[int, Spot] | None) -> Place:
+    if met is None:
+        return UNKNOWN_PLACE
+    spot = met[1]
+    if spot.where is None:
+        return Place(spot.text, spot.seen, 0, -1)
+    code, line = spot.where
+    path = os.path.abspath(code.co_filename)
+    file = 0 if path == program.fingerprinted else token.file_index(file_digest(path))
+    return Place(spot.text, spot.seen, line, file)
 
 
 def executed_files(program: Program, recorder: TraceRecorder) -> list[str]:

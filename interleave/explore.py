@@ -3,28 +3,23 @@
 ``explore`` checks its input, makes the campaign's settings (a :class:`~interleave.campaign.Job`)
 and runs the campaign in this process (:func:`interleave.campaign.run_here`) or among
 worker processes or on a Dask cluster (:mod:`interleave.workers`); either way the same loop
-searches and the same code describes what it found (:mod:`interleave.describe`).
+searches and the same code describes what it found (:mod:`interleave.describe`). ``replay``
+is :mod:`interleave.replaying`'s.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import strategies
 from .campaign import Job, run_config, run_here
 from .decisions import Decision
-from .describe import NondeterministicProgram, changed_files, setup_steps
-from .failures import Failure
+from .describe import NondeterministicProgram
 from .program import BadInput, Program, load
+from .replaying import Diverged, ReplayOutcome, replay
 from .report import FailureReport, Progress, Report, ShrinkProgress
-from .runner import Runner
-from .schedule import PYTHON, Token, steps_checksum
-from .story import TraceRecorder
-from .strategies.replay import Replay, ScheduleMismatch
-from .trace import render
 from .workers import explore_parallel
 
 DEFAULT_RUNS = 10_000
@@ -121,58 +116,5 @@ def _check_seconds(**values: Any) -> None:
             raise BadInput(f"{name.replace('_', ' ')} must be a finite number of seconds, 0 or more, not {value!r}")
 
 
-@dataclass
-class ReplayOutcome:
-    failure: Failure | None
-    trace: str
-    steps: int
-    preemptions: int
-    recorder: TraceRecorder
-    #: User files that changed since the token was made (see :func:`changed_files`).
-    changed: list[str] = field(default_factory=list)
-
-
-def replay(target: str | Callable[[], Any] | Program, token: str) -> ReplayOutcome:
-    """Run exactly the schedule in ``token``; raises :class:`BadInput` if it does not fit."""
-    decoded = Token.decode(token)
-    program = target if isinstance(target, Program) else load(target)
-    recorder = TraceRecorder()
-
-    def misfit(reason: str) -> BadInput:
-        changed = changed_files(program, recorder, decoded)
-        note = f" (changed since the token was made: {', '.join(changed)})" if changed else ""
-        if decoded.python != PYTHON:  # line events differ between versions: say so, whatever broke
-            return BadInput(
-                f"this token was made on Python {decoded.python[0]}.{decoded.python[1:]} and does not replay "
-                f"the same on {PYTHON[0]}.{PYTHON[1:]}; explore again on this version{note}"
-            )
-        return BadInput(f"the schedule no longer fits the program: {reason}{note}")
-
-    if decoded.fingerprint != program.fingerprint:
-        if decoded.python != PYTHON and program.path is None:
-            raise misfit("")  # a function's fingerprint is its bytecode, which each version compiles anew
-        raise BadInput(
-            f"the replay token was made for another version of {program.display} "
-            f"(fingerprint {decoded.fingerprint}, now {program.fingerprint}); explore again"
-        )
-    runner = Runner(program, decoded.config)
-    chooser = Replay(list(decoded.deviations), strict=True)
-    try:
-        result = runner.run(chooser, recorder)
-    except ScheduleMismatch as exc:
-        raise misfit(str(exc)) from None
-    finally:
-        runner.close()
-    if result.uncontrolled is not None:
-        raise BadInput(f"cannot replay: the program used {result.uncontrolled}")
-    if not chooser.all_used():
-        raise misfit("some of its decisions were never reached")
-    if steps_checksum(recorder.path()) != decoded.checksum:
-        raise misfit("the replay took a different path (the program changed or is not deterministic)")
-    failure = result.failure
-    return ReplayOutcome(failure, render(recorder, failure, skip_setup=setup_steps(recorder)),
-                         result.steps, result.preemptions, recorder, changed_files(program, recorder, decoded))
-
-
-__all__ = ["explore", "replay", "Report", "FailureReport", "ReplayOutcome", "Progress", "ShrinkProgress",
+__all__ = ["explore", "replay", "Report", "FailureReport", "ReplayOutcome", "Diverged", "Progress", "ShrinkProgress",
            "BadInput", "NondeterministicProgram", "Decision"]

@@ -137,7 +137,7 @@ class ProcessGuard:
         self._sigint: Any = None
         self._saved: tuple[Any, Any, Any] = (None, None, None)
 
-    def enter(self, sched: Scheduler) -> None:
+    def enter(self, sched: Scheduler, keep_stdin: bool = False) -> None:
         stdin, stdout, stderr = self._streams = (sys.stdin, sys.stdout, sys.stderr)
         self._files = [_keep(1), _keep(2)]
         self._cwd = failures.run_dir = _cwd()  # None: the directory is gone, nothing to go back to
@@ -145,7 +145,7 @@ class ProcessGuard:
         self._trace, self._profile = sys.gettrace(), sys.getprofile()
         self._recursion_limit = sys.getrecursionlimit()
         self._unraisable = sys.unraisablehook
-        if stdin is not None:
+        if stdin is not None and not keep_stdin:
             sys.stdin = _RefusedStdin(stdin)
         if stdout is not None:
             sys.stdout = _KeptOpen(stdout)

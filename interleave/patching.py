@@ -331,9 +331,12 @@ class Patcher:
 
     # ------------------------------------------------------------- apply/undo
 
-    def apply(self) -> None:
+    def apply(self, keep_input: bool = False) -> None:
+        """The run's replacements; ``keep_input``: reads of stdin stay real (someone answers them)."""
         saved = self._saved
         for module, name, value in _STATIC:
+            if keep_input and value is _os_read:
+                continue
             saved.append((module, name, getattr(module, name, _MISSING)))
             setattr(module, name, value)
         saved.append((threading, "_counter", _threading._counter))
@@ -362,7 +365,7 @@ class Patcher:
             acquire.__init__ = _acquire_in_serial_order
         for module_name, names in _UNCONTROLLED.items():
             module = sys.modules.get(module_name)
-            if module is None:
+            if module is None or (keep_input and module_name == "builtins"):
                 continue
             for name in names:
                 if hasattr(module, name):

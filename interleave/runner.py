@@ -82,9 +82,11 @@ class Runner:
     instrumented while the runner is open; :meth:`close` undoes it.
     """
 
-    def __init__(self, program: Program, config: RunConfig) -> None:
+    def __init__(self, program: Program, config: RunConfig, *, interactive: bool = False) -> None:
         self.program = program
         self.config = config
+        #: Runs may read stdin (a replay, where ``breakpoint()`` and ``input()`` have someone to answer).
+        self.interactive = interactive
         self.patcher = Patcher(program.roots())
         self.guard = ProcessGuard()
         self.accesses = config.granularity == tracing.ACCESS
@@ -157,9 +159,9 @@ class Runner:
         main_name, main_ident = threading.current_thread().name, _thread.get_ident()
         self.watchdog.ready()
         threads_before = _os_threads()
-        self.guard.enter(sched)
+        self.guard.enter(sched, keep_stdin=self.interactive)
         try:
-            self.patcher.apply()
+            self.patcher.apply(keep_input=self.interactive)
             self.watchdog.arm(sched, self.deadline, self.patcher.real_locks)
             try:
                 with self.program.importable():

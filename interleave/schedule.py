@@ -12,12 +12,15 @@ A token is ``2.<python>.<fingerprint>.<files>.<config>.<deviations>.<checksum>``
   helper is never taken for a replay of the same program. Names are not in the token
   (they would make it long), only enough to recognise a file that did not change;
 * ``config``: ``d`` for the default run configuration, else its compact code;
-* ``deviations``: base32 of zigzag varints, four per decision (thread, step, sub, option):
-  the option as :meth:`~interleave.decisions.Decision.code` gives it. Costs are not in the
-  token: decoded, a decision is paid or free where its kind says so, and a switch to
-  another thread is of unknown cost (``paid`` None) until replayed;
+* ``deviations``: base32 of zigzag varints, eight per decision, in the order the run met
+  them: its key (thread, step, sub), its option as :meth:`~interleave.decisions.Decision.code`
+  gives it, and its place (:class:`~interleave.places.Place`: the digest of the line's text,
+  the points seen there before, the line, the file). Costs are not in the token: decoded, a
+  decision is paid or free where its kind says so, and a switch to another thread is of
+  unknown cost (``paid`` None) until replayed;
 * ``checksum``: base32 of 8 bytes: a CRC of the run's steps (thread and line per step),
-  so a replay that takes another path is detected instead of shown; then a CRC of
+  so a replay of the same program that takes another path is detected instead of shown
+  (a program edited since is replayed by place, where the path may differ); then a CRC of
   everything before it in the token (that first CRC included), so a token with any field
   altered is refused as corrupt before it runs.
 """
@@ -33,11 +36,14 @@ import zlib
 from dataclasses import dataclass
 
 from .decisions import Decision, Key, cost_without_run, option_from_code
+from .places import Place
 from .program import BadInput
 from .runner import RunConfig
 
-VERSION = "2"
+VERSION = "3"
 PYTHON = f"{sys.version_info[0]}{sys.version_info[1]}"
+#: The place of a decision made where no place was noted (a token made by hand).
+UNKNOWN_PLACE = Place(0, 0, 0, -1)
 #: Bytes of a file's digest in the token.
 FILE_DIGEST_BYTES = 3
 
@@ -56,6 +62,17 @@ class Token:
     checksum: int
     #: Digests of the other user files the run executed (:func:`file_digest`).
     files: frozenset[bytes] = frozenset()
+    #: Each decision's place (none known: no place for any).
+    places: tuple[Place, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.places and len(self.places) != len(self.deviations):
+            raise ValueError("a token has a place for every decision or for none")
+
+    def file_index(self, digest: bytes | None) -> int:
+        """A :class:`~interleave.places.Place`'s ``file`` for another user file of the run."""
+        ordered = sorted(self.files)
+        return ordered.index(digest) + 1 if digest in self.files else -1
 
     def encode(self) -> str:
         head = ".".join(self._fields()) + "."
@@ -65,9 +82,10 @@ class Token:
     def _fields(self) -> list[str]:
         config = "d" if self.config == RunConfig() else self.config.code()
         numbers: list[int] = []
-        for d in self.deviations:
+        places = self.places or (UNKNOWN_PLACE,) * len(self.deviations)
+        for d, place in zip(self.deviations, places):
             thread, steps, sub, option = d.code()
-            numbers += [thread, steps, sub, _zigzag(option)]
+            numbers += [thread, steps, sub, _zigzag(option), place.text, place.seen, place.line, place.file + 1]
         payload = _b32(_varints(numbers)) or "0"
         files = _b32(b"".join(sorted(self.files))) or "0"
         return [VERSION, self.python, self.fingerprint, files, config, payload]
@@ -92,14 +110,16 @@ class Token:
             config = RunConfig() if config_code == "d" else RunConfig.from_code(config_code)
             numbers = _read_varints(_unb32(payload)) if payload != "0" else []
             packed = _unb32(files_field) if files_field != "0" else b""
-            if (len(numbers) % 4 or not python.isdigit() or len(fingerprint) != 8
+            if (len(numbers) % 8 or not python.isdigit() or len(fingerprint) != 8
                     or len(packed) % FILE_DIGEST_BYTES):
                 raise ValueError("fields of the wrong length")
-            deviations = tuple(_decision(*numbers[i:i + 4]) for i in range(0, len(numbers), 4))
+            deviations = tuple(_decision(*numbers[i:i + 4]) for i in range(0, len(numbers), 8))
+            places = tuple(Place(text, seen, line, file - 1)
+                           for text, seen, line, file in (numbers[i + 4:i + 8] for i in range(0, len(numbers), 8)))
         except (ValueError, IndexError, binascii.Error):
             raise BadToken("corrupt replay token: its fields do not decode") from None
         files = frozenset(packed[i:i + FILE_DIGEST_BYTES] for i in range(0, len(packed), FILE_DIGEST_BYTES))
-        token = cls(python, fingerprint, config, deviations, int.from_bytes(sums[:4], "big"), files)
+        token = cls(python, fingerprint, config, deviations, int.from_bytes(sums[:4], "big"), files, places)
         if token.encode() != text.strip():  # another spelling of the same bytes (case, spare bits)
             raise BadToken("corrupt replay token: it is not spelled as interleave writes it (altered?)")
         return token

@@ -45,6 +45,7 @@ from .decisions import (
     Key,
     Option,
     RunThread,
+    Where,
     run_thread,
 )
 from .failures import (
@@ -241,9 +242,9 @@ class Scheduler:
         self._options_made: dict[tuple[int, ...], tuple[Option, ...]] = {}
         self._options_with_pause: dict[tuple[int, ...], tuple[Option, ...]] = {}
         # What every decision point shows besides its options, made once: points are many. The
-        # line asker is the scheduler's own until the run ends (then it would keep it in a cycle).
+        # place asker is the scheduler's own until the run ends (then it would keep it in a cycle).
         self._thread_steps = _ThreadSteps(self.threads)
-        self._ask_line: Callable[[int], int] = self._line_of
+        self._ask_where: Callable[[int], Where | None] = self._where
         # Polls per thread since anything woke, started or ended (see _spun_out).
         self._spins: dict[int, int] = {}
         # Progress: see _sample. While stalled, the fair default schedule runs, time passes.
@@ -358,7 +359,7 @@ class Scheduler:
             if uninstall is not None:
                 uninstall()
             self._teardown()
-            self._ask_line = _no_line
+            self._ask_where = _nowhere
             if access.RUN.sched is self:
                 access.RUN.sched = None
             _active = None
@@ -764,7 +765,7 @@ class Scheduler:
         sub = self._next_sub(cur)
         self.decisions += 1
         point = _new_tuple(DecisionPoint, ((cur.index, cur.steps, sub), options, default, preemptive, yielding,
-                                           self._thread_steps, self._ask_line))
+                                           self._thread_steps, self._ask_where))
         choice = self._ask(point, in_trace)
         # Costs as DecisionPoint.paid gives them, without its calls.
         if isinstance(choice, RunThread):
@@ -784,7 +785,7 @@ class Scheduler:
 
     def _point(self, key: tuple[int, int, int], options: tuple[Option, ...]) -> DecisionPoint:
         """A fault's or a draw's decision point (the first option is the default)."""
-        return DecisionPoint(key, options, options[0], False, False, self._thread_steps, self._ask_line)
+        return DecisionPoint(key, options, options[0], False, False, self._thread_steps, self._ask_where)
 
     def _ask(self, point: DecisionPoint, in_trace: bool) -> Option:
         """The chooser's answer; an error of the chooser ends the run and is re-raised by :meth:`run`."""
@@ -799,8 +800,8 @@ class Scheduler:
             self.abort(in_trace)
             raise
 
-    def _line_of(self, thread: int) -> int:
-        """The line of the program's own code ``thread`` is at (-1 when none): the running
+    def _where(self, thread: int) -> Where | None:
+        """Where in the program's own code ``thread`` is (None when nowhere): the running
         thread's from this call's stack, another's from its greenlet's frame."""
         vt = self.threads[thread]
         frame: Any = None
@@ -809,7 +810,7 @@ class Scheduler:
         elif vt.greenlet is not None:
             frame = vt.greenlet.gr_frame
         user = innermost_user_frame(frame) if frame is not None else None
-        return user.f_lineno if user is not None else -1
+        return (user.f_code, user.f_lineno) if user is not None else None
 
     def _advance_clock(self) -> list[VThread]:
         """Jump to the next deadline; the threads it woke."""
@@ -1066,8 +1067,8 @@ def _interrupted(exc: BaseException | None) -> bool:
     return False
 
 
-def _no_line(thread: int) -> int:
-    return -1
+def _nowhere(thread: int) -> Where | None:
+    return None
 
 
 class _ThreadSteps(Sequence[int]):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from interleave.decisions import DRAW_SUB, FAULT_SUB, PAUSE, Decision, Draw, Fault, Key, cost_without_run, run_thread
 from interleave.runner import RunConfig
+from interleave.places import TEXT_BITS, Place
 from interleave.schedule import FILE_DIGEST_BYTES, Token
 
 
@@ -49,12 +50,24 @@ run_configs = st.builds(
     races=st.booleans(),
 )
 
-tokens = st.builds(
-    Token,
-    python=st.sampled_from(["311", "312", "313", "399"]),
-    fingerprint=st.text("0123456789abcdef", min_size=8, max_size=8),
-    config=st.one_of(st.just(RunConfig()), run_configs),
-    deviations=st.lists(deviations(), max_size=12).map(tuple),
-    checksum=st.integers(0, 2**32 - 1),
-    files=st.frozensets(st.binary(min_size=FILE_DIGEST_BYTES, max_size=FILE_DIGEST_BYTES), max_size=6),
-)
+places = st.builds(Place, text=st.integers(0, 2**TEXT_BITS - 1), seen=st.integers(0, 10**5),
+                   line=st.integers(0, 10**5), file=st.integers(-1, 6))
+
+
+@st.composite
+def tokens_drawn(draw: st.DrawFn) -> Token:
+    """A token of any schedule, with a place for each decision or (as a token made by hand) for none."""
+    schedule = tuple(draw(st.lists(deviations(), max_size=12)))
+    placed = draw(st.booleans())
+    return Token(
+        python=draw(st.sampled_from(["311", "312", "313", "399"])),
+        fingerprint=draw(st.text("0123456789abcdef", min_size=8, max_size=8)),
+        config=draw(st.one_of(st.just(RunConfig()), run_configs)),
+        deviations=schedule,
+        checksum=draw(st.integers(0, 2**32 - 1)),
+        files=draw(st.frozensets(st.binary(min_size=FILE_DIGEST_BYTES, max_size=FILE_DIGEST_BYTES), max_size=6)),
+        places=tuple(draw(places) for _ in schedule) if placed else (),
+    )
+
+
+tokens = tokens_drawn()

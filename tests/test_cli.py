@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from interleave.decisions import Decision, Key, run_thread
+from interleave.places import Place
 from interleave.runner import RunConfig
 from interleave.schedule import PYTHON, Token
 
@@ -84,6 +86,29 @@ def test_explore_finds_the_race_and_replay_reproduces_it(race):
     assert "preemption:" in replayed.stdout
 
 
+def test_a_failure_replays_with_a_breakpoint_and_prints_added_to_debug_it(race):
+    found = run_cli("explore", "race.py", cwd=race)
+    token = found.stdout.strip().splitlines()[-1].split()[-1]
+    source = (race / "race.py").read_text()
+    # In the racing thread, between its read and its write (the lines below move down).
+    (race / "race.py").write_text(source.replace(
+        "    value = box[0]\n", "    # debugging\n    print('read', box[0])\n    value = box[0]\n    breakpoint()\n"))
+    debugged = subprocess.run([sys.executable, "-m", "interleave", "replay", "race.py", token], cwd=race,
+                              input="p value\nc\np value\nc\n", capture_output=True, text=True, timeout=120)
+    assert debugged.returncode == 1, debugged.stdout + debugged.stderr
+    assert debugged.stdout.count("(Pdb) 0") == 2  # both threads read 0: the preemption fell between
+    assert "reproduced (exception) AssertionError: 1" in debugged.stdout
+    assert "race.py changed since the token was made" in debugged.stdout
+    # Where the schedule decides, an edit makes it diverge, and replay says where (exit 2).
+    (race / "race.py").write_text(source.replace("    value = box[0]\n    box[0] = value + 1\n",
+                                                 "    box[0] += 1\n"))
+    diverged = run_cli("replay", "race.py", token, cwd=race)
+    assert diverged.returncode == 2
+    assert re.fullmatch(r"interleave: error: the program changed since the token was made \(race\.py\) and its "
+                        r"schedule no longer fits: diverged at decision 1 of \d+: the schedule expected Thread-1 "
+                        r"\(add\) at race\.py:\d+, and the run never came there\n", diverged.stderr)
+
+
 def test_no_failure_exits_zero_and_says_what_was_covered(race):
     clean = run_cli("explore", "race.py::fixed", "--strategy", "dfs", "--runs", "5000", cwd=race)
     assert clean.returncode == 0, clean.stdout + clean.stderr
@@ -97,6 +122,11 @@ def test_two_processes_with_the_same_seed_agree(race):
     assert outputs[0] and "[random, seed 5, " in outputs[0] and timeless[0] == timeless[1]
 
 
+#: A token made for another program: its one decision is at a place race.py does not have.
+ELSEWHERE = Token(PYTHON, "00000000", RunConfig(), (Decision(Key(0, 5, 0), run_thread(1), None),), 0,
+                  places=(Place(12345, 0, 3, 0),)).encode()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -106,7 +136,7 @@ def test_two_processes_with_the_same_seed_agree(race):
         (["explore", "broken.py"], "syntax error in broken.py line 1"),
         (["explore", "bad_import.py"], "error while loading bad_import.py: ModuleNotFoundError"),
         (["replay", "race.py", "not-a-token"], "corrupt replay token"),
-        (["replay", "race.py", Token(PYTHON, "00000000", RunConfig(), (), 0).encode()], "another version"),
+        (["replay", "race.py", ELSEWHERE], "no longer fits: diverged at decision 1 of 1"),
         (["replay", "race.py", "1.311.00000000.d.aeaqaaabayaai.3w6t2ua"], "older format (1)"),
     ],
 )

@@ -233,7 +233,7 @@ def test_same_seed_same_exploration_and_token():
         second.failure.run, second.failure.replay, second.failure.trace)
 
 
-def test_replay_refuses_a_changed_program_and_a_schedule_that_does_not_fit(tmp_path):
+def test_replay_refuses_a_schedule_that_does_not_fit_and_follows_an_edited_program_by_place(tmp_path):
     path = write(tmp_path, "race.py", """
         import threading
         box = [0]
@@ -255,9 +255,9 @@ def test_replay_refuses_a_changed_program_and_a_schedule_that_does_not_fit(tmp_p
                 (moved._replace(key=moved.key._replace(thread=moved.key.thread + 7)),), decoded.checksum).encode()
     with pytest.raises(BadInput, match="no longer fits"):
         replay(f"{path}::main", bad)
-    path.write_text(path.read_text() + "\n# edited\n")
-    with pytest.raises(BadInput, match="another version"):
-        replay(f"{path}::main", token)
+    path.write_text(path.read_text() + "\n# edited\n")  # not where the schedule decides: followed by place
+    edited = replay(f"{path}::main", token)
+    assert edited.by_place and edited.failure is not None and edited.changed == [str(path)]
     with pytest.raises(BadInput, match="corrupt"):
         replay(f"{path}::main", token[:-9] + "!")
 

@@ -10,15 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from schedule_strategies import as_decoded, tokens
 
-from interleave.schedule import BadToken, Token
+from interleave.schedule import UNKNOWN_PLACE, BadToken, Token
 
 #: What an alteration may put in a token: its own alphabet, the case it is not written in, a dot.
 ALPHABET = string.ascii_lowercase + string.digits + string.ascii_uppercase + "."
 
 
 def expected(token: Token) -> Token:
+    """What a token reads back as: a token made with no places has the place of none for each decision."""
     return Token(token.python, token.fingerprint, token.config, tuple(map(as_decoded, token.deviations)),
-                 token.checksum, token.files)
+                 token.checksum, token.files, token.places or (UNKNOWN_PLACE,) * len(token.deviations))
 
 
 @given(tokens)

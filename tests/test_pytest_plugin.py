@@ -82,8 +82,8 @@ def test_racy_test_fails_with_kind_trace_and_replay_lines(pytester: pytest.Pytes
         "*>> preemption: Thread-1 (increment) is paused after it reads Counter.value -> 0 (test_counter.py:10); MainThread runs",
         "*XX AssertionError*",
         "Replay it:",
-        "  *pytest test_counter.py::test_counter --interleave-replay=2.*",
-        '  @pytest.mark.interleave(replay="2.*")',
+        "  *pytest test_counter.py::test_counter --interleave-replay=3.*",
+        '  @pytest.mark.interleave(replay="3.*")',
     ])
     assert "pytest_plugin/" not in result.stdout.str()  # no traceback through interleave itself
     assert len(kept_tokens(pytester)) == 1
@@ -122,15 +122,15 @@ def test_replay_line_and_pinned_marker_fail_again_at_once(pytester: pytest.Pytes
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["  replayed the replay token:*"])
 
-    # Once the test itself changes, the token is dropped with a note and the test explored.
-    pytester.makepyfile(test_counter=pinned.replace("assert counter.value == 2", "assert counter.value == 2, 'lost'"))
+    # Edited to debug it (a print, a message on the assertion), the test replays the same schedule.
+    debugged = pinned.replace("assert counter.value == 2",
+                              "print('the counter is', counter.value)\n        assert counter.value == 2, 'lost'")
+    pytester.makepyfile(test_counter=debugged)
     changed = pytester.runpytest()
     changed.assert_outcomes(failed=1)
-    changed.stdout.fnmatch_lines([
-        "  found in run *",
-        "*interleave notes*",
-        "*the replay token no longer fits and was dropped*(the replay token was made for another version*",
-    ])
+    changed.stdout.fnmatch_lines(["interleave: FAILURE (exception) AssertionError: lost*",
+                                  "  replayed the replay token:*", "*print('the counter is', counter.value)*"])
+    assert "found in run" not in changed.stdout.str()
 
 
 def test_replay_of_a_fixed_bug_passes_or_explores(pytester: pytest.Pytester) -> None:
@@ -142,7 +142,7 @@ def test_replay_of_a_fixed_bug_passes_or_explores(pytester: pytest.Pytester) -> 
     result.stdout.fnmatch_lines(["*interleave notes*", "*the replay token*"])
 
 
-def test_kept_failure_is_replayed_first_then_dropped_when_it_no_longer_fits(pytester: pytest.Pytester) -> None:
+def test_kept_failure_is_replayed_first_then_confirms_the_fix(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_counter=RACY)
     pytester.runpytest().assert_outcomes(failed=1)
     [kept] = kept_tokens(pytester)
@@ -152,14 +152,17 @@ def test_kept_failure_is_replayed_first_then_dropped_when_it_no_longer_fits(pyte
     again.assert_outcomes(failed=1)
     again.stdout.fnmatch_lines(["  replayed the kept failure .interleave/pytest/*.token:*"])
 
+    # Fixed, the test runs the kept schedule (its decisions found by where they were made) and passes.
     pytester.makepyfile(test_counter=FIXED)
     fixed = pytester.runpytest("--interleave-runs=50")
     fixed.assert_outcomes(passed=1)
-    fixed.stdout.fnmatch_lines([
-        "*interleave notes*",
-        "*the kept failure*no longer fits and was dropped; the test was explored instead (*",
-    ])
-    assert not kept.exists()
+    fixed.stdout.fnmatch_lines(["*interleave notes*", "*the kept failure*ran without failing*"])
+    assert kept.exists()  # it goes on confirming the fix
+    # Broken again, the kept schedule finds it at once.
+    pytester.makepyfile(test_counter=RACY)
+    broken = pytester.runpytest("--interleave-runs=1", "--interleave-strategy=random")
+    broken.assert_outcomes(failed=1)
+    broken.stdout.fnmatch_lines(["  replayed the kept failure .interleave/pytest/*.token:*"])
 
 
 def test_function_fixtures_are_fresh_for_every_schedule(pytester: pytest.Pytester) -> None:
@@ -427,7 +430,7 @@ def test_hypothesis_shows_minimal_input_and_minimal_schedule(pytester: pytest.Py
         "*n=1,",  # 0 cannot fail: 1 is the minimal input
         ")",
         "*shrunk to 1 preemption(s)*",
-        "*--interleave-replay=2.*",
+        "*--interleave-replay=3.*",
     ])
 
 
@@ -463,7 +466,7 @@ def test_xdist_workers_explore_their_own_tests(pytester: pytest.Pytester) -> Non
     pytester.makepyfile(test_racy=RACY, test_fixed=FIXED)
     result = pytester.runpytest_subprocess("-n", "2", "--interleave-runs=100", timeout=60)
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["*interleave: FAILURE (exception)*", "*--interleave-replay=2.*"])
+    result.stdout.fnmatch_lines(["*interleave: FAILURE (exception)*", "*--interleave-replay=3.*"])
     assert len(kept_tokens(pytester)) == 1
 
 
@@ -830,7 +833,7 @@ def test_the_replay_line_repeats_the_invocation_and_replays(pytester: pytest.Pyt
     found.assert_outcomes(failed=1)
     words = _replay_line(found)
     assert words[1:4] == ["-m", "pytest", "my tests/test_counter.py::test_counter"]
-    assert words[4].startswith("--interleave-replay=2.")
+    assert words[4].startswith("--interleave-replay=3.")
     for path in kept_tokens(pytester):
         path.unlink()  # only the printed line may reproduce it
     replayed = subprocess.run(words, cwd=pytester.path, capture_output=True, text=True, timeout=300)

@@ -76,7 +76,7 @@ class FakeProgram:
         chooser.begin_run(len(self.replayed))
         deviations = []
         for point in POINTS:
-            asked = DecisionPoint(point.key, point.options, point.default, point.preemptive, False, (), lambda t: -1)
+            asked = DecisionPoint(point.key, point.options, point.default, point.preemptive, False, (), lambda t: None)
             choice = chooser.choose(asked)
             if choice != point.default:
                 deviations.append(Decision(Key(*point.key), choice, point.costs(choice)))

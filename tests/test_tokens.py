@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import textwrap
 
 import pytest
 
-from interleave import BadInput, explore, replay
+from interleave import BadInput, Diverged, explore, replay
 from interleave.decisions import Draw
 from interleave.schedule import Token
 
@@ -100,11 +101,38 @@ def test_replay_names_a_helper_module_that_changed_since_the_token(race):
     assert [name.rsplit("/", 1)[-1] for name in outcome.changed] == [helper.name]  # ...and replay says why
 
 
-def test_a_schedule_that_no_longer_fits_names_the_changed_helper(race):
+def test_a_schedule_outlives_comments_prints_and_blank_lines(race):
     helper, target, token = race
-    edit(helper, "    value = box[0]\n", "    value = box[0]\n    value += 0\n")
-    with pytest.raises(BadInput, match=rf"no longer fits.*changed since the token was made: .*{helper.name}"):
+    exact = replay(target, token)
+    assert exact.failure is not None and not exact.by_place
+    # Each added line moves the others, and the print is one more step: one more read of box[0].
+    edit(helper, "def add(box):\n    value = box[0]\n",
+         "# a comment\n\ndef add(box):\n    print('box is', box[0])  # debugging\n\n"
+         "    value = box[0]  # read it\n")
+    outcome = replay(target, token)
+    assert outcome.by_place and outcome.diverged is None
+    assert outcome.failure is not None and outcome.failure.message == exact.failure.message
+    assert [name.rsplit("/", 1)[-1] for name in outcome.changed] == [helper.name]
+    assert preemptions(outcome.trace) == preemptions(exact.trace)
+
+
+def preemptions(trace: str) -> list[str]:
+    """The trace's preemption lines, but for their line numbers."""
+    return [re.sub(r":\d+\)", ")", line) for line in trace.splitlines() if ">> preemption" in line]
+
+
+def test_a_schedule_that_no_longer_fits_says_where_it_diverged(race):
+    helper, target, token = race
+    before = (helper.read_text().splitlines().index("    box[0] = value + 1") + 1)
+    # The line the schedule switched at is gone: the read and the write are one line now.
+    edit(helper, "    value = box[0]\n    box[0] = value + 1\n", "    box[0] = box[0] + 1\n")
+    with pytest.raises(Diverged, match=rf"changed since the token was made \(.*{helper.name}\).*diverged at "
+                                       rf"decision 1 of \d+: the schedule expected Thread-\d+ \(add\) at "
+                                       rf"\S*{helper.name}:{before}, and the run never came there"):
         replay(target, token)
+    outcome = replay(target, token, go_on=True)  # as far as it fits, then the default order
+    assert outcome.diverged is not None and outcome.diverged.startswith("diverged at decision 1")
+    assert outcome.failure is None
 
 
 COIN = """

@@ -117,9 +117,13 @@ class TestExploration:
             pytest.fail(f"interleave: {exc}", pytrace=False)
 
     def _replay(self, program: TestBody, token: str, what: str, kept: Path | None = None) -> bool:
-        """Run one schedule; fail the test if it fails. False (with a note) if it does not fit."""
+        """Run one schedule; fail the test if it fails. False (with a note) if it cannot be run.
+
+        On code changed since the token was made, the schedule is followed by place as far as
+        it fits (:mod:`interleave.replaying`): a failure fixed since replays and passes, which
+        confirms the fix, and the token stays to go on confirming it."""
         try:
-            outcome = replay(program, token)
+            outcome = replay(program, token, go_on=True)
         except BadInput as exc:
             if kept is not None:
                 self.kept.drop(kept)
@@ -127,7 +131,10 @@ class TestExploration:
             return False
         changed = f" (with {', '.join(outcome.changed)} changed since it was made)" if outcome.changed else ""
         if outcome.failure is None:
-            if kept is None:
+            if outcome.diverged is not None:
+                self.note(f"{what} ran without failing on the changed code{changed}, though not all of its "
+                          f"schedule fits it any more ({outcome.diverged})")
+            elif kept is None or outcome.by_place:
                 self.note(f"{what} ran without failing ({outcome.steps:,} steps){changed}")
             return True
         failure = outcome.failure

@@ -31,7 +31,7 @@ def failure_text(item: pytest.Item, kind: str, message: str, head: str, trace: s
     if kind != "hang" and details:
         lines += ["", details]
     lines += ["", "Replay it:", f"  {replay_command(item, token)}",
-              "or pin it in the test (on the marker's line, so no line moves):",
+              "or pin it in the test:",
               f'  @pytest.mark.interleave(replay="{token}")']
     if per_input:
         lines.append("(Hypothesis replays the falsifying input first; "

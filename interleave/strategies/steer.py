@@ -52,7 +52,7 @@ class Steer(Strategy):
         else:
             choice = self.base.choose(point)
         if isinstance(choice, RunThread) and choice.thread != point.thread:
-            self.run_pairs.add((point.line_of(point.thread), point.line_of(choice.thread)))
+            self.run_pairs.add((_line(point, point.thread), _line(point, choice.thread)))
         return choice
 
     def end_run(self, result: FinishedRun) -> None:
@@ -60,3 +60,8 @@ class Steer(Strategy):
         if not self.run_pairs <= self.pairs:
             self.pairs |= self.run_pairs
             self.corpus.append(list(result.deviations))
+
+
+def _line(point: DecisionPoint, thread: int) -> int:
+    where = point.where(thread)
+    return where[1] if where is not None else -1
