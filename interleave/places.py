@@ -6,8 +6,9 @@ print of a shared value, a log call). Its *place* names it by the code instead: 
 of the code of the line its thread stood on (its tokens, without comment or spacing, with
 the function and the file's base name), and how many decision points of that thread and
 kind had been at that code before. Comments, blank lines, prints and logging added
-elsewhere leave every place as it was, so a replay by place follows the same interleaving on the edited program. The line's
-number is kept only to say where the schedule expected a thread when it no longer fits.
+elsewhere leave every place as it was, so a replay by place follows the same interleaving
+on the edited program. The line's number is kept only to say where the schedule expected
+a thread when it no longer fits.
 
 This module sits below the strategies; it knows decision points, not the scheduler.
 """
