@@ -269,15 +269,16 @@ def test_lock_hand_offs_and_notify_edges(programs: Path) -> None:
             by_id[it["id"]] = it["lane"]
         for _, anchor in it.get("anchors", ()):
             by_id[anchor] = it["lane"]
-    edges = {(e["kind"], by_id[e["from"]], by_id[e["to"]], e["label"].split("-")[0]) for e in model["edges"]}
+    # Locks are named by the variables the program keeps them in (here closures' cells).
+    edges = {(e["kind"], by_id[e["from"]], by_id[e["to"]], e["label"]) for e in model["edges"]}
     waiter, worker, main = ids["waiter"], ids["worker"], ids["MainThread"]
     assert edges == {
         ("spawn", main, waiter, "start"),
         ("spawn", main, worker, "start"),
-        ("handoff", waiter, worker, "RLock"),  # cond.wait() gives the Condition's lock up; the worker takes it
+        ("handoff", waiter, worker, "cond"),  # cond.wait() gives the Condition's lock up; the worker takes it
         ("wake", worker, waiter, "notify"),  # cond.notify() ends the waiter's wait
-        ("handoff", worker, waiter, "RLock"),  # ... and the waiter gets the Condition's lock back
-        ("handoff", worker, waiter, "Lock"),  # the worker's `with lock:` before the waiter's
+        ("handoff", worker, waiter, "cond"),  # ... and the waiter gets the Condition's lock back
+        ("handoff", worker, waiter, "lock"),  # the worker's `with lock:` before the waiter's
         ("wake", waiter, main, "exit"),  # the waiter ends: main's join returns
     }  # and nothing for the locks inside Condition.wait/notify, Thread.start or the thread's end
 
