@@ -600,6 +600,39 @@ def dom(page: Path | str, tmp_path: Path) -> str:
     return text
 
 
+def clicked(page: Path, tmp_path: Path, script: str) -> tuple[str, Any]:
+    """The page after ``script`` ran once the page's own script was done, and what it left in
+    ``window.probe`` (as JSON, on the body's ``data-probe``)."""
+    probe = (f"<script>window.probe = {{}}; {script}; "
+             "document.body.setAttribute('data-probe', JSON.stringify(window.probe));</script></body>")
+    out = tmp_path / f"clicked-{page.name}"
+    out.write_text(page.read_text().replace("</body>", probe))
+    text = dom(out, tmp_path)
+    match = re.search(r'<body[^>]*data-probe="([^"]*)"', text)
+    assert match is not None, text[:500]
+    return text, json.loads(html.unescape(match.group(1)))
+
+
+#: Where the row marked as the one jumped to is, in the window.
+WHERE = ("function where(name) { const row = document.querySelector('.current');"
+         " const box = row.getBoundingClientRect();"
+         " window.probe[name] = {cls: row.className, text: row.textContent, top: box.top, bottom: box.bottom,"
+         " height: innerHeight, scrolled: scrollY, count: (document.getElementById('count-preempt') || {}).textContent};"
+         " }")
+
+
+def timeline_of(target: str, tmp_path: Path) -> Path:
+    failure = found(target)
+    page = tmp_path / "page.html"
+    write_html(page, failure.recorder, failure, title=target, token=failure.replay,
+               command=f"interleave replay {target} {failure.replay}")
+    return page
+
+
+def on_screen(at: dict[str, Any]) -> bool:
+    return 0 <= at["top"] and at["bottom"] <= at["height"]
+
+
 def read_png(path: Path) -> tuple[int, int, int, list[bytes]]:
     """Width, height, bytes per pixel and unfiltered rows of an 8-bit RGB(A) PNG."""
     data = path.read_bytes()
@@ -724,43 +757,13 @@ def test_browser_handles_ten_thousand_steps(programs: Path, tmp_path: Path) -> N
     boxes = text.count('class="b ')
     assert 0 < boxes < failure.steps // 3, (boxes, failure.steps)  # runs of steps are folded into one box each
     # The lock ping-pong is one "repeat" row; a click on it lays all its rows out.
-    clicked = tmp_path / "big-clicked.html"
-    clicked.write_text(page.read_text().replace("</body>", "<script>document.querySelectorAll('.m.repeat')"
-                                                ".forEach(function (row) { row.click(); });</script></body>"))
-    assert dom(clicked, tmp_path).count('class="b ') > 10 * boxes
-
-
-def clicked(page: Path, tmp_path: Path, script: str) -> tuple[str, Any]:
-    """The page after ``script`` ran once the page's own script was done, and what it left in
-    ``window.probe`` (as JSON, on the body's ``data-probe``)."""
-    probe = (f"<script>window.probe = {{}}; {script}; "
-             "document.body.setAttribute('data-probe', JSON.stringify(window.probe));</script></body>")
-    out = tmp_path / f"clicked-{page.name}"
-    out.write_text(page.read_text().replace("</body>", probe))
-    text = dom(out, tmp_path)
-    match = re.search(r'<body[^>]*data-probe="([^"]*)"', text)
-    assert match is not None, text[:500]
-    return text, json.loads(html.unescape(match.group(1)))
-
-
-#: Where the row marked as the one jumped to is, in the window.
-WHERE = ("function where(name) { const row = document.querySelector('.current');"
-         " const box = row.getBoundingClientRect();"
-         " window.probe[name] = {cls: row.className, text: row.textContent, top: box.top, bottom: box.bottom,"
-         " height: innerHeight, scrolled: scrollY, count: (document.getElementById('count-preempt') || {}).textContent};"
-         " }")
-
-
-def timeline_of(target: str, tmp_path: Path) -> Path:
-    failure = found(target)
-    page = tmp_path / "page.html"
-    write_html(page, failure.recorder, failure, title=target, token=failure.replay,
-               command=f"interleave replay {target} {failure.replay}")
-    return page
-
-
-def on_screen(at: dict[str, Any]) -> bool:
-    return 0 <= at["top"] and at["bottom"] <= at["height"]
+    unfolded = tmp_path / "big-clicked.html"
+    unfolded.write_text(page.read_text().replace("</body>", "<script>document.querySelectorAll('.m.repeat')"
+                                                 ".forEach(function (row) { row.click(); });</script></body>"))
+    assert dom(unfolded, tmp_path).count('class="b ') > 10 * boxes
+    # One box per run of steps (the default above 2,000 steps): the failure is still one click away.
+    _, probe = clicked(page, tmp_path, WHERE + "; document.getElementById('goto-fail').click(); where('fail');")
+    assert "hot" in probe["fail"]["cls"] and on_screen(probe["fail"]) and probe["fail"]["scrolled"] > 0
 
 
 @needs_browser
