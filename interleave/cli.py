@@ -180,7 +180,8 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
     if html_path:
         if report.failure is not None and report.failure.recorder is not None:
             _write(html_path, render_html(report.failure.recorder, report.failure, title=report.target,
-                                          token=report.failure.replay))
+                                          token=report.failure.replay,
+                                          command=_replay_line(report.target, report.failure.replay)))
         else:
             click.echo(f"interleave: no failure, so no timeline was written to {html_path}", err=True)
     for line in unrepeated:
@@ -370,7 +371,12 @@ def _print_failure(report: Report, failure: FailureReport, full: bool = False) -
                    f"explore again with --seed {report.seed} to find it.")
         return
     click.echo("Replay it:")
-    click.echo(f"  interleave replay {shlex.quote(report.target)} {failure.replay}")
+    click.echo(f"  {_replay_line(report.target, failure.replay)}")
+
+
+def _replay_line(target: str, token: str | None) -> str | None:
+    """The command that replays ``token``, shell-quoted."""
+    return f"interleave replay {shlex.quote(target)} {token}" if token else None
 
 
 def _print_races(report: Report) -> None:
@@ -462,7 +468,8 @@ def replay_command(target: str, token: str, html_path: str | None, full: bool) -
     click.echo(render(outcome.recorder, outcome.failure, skip_setup=setup_steps(outcome.recorder), full=full,
                       color=_color()) if full or _color() else outcome.trace)
     if html_path:
-        _write(html_path, render_html(outcome.recorder, outcome.failure, title=target, token=token))
+        _write(html_path, render_html(outcome.recorder, outcome.failure, title=target, token=token,
+                                      command=_replay_line(target, token)))
     if outcome.failure is None:
         click.echo(f"interleave: the schedule ran without failing ({outcome.steps:,} steps){against}")
         sys.exit(EXIT_OK)

@@ -16,6 +16,7 @@ import html
 import json
 import os
 import re
+from dataclasses import replace
 from importlib import resources
 from typing import Any, Protocol
 
@@ -129,6 +130,8 @@ class _Builder:
     def build_items(self) -> None:
         steps = self.story.steps
         hot = self.hot_steps()
+        conflict = self.story.conflict()
+        noted = conflict.notes if conflict is not None else {}
         events_at: dict[int, list[tuple[int, Event]]] = {}
         for n, e in enumerate(self.events):
             here = events_at.setdefault(e.at_step, [])
@@ -142,6 +145,7 @@ class _Builder:
         segment: dict[str, Any] | None = None
         last_step: dict[int, tuple[dict[str, Any], int, int]] = {}  # lane -> (segment, offset, step index)
         paused: dict[int, tuple[int, bool]] = {}  # lane -> (step it was paused at, inside it?) until it runs
+        conflict_anchors: list[int] = []
 
         def close() -> None:
             nonlocal segment
@@ -214,13 +218,18 @@ class _Builder:
             if segment is None:
                 resume(s.thread, s.clock)
                 segment = {"k": "steps", "lane": s.thread, "first": i, "t": s.clock, "at": [], "hot": {},
-                           "paused": {}, "anchors": [], "acc": {}}
+                           "paused": {}, "anchors": [], "acc": {}, "conflict": {}}
                 arrive(s.thread)
             last_step[s.thread] = (segment, len(segment["at"]), i)
             if i in hot:
                 segment["hot"][str(len(segment["at"]))] = hot[i]
             if s.accesses:  # what the step read and wrote, in the program's terms
                 segment["acc"][str(len(segment["at"]))] = "; ".join(s.accesses)
+            if i in noted:  # one of the conflicting accesses: an anchor for the arrows between them
+                self.anchor_ids += 1
+                segment["conflict"][str(len(segment["at"]))] = noted[i]
+                segment["anchors"].append([len(segment["at"]), self.anchor_ids])
+                conflict_anchors.append(self.anchor_ids)
             segment["at"].append(self.where(s.filename, s.lineno))
         close()
         for lane, waiting in pending_targets.items():
@@ -228,6 +237,9 @@ class _Builder:
             anchor = place_anchor(lane)
             for edge in waiting:
                 edge["to"] = anchor
+        for a, b in zip(conflict_anchors, conflict_anchors[1:]):
+            self.edges.append({"kind": "conflict", "label": "", "from": a, "to": b,
+                               "title": conflict.summary if conflict is not None else ""})
         self.edges = [e for e in self.edges if "from" in e and "to" in e]
         self.items = self.fold_repeats(self.items)
         self.final_items()
@@ -281,7 +293,8 @@ class _Builder:
         elif isinstance(what, Blocked):
             if starting_thread(e):
                 return None  # the start marker just above says it
-            item.update(label=f"blocks {wait_text(what)}")
+            named = replace(what, lock=self.story.lock_name(what.lock)) if what.lock else what
+            item.update(label=f"blocks {wait_text(named)}")
         elif isinstance(what, Woken):
             item.update(type="timeout", lane=what.thread, label="timed out: woken by the clock")
         elif isinstance(what, (ThreadsCrashed, ThreadsFrozen, ThreadsThawed)):
@@ -332,8 +345,8 @@ class _Builder:
         start = self.events[link.start]
         if link.kind == "handoff":
             assert link.end is not None
-            return (link.what.split(" (")[0],
-                    f"{start.name} releases {link.what}, {self.events[link.end].name} acquires it")
+            return (self.story.lock_name(link.what),
+                    f"{start.name} releases {self.lock_title(link.what)}, {self.events[link.end].name} acquires it")
         if link.kind == "wake":
             block = self.events[link.waited].what if link.waited is not None else None
             waited_in = wait_text(block) if isinstance(block, Blocked) else "waiting"
@@ -346,6 +359,14 @@ class _Builder:
         recv = self.events[link.end].what
         assert isinstance(recv, Noted)
         return link.what, f"message {recv.fields['msg']}: {link.what}"
+
+    def lock_title(self, label: str) -> str:
+        """A lock by its variable and its label: ``lock (Lock-1, made at handoff.py:4)``."""
+        name = self.story.lock_name(label)
+        short, _, made = label.partition(" (")
+        if name == short:
+            return label
+        return f"{name} ({short}, {made[:-1]})" if made else f"{name} ({short})"
 
     def final_items(self) -> None:
         f = self.failure
@@ -366,11 +387,12 @@ class _Builder:
                 elif api.endswith("join"):
                     why = f"{self.names.get(h, h)} to finish"
                 else:
-                    lock = (w.lock or "a lock").split(" (")[0]
+                    lock = self.story.lock_name(w.lock) if w.lock else "a lock"
                     why = f"{lock} held by {self.names.get(h, h)}"
+                label = f"blocked {api}: waits for {why}"
                 self.anchor_ids += 1
-                boxes.append({"lane": t, "id": self.anchor_ids, "label": f"blocked {api}: waits for {why}",
-                              "cycle": t in in_cycle})
+                boxes.append({"lane": t, "id": self.anchor_ids, "label": label, "cycle": t in in_cycle,
+                              "title": label + (f"\nthe lock: {self.lock_title(w.lock)}" if w.lock else "")})
             ids = {b["lane"]: b["id"] for b in boxes}
             for t, h in story.wait_for.items():
                 if h in ids:
@@ -398,7 +420,7 @@ _TRACE_LINES = 2000
 def _signature(item: dict[str, Any]) -> Any:
     """What makes two rows the same row again; None for rows that never repeat."""
     if item["k"] == "steps":
-        if item["hot"] or item["paused"]:
+        if item["hot"] or item["paused"] or item["conflict"]:
             return None
         return ("steps", item["lane"], tuple(tuple(a) for a in item["at"]), len(item["anchors"]))
     if item["k"] == "mark":
@@ -411,16 +433,20 @@ def _signature(item: dict[str, Any]) -> Any:
 
 
 def build_model(recorder: TraceRecorder, failure: FailureLike | None = None, *, title: str = "",
-                token: str | None = None) -> dict[str, Any]:
-    """The timeline as plain data (what the page's script draws); see docs/timeline.md."""
+                token: str | None = None, command: str | None = None) -> dict[str, Any]:
+    """The timeline as plain data (what the page's script draws); see docs/timeline.md.
+    ``command`` is the shell command that replays the run (shown ready to copy)."""
     story = recorder.story()
     b = _Builder(story, failure)
     b.build_items()
     lanes, groups = b.lanes()
     steps = story.steps[: b.end]
+    conflict = story.conflict()
     return {
         "title": title,
         "token": token,
+        "command": command,
+        "conflict": None if conflict is None else {"summary": conflict.summary, "race": bool(story.marks)},
         "failure": None if failure is None else {"kind": failure.kind, "message": failure.message,
                                                  "details": failure.details, "thread": failure.thread},
         "lanes": lanes,
@@ -438,9 +464,9 @@ def build_model(recorder: TraceRecorder, failure: FailureLike | None = None, *, 
 
 
 def render_html(recorder: TraceRecorder, failure: FailureLike | None = None, *, title: str = "",
-                token: str | None = None) -> str:
+                token: str | None = None, command: str | None = None) -> str:
     """One offline HTML page: the timeline, the failure's details and the text trace."""
-    model = build_model(recorder, failure, title=title, token=token)
+    model = build_model(recorder, failure, title=title, token=token, command=command)
     text = render(recorder, failure, skip_setup=recorder.story().setup, limit=_TRACE_LINES,
                   more="interleave replay --full prints the whole trace")
     # Nothing in the program's strings may end the script element or open a comment in it.
@@ -452,7 +478,12 @@ def render_html(recorder: TraceRecorder, failure: FailureLike | None = None, *, 
     else:
         summary = '<p class="ok">The schedule ran without failing.</p>'
         details = ""
-    replay = f'<p class="token">replay token: <code>{html.escape(token)}</code></p>' if token else ""
+    if command or token:
+        what, shown = ("replay it", command) if command else ("replay token", token)
+        replay = (f'<p class="token">{what}: <code id="replay">{html.escape(shown or "")}</code> '
+                  '<button id="copy" title="copy to the clipboard">copy</button></p>')
+    else:
+        replay = ""
     return (_asset("page.html").replace("@TITLE@", head).replace("@SUMMARY@", summary + replay)
             .replace("@DETAILS@", details).replace("@TRACE@", html.escape(text))
             .replace("@CSS@", _asset("timeline.css")).replace("@JS@", _asset("timeline.js")).replace("@MODEL@", data))
@@ -470,6 +501,6 @@ _SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
 def write_html(path: str | os.PathLike[str], recorder: TraceRecorder, failure: FailureLike | None = None, *,
-               title: str = "", token: str | None = None) -> None:
-    write_atomically(path, render_html(recorder, failure, title=title, token=token))
+               title: str = "", token: str | None = None, command: str | None = None) -> None:
+    write_atomically(path, render_html(recorder, failure, title=title, token=token, command=command))
 

@@ -12,7 +12,10 @@ wake-ups, thread starts, messages) and a deadlock's wait-for graph. The text tra
 
 from __future__ import annotations
 
+import ast
+import re
 import sys
+import threading
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +38,9 @@ from .events import (
     Wait,
     Woken,
 )
+from .failures import innermost_user_frame, source_line
 from .files import is_user_file
+from .primitives import Lock
 
 
 @dataclass
@@ -47,8 +52,9 @@ class Step:
     clock: float
     #: What the step touched, in the program's terms (``reads Stats.hits -> 0``), when known.
     accesses: list[str] | None = None
-    #: The same as data: ``(object key, field, write)`` per access, for the timeline and races.
-    touched: list[tuple[Any, Any, bool]] | None = None
+    #: The same as data: ``(object key, field, write, what)`` per access (``what``: the field in
+    #: the program's terms, ``Stats.hits``), for the timeline and races.
+    touched: list[tuple[Any, Any, bool, str]] | None = None
 
 
 @dataclass
@@ -85,6 +91,14 @@ class TraceRecorder:
     stacks: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
     #: Step index -> a note the trace and the timeline put there (a data race's two accesses).
     marks: dict[int, str] = field(default_factory=dict)
+    #: Lock label -> the variable the program keeps that lock in (``Account.lock``), from the
+    #: accesses that read or wrote it.
+    held_in: dict[str, str] = field(default_factory=dict)
+    #: Lock label -> the expression the program's first ``with`` or ``acquire`` of it took it by
+    #: (``cond`` in ``with cond:``); "" when that line says none.
+    acquired_as: dict[str, str] = field(default_factory=dict)
+    #: Locks seen in a variable before their first use in this run (their label is not this run's yet).
+    _unlabelled: dict[int, tuple[Lock, str]] = field(default_factory=dict, repr=False, compare=False)
     _story: Story | None = field(default=None, repr=False, compare=False)
 
     def step(self, sched: Any, thread: Any, frame: Any) -> None:
@@ -96,13 +110,16 @@ class TraceRecorder:
         """An access is kept on its step (not as an event): its text, its data, and the user's stack."""
         index = len(sched.access_log) - 1
         self.stacks[index] = user_stack(frame)
+        # Described now: the object and the value may change later in the run.
+        what = describe(made.site, made.obj, made.field)
+        value = made.value
+        lock = _lock_in(value)
+        if lock is not None:
+            self._name_lock(sched, lock, what)
         if not self.steps:
             return
         self.access_steps[index] = len(self.steps) - 1
         step = self.steps[-1]
-        # Described now: the object and the value may change later in the run.
-        what = describe(made.site, made.obj, made.field)
-        value = made.value
         if made.write:
             text = f"writes {what}" + (f" = {_value(value)}" if value is not NOTHING else "")
         else:
@@ -111,7 +128,20 @@ class TraceRecorder:
             step.accesses, step.touched = [], []
         step.accesses.append(text)
         assert step.touched is not None
-        step.touched.append((sched.access_log[-1][1], made.field, made.write))
+        step.touched.append((sched.access_log[-1][1], made.field, made.write, what))
+
+    def _name_lock(self, sched: Any, lock: Lock, what: str) -> None:
+        name = _variable(what)
+        if getattr(lock, "_run", None) is sched:
+            self.held_in.setdefault(lock.label, name)
+        else:  # made before this run and not used in it yet: its label is given at its first use
+            self._unlabelled.setdefault(id(lock), (lock, name))
+
+    def _label_pending(self, sched: Any) -> None:
+        for key, (lock, name) in list(self._unlabelled.items()):
+            if getattr(lock, "_run", None) is sched:
+                self.held_in.setdefault(lock.label, name)
+                del self._unlabelled[key]
 
     def event(self, sched: Any, what: RunEvent) -> None:
         if isinstance(what, Accessed):
@@ -121,6 +151,11 @@ class TraceRecorder:
         # The library call the program made (Lock.acquire, Condition.notify...): the timeline
         # draws hand-offs of the program's own locks, not of the locks inside Condition or Thread.
         api = library_call(sys._getframe(1)) if isinstance(what, _CALLS) else None
+        if self._unlabelled and isinstance(what, (Acquired, Released, Blocked)):
+            self._label_pending(sched)
+        if isinstance(what, Acquired) and what.lock not in self.acquired_as and lock_acquire(api or ""):
+            # Taken by the program's own ``with x:`` or ``x.acquire()``: ``x`` names it, if nothing better does.
+            self.acquired_as[what.lock] = _acquired_as(sys._getframe(1))
         self.events.append(Event(len(self.steps), cur.index, cur.name, sched.clock.now, what, api))
 
     def mark_race(self, failure: Any) -> None:
@@ -148,6 +183,19 @@ class Suspension:
     step: int | None
     #: The thread had blocked in that line and its wait was over: the rest of the line is pending.
     inside: bool
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Accesses of two threads to one field that explain a failure: a data race's two
+    accesses, or a lost update (a thread reads a field, another writes it, the first writes
+    it back over that write)."""
+
+    #: Step index -> what the access there did, in a sentence.
+    notes: dict[int, str]
+    #: The conflict in one line:
+    #: ``Thread-2 writes Stats.hits between Thread-1's read (step 9) and its write (step 14)``.
+    summary: str
 
 
 @dataclass(frozen=True)
@@ -224,6 +272,80 @@ class Story:
         self.in_cycle = self._cycle()
         #: Per thread, its last block in the run (an index in events).
         self.last_block = {e.thread: n for n, e in enumerate(self.events) if isinstance(e.what, Blocked)}
+        #: Lock label -> the variable the program keeps it in (``Account.lock``; ``Account.lock #2``
+        #: when several locks of the run are kept in variables of that name).
+        self.lock_names = _lock_names(rec.held_in, rec.acquired_as, self._lock_labels())
+
+    def _lock_labels(self) -> list[str]:
+        labels: dict[str, None] = {}
+        for e in self.events:
+            what = e.what
+            if isinstance(what, (Acquired, Released)):
+                labels[what.lock] = None
+            elif isinstance(what, Blocked) and what.lock is not None:
+                labels[what.lock] = None
+            elif isinstance(what, Deadlocked):
+                labels.update((w.lock, None) for w in what.waits if w.lock is not None)
+        return list(labels)
+
+    def lock_name(self, label: str) -> str:
+        """What the timeline calls a lock: its variable, else its label without where it was made."""
+        return self.lock_names.get(label) or label.split(" (")[0]
+
+    def conflict(self) -> Conflict | None:
+        """The conflicting accesses to show: the data race's, else those around a preemption."""
+        if self.marks:
+            notes = {i: note for i, note in self.marks.items() if i < self.end}
+            return Conflict(notes, notes[max(notes)]) if notes else None
+        return self._across_suspension()
+
+    def _across_suspension(self) -> Conflict | None:
+        """Around the run's last preemption or pause that another thread's write came into: a
+        field that thread wrote while the held thread was stopped, which the held thread touches
+        when it goes on (and, when it did, last touched before it was stopped): the lost update's
+        read, write and write back, or an order violated."""
+        steps = self.steps
+        suspended = sorted(self.suspensions.items(), reverse=True)[:_SUSPENSIONS_LOOKED_AT]
+        for n, sus in suspended:
+            held, start = sus.thread, self.events[n].at_step
+            resumed = next((i for i in range(start, self.end) if steps[i].thread == held), None)
+            if resumed is None:
+                continue
+            written: dict[Any, tuple[int, int, str]] = {}  # field -> the last write of another thread meanwhile
+            for i in range(start, resumed):
+                for place, write, what in _places(steps[i]):
+                    if write:
+                        written[place] = (i, steps[i].thread, what)
+            after = next(((i, place, write) for i in range(resumed, self.end) if steps[i].thread == held
+                          for place, write, _ in _places(steps[i]) if place in written), None)
+            if after is None:
+                continue
+            x, place, x_writes = after
+            w, other, what = written[place]
+            before = None  # its last access to that field in its run of steps before it was stopped
+            for i in range(start - 1, self.setup - 1, -1):
+                if steps[i].thread != held:
+                    break
+                before = next(((i, write) for p, write, _ in _places(steps[i]) if p == place), None)
+                if before is not None:
+                    break
+            a, b = self.names[held], self.names[other]
+            how = "paused" if isinstance(self.events[n].what, Paused) else "preempted"
+            x_verb, x_noun = ("writes", "write") if x_writes else ("reads", "read")
+            notes = {w: "", x: f"{a} {x_verb} {what} here, after {b}'s write (step {w + 1})"}
+            if before is not None:
+                r, r_writes = before
+                r_noun = "write" if r_writes else "read"
+                summary = (f"{b} writes {what} between {a}'s {r_noun} (step {r + 1}) "
+                           f"and its {x_noun} (step {x + 1})")
+                notes[r] = f"{a} {'writes' if r_writes else 'reads'} {what} here, then is {how}"
+                if x_writes:
+                    notes[x] += ": that write is lost"
+            else:
+                summary = f"{b} writes {what} (step {w + 1}) while {a} is {how}, and {a} {x_verb} it (step {x + 1})"
+            notes[w] = summary
+            return Conflict(dict(sorted(notes.items())), summary)
+        return None
 
     def _threads(self) -> None:
         for s in self.steps[: self.end]:
@@ -423,10 +545,113 @@ def library_call(frame: Any) -> str | None:
     return name
 
 
+#: How many of the run's last preemptions and pauses are looked at for conflicting accesses.
+_SUSPENSIONS_LOOKED_AT = 20
+
+
+def _places(step: Step) -> list[tuple[Any, bool, str]]:
+    """``(field, write, what)`` of each access of a step whose field can be a dict key."""
+    found = []
+    for key, fld, write, what in step.touched or ():
+        try:
+            hash(fld)
+        except TypeError:  # a slice before 3.12
+            continue
+        found.append(((key, fld), write, what))
+    return found
+
+
+def _lock_in(value: Any) -> Lock | None:
+    """The lock a value is, or that ``with value:`` takes (a Condition's); by type only, so
+    that no code of the program's runs here."""
+    kind = type(value)
+    if issubclass(kind, Lock):
+        return value  # type: ignore[no-any-return]
+    if issubclass(kind, (threading.Semaphore, threading.Event, threading.Barrier)):
+        value, kind = vars(value).get("_cond"), type(vars(value).get("_cond"))  # built on a Condition
+    if issubclass(kind, threading.Condition):
+        inner = vars(value).get("_lock")
+        return inner if isinstance(inner, Lock) else None
+    return None
+
+
+def _variable(what: str) -> str:
+    """A field as a variable's name: ``the global lock`` is ``lock``."""
+    for prefix in ("the global ", "the cell "):
+        if what.startswith(prefix):
+            return what[len(prefix):]
+    return what
+
+
+_MADE_AT = re.compile(r"\(made at (.+):(\d+)\)$")
+_NUMBERED = re.compile(r"^\D*?(\d+)")
+
+
+def _made_into(label: str) -> str | None:
+    """The variable a lock was stored in where it was made: ``self.lock`` for a lock made by
+    ``self.lock = threading.Lock()``; None when its line is not such an assignment."""
+    made = _MADE_AT.search(label)
+    if made is None:
+        return None
+    try:
+        tree = ast.parse(source_line(made.group(1), int(made.group(2))))
+    except SyntaxError:
+        return None
+    stmt = tree.body[0] if len(tree.body) == 1 else None
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+    if len(targets) == 1 and isinstance(targets[0], (ast.Name, ast.Attribute, ast.Subscript)):
+        return ast.unparse(targets[0])
+    return None
+
+
+def _acquired_as(frame: Any) -> str:
+    """The lock the program's line takes: ``cond`` in ``with cond:``, ``self.lock`` in
+    ``self.lock.acquire()``; "" when the line is not one of these."""
+    frame = innermost_user_frame(frame)
+    if frame is None:
+        return ""
+    line = source_line(frame.f_code.co_filename, frame.f_lineno)
+    for text in (line, line + "\n    pass"):  # a ``with`` line is parsed with a body
+        try:
+            stmt = ast.parse(text).body[0]
+        except (SyntaxError, IndexError):
+            continue
+        if isinstance(stmt, ast.With) and len(stmt.items) == 1:
+            return ast.unparse(stmt.items[0].context_expr)
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "acquire":
+            return ast.unparse(call.func.value)
+        return ""
+    return ""
+
+
+def _lock_names(held_in: dict[str, str], acquired_as: dict[str, str], labels: list[str]) -> dict[str, str]:
+    """Each lock's variable (from its accesses, else from the line that made it, else from the
+    line that first took it), numbered in the order the locks were made when several share one name."""
+    named = {}
+    for label in labels:
+        name = held_in.get(label) or _made_into(label) or acquired_as.get(label)
+        if name:
+            named[label] = name
+    by_name: dict[str, list[str]] = {}
+    for label, name in named.items():
+        by_name.setdefault(name, []).append(label)
+    for name, same in by_name.items():
+        if len(same) > 1:
+            for n, label in enumerate(sorted(same, key=_label_number), 1):
+                named[label] = f"{name} #{n}"
+    return named
+
+
+def _label_number(label: str) -> tuple[str, int]:
+    number = _NUMBERED.match(label)
+    return (label.split("-")[0], int(number.group(1)) if number else 0)
+
+
 def _touched_after(trace: TraceRecorder, at: int, thread: int, key: Any, fld: Any) -> int | None:
     """The first step after ``at`` in which ``thread`` touches ``fld`` of object ``key``."""
     for i in range(at + 1, len(trace.steps)):
         step = trace.steps[i]
-        if step.thread == thread and step.touched and any(k == key and f == fld for k, f, _ in step.touched):
+        if step.thread == thread and step.touched and any(k == key and f == fld for k, f, _, _ in step.touched):
             return i
     return None

@@ -7,6 +7,7 @@ chromium``; another binary can be named with ``INTERLEAVE_CHROMIUM``).
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -160,6 +161,54 @@ def main():
     assert not done
 """
 
+TWICE = """
+import threading
+
+class Counter:
+    def __init__(self):
+        self.a = 0
+        self.b = 0
+
+def main():
+    counter = Counter()
+
+    def worker():
+        current = counter.a
+        counter.a = current + 1
+        current = counter.b
+        counter.b = current + 1
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (counter.a, counter.b) != (1, 1), "both counts lost an update: two preemptions"
+"""
+
+#: A lock made when the module is imported, before any run: it is named by the accesses that read it.
+PRELOCKED = """
+import threading
+
+class Account:
+    lock = threading.Lock()
+    balance = 0
+
+def main():
+    held = Account.lock  # read once, before the lock's first use in the run
+
+    def deposit(lock):
+        with lock:
+            Account.balance += 1
+
+    threads = [threading.Thread(target=deposit, args=(held,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Account.balance == 0, "every run fails: its timeline is drawn"
+"""
+
 _cache: dict[str, Any] = {}
 
 
@@ -175,7 +224,8 @@ def found(target: str) -> Any:
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("timeline_programs")
-    for name, text in {"handoff": HANDOFF, "nodes": NODES, "big": BIG, "sleeper": SLEEPER, "poller": POLLER}.items():
+    for name, text in {"handoff": HANDOFF, "nodes": NODES, "big": BIG, "sleeper": SLEEPER, "poller": POLLER,
+                       "twice": TWICE}.items():
         (root / f"{name}.py").write_text(textwrap.dedent(text))
     return root
 
@@ -269,15 +319,16 @@ def test_lock_hand_offs_and_notify_edges(programs: Path) -> None:
             by_id[it["id"]] = it["lane"]
         for _, anchor in it.get("anchors", ()):
             by_id[anchor] = it["lane"]
-    edges = {(e["kind"], by_id[e["from"]], by_id[e["to"]], e["label"].split("-")[0]) for e in model["edges"]}
+    # Locks are named by the variables the program keeps them in (here closures' cells).
+    edges = {(e["kind"], by_id[e["from"]], by_id[e["to"]], e["label"]) for e in model["edges"]}
     waiter, worker, main = ids["waiter"], ids["worker"], ids["MainThread"]
     assert edges == {
         ("spawn", main, waiter, "start"),
         ("spawn", main, worker, "start"),
-        ("handoff", waiter, worker, "RLock"),  # cond.wait() gives the Condition's lock up; the worker takes it
+        ("handoff", waiter, worker, "cond"),  # cond.wait() gives the Condition's lock up; the worker takes it
         ("wake", worker, waiter, "notify"),  # cond.notify() ends the waiter's wait
-        ("handoff", worker, waiter, "RLock"),  # ... and the waiter gets the Condition's lock back
-        ("handoff", worker, waiter, "Lock"),  # the worker's `with lock:` before the waiter's
+        ("handoff", worker, waiter, "cond"),  # ... and the waiter gets the Condition's lock back
+        ("handoff", worker, waiter, "lock"),  # the worker's `with lock:` before the waiter's
         ("wake", waiter, main, "exit"),  # the waiter ends: main's join returns
     }  # and nothing for the locks inside Condition.wait/notify, Thread.start or the thread's end
 
@@ -370,6 +421,84 @@ def test_a_polling_loop_folds_into_one_row(programs: Path) -> None:
     assert hot == ["still running here"] and model["items"][-1]["kind"] == "hang"
 
 
+def test_locks_are_named_by_the_variable_they_are_kept_in() -> None:
+    model = model_of(example("lock_order_deadlock"))
+    # Two Account objects: both locks are `Account.lock`, told apart by the order they were made in.
+    boxes = {b["label"] for it in model["items"] if it["k"] == "deadlock" for b in it["boxes"]}
+    assert {"blocked in Lock.acquire: waits for Account.lock #2 held by Thread-2 (transfer)",
+            "blocked in Lock.acquire: waits for Account.lock #1 held by Thread-1 (transfer)"} <= boxes
+    blocks = [it["label"] for it in model["items"] if it.get("type") == "block" and "Lock.acquire" in it["label"]]
+    assert sorted(blocks) == ["blocks in Lock.acquire: Account.lock #1 is held by Thread-1 (transfer)",
+                              "blocks in Lock.acquire: Account.lock #2 is held by Thread-2 (transfer)"]
+    # The label stays in the tooltip, to match the failure's details.
+    titles = [b["title"] for it in model["items"] if it["k"] == "deadlock" for b in it["boxes"]]
+    assert any("Account.lock #1 (Lock-1, made at examples/lock_order_deadlock.py:18)" in t for t in titles)
+
+
+def test_a_lock_made_before_the_run_is_named_by_its_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "prelocked.py").write_text(textwrap.dedent(PRELOCKED))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import prelocked  # type: ignore[import-not-found]  # the lock is made now, outside any run
+
+    report = explore(prelocked.main, runs=5, seed=1)
+    assert report.failure is not None
+    model = build_model(report.failure.recorder, report.failure)
+    assert [e["label"] for e in model["edges"] if e["kind"] == "handoff"] == ["Account.lock"]
+
+
+def conflict_rows(model: dict[str, Any]) -> list[tuple[int, int, str]]:
+    """``(lane, step number, note)`` of each step marked as one of the conflicting accesses."""
+    return [(it["lane"], it["first"] + int(k) + 1, note) for it in steps_items(model)
+            for k, note in it["conflict"].items()]
+
+
+def test_a_lost_update_marks_the_read_the_write_between_and_the_write_back() -> None:
+    model = model_of(example("lost_update"))
+    ids = lane_ids(model)
+    t1, t2 = ids["Thread-1 (worker)"], ids["Thread-2 (worker)"]
+    rows = conflict_rows(model)
+    assert [lane for lane, _, _ in rows] == [t1, t2, t1]
+    (_, read, read_note), (_, write, _), (_, back, back_note) = rows
+    assert model["conflict"]["summary"] == (f"Thread-2 (worker) writes Counter.value between Thread-1 (worker)'s read "
+                                            f"(step {read}) and its write (step {back})")
+    assert read_note.startswith("Thread-1 (worker) reads Counter.value here")
+    assert back_note.endswith("that write is lost") and f"(step {write})" in back_note
+    assert not model["conflict"]["race"]
+    # The rows are the accesses: the read in the first worker's line, the writes in the other.
+    source = (EXAMPLES / "lost_update.py").read_text().splitlines()
+    lines = {it["first"] + int(k) + 1: source[it["at"][int(k)][1] - 1] for it in steps_items(model) for k in it["conflict"]}
+    assert "counter.value" in lines[read].split("=", 1)[1] and lines[write].strip().startswith("counter.value =")
+    # Arrows from each access to the next.
+    anchors = {a[1]: it["first"] + a[0] + 1 for it in steps_items(model) for a in it["anchors"]}
+    assert [(anchors[e["from"]], anchors[e["to"]]) for e in model["edges"] if e["kind"] == "conflict"] == \
+        [(read, write), (write, back)]
+
+
+def test_an_order_violated_across_a_preemption_is_marked() -> None:
+    # nio_throttle: the pipeline answers C1's read while the I/O worker is preempted between its
+    # submit and its count; the worker then reads the count the pipeline wrote.
+    model = model_of("targets/nio_throttle.py::main")
+    ids = lane_ids(model)
+    rows = conflict_rows(model)
+    assert [lane for lane, _, _ in rows] == [ids["pipeline"], ids["io_worker"]]
+    (_, write, _), (_, read, _) = rows
+    assert model["conflict"]["summary"] == (f"pipeline writes Server.in_process (step {write}) while io_worker is "
+                                            f"preempted, and io_worker reads it (step {read})")
+
+
+def test_a_data_race_marks_its_two_accesses(tmp_path: Path) -> None:
+    program = tmp_path / "racy.py"
+    program.write_text("\n".join(line for line in textwrap.dedent(TWICE).splitlines() if "assert" not in line))
+    report = explore(f"{program}::main", races=True, runs=300, seed=0)
+    failure = report.failure
+    assert failure is not None and failure.kind == "race"
+    model = build_model(failure.recorder, failure)
+    rows = conflict_rows(model)
+    assert len(rows) == 2 and rows[0][0] != rows[1][0]
+    assert model["conflict"]["race"] and model["conflict"]["summary"] == rows[1][2]
+    assert all(note.startswith("race: ") and "Counter.a" in note for _, _, note in rows)
+
+
 # ------------------------------------------------------------------------------ the page
 
 
@@ -413,6 +542,9 @@ def test_cli_explore_and_replay_write_the_timeline(tmp_path: Path) -> None:
     model = page_model((tmp_path / "explore.html").read_text())
     assert any(it["k"] == "deadlock" and it["cycle"] for it in model["items"])
     assert model["token"] == token
+    # The command the report prints, ready to copy on the page.
+    assert model["command"] == explored.stdout.split("Replay it:\n", 1)[1].split("\n")[0].strip()
+    assert model["command"] == f"interleave replay examples/lock_order_deadlock.py::main {token}"
     replayed = run_cli("replay", "examples/lock_order_deadlock.py", token, "--html", str(tmp_path / "replay.html"),
                        cwd=ROOT)
     assert replayed.returncode == 1, replayed.stderr
@@ -466,6 +598,39 @@ def dom(page: Path | str, tmp_path: Path) -> str:
     assert "data-error" not in body.group(1), errors.group(1) if errors else text[:500]
     assert 'data-ready="1"' in body.group(1)
     return text
+
+
+def clicked(page: Path, tmp_path: Path, script: str) -> tuple[str, Any]:
+    """The page after ``script`` ran once the page's own script was done, and what it left in
+    ``window.probe`` (as JSON, on the body's ``data-probe``)."""
+    probe = (f"<script>window.probe = {{}}; {script}; "
+             "document.body.setAttribute('data-probe', JSON.stringify(window.probe));</script></body>")
+    out = tmp_path / f"clicked-{page.name}"
+    out.write_text(page.read_text().replace("</body>", probe))
+    text = dom(out, tmp_path)
+    match = re.search(r'<body[^>]*data-probe="([^"]*)"', text)
+    assert match is not None, text[:500]
+    return text, json.loads(html.unescape(match.group(1)))
+
+
+#: Where the row marked as the one jumped to is, in the window.
+WHERE = ("function where(name) { const row = document.querySelector('.current');"
+         " const box = row.getBoundingClientRect();"
+         " window.probe[name] = {cls: row.className, text: row.textContent, top: box.top, bottom: box.bottom,"
+         " height: innerHeight, scrolled: scrollY, count: (document.getElementById('count-preempt') || {}).textContent};"
+         " }")
+
+
+def timeline_of(target: str, tmp_path: Path) -> Path:
+    failure = found(target)
+    page = tmp_path / "page.html"
+    write_html(page, failure.recorder, failure, title=target, token=failure.replay,
+               command=f"interleave replay {target} {failure.replay}")
+    return page
+
+
+def on_screen(at: dict[str, Any]) -> bool:
+    return 0 <= at["top"] and at["bottom"] <= at["height"]
 
 
 def read_png(path: Path) -> tuple[int, int, int, list[bytes]]:
@@ -592,7 +757,69 @@ def test_browser_handles_ten_thousand_steps(programs: Path, tmp_path: Path) -> N
     boxes = text.count('class="b ')
     assert 0 < boxes < failure.steps // 3, (boxes, failure.steps)  # runs of steps are folded into one box each
     # The lock ping-pong is one "repeat" row; a click on it lays all its rows out.
-    clicked = tmp_path / "big-clicked.html"
-    clicked.write_text(page.read_text().replace("</body>", "<script>document.querySelectorAll('.m.repeat')"
-                                                ".forEach(function (row) { row.click(); });</script></body>"))
-    assert dom(clicked, tmp_path).count('class="b ') > 10 * boxes
+    unfolded = tmp_path / "big-clicked.html"
+    unfolded.write_text(page.read_text().replace("</body>", "<script>document.querySelectorAll('.m.repeat')"
+                                                 ".forEach(function (row) { row.click(); });</script></body>"))
+    assert dom(unfolded, tmp_path).count('class="b ') > 10 * boxes
+    # One box per run of steps (the default above 2,000 steps): the failure is still one click away.
+    _, probe = clicked(page, tmp_path, WHERE + "; document.getElementById('goto-fail').click(); where('fail');")
+    assert "hot" in probe["fail"]["cls"] and on_screen(probe["fail"])
+
+
+@needs_browser
+def test_browser_jumps_to_each_preemption_and_to_the_failure(programs: Path, tmp_path: Path) -> None:
+    target = f"{programs / 'twice.py'}::main"
+    assert found(target).preemptions >= 2
+    page = timeline_of(target, tmp_path)
+    _, probe = clicked(page, tmp_path, WHERE + "; window.probe.top = scrollY;"
+                       " document.getElementById('next-preempt').click(); where('first');"
+                       " document.getElementById('next-preempt').click(); where('second');"
+                       " document.getElementById('prev-preempt').click(); where('back');"
+                       " document.getElementById('goto-fail').click(); where('fail');")
+    first, second, back, fail = probe["first"], probe["second"], probe["back"], probe["fail"]
+    assert probe["top"] == 0
+    for at in (first, second, back):
+        assert at["cls"] == "m preempt current" and at["text"].startswith("preemption: ") and on_screen(at), at
+    assert second["scrolled"] > first["scrolled"] and back["scrolled"] == first["scrolled"]
+    n = found(target).preemptions
+    assert (first["count"], second["count"], back["count"]) == (f"1/{n}", f"2/{n}", f"1/{n}")
+    assert "hot" in fail["cls"] and on_screen(fail) and fail["scrolled"] > second["scrolled"]
+
+
+@needs_browser
+def test_browser_copy_button_selects_the_replay_command(tmp_path: Path) -> None:
+    target = example("lost_update")
+    page = timeline_of(target, tmp_path)
+    text, probe = clicked(page, tmp_path, "document.getElementById('copy').click();"
+                          " window.probe.selected = String(window.getSelection());"
+                          " window.probe.said = document.getElementById('copy').textContent;")
+    assert probe["selected"] == f"interleave replay {target} {found(target).replay}"
+    # The clipboard is the browser's to give: where it is not (a file:// page, no user gesture), the text is selected.
+    assert probe["said"] in ("copied", "selected: press Ctrl+C")
+    assert re.search(r'<body[^>]*data-copied="(clipboard|selected)"', text)
+
+
+@needs_browser
+def test_browser_names_locks_by_their_variables(tmp_path: Path) -> None:
+    text = dom(timeline_of(example("lock_order_deadlock"), tmp_path), tmp_path)
+    timeline = text.split('<div id="timeline"', 1)[1].split('<pre id="js-errors"', 1)[0]
+    blocks = re.findall(r'<div class="m block"[^>]*>([^<]*)</div>', timeline)
+    assert "blocks in Lock.acquire: Account.lock #1 is held by Thread-1 (transfer)" in blocks
+    waits = re.findall(r'<div class="m wait cycle"[^>]*>([^<]*)</div>', timeline)
+    assert sorted(w.split("waits for ")[1].split(" held")[0] for w in waits) == ["Account.lock #1", "Account.lock #2"]
+    assert not re.search(r">[^<]*\bLock-\d", timeline)  # no label in the drawing (the tooltips keep them)
+
+
+@needs_browser
+def test_browser_highlights_the_conflicting_accesses(tmp_path: Path) -> None:
+    page = timeline_of(example("lost_update"), tmp_path)
+    text, probe = clicked(page, tmp_path, WHERE + "; document.getElementById('goto-conflict').click(); where('first');"
+                          " document.getElementById('next-conflict').click(); where('second');")
+    assert len(re.findall(r'class="b [^"]*\bconflict\b', text)) == 3
+    assert len(re.findall(r'class="edge edge-conflict"', text)) == 2
+    note = re.search(r'<p id="conflict-note">([^<]*)<button', text)
+    assert note is not None and "lost update: Thread-2 (worker) writes Counter.value between Thread-1 (worker)'s read" \
+        in html.unescape(note.group(1))
+    first, second = probe["first"], probe["second"]
+    assert "conflict" in first["cls"] and "reads Counter.value" in first["text"] and on_screen(first)
+    assert "conflict" in second["cls"] and "writes Counter.value" in second["text"] and on_screen(second)

@@ -163,7 +163,9 @@ def test_a_hand_off_is_one_link_of_the_story_and_one_edge_of_the_timeline(tmp_pa
     assert isinstance(released.what, events.Released) and isinstance(acquired.what, events.Acquired)
     assert released.name == "MainThread" and acquired.name != "MainThread"
     edges = [e for e in build_model(recorder, failure)["edges"] if e["kind"] == "handoff"]
-    assert len(edges) == 1 and edges[0]["title"] == f"MainThread releases {link.what}, {acquired.name} acquires it"
+    label, made = link.what.split(" (made at ")
+    assert len(edges) == 1 and edges[0]["title"] == (f"MainThread releases lock ({label}, made at {made}, "
+                                                     f"{acquired.name} acquires it")
     # The lock is the program's: the text trace shows its operations on their steps.
     text = render(recorder, None, full=True)
     lock = link.what.split(" (made at")[0]

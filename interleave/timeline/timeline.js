@@ -9,7 +9,15 @@ window.addEventListener("error", function (ev) {
 const M = JSON.parse(document.getElementById("model").textContent);
 const COLORS = ["#2f6fdb", "#d9482b", "#1f9d55", "#8e44ad", "#c98a00", "#0f8b8d", "#c2185b", "#5d6d7e"];
 const EDGE = {handoff: ["#2f6fdb", "lock hand-off"], wake: ["#8e44ad", "wake-up (notify, set, exit...)"],
-              spawn: ["#9aa3b2", "thread start"], msg: ["#1f9d55", "message"], waitfor: ["#b3261e", "waits for (deadlock)"]};
+              spawn: ["#9aa3b2", "thread start"], msg: ["#1f9d55", "message"], waitfor: ["#b3261e", "waits for (deadlock)"],
+              conflict: ["#c2185b", "conflicting accesses"]};
+// What the jump buttons go to: the failure, then each kind of row, in the order of the page.
+const JUMPS = [["fail", "failure"], ["preempt", "preemption"], ["pause", "pause"], ["fault", "fault"],
+               ["conflict", "conflicting access"]];
+const JUMP_OF = {preempt: "preempt", pause: "pause", freeze: "pause", fault: "fault", crash: "fault"};
+let targets = {};  // jump kind -> the rows of the page it goes to, top to bottom
+const jumpedTo = {};  // jump kind -> the index of the row it went to last
+let current = null;  // the jump kind of the row marked as the one jumped to
 const GUTTER = 64, HEAD = 44;
 let zoom = 1, axis = "step";
 const unfolded = new Set();
@@ -63,6 +71,8 @@ function layout() {
   const fontPx = Math.max(7, Math.round(12 * zoom)) + "px";
   header(w);
   timeline.querySelectorAll(".b,.m,.g").forEach(function (n) { n.remove(); });
+  targets = {};
+  function target(kind, node) { (targets[kind] = targets[kind] || []).push(node); }
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   const frag = document.createDocumentFragment();
   const anchors = new Map(), spans = new Map();
@@ -108,7 +118,9 @@ function layout() {
     }
     if (it.k === "steps") {
       const count = it.at.length;
-      const hot = Object.keys(it.hot).concat(Object.keys(it.paused)).map(Number);
+      const conflict = it.conflict || {};
+      const hot = Object.keys(it.hot).concat(Object.keys(it.paused), Object.keys(conflict)).map(Number)
+        .filter(function (r, i, all) { return all.indexOf(r) === i; });
       const open = unfolded.has(n) || (!foldAll && !runs) || (count <= 6 && !runs) || count === 1;
       // rows: a visible step offset, or [first, last] offsets hidden in a fold box.
       let rows = [];
@@ -144,14 +156,17 @@ function layout() {
         }
         anchorY[r] = y;
         const at = it.at[r], file = M.files[at[0]], src = M.src[at[0] + ":" + at[1]] || "";
-        const why = it.hot[r], held = it.paused[r], acc = (it.acc || {})[r];
+        const why = it.hot[r], held = it.paused[r], acc = (it.acc || {})[r], clash = conflict[r];
         const loc = w < 320 ? String(at[1]) : file.split("/").pop() + ":" + at[1];  // narrow lanes: the line number only
-        box(it.lane, y, H, (why ? "hot" : "") + (held ? " paused" : ""),
-            (held ? "\u2016 " : "") + '<span class="loc">' + esc(loc) + "</span>" + esc(acc || src),
+        const row = box(it.lane, y, H, (why ? "hot" : "") + (held ? " paused" : "") + (clash ? " conflict" : ""),
+            (held ? "\u2016 " : "") + (clash ? "\u21c4 " : "") + '<span class="loc">' + esc(loc) + "</span>" + esc(acc || src),
             "step " + (it.first + r + 1) + "  " + file + ":" + at[1] + "\n" + src + (acc ? "\n" + acc : "") +
-            (why ? "\n\u2190 " + why : "") +
+            (why ? "\n\u2190 " + why : "") + (clash ? "\n\u21c4 " + clash : "") +
             (held === "before" ? "\npaused before this line runs; it runs when the thread resumes" :
              held ? "\npaused inside this line (its wait was over); the rest runs when the thread resumes" : ""));
+        row.setAttribute("data-step", it.first + r + 1);
+        if (why) target("fail", row);
+        if (clash) target("conflict", row);
         if (axis === "step") gutter(y + 2, "#" + (it.first + r + 1));
         else if (lastT !== it.t) { gutter(y + 2, fmtT(it.t)); lastT = it.t; }
         y += H;
@@ -163,14 +178,18 @@ function layout() {
       let h = MH, cls = it.type;
       if (it.type === "clock" && axis === "time") h = Math.round(MH + 28 * zoom * Math.log10(1 + 10 * (it.dt || 0)));
       if (it.type === "note") cls = "note n-" + it.note.replace(/[^\w-]/g, "_");
+      let first = null;
       if (it.lanes && it.lanes.length) {
-        it.lanes.forEach(function (l) { if (laneIndex.has(l)) mark(laneX(l, w) + 3, w - 6, y, h, cls, it.label); });
+        it.lanes.forEach(function (l) {
+          if (laneIndex.has(l)) { const m = mark(laneX(l, w) + 3, w - 6, y, h, cls, it.label); first = first || m; }
+        });
       } else if (it.lane === null || it.lane === undefined) {
-        mark(GUTTER, w * M.lanes.length, y, h, cls, it.label);
+        first = mark(GUTTER, w * M.lanes.length, y, h, cls, it.label);
       } else {
-        mark(laneX(it.lane, w) + 8, w - 12, y, h, cls, it.label);
+        first = mark(laneX(it.lane, w) + 8, w - 12, y, h, cls, it.label);
         extend(it.lane, y, y + h);
       }
+      if (first && JUMP_OF[it.type]) target(JUMP_OF[it.type], first);
       if (it.type === "clock" && axis === "time") gutter(y + h - 12, fmtT(it.t));
       anchors.set(it.id, [it.lane === null || it.lane === undefined ? (it.lanes && it.lanes[0]) : it.lane, y + h / 2]);
       y += h; return;
@@ -179,13 +198,15 @@ function layout() {
       const h = Math.round(50 * Math.max(zoom, 0.8));
       y += Math.round(10 * zoom);
       it.boxes.forEach(function (b) {
-        mark(laneX(b.lane, w) + 14, w - 28, y, h, "wait" + (b.cycle ? " cycle" : ""), b.label);
+        const box = mark(laneX(b.lane, w) + 14, w - 28, y, h, "wait" + (b.cycle ? " cycle" : ""), b.label, b.title);
+        if (!(targets.fail || []).length) target("fail", box);
         anchors.set(b.id, [b.lane, y + h / 2, true]);
       });
       y += h + Math.round(10 * zoom); return;
     }
     if (it.k === "fail") {
-      mark(GUTTER, w * M.lanes.length, y + 4, Math.round(26 * Math.max(zoom, 0.8)), "fail", "\u2716 " + it.label);
+      target("fail", mark(GUTTER, w * M.lanes.length, y + 4, Math.round(26 * Math.max(zoom, 0.8)), "fail",
+                          "\u2716 " + it.label));
       y += Math.round(34 * Math.max(zoom, 0.8));
     }
   }
@@ -196,6 +217,87 @@ function layout() {
   timeline.appendChild(frag);
   svg.setAttribute("width", width); svg.setAttribute("height", y + 20);
   drawEdges(w, anchors, spans);
+  if (current !== null) markCurrent(current);
+}
+
+// ------------------------------------------------------------------ jumps
+
+function markCurrent(kind) {
+  timeline.querySelectorAll(".current").forEach(function (n) { n.classList.remove("current"); });
+  const rows = targets[kind] || [];
+  const row = rows[Math.min(jumpedTo[kind] || 0, rows.length - 1)];
+  if (row) row.classList.add("current");
+  return row;
+}
+function jump(kind, dir) {
+  const rows = targets[kind] || [];
+  if (!rows.length) return;
+  jumpedTo[kind] = jumpedTo[kind] === undefined ? (dir < 0 ? rows.length - 1 : 0) : (jumpedTo[kind] + dir + rows.length) % rows.length;
+  current = kind;
+  const row = markCurrent(kind);
+  row.scrollIntoView({block: "center", inline: "nearest"});
+  const count = document.getElementById("count-" + kind);
+  if (count) count.textContent = (jumpedTo[kind] + 1) + "/" + rows.length;
+}
+function jumpButtons() {
+  const bar = document.getElementById("jumps");
+  bar.textContent = "";
+  JUMPS.forEach(function (j) {
+    const kind = j[0], n = (targets[kind] || []).length;
+    if (!n) return;
+    const span = el("span", "jump");
+    if (kind === "fail") {
+      const b = el("button", null, "\u2716 failure"); b.id = "goto-fail"; b.title = "go to the failing step (f)";
+      b.addEventListener("click", function () { jump("fail", 1); });
+      span.appendChild(b);
+    } else {
+      const prev = el("button", null, "\u25c0"), next = el("button", null, j[1] + (n === 1 ? "" : j[1].endsWith("s") ? "es" : "s") + " \u25b6");
+      prev.id = "prev-" + kind; next.id = "next-" + kind;
+      prev.title = "previous " + j[1]; next.title = "next " + j[1] + (kind === "preempt" ? " (n; p: previous)" : "");
+      prev.addEventListener("click", function () { jump(kind, -1); });
+      next.addEventListener("click", function () { jump(kind, 1); });
+      span.appendChild(prev); span.appendChild(next);
+      const count = el("span", "count", String(n)); count.id = "count-" + kind; span.appendChild(count);
+    }
+    bar.appendChild(span);
+  });
+}
+document.addEventListener("keydown", function (ev) {
+  if (ev.ctrlKey || ev.metaKey || ev.altKey || /INPUT|TEXTAREA/.test(ev.target.tagName)) return;
+  if (ev.key === "f") jump("fail", 1);
+  else if (ev.key === "n") jump("preempt", 1);
+  else if (ev.key === "p") jump("preempt", -1);
+});
+
+function conflictNote() {
+  if (!M.conflict) return;
+  const p = document.getElementById("conflict-note");
+  p.hidden = false;
+  p.appendChild(document.createTextNode("\u21c4 " + (M.conflict.race ? "data race: " : "lost update: ") +
+                                        M.conflict.summary + " "));
+  const b = el("button", null, "show"); b.id = "goto-conflict"; b.title = "go to the conflicting accesses";
+  b.addEventListener("click", function () { jumpedTo.conflict = undefined; jump("conflict", 1); });
+  p.appendChild(b);
+}
+
+function copyButton() {
+  const button = document.getElementById("copy"), code = document.getElementById("replay");
+  if (!button || !code) return;
+  button.addEventListener("click", function () {
+    // Selected first, so that Ctrl+C copies it where the clipboard is not given to the page (file://).
+    const range = document.createRange(); range.selectNodeContents(code);
+    const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+    let copied = false;
+    try { copied = document.execCommand("copy"); } catch (e) { copied = false; }
+    function said(ok) {
+      button.textContent = ok ? "copied" : "selected: press Ctrl+C";
+      document.body.setAttribute("data-copied", ok ? "clipboard" : "selected");
+    }
+    said(copied);
+    if (!copied && navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(code.textContent).then(function () { said(true); }, function () { said(false); });
+    }
+  });
 }
 
 function svgEl(tag, attrs) {
@@ -282,5 +384,8 @@ document.getElementById("fold").addEventListener("click", function () { foldAll 
 window.addEventListener("resize", layout);
 legend();
 layout();
+jumpButtons();
+conflictNote();
+copyButton();
 document.body.setAttribute("data-ready", "1");
 })();
