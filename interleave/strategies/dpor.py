@@ -27,10 +27,26 @@ Dependence (over-approximated where the records cannot tell, which is sound):
   every step, for the sleep sets, since nothing says what it did.
 
 Pauses, faults and draws stay plain choices: every option of theirs is run, as the
-bounded enumeration does. No preemption bound is applied: the search is complete for the
+bounded enumeration does. With no preemption bound the search is complete for the
 program's thread orders, within the pause, fault and draw budgets of a run. It needs the
 steps' records (shared accesses as the steps); without them (line or opcode
 granularity) every option of every decision is run.
+
+With a preemption bound ``k`` (paid choices as the bounded enumeration counts them:
+preemptions, pauses, faults, changed draws), every schedule of at most ``k`` paid
+choices is equivalent to one that is run. Pruning DPOR's search by the bound alone loses
+schedules: the reversal of a race may need a preemption more than the bound allows at
+the decision before the race, while the same order is within the bound if the other
+thread is put first where the racing thread was last switched to (Coons, Musuvathi and
+McKinley, "Bounded partial-order reduction", OOPSLA 2013; loom does the same). So:
+
+- each race's second thread is added both at the decision before the first step and at
+  the decision where the first step's thread was switched to, at each only within the
+  bound (a thread that cannot run at a decision: every thread that can, as Flanagan and
+  Godefroid's DPOR does);
+- there are no sleep sets (the order that a sleeper stands for may be over the bound)
+  and no source sets (the one initial chosen may be over the bound where another is not),
+  and a new decision takes the free default, so that a deviation costs only what it must.
 
 The search tree is kept; the subtrees still to run are taken cheapest first (the fewest
 paid choices on the way: preemptions, pauses, faults, changed draws), then the deepest, so
@@ -129,7 +145,9 @@ class DPOR(Strategy):
     label = "dpor"
     needs_accesses = True
 
-    def __init__(self) -> None:
+    def __init__(self, max_preemptions: int | None = None) -> None:
+        #: Paid choices a schedule may make (None: no bound).
+        self.bound = max_preemptions
         self.stack: list[_Node] = []
         #: The subtrees to run, cheapest (fewest paid choices) first, then the deepest: low
         #: preemption schedules come first, as in the bounded enumeration, with no bound.
@@ -215,6 +233,8 @@ class DPOR(Strategy):
                 node.done[node.chosen] = node.footprint
                 node.lengths[node.chosen] = node.length
             for option in node.backtrack:
+                if self.bound is not None and node.cost + node.paid(option) > self.bound:
+                    continue
                 if option not in node.queued and option not in node.order:
                     node.queued.add(option)
                     self._pushed += 1
@@ -243,8 +263,9 @@ class DPOR(Strategy):
         node.chosen, node.footprint, node.length = option, None, 0
         self.stack = path
         self._replayed = len(path) - 1
-        self._drowsy = set(node.sleep) | {o.thread for o in before if isinstance(o, RunThread)}
-        self._guide = list(node.guides.get(option, ()))
+        if self.bound is None:  # bounded, a new decision takes the free default (see the module docstring)
+            self._drowsy = set(node.sleep) | {o.thread for o in before if isinstance(o, RunThread)}
+            self._guide = list(node.guides.get(option, ()))
 
 
     # ------------------------------------------------------------------ learning
@@ -266,6 +287,9 @@ class DPOR(Strategy):
             if node.footprint is None and isinstance(node.chosen, RunThread):
                 node.footprint = frozenset(prints[i]) if i in prints else _ANYTHING
                 node.length = lengths.get(i, 0)
+        if self.bound is not None:
+            self._races(events, len(events), starts[min(new_from, len(starts) - 1)] if starts else 0)
+            return
         # Sleep sets, and where the run first ran a sleeping thread's step (nothing is learnt after it).
         end = len(events)
         cut_node = len(stack)
@@ -308,10 +332,12 @@ class DPOR(Strategy):
             awake = [o for o in node.options if isinstance(o, RunThread) and o.thread not in sleeping]
             if awake and not any(o in awake for o in node.backtrack):
                 node.backtrack.append(awake[0])
-        self._races(events, end)
+        self._races(events, end, starts[min(new_from, len(starts) - 1)] if starts else 0)
 
-    def _races(self, events: list[_Event], end: int) -> None:
-        """For each race among the first ``end`` events, a thread that starts its reversal."""
+    def _races(self, events: list[_Event], end: int, new: int) -> None:
+        """For each race among the first ``end`` events whose second is at ``new`` or after, a
+        thread that starts its reversal (the races within the replayed prefix were found by the
+        run that first took it)."""
         stack = self.stack
         # Per place, the last event of each thread and kind there: an earlier one of the same
         # thread happens before it, so it is in no immediate race with a later event.
@@ -326,12 +352,21 @@ class DPOR(Strategy):
             place = _place(e2)
             if place is None:
                 continue
+            if j < new:
+                by_place.setdefault(place, {})[(e2.thread, e2.kind)] = j
+                fields.setdefault(place[0], set()).add(place[1])
+                continue
             candidates = [i for i in _conflicting(events, by_place, fields, e2) if events[i].thread != e2.thread
                           and e2.before.get(events[i].thread, 0) < events[i].seq]
             by_place.setdefault(place, {})[(e2.thread, e2.kind)] = j
             fields.setdefault(place[0], set()).add(place[1])
             for i in candidates:
                 e1 = events[i]
+                if self.bound is not None and e1.node is None and 0 <= e1.segment < len(stack):
+                    # Only its own thread could run there; the order may be reversed where it was switched to.
+                    if not any(events[k].past.get(e1.thread, 0) >= e1.seq for k in candidates if k != i):
+                        self._reverse_within_bound(self._switched_to(e1.segment, e1.thread), e2.thread)
+                    continue
                 if e1.node is None or e1.node >= len(stack):
                     continue  # a step no decision chose: only its own thread could run there
                 if any(events[k].past.get(e1.thread, 0) >= e1.seq for k in candidates if k != i):
@@ -339,6 +374,10 @@ class DPOR(Strategy):
                 first = step_start[e1.node]
                 if e2.before.get(e1.thread, 0) >= events[first].seq:
                     continue  # it depends on an earlier part of e1's step (a start): steps are not split
+                if self.bound is not None:
+                    self._reverse_within_bound(e1.node, e2.thread)
+                    self._reverse_within_bound(self._switched_to(e1.node, e1.thread), e2.thread)
+                    continue
                 node = stack[e1.node]
                 threads = [o for o in node.options if isinstance(o, RunThread)]
                 mine = next((o for o in threads if o.thread == e2.thread), None)
@@ -353,6 +392,31 @@ class DPOR(Strategy):
                     if option not in node.backtrack:
                         node.backtrack.append(option)
                         node.guides[option] = self._guide_for(events, first, j)
+
+    def _reverse_within_bound(self, at: int, thread: int) -> None:
+        """Run ``thread`` at decision ``at`` (every thread that can, if it cannot), within the bound."""
+        node = self.stack[at]
+        threads = [o for o in node.options if isinstance(o, RunThread)]
+        mine = [o for o in threads if o.thread == thread]
+        for option in mine or threads:
+            if option not in node.backtrack and node.cost + node.paid(option) <= (self.bound or 0):
+                node.backtrack.append(option)
+
+    def _switched_to(self, at: int, thread: int) -> int:
+        """The decision, at ``at`` or before, where ``thread`` was last switched to (a switch that no
+        decision chose: the first decision after it that chose the thread; none: the first decision)."""
+        stack = self.stack
+        found = at
+        for i in range(at, -1, -1):
+            node = stack[i]
+            if not node.scheduling:
+                continue
+            if not isinstance(node.chosen, RunThread) or node.chosen.thread != thread:
+                return found
+            found = i
+            if node.running != thread:
+                return i
+        return found
 
     def _guide_for(self, events: list[_Event], i: int, j: int) -> list[tuple[int, int]]:
         """The order of the steps after event ``i`` that do not depend on it, then event ``j``'s
@@ -383,8 +447,9 @@ class DPOR(Strategy):
         return self.done and not self.truncated
 
     def summary(self) -> SearchSummary:
+        bound = -1 if self.bound is None else self.bound
         return SearchSummary(enumeration=Enumeration(
-            done=self.done, truncated=self.truncated, completed_bound=-1, max_bound=-1,
+            done=self.done, truncated=self.truncated, completed_bound=bound if self.done else -1, max_bound=bound,
             complete=False, schedules=self.schedules, partial_order=True))
 
 
