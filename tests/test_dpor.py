@@ -217,8 +217,29 @@ def three_counters(outcomes: set[tuple[int, ...]]):
     return program
 
 
-@pytest.mark.parametrize("bound", [0, 1, 2])
-@pytest.mark.parametrize("make", [store_buffering, three_counters])
+def two_increments(outcomes: set[tuple[int, ...]]):
+    """Two threads each adding one to a shared counter twice, unlocked, and noting what they read."""
+    def program():
+        box = Box()
+        seen: list[int] = []
+
+        def work():
+            for _ in range(2):
+                n = box.n
+                seen.append(n)
+                box.n = n + 1
+
+        ts = [threading.Thread(target=work) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        outcomes.add((box.n, *seen))
+    return program
+
+
+@pytest.mark.parametrize("bound", [0, 1, 2, 3])
+@pytest.mark.parametrize("make", [store_buffering, three_counters, two_increments])
 def test_within_a_bound_dpor_reaches_every_outcome_the_enumeration_does(make, bound):
     """Every schedule with at most ``bound`` preemptions is equivalent to one dpor runs at that
     bound: it sees every outcome dfs sees at that bound, in fewer runs."""
