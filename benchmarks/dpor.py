@@ -1,7 +1,8 @@
 """dpor against the bounded enumeration and frontrun's DPOR, side by side in one run: schedules
 and seconds to exhaust each example's correct twin and each target's fixed variant.
 
-    python benchmarks/dpor.py            # about 20 minutes on 2 cores; writes its section of RESULTS.md
+    python benchmarks/dpor.py              # about 20 minutes on 2 cores; writes its section of RESULTS.md
+    python benchmarks/dpor.py --portfolio  # the portfolio with dpor at bound 2 in place of dfs: first failures
 
 Each program is explored in this process, one worker, with ``dpor`` unbounded, ``dpor`` at
 bound 2 and ``dfs`` at bound 2, each under the same time limit; a search that is not done
@@ -19,11 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-from interleave import explore
+from interleave import explore, strategies
+from interleave.decisions import DecisionPoint, FinishedRun, Option
+from interleave.strategies import DPOR, Portfolio, Strategy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import peer_tools  # noqa: E402
+import peer_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -65,7 +68,62 @@ def frontrun_cell(program: str, limit: float) -> str:
     return f"{out['runs']:,} in {out['elapsed_s']:.1f} s (not done: {out.get('inconclusive', '')[:60]})"
 
 
+class DporPortfolio(Strategy):
+    """The default portfolio with bounded dpor as its enumerating member (for this measurement only)."""
+
+    name = "portfolio"
+    first_run_in_default_order = True
+
+    def __init__(self, seed: int, bound: int) -> None:
+        self.inner = Portfolio(seed, bound)
+        self.inner.members[0] = DPOR(bound)
+
+    @property
+    def needs_accesses(self) -> bool:  # type: ignore[override]
+        return self.inner.current.needs_accesses
+
+    def begin_run(self, run_index: int) -> bool:
+        return self.inner.begin_run(run_index)
+
+    def choose(self, point: DecisionPoint) -> Option:
+        return self.inner.choose(point)
+
+    def end_run(self, result: FinishedRun) -> None:
+        self.inner.end_run(result)
+
+
+def first_failures(out: list[str]) -> None:
+    """Runs and seconds to the first failure of each example's bug, 3 seeds, each portfolio."""
+    made = strategies.make
+    out += ["", "| program | portfolio (dfs) | portfolio with dpor, bound 2 |", "| --- | --- | --- |"]
+    for p in sorted((ROOT / "examples").glob("*.py")):
+        cells = []
+        for variant in ("dfs", "dpor"):
+            found = []
+            for seed in range(3):
+                if variant == "dpor":
+                    strategies.make = lambda name, **kw: DporPortfolio(kw.get("seed", 0), 2)
+                started = time.monotonic()
+                try:
+                    report = explore(f"examples/{p.name}::main", runs=3_000, time_limit=20, shrink_time=0, workers=1,
+                                     seed=seed)
+                finally:
+                    strategies.make = made
+                seconds = time.monotonic() - started
+                failure = report.failure
+                found.append(f"run {failure.run:,}, {seconds:.2f} s" if failure is not None
+                             else f"not found in {report.runs:,}")
+            cells.append("; ".join(found))
+        out.append(f"| {p.stem} | {cells[0]} | {cells[1]} |")
+        print(out[-1], flush=True)
+
+
 def main() -> None:
+    if "--portfolio" in sys.argv:
+        rows: list[str] = []
+        first_failures(rows)
+        print("\n".join(rows))
+        return
     programs = [(p.stem, f"examples/{p.name}::fixed", LIMIT_S) for p in sorted((ROOT / "examples").glob("*.py"))]
     programs += [(name, f"targets/{name}.py::fixed", LIMIT_TARGET_S) for name in TARGETS]
     rows = []
@@ -78,7 +136,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     frontrun = peer_tools.PEERS["frontrun"]
     version = peer_tools.installed_version(frontrun) or "not installed"
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = "\n".join([
         BEGIN,
         "## Partial-order reduction: dpor against dfs and frontrun's DPOR",
@@ -103,4 +161,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

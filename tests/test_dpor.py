@@ -299,13 +299,18 @@ PROGRAMS = [f"{p.relative_to(ROOT)}::main" for p in EXAMPLES] + ["targets/nio_th
 @pytest.mark.parametrize("bound", [None, 1, 2])
 @pytest.mark.parametrize("spec", PROGRAMS)
 def test_dpor_finds_every_failure_the_enumeration_finds(spec, bound, monkeypatch):
-    """Unbounded, against dfs at bound 2; at bound k, against dfs at bound k."""
+    """Unbounded, against dfs at bound 2; at bound k, against dfs at bound k (and where dfs ran every
+    schedule of the bound, dpor finds nothing it did not: it runs no schedule over the bound)."""
     monkeypatch.chdir(ROOT)
+    # Budgets in runs (the time limits are only a backstop for a loaded machine).
     settings = dict(shrink_time=0, keep_going=True, max_steps=5_000, seed=0)
-    dfs = explore(spec, strategy="dfs", max_preemptions=bound or 2, runs=1_500, time_limit=15, **settings)
-    found = explore(spec, strategy="dpor", max_preemptions=bound, runs=3_000, time_limit=20, **settings)
-    assert _kinds(dfs), f"the enumeration found nothing in {spec}"
+    dfs = explore(spec, strategy="dfs", max_preemptions=bound or 2, runs=1_500, time_limit=120, **settings)
+    found = explore(spec, strategy="dpor", max_preemptions=bound, runs=3_000, time_limit=120, **settings)
+    if bound != 1:  # at bound 1 some bugs are out of reach (they need two paid choices)
+        assert _kinds(dfs), f"the enumeration found nothing in {spec}"
     assert _kinds(dfs) <= _kinds(found), (spec, _kinds(dfs), _kinds(found))
+    if bound is not None and dfs.exhausted:
+        assert _kinds(found) <= _kinds(dfs), (spec, _kinds(dfs), _kinds(found))
 
 
 # producer_consumer's twin has more orders of its queue operations than a test can run.
