@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 from interleave import explore, strategies
-from interleave.decisions import DecisionPoint, FinishedRun, Option
-from interleave.strategies import DPOR, Portfolio, Strategy
+from interleave.strategies import DPOR, Portfolio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -68,28 +67,16 @@ def frontrun_cell(program: str, limit: float) -> str:
     return f"{out['runs']:,} in {out['elapsed_s']:.1f} s (not done: {out.get('inconclusive', '')[:60]})"
 
 
-class DporPortfolio(Strategy):
+class DporPortfolio(Portfolio):
     """The default portfolio with bounded dpor as its enumerating member (for this measurement only)."""
 
-    name = "portfolio"
-    first_run_in_default_order = True
-
     def __init__(self, seed: int, bound: int) -> None:
-        self.inner = Portfolio(seed, bound)
-        self.inner.members[0] = DPOR(bound)
+        super().__init__(seed, bound)
+        self.members[0] = DPOR(bound)
 
     @property
     def needs_accesses(self) -> bool:  # type: ignore[override]
-        return self.inner.current.needs_accesses
-
-    def begin_run(self, run_index: int) -> bool:
-        return self.inner.begin_run(run_index)
-
-    def choose(self, point: DecisionPoint) -> Option:
-        return self.inner.choose(point)
-
-    def end_run(self, result: FinishedRun) -> None:
-        self.inner.end_run(result)
+        return self.current.needs_accesses
 
 
 def first_failures(out: list[str]) -> None:
