@@ -122,7 +122,7 @@ class Job:
     strategy: str
     seed: int
     depth: int
-    max_preemptions: int
+    max_preemptions: int | None
     slot: int
     slots: int
     runs: int | None
@@ -449,8 +449,10 @@ def _merge_search(report: Report, results: list[SlotResult], slots: int, lost: l
         report.exhausted = done
         report.complete = done and all(s.complete for s in shares)
         report.partial_order = all(s.partial_order for s in shares)
-        if any(s.truncated for s in shares) or not every or report.partial_order:
+        if any(s.truncated for s in shares) or not every or (report.partial_order and not done):
             report.bound = None
+        elif report.partial_order:  # dpor: its bound, if it had one
+            report.bound = None if shares[0].max_bound < 0 else shares[0].max_bound
         elif done:
             report.bound = max(s.completed_bound for s in shares)
         else:

@@ -416,7 +416,8 @@ def _print_confidence(report: Report) -> None:
     elif report.complete:
         click.echo(f"  every schedule of the program was run ({covers}): no schedule fails")
     elif report.exhausted and report.partial_order:
-        click.echo(f"  exhausted: every order of conflicting steps was run: {report.runs:,} schedules "
+        within = "" if report.bound is None else f" with at most {_n(report.bound, 'preemption')}"
+        click.echo(f"  exhausted: every order of conflicting steps{within} was run: {report.runs:,} schedules "
                    f"({covers}), none fails")
     elif report.exhausted and report.bound is not None:
         click.echo(f"  exhausted: every schedule with at most {_n(report.bound, 'preemption')} was run "

@@ -34,7 +34,7 @@ def explore(
     seed: int = 0,
     strategy: str = "portfolio",
     depth: int = 3,
-    max_preemptions: int = 2,
+    max_preemptions: int | None = None,
     max_steps: int | None = None,
     max_pauses: int | None = None,
     max_faults: int | None = None,

@@ -122,7 +122,8 @@ OPTIONS: tuple[Option, ...] = (
            "of the threads' steps; steer: random walk steered to new lines; dfs: every schedule, by increasing "
            "preemptions; dpor: one schedule per order of conflicting steps (partial-order reduction)."),
     Option("depth", int, 3, "PCT bug depth d.", minimum=1, metavar="D"),
-    Option("max_preemptions", int, 2, "Bound for the enumeration (dfs, and the portfolio's dfs share).",
+    Option("max_preemptions", int, None, "Preemption bound: of the enumeration (dfs, and the portfolio's dfs "
+           "share; default 2), and of dpor (default: none).",
            minimum=0, metavar="N"),
     Option("max_steps", int, None, "Steps a run may take without progress (no thread starts or ends, the "
            "program's state stays the same) before it is a hang (default: the program's __interleave__ setting, "
@@ -155,7 +156,7 @@ class Exploration:
     seed: int = 0
     strategy: str = "portfolio"
     depth: int = 3
-    max_preemptions: int = 2
+    max_preemptions: int | None = None
     max_steps: int | None = None
     max_pauses: int | None = None
     max_faults: int | None = None

@@ -78,7 +78,10 @@ def stats_line(nodeid: str, reports: list[Report]) -> str:
     if all(r.complete for r in reports):
         return line + "; every schedule was run" + _races_seen(reports)
     if all(r.exhausted and r.partial_order for r in reports):
-        return line + "; every order of conflicting steps was run" + _races_seen(reports)
+        bound = max((r.bound for r in reports if r.bound is not None), default=None)
+        unbounded = any(r.bound is None for r in reports)
+        within = "" if unbounded or bound is None else f" with at most {_n(bound, 'preemption')}"
+        return line + f"; every order of conflicting steps{within} was run" + _races_seen(reports)
     bounds = [r.bound for r in reports if r.bound is not None and r.bound >= 0]
     if len(bounds) == len(reports):
         return line + f"; every schedule with at most {_n(min(bounds), 'preemption')} was run" + _races_seen(reports)

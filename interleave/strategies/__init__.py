@@ -12,13 +12,17 @@ from .replay import Replay, ScheduleMismatch
 from .steer import Steer
 from .surw import SURW
 
+#: The enumeration's preemption bound when none is given.
+DEFAULT_BOUND = 2
+
 NAMES = ("portfolio", "random", "pct", "surw", "steer", "dfs", "dpor")
 
 
-def make(name: str, *, seed: int = 0, depth: int = 3, max_preemptions: int = 2) -> Strategy:
-    """Build a strategy by its ``--strategy`` name."""
+def make(name: str, *, seed: int = 0, depth: int = 3, max_preemptions: int | None = None) -> Strategy:
+    """Build a strategy by its ``--strategy`` name (``max_preemptions``: None for the
+    enumeration's default bound, 2, and no bound for dpor)."""
     if name == "portfolio":
-        return Portfolio(seed, max_preemptions)
+        return Portfolio(seed, DEFAULT_BOUND if max_preemptions is None else max_preemptions)
     if name == "random":
         return RandomWalk(seed)
     if name == "pct":
@@ -28,9 +32,9 @@ def make(name: str, *, seed: int = 0, depth: int = 3, max_preemptions: int = 2) 
     if name == "steer":
         return Steer(seed)
     if name == "dfs":
-        return BoundedDFS(max_preemptions)
+        return BoundedDFS(DEFAULT_BOUND if max_preemptions is None else max_preemptions)
     if name == "dpor":
-        return DPOR()
+        return DPOR(max_preemptions)
     raise ValueError(f"unknown strategy {name!r} (choose from {', '.join(NAMES)})")
 
 

@@ -29,7 +29,8 @@ class Enumeration:
     complete: bool
     #: Schedules run (a worker's replays of another's runs not counted).
     schedules: int
-    #: One schedule per order of conflicting steps (dpor), with no preemption bound.
+    #: One schedule per order of conflicting steps (dpor); ``max_bound`` is its preemption
+    #: bound (-1: none).
     partial_order: bool = False
 
     @property

@@ -27,17 +27,46 @@ Dependence (over-approximated where the records cannot tell, which is sound):
   every step, for the sleep sets, since nothing says what it did.
 
 Pauses, faults and draws stay plain choices: every option of theirs is run, as the
-bounded enumeration does. No preemption bound is applied: the search is complete for the
+bounded enumeration does. With no preemption bound the search is complete for the
 program's thread orders, within the pause, fault and draw budgets of a run. It needs the
 steps' records (shared accesses as the steps); without them (line or opcode
 granularity) every option of every decision is run.
+
+With a preemption bound ``k`` (paid choices as the bounded enumeration counts them:
+preemptions, pauses, faults, changed draws), every schedule of at most ``k`` paid
+choices is equivalent to one that is run. Pruning DPOR's search by the bound alone loses
+schedules: the reversal of a race may need a preemption more than the bound allows at
+the decision before the race, while the same order is within the bound if the other
+thread is put first where the racing thread was last switched to (Coons, Musuvathi and
+McKinley, "Bounded partial-order reduction", OOPSLA 2013; loom does the same). So:
+
+- each race's second thread is added both at the decision before the first step and at
+  the decision where the first step's thread was switched to, at each only within the
+  bound (a thread that cannot run at a decision: every thread that can, as Flanagan and
+  Godefroid's DPOR does);
+- a thread sleeps in a later sibling's subtree only where the order it stands for is
+  known to be within the bound (see :meth:`DPOR._may_sleep`); there are no source sets (the
+  one initial chosen may be over the bound where another is not); a new decision takes
+  the free default, so that a deviation costs only what it must.
 
 The search tree is kept; the subtrees still to run are taken cheapest first (the fewest
 paid choices on the way: preemptions, pauses, faults, changed draws), then the deepest, so
 low-preemption schedules come first, as in the bounded enumeration. The threads whose
 subtrees at a decision were begun before an option's sleep in that option's subtree.
 
-Split among workers, share 0 runs the whole search and the others none.
+Split among ``n`` workers (:meth:`DPOR.partition`), every worker runs the search alike
+until it has at least ``n`` subtrees to run (those runs are counted by worker 0 alone, the
+others replay them as *shared* runs); those subtrees are dealt by their order in the queue,
+modulo ``n``. From then on a worker runs the subtrees dealt to it, and every subtree its
+own runs call for, except one dealt to another worker: a race found in a worker's runs can
+only call for subtrees on the path of the run, which are in its own subtrees or on the
+part of the tree all workers ran alike (there, the subtrees dealt to others are known to
+be run). So every subtree that one process would run is run by some worker, and the
+dealt subtrees are disjoint. What the workers run together can still exceed what one
+process runs, never fall short of it: a subtree that two workers' runs both call for above
+their own is run by each, and without a bound a subtree dealt to another worker is not put
+to sleep in the ones begun after it (its first step is not known here), nor is it known
+to have started a reversal that a race calls for.
 """
 
 from __future__ import annotations
@@ -113,6 +142,9 @@ class _Node:
     #: before an option sleep in its subtree.
     order: list[Option] = field(default_factory=list)
     queued: set[Option] = field(default_factory=set)
+    #: Per thread option run here: whether the thread could go on after its step (a switch
+    #: away from it then was paid); unknown is taken as yes.
+    continues: dict[Option, bool] = field(default_factory=dict)
 
     def paid(self, option: Option) -> bool:
         """As :meth:`DecisionPoint.paid`: a preemption, a pause, a fault or a changed draw."""
@@ -129,7 +161,9 @@ class DPOR(Strategy):
     label = "dpor"
     needs_accesses = True
 
-    def __init__(self) -> None:
+    def __init__(self, max_preemptions: int | None = None) -> None:
+        #: Paid choices a schedule may make (None: no bound).
+        self.bound = max_preemptions
         self.stack: list[_Node] = []
         #: The subtrees to run, cheapest (fewest paid choices) first, then the deepest: low
         #: preemption schedules come first, as in the bounded enumeration, with no bound.
@@ -140,6 +174,8 @@ class DPOR(Strategy):
         self.truncated = False
         self.schedules = 0
         self.share = (0, 1)
+        #: The subtrees were dealt among the shares (see the module docstring); alone, from the start.
+        self._dealt = True
         #: Decisions of the current path that the run about to start replays (the deepest is
         #: where it deviates); those after are new.
         self._replayed = 0
@@ -152,11 +188,14 @@ class DPOR(Strategy):
         self._final_steps: tuple[int, ...] = ()
 
     def partition(self, index: int, count: int) -> None:
-        """Share 0 runs the whole search, the others none (the search tree grows as it is run)."""
+        """Explore only share ``index`` of ``count`` (see the module docstring)."""
         if not 0 <= index < count:
             raise ValueError(f"share {index} of {count} does not exist")
         self.share = (index, count)
-        self.done = index != 0
+        self._dealt = count == 1
+
+    def shared_run(self) -> bool:
+        return self.share[0] != 0 and not self._dealt
 
     def begin_run(self, run_index: int) -> bool:
         self.depth = 0
@@ -165,7 +204,8 @@ class DPOR(Strategy):
     def skip_run(self) -> None:
         """Give up the run about to start and the subtree below it (the search is no longer exhaustive)."""
         self.truncated = True
-        self.schedules -= 1
+        if not self.shared_run():
+            self.schedules -= 1
         self.end_run(None)
 
     def choose(self, point: DecisionPoint) -> Option:
@@ -199,7 +239,8 @@ class DPOR(Strategy):
         return default
 
     def end_run(self, result: FinishedRun | None) -> None:
-        self.schedules += 1
+        if not self.shared_run():
+            self.schedules += 1
         stack = self.stack
         new_from = self._replayed
         self._guide = []
@@ -210,15 +251,23 @@ class DPOR(Strategy):
             else:  # nothing says what the steps touched: every option of every new decision is run
                 for node in stack[new_from:]:
                     node.backtrack = list(node.options)
-        for node in stack:
+        for i, node in enumerate(stack):
             if node.chosen not in node.done:
                 node.done[node.chosen] = node.footprint
                 node.lengths[node.chosen] = node.length
+                after = stack[i + 1] if i + 1 < len(stack) else None
+                node.continues[node.chosen] = not (
+                    after is not None and after.scheduling and isinstance(node.chosen, RunThread)
+                    and (after.running != node.chosen.thread or not after.preemptive))
             for option in node.backtrack:
+                if self.bound is not None and node.cost + node.paid(option) > self.bound:
+                    continue
                 if option not in node.queued and option not in node.order:
                     node.queued.add(option)
                     self._pushed += 1
                     heapq.heappush(self.work, (node.cost + node.paid(option), -node.depth, self._pushed, node, option))
+        if not self._dealt:
+            self._deal()
         while self.work:
             _, _, _, node, option = heapq.heappop(self.work)
             if option in node.order or (isinstance(option, RunThread) and option.thread in node.sleep):
@@ -227,6 +276,23 @@ class DPOR(Strategy):
             return
         self.stack = []
         self.done = True
+
+    def _deal(self) -> None:
+        """With at least one subtree per share queued, keep this share's (the others' are theirs to run)."""
+        index, count = self.share
+        live = sorted((w for w in self.work if not (w[4] in w[3].order or (isinstance(w[4], RunThread)
+                                                                           and w[4].thread in w[3].sleep))),
+                      key=lambda w: w[:3])
+        if len(live) < count:
+            return
+        self._dealt = True
+        self.work = []
+        for i, entry in enumerate(live):
+            if i % count == index:
+                self.work.append(entry)
+            else:
+                entry[3].order.append(entry[4])  # run by another share: never here
+        heapq.heapify(self.work)
 
     def _begin(self, node: _Node, option: Option) -> None:
         """The next run replays the way to ``node`` and takes ``option`` there."""
@@ -243,8 +309,9 @@ class DPOR(Strategy):
         node.chosen, node.footprint, node.length = option, None, 0
         self.stack = path
         self._replayed = len(path) - 1
-        self._drowsy = set(node.sleep) | {o.thread for o in before if isinstance(o, RunThread)}
-        self._guide = list(node.guides.get(option, ()))
+        if self.bound is None:  # bounded, a new decision takes the free default (see the module docstring)
+            self._drowsy = set(node.sleep) | {o.thread for o in before if isinstance(o, RunThread)}
+            self._guide = list(node.guides.get(option, ()))
 
 
     # ------------------------------------------------------------------ learning
@@ -277,7 +344,7 @@ class DPOR(Strategy):
             begun_before = node.order[:node.order.index(node.chosen)] if node.chosen in node.order else []
             for option in begun_before:
                 fp = node.done.get(option)
-                if isinstance(option, RunThread) and fp is not None:
+                if isinstance(option, RunThread) and fp is not None and self._may_sleep(node, option):
                     # The thread's next step is the same in this run: named as this run names
                     # things when it runs here later; else as the run that explored it did.
                     later = _next_step(events, boundaries, option.thread, starts[i], node.lengths.get(option, 0))
@@ -305,13 +372,16 @@ class DPOR(Strategy):
         if last is not None and isinstance(last.chosen, RunThread) and last.chosen.thread in sleeping:
             # The default here was a sleeping thread: its order was run; run one that is awake instead.
             node = last
-            awake = [o for o in node.options if isinstance(o, RunThread) and o.thread not in sleeping]
+            awake = sorted((o for o in node.options if isinstance(o, RunThread) and o.thread not in sleeping),
+                           key=node.paid)
             if awake and not any(o in awake for o in node.backtrack):
                 node.backtrack.append(awake[0])
-        self._races(events, end)
+        self._races(events, end, starts[min(new_from, len(starts) - 1)] if starts else 0)
 
-    def _races(self, events: list[_Event], end: int) -> None:
-        """For each race among the first ``end`` events, a thread that starts its reversal."""
+    def _races(self, events: list[_Event], end: int, new: int) -> None:
+        """For each race among the first ``end`` events whose second is at ``new`` or after, a
+        thread that starts its reversal (the races within the replayed prefix were found by the
+        run that first took it)."""
         stack = self.stack
         # Per place, the last event of each thread and kind there: an earlier one of the same
         # thread happens before it, so it is in no immediate race with a later event.
@@ -326,12 +396,21 @@ class DPOR(Strategy):
             place = _place(e2)
             if place is None:
                 continue
+            if j < new:
+                by_place.setdefault(place, {})[(e2.thread, e2.kind)] = j
+                fields.setdefault(place[0], set()).add(place[1])
+                continue
             candidates = [i for i in _conflicting(events, by_place, fields, e2) if events[i].thread != e2.thread
                           and e2.before.get(events[i].thread, 0) < events[i].seq]
             by_place.setdefault(place, {})[(e2.thread, e2.kind)] = j
             fields.setdefault(place[0], set()).add(place[1])
             for i in candidates:
                 e1 = events[i]
+                if self.bound is not None and e1.node is None and 0 <= e1.segment < len(stack):
+                    # Only its own thread could run there; the order may be reversed where it was switched to.
+                    if not any(events[k].past.get(e1.thread, 0) >= e1.seq for k in candidates if k != i):
+                        self._reverse_within_bound(self._switched_to(e1.segment, e1.thread), e2.thread)
+                    continue
                 if e1.node is None or e1.node >= len(stack):
                     continue  # a step no decision chose: only its own thread could run there
                 if any(events[k].past.get(e1.thread, 0) >= e1.seq for k in candidates if k != i):
@@ -339,6 +418,10 @@ class DPOR(Strategy):
                 first = step_start[e1.node]
                 if e2.before.get(e1.thread, 0) >= events[first].seq:
                     continue  # it depends on an earlier part of e1's step (a start): steps are not split
+                if self.bound is not None:
+                    self._reverse_within_bound(e1.node, e2.thread)
+                    self._reverse_within_bound(self._switched_to(e1.node, e1.thread), e2.thread)
+                    continue
                 node = stack[e1.node]
                 threads = [o for o in node.options if isinstance(o, RunThread)]
                 mine = next((o for o in threads if o.thread == e2.thread), None)
@@ -353,6 +436,43 @@ class DPOR(Strategy):
                     if option not in node.backtrack:
                         node.backtrack.append(option)
                         node.guides[option] = self._guide_for(events, first, j)
+
+    def _may_sleep(self, node: _Node, option: Option) -> bool:
+        """Whether ``option``'s thread, run at ``node`` before the option chosen there, may sleep in
+        the chosen option's subtree. Unbounded, always. Within a bound, only if a schedule of the
+        chosen option's subtree that runs the sleeper's step later costs no less than its
+        equivalent with that step moved back here, in the sleeper's subtree, which was run
+        within the bound: so when the sleeper costs no more here than the chosen option and
+        could not go on after its step (the switch back from it was free). (Allowing a sleeper
+        that could go on where it cost one less lost an outcome in tests/test_dpor.py.)"""
+        if self.bound is None:
+            return True
+        return not node.continues.get(option, True) and node.paid(option) <= node.paid(node.chosen)
+
+    def _reverse_within_bound(self, at: int, thread: int) -> None:
+        """Run ``thread`` at decision ``at`` (every thread that can, if it cannot), within the bound."""
+        node = self.stack[at]
+        threads = [o for o in node.options if isinstance(o, RunThread)]
+        mine = [o for o in threads if o.thread == thread]
+        for option in mine or threads:
+            if option not in node.backtrack and node.cost + node.paid(option) <= (self.bound or 0):
+                node.backtrack.append(option)
+
+    def _switched_to(self, at: int, thread: int) -> int:
+        """The decision, at ``at`` or before, where ``thread`` was last switched to (a switch that no
+        decision chose: the first decision after it that chose the thread; none: the first decision)."""
+        stack = self.stack
+        found = at
+        for i in range(at, -1, -1):
+            node = stack[i]
+            if not node.scheduling:
+                continue
+            if not isinstance(node.chosen, RunThread) or node.chosen.thread != thread:
+                return found
+            found = i
+            if node.running != thread:
+                return i
+        return found
 
     def _guide_for(self, events: list[_Event], i: int, j: int) -> list[tuple[int, int]]:
         """The order of the steps after event ``i`` that do not depend on it, then event ``j``'s
@@ -383,8 +503,9 @@ class DPOR(Strategy):
         return self.done and not self.truncated
 
     def summary(self) -> SearchSummary:
+        bound = -1 if self.bound is None else self.bound
         return SearchSummary(enumeration=Enumeration(
-            done=self.done, truncated=self.truncated, completed_bound=-1, max_bound=-1,
+            done=self.done, truncated=self.truncated, completed_bound=bound if self.done else -1, max_bound=bound,
             complete=False, schedules=self.schedules, partial_order=True))
 
 
