@@ -15,9 +15,11 @@ fails".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..decisions import DecisionPoint, FinishedRun, Option
 from .base import SearchSummary, Strategy
-from .dfs import BoundedDFS
+from .dfs import BoundedDFS, share_common_tree
 from .pct import PCT
 from .surw import SURW
 
@@ -31,10 +33,14 @@ class Portfolio(Strategy):
         self.members: list[Strategy] = [self.dfs, PCT(seed, 2), PCT(seed, 3), SURW(seed)]
         self.current: Strategy = self.dfs
         self.turn = 0
+        #: The last run was another share's (see BoundedDFS): the member's turn is not over.
+        self.again = False
 
     def begin_run(self, run_index: int) -> bool:
         if self.dfs.complete() and self.dfs.share[1] == 1:  # a share's being complete is not the program's
             return False
+        if self.again and self.current.begin_run(run_index):
+            return True
         for _ in range(len(self.members)):
             member = self.members[self.turn % len(self.members)]
             self.turn += 1
@@ -47,6 +53,7 @@ class Portfolio(Strategy):
         return self.current.choose(point)
 
     def end_run(self, result: FinishedRun) -> None:
+        self.again = self.current.shared_run()
         self.current.end_run(result)
 
     def exhausted(self) -> bool:
@@ -59,10 +66,16 @@ class Portfolio(Strategy):
     def partition(self, index: int, count: int) -> None:
         self.dfs.partition(index, count)  # the samplers split by run index
 
+    def shares(self, count: int, indices: Sequence[int]) -> list[Strategy]:
+        out = [p for p in super().shares(count, indices) if isinstance(p, Portfolio)]
+        share_common_tree([p.dfs for p in out])
+        return list(out)
+
     def shared_run(self) -> bool:
         return self.current.shared_run()
 
     def skip_run(self) -> None:
+        self.again = self.current.shared_run()
         self.current.skip_run()
 
     def share_complete(self) -> bool:
