@@ -129,9 +129,9 @@ def test_strategies_tell_the_campaign_what_they_searched(program):
 
     def slot(strategy: str, runs: int | None):
         job = Job(program=prog, spec=None, fingerprint=prog.fingerprint, config=run_config(prog, None, None, None,
-                  "access"), strategy=strategy, seed=0, depth=3, max_preemptions=2, slot=0, slots=1, runs=runs,
+                  "access"), strategy=strategy, seed=0, depth=3, max_preemptions=2, own=(0,), slots=1, runs=runs,
                   time_limit=None, keep_going=True)
-        return search(job, InProcess())
+        return search(job, InProcess(slots=1))[0]
 
     dfs = slot("dfs", None)
     figures = dfs.enumeration

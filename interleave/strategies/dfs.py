@@ -88,6 +88,8 @@ class BoundedDFS(Strategy):
         self.in_common = False  # the run under way is one of the common tree's
         self.own_common = 0  # this share's runs of the common tree so far
         self.last_bound = max_preemptions  # the common tree stops after bound 0
+        #: The common tree was searched and set nothing aside: every share is complete.
+        self.every_share_complete = False
 
     def partition(self, index: int, count: int) -> None:
         """Explore only share ``index`` of ``count`` (call before the first run)."""
@@ -119,14 +121,17 @@ class BoundedDFS(Strategy):
             self.shared = tree.schedules < self.own_common * count + index
             tree.begin_run(run_index)
             return True
-        if tree is not None:
-            self._leave_common(tree)
+        self._settle()
         return not self.done
 
-    def _leave_common(self, tree: BoundedDFS) -> None:
-        """The common tree is searched: take this share's deal of its 1-preemption roots."""
+    def _settle(self) -> None:
+        """Once the common tree is searched, take this share's deal of its 1-preemption roots."""
+        tree = self.common
+        if tree is None or not tree.done:
+            return
         index, count = self.share
         self.common = None
+        self.every_share_complete = tree.complete()
         self.beyond_max = self.beyond_max or tree.beyond_max
         self.truncated = self.truncated or tree.truncated
         self.next_items = tree.next_items[index::count]
@@ -212,16 +217,23 @@ class BoundedDFS(Strategy):
         self.stack = []
 
     def exhausted(self) -> bool:
+        self._settle()
         return self.done and not self.truncated
 
     def complete(self) -> bool:
-        """Every schedule of the program was run (no bound was needed)."""
+        """Every schedule of this share was run (no bound was needed)."""
+        self._settle()
         return self.done and not self.truncated and not self.beyond_max and not self.next_items
+
+    def program_complete(self) -> bool:
+        """Every schedule of the program was run: this share's are, and (split) every other share's."""
+        return self.complete() and (self.share[1] == 1 or self.every_share_complete)
 
     def shared_run(self) -> bool:
         return self.shared
 
     def summary(self) -> SearchSummary:
+        self._settle()
         return SearchSummary(enumeration=Enumeration(
             done=self.done, truncated=self.truncated, completed_bound=self.completed_bound,
             max_bound=self.max_bound, complete=self.complete(), schedules=self.schedules))

@@ -37,7 +37,7 @@ class Portfolio(Strategy):
         self.again = False
 
     def begin_run(self, run_index: int) -> bool:
-        if self.dfs.complete() and self.dfs.share[1] == 1:  # a share's being complete is not the program's
+        if self.dfs.program_complete():  # a share's being complete is not the program's
             return False
         if self.again and self.current.begin_run(run_index):
             return True
