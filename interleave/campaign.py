@@ -174,7 +174,8 @@ class SlotResult:
     exhausted: bool = False
     #: The key of the first run the time limit kept this slot from (None: it did not).
     timed_out_at: int | None = None
-    #: Runs made when this slot's share of the portfolio's enumeration was complete (None: not).
+    #: The key from which on this slot's share of the portfolio's enumeration was complete
+    #: (see _note_complete; None: it was not).
     enumerated_at: int | None = None
     enumeration: Enumeration | None = None
     pct: tuple[PctFigures, ...] = ()
@@ -217,10 +218,9 @@ class Control(Protocol):
         """At least this many of the campaign's runs have keys below ``key`` (every slot's, as far as is known)."""
 
     def share_complete(self, slot: int, key: int) -> None:
-        """Slot ``slot``'s share of the enumeration was complete before its run of key ``key``.
+        """Slot ``slot``'s share of the enumeration was complete after its runs of keys below ``key``.
 
-        When every slot's is, nobody needs keys from the greatest such key on (the search in
-        one process, in the order of the keys, stops there)."""
+        When every slot's is, nobody needs keys from the greatest such key on."""
 
 
 class InProcess:
@@ -278,6 +278,21 @@ class _Slot:
     steps: int = 0
 
 
+def _note_complete(here: _Slot, key: int, control: Control) -> None:
+    """Once a slot's share of the enumeration is complete, say so, with the key from which on it is.
+
+    Asked before the first run of every slot (``key`` 0), before each of a slot's runs (its
+    key) and after each (just past its key): so the key a slot says depends on its own runs
+    only, and it is said before the search passes it. Every slot that says a key below a
+    failing run's does so before the campaign ends, with any workers, and the campaign's end
+    (every share complete) is the same.
+    """
+    out = here.out
+    if out.enumerated_at is None and here.chooser.share_complete():
+        out.enumerated_at = key
+        control.share_complete(here.slot, key)
+
+
 def search(job: Job, control: Control, runner: Runner | None = None) -> list[SlotResult]:
     """Search ``job``'s slots, in the order of their runs' keys, until the budget, the campaign's
     stop key, or (unless keep_going) a failure; one result per slot, in ``job.own``'s order.
@@ -299,6 +314,8 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> list[Slo
     runner.deadline = None if job.time_limit is None else started + job.time_limit
     active = sorted(slots, key=lambda s: s.slot)
     current: _Slot | None = None
+    for one in slots:
+        _note_complete(one, 0, control)  # a share dealt nothing
     try:
         while active:
             current = here = min(active, key=lambda s: s.run)  # the smallest key (ties: the lowest slot)
@@ -314,13 +331,10 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> list[Slo
                     other.out.timed_out_at = key_of(other.slot, other.run, job.slots)
                 break
             # A share of the portfolio's enumeration may be complete while the program's is not:
-            # the slot samples on until every share is (and the greatest key at which one was).
-            if out.enumerated_at is None and chooser.share_complete():
-                out.enumerated_at = here.run
-                control.share_complete(here.slot, key)
-                if key >= control.limit():
-                    out.exhausted = True
-                    break
+            # the slot samples on until every share is (see _note_complete).
+            _note_complete(here, key, control)
+            if key >= control.limit():
+                break
             if not chooser.begin_run(key):
                 out.exhausted = True
                 active.remove(here)
@@ -367,6 +381,7 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> list[Slo
             out.steps.append(result.steps)
             out.schedules.append(hash(schedule_id(result.deviations)))
             control.counted(here.slot, here.run, here.steps)
+            _note_complete(here, key + 1, control)
             if result.uncontrolled is not None:
                 out.uncontrolled = result.uncontrolled
                 out.stopped_at = key
@@ -488,7 +503,7 @@ def merge(display: str, job: Job, campaign: Campaign, describe: Describe, worker
     end = NO_LIMIT
     if len(results) == slots and not campaign.lost_slots and all(r.enumerated_at is not None for r in results):
         # Every share of the portfolio's enumeration complete: the search stopped at the last key where one was.
-        end = max(key_of(r.slot, r.enumerated_at or 0, slots) for r in results)
+        end = max(r.enumerated_at or 0 for r in results)
     if job.runs is not None:
         end = min(end, made.end_of_first(job.runs))
     found = sorted((f for r in results for f in r.found if f.key < end), key=lambda f: f.key)

@@ -1,30 +1,29 @@
 """Exploring in parallel: one search split among worker processes, or the tasks of a Dask cluster.
 
-Each worker runs the campaign's one loop (:func:`interleave.campaign.search`) over its
-*slot* ``w`` of ``n``; this module starts the processes, gives them a :class:`Control`
-in shared memory, replaces the ones that die, and hands what they ran to
-:func:`interleave.campaign.merge`. How the search is split:
+The search is split into the campaign's fixed number of *slots* (see
+:mod:`interleave.campaign`); worker ``w`` of ``n`` runs the campaign's one loop
+(:func:`interleave.campaign.search`) over slots ``w, w+n, w+2n...``. This module starts
+the processes, gives them a :class:`Control` in shared memory (the stop key, each slot's
+count of runs), replaces the ones that die, and hands what they ran to
+:func:`interleave.campaign.merge`. How a strategy is split is its own (``Strategy.shares``):
+a sampled run draws its choices from (seed, run index); the enumeration deals subtrees,
+so the slots' schedules are disjoint and together exactly the schedules of one process
+(see BoundedDFS's docstring).
 
-* sampling (random walk, PCT, SURW, the portfolio's samplers): slot ``w`` runs the run
-  indices ``w, w+n, w+2n...``; a run draws its choices from (seed, run index), so no two
-  slots draw the same sample, and together they use the indices one process would;
-* enumeration: :meth:`Strategy.partition` deals subtrees, so the slots' schedules are
-  disjoint and together exactly the schedules of one process (see BoundedDFS's docstring).
-
-When a slot fails, the others are told to stop at its key (see :mod:`interleave.campaign`),
-so the same seed and the same ``n`` give the same failure and token. With ``keep_going``
-(``--all``) no slot stops early and every distinct failure (kind and place) is reported.
+When a slot fails, the others are told to stop at its key, so the same seed gives the same
+failure and token with any number of workers. With ``keep_going`` (``--all``) no slot stops
+early and every distinct failure (kind and place) is reported.
 
 Workers only search. The chosen failing run is sent back as its deviations and failure;
 one process (a child of the calling one) replays it, shrinks it and makes the token, so a
 token always replays in one process.
 
 A worker process that dies (a crash, an exit from C code, the kernel's out-of-memory killer) is
-reported with the run it was on, and a new process takes over its slot: it redoes the
-slot's runs from the start (the dead one's results died with it) and skips the fatal run.
+reported with the run it was on, and a new process takes over its slots: it redoes their
+runs from the start (the dead one's results died with it) and skips the fatal run.
 
 The Dask backend (``workers="tcp://scheduler:8786"`` or a ``distributed.Client``) runs the
-slots as Dask tasks; see docs/workers.md.
+workers as Dask tasks; see docs/workers.md.
 """
 
 from __future__ import annotations

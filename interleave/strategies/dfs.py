@@ -100,6 +100,15 @@ class BoundedDFS(Strategy):
             self.common = BoundedDFS(self.max_bound)
             self.common.last_bound = 0
 
+    @classmethod
+    def dealt_nothing(cls, max_preemptions: int) -> BoundedDFS:
+        """A share of a split that was dealt no part of the enumeration: done from the start."""
+        share = cls(max_preemptions)
+        share.share = (1, 2)  # a share, not the whole search: its being done says nothing of the program
+        share.done = True
+        share.completed_bound = max_preemptions
+        return share
+
     def shares(self, count: int, indices: Sequence[int]) -> list[Strategy]:
         out = [BoundedDFS(self.max_bound) for _ in indices]
         for share, index in zip(out, indices):
