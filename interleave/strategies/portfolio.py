@@ -5,10 +5,11 @@ finishes, lets the report say that no schedule within the bound fails; PCT at de
 and 3 and the SURW-style weighted walk sample the rest. When the enumeration has covered
 every schedule of the program, the exploration stops.
 
-Split ``n`` ways (:meth:`Portfolio.partition`), the first quarter of the shares enumerate
+Split ``n`` ways (:meth:`Portfolio.partition`), every fourth share (0, 4, 8...) enumerates
 (the enumeration split among them; each enumerates at every turn until its part is done,
-then samples) and the others sample: the same one run in four for the enumeration as
-unsplit, in fewer, larger parts than ``n``, which end more evenly.
+then samples) and the others sample, share ``i`` starting with the ``i % 4``-th member:
+in the order of the runs' keys the members take turns as unsplit, and the enumeration is
+split in fewer, larger parts than ``n``, which end more evenly.
 
 Why these members (measured on examples/ and a bug that needs 20 consecutive steps of one
 thread between two of another, see benchmarks/RESULTS.md): the uniform random walk never
@@ -75,12 +76,13 @@ class Portfolio(Strategy):
         if not 0 <= index < count:
             raise ValueError(f"share {index} of {count} does not exist")
         self.split = True
-        enumerating = max(1, count // len(self.members))
-        if index < enumerating:
-            self.dfs.partition(index, enumerating)  # the samplers split by run index
+        every = len(self.members)
+        if index % every == 0:
+            self.dfs.partition(index // every, -(-count // every))  # the samplers split by run index
         else:
             self.dfs = BoundedDFS.dealt_nothing(self.dfs.max_bound)
             self.members[0] = self.dfs
+            self.turn = index % every - 1
 
     def shares(self, count: int, indices: Sequence[int]) -> list[Strategy]:
         out = [p for p in super().shares(count, indices) if isinstance(p, Portfolio)]
