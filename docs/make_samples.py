@@ -8,9 +8,11 @@ tests run it so.
 
 Paths of this checkout are shown relative to it (``./examples/...``), and a scratch
 directory as ``/tmp/project``, so the samples do not depend on where the repository is.
-Samples are made with one worker process (the run numbers then do not depend on the
-machine's cores) and a fixed seed; traces and tokens depend on the Python version, so
-``--check`` compares only on the version the samples were made with (named in them).
+Samples are made with a fixed seed and the default workers (one process per core): the
+answer does not depend on the number of workers, and ``--check`` runs each ``explore``
+sample again with 1 and with 3 workers and compares those too (the header's count of
+workers aside). Traces and tokens depend on the Python version, so ``--check`` compares
+only on the version the samples were made with (named in them).
 
     python docs/make_samples.py           # rewrite the samples
     python docs/make_samples.py --check   # compare, write nothing
@@ -38,6 +40,14 @@ from interleave.pytest_plugin import DEFAULT_RUNS, DEFAULT_RUNS_PER_INPUT, PYTES
 VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
 #: Figures in seconds change on every run; --check compares without them.
 SECONDS = re.compile(r"\d+\.\d+s\b")
+#: The number of workers, named in a report's header, is the machine's number of cores.
+WORKERS = re.compile(r"\b\d+ workers?\]")
+#: What ``--check`` runs an explore sample with besides the default, to show the answer is the same.
+OTHER_WORKERS = ("1", "3")
+
+
+def comparable(text: str) -> str:
+    return WORKERS.sub("N workers]", SECONDS.sub("Ts", text))
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,7 @@ def _stats_part(text: str) -> str:
 
 
 SAMPLES = (
-    Sample("tour", "README.md", "interleave explore examples/lost_update.py --workers 1"),
+    Sample("tour", "README.md", "interleave explore examples/lost_update.py"),
     Sample("pytest-failure", "docs/pytest.md", "python -m pytest test_counter.py",
            files=(("test_counter.py", "# test_counter.py"),), excerpt=_failure_part),
     Sample("pytest-fixed", "docs/pytest.md", "python -m pytest test_counter.py --interleave-stats",
@@ -92,14 +102,15 @@ def code_block(text: str, first_line: str) -> str:
     raise SystemExit(f"make_samples: no python block starting {first_line!r}")
 
 
-def run(sample: Sample, text: str) -> str:
+def run(sample: Sample, text: str, extra: tuple[str, ...] = ()) -> str:
+    """The sample as its command prints it now (``extra``: more arguments, not shown)."""
     # This Python first on PATH, so that a replay line says `python`, not where this one lives.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     # Without CI's variables: Hypothesis prints a reproduce_failure line under CI, not on a desk.
     env = {name: value for name, value in os.environ.items() if name not in ("CI", "TF_BUILD")}
     env = {**env, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT), "COLUMNS": "100", "PATH": path,
            "PYTEST_ADDOPTS": "-p no:cacheprovider", "PY_COLORS": "0"}
-    words = sample.command.split()
+    words = sample.command.split() + list(extra)
     if words[0] == "interleave":
         words = [sys.executable, "-m", "interleave", *words[1:]]
     elif words[0] == "python":
@@ -151,17 +162,31 @@ def main() -> int:
         print(f"make_samples: the samples were made on Python {made_on.group(1)}; this is {VERSION}: not compared")
         return 0
     new = dict(texts)
+    made: dict[str, str] = {}
     for sample in SAMPLES:
-        new[sample.file] = replace_between(new[sample.file], sample.name, run(sample, new[sample.file]),
+        made[sample.name] = run(sample, new[sample.file])
+        new[sample.file] = replace_between(new[sample.file], sample.name, made[sample.name],
                                            f"made by docs/make_samples.py on Python {VERSION}")
     new["docs/pytest.md"] = replace_between(new["docs/pytest.md"], "settings", settings_table(),
                                             "made by docs/make_samples.py from interleave/settings.py")
-    changed = [name for name in texts if SECONDS.sub("Ts", new[name]) != SECONDS.sub("Ts", texts[name])]
+    changed = [name for name in texts if comparable(new[name]) != comparable(texts[name])]
     if check:
         for name in changed:
             sys.stdout.writelines(difflib.unified_diff(texts[name].splitlines(True), new[name].splitlines(True),
                                                        name, f"{name} (as made now)"))
-        return 1 if changed else 0
+        differ = 0
+        for sample in SAMPLES:
+            if not sample.command.startswith("interleave explore"):
+                continue
+            shown = made[sample.name]
+            for workers in OTHER_WORKERS:
+                other = run(sample, texts[sample.file], ("--workers", workers))
+                if comparable(other) != comparable(shown):
+                    differ += 1
+                    sys.stdout.writelines(difflib.unified_diff(
+                        comparable(shown).splitlines(True), comparable(other).splitlines(True),
+                        f"{sample.name}", f"{sample.name} with --workers {workers}"))
+        return 1 if changed or differ else 0
     for name in changed:
         (ROOT / name).write_text(new[name])
         print(f"make_samples: wrote {name}")

@@ -2,16 +2,21 @@
 
 A campaign searches a program's schedules under a strategy until a failure, the budget, or
 the end of what the strategy can explore, then describes what it found
-(:mod:`interleave.describe`). The loop (:func:`search`) searches one *slot*: the whole
-search in this process (:func:`run_here`), or one worker's share of it, in a worker process
-or a Dask task (:mod:`interleave.workers`). A :class:`Control` is all that differs: how the
-loop hears that it may stop early and where it says what it is doing.
+(:mod:`interleave.describe`). The search is split into :data:`SLOTS` *slots*, whatever the
+number of processes: each slot is a share of the strategy (:meth:`Strategy.shares`) whose
+runs depend on nothing but the seed and the slot's own runs. The loop (:func:`search`)
+searches some of the slots side by side: all of them in this process (:func:`run_here`),
+or one worker's deal of them, in a worker process or a Dask task (:mod:`interleave.workers`).
+A :class:`Control` is all that differs: how the loop hears that it may stop early and where
+it says what it is doing.
 
-Slot ``w`` of ``n``'s ``r``-th run (from 0) has the *key* ``r*n + w``, its run index for
-the sampling strategies. The campaign's failure is the one with the smallest key, whatever
-finished first: when a slot fails, the others are told to stop at that key, and every slot
-runs each key below it, so the same seed and the same ``n`` give the same failure and token.
-:func:`merge` trims the counts at the failing key, so they repeat too.
+Slot ``s``'s ``r``-th run (from 0) has the *key* ``r*SLOTS + s``, and a process runs its
+slots' runs in the order of their keys. The campaign's failure is the one with the smallest
+key, whatever finished first: when a slot fails, the others are told to stop at that key,
+and every slot runs each key below it; a budget of runs is the runs of the smallest keys.
+So the same seed gives the same failure and token with any number of workers (up to
+``SLOTS``), and :func:`merge` trims the counts at the failing key, so they repeat too. Only a
+time limit, and an interruption, cut the search where the machine's speed says.
 """
 
 from __future__ import annotations
@@ -123,12 +128,14 @@ class Job:
     seed: int
     depth: int
     max_preemptions: int | None
-    slot: int
+    #: The slots searched here, of a split ``slots`` ways.
+    own: tuple[int, ...]
     slots: int
-    runs: int | None
+    runs: int | None  # the campaign's, not this job's: the runs of the smallest keys
     time_limit: float | None
     keep_going: bool
-    skip: frozenset[int] = frozenset()  # runs not to run: r >= 1 the r-th run, -d the d-th shared run
+    #: Runs not to run, as (slot, run): r >= 1 the slot's r-th run, -d its d-th shared run.
+    skip: frozenset[tuple[int, int]] = frozenset()
     #: Collect the lines of the user's code that the runs executed.
     coverage: bool = False
 
@@ -148,6 +155,8 @@ class Found:
     failure: Failure
     deviations: list[Decision]
     elapsed_s: float
+    #: Its number among the campaign's runs (from 1), in the order of their keys: set by :func:`merge`.
+    run: int = 0
 
 
 @dataclass
@@ -163,7 +172,10 @@ class SlotResult:
     nondeterministic: str | None = None
     interrupted: bool = False
     exhausted: bool = False
-    #: Runs made when this slot's share of the portfolio's enumeration was complete (None: not).
+    #: The key of the first run the time limit kept this slot from (None: it did not).
+    timed_out_at: int | None = None
+    #: The key from which on this slot's share of the portfolio's enumeration was complete
+    #: (see _note_complete; None: it was not).
     enumerated_at: int | None = None
     enumeration: Enumeration | None = None
     pct: tuple[PctFigures, ...] = ()
@@ -172,8 +184,23 @@ class SlotResult:
     coverage: dict[str, list[int]] | None = None  # with Job.coverage: {filename: [line, ...]}
 
 
+#: Slots a campaign's search is split into, whatever the number of processes searching them
+#: (so at most this many worker processes are of use).
+SLOTS = 16
+
+
+def key_of(slot: int, run: int, slots: int) -> int:
+    """The key of slot ``slot``'s ``run``-th run (from 0)."""
+    return run * slots + slot
+
+
+def runs_below(key: int, slot: int, slots: int, runs: int) -> int:
+    """How many of a slot's first ``runs`` runs have keys below ``key``."""
+    return max(0, min(runs, (key - slot + slots - 1) // slots))
+
+
 class Control(Protocol):
-    """How a searching slot hears when to stop and says what it is doing."""
+    """How a searching process hears when to stop and says what it is doing."""
 
     def limit(self) -> int:
         """Keys at or above this are not to be run."""
@@ -181,27 +208,37 @@ class Control(Protocol):
     def lower(self, key: int) -> None:
         """A run with this key failed (or must end the campaign): nobody needs keys above it."""
 
-    def running(self, run: int, member: int) -> None:
-        """About to start run ``run`` (``-d``: the d-th shared run) of strategy member ``member``."""
+    def running(self, slot: int, run: int, member: int) -> None:
+        """About to start slot ``slot``'s run ``run`` (``-d``: its d-th shared run) of strategy member ``member``."""
 
-    def progress(self, runs: int, steps: int) -> None:
-        """Runs and steps counted so far (for the progress line)."""
+    def counted(self, slot: int, runs: int, steps: int) -> None:
+        """Slot ``slot`` has made ``runs`` runs (``steps`` steps) so far."""
 
-    def enumerated(self) -> bool:
-        """This slot's share of the enumeration is complete: is every slot's (so no schedule is left)?"""
+    def runs_before(self, key: int) -> int:
+        """At least this many of the campaign's runs have keys below ``key`` (every slot's, as far as is known)."""
+
+    def share_complete(self, slot: int, key: int) -> None:
+        """Slot ``slot``'s share of the enumeration was complete after its runs of keys below ``key``.
+
+        When every slot's is, nobody needs keys from the greatest such key on."""
 
 
 class InProcess:
-    """The control of a slot searched in this process, with nobody else to hear from.
+    """The control of slots searched in this process, with nobody else to hear from.
 
-    ``whole``: the slot is the whole search (else one share of a split whose other shares
-    run elsewhere, so its enumeration's being complete is not the program's).
+    ``whole``: the slots are the whole search (else shares of a split whose other shares
+    run elsewhere, so their enumeration's being complete is not the program's).
     """
 
-    def __init__(self, on_progress: Callable[[Progress], None] | None = None, whole: bool = True) -> None:
+    def __init__(self, on_progress: Callable[[Progress], None] | None = None, whole: bool = True,
+                 slots: int = SLOTS) -> None:
         self.stop = NO_LIMIT
         self.on_progress = on_progress
         self.whole = whole
+        self.slots = slots
+        self.runs = [0] * slots
+        self.steps = [0] * slots
+        self.complete: dict[int, int] = {}
         self.started = self.last_progress = time.monotonic()
 
     def limit(self) -> int:
@@ -210,20 +247,55 @@ class InProcess:
     def lower(self, key: int) -> None:
         self.stop = min(self.stop, key)
 
-    def running(self, run: int, member: int) -> None:
+    def running(self, slot: int, run: int, member: int) -> None:
         pass
 
-    def progress(self, runs: int, steps: int) -> None:
+    def counted(self, slot: int, runs: int, steps: int) -> None:
+        self.runs[slot], self.steps[slot] = runs, steps
         if self.on_progress is not None and time.monotonic() - self.last_progress > PROGRESS_EVERY_S:
             self.last_progress = time.monotonic()
-            self.on_progress(Progress(runs, steps, self.last_progress - self.started))
+            self.on_progress(Progress(sum(self.runs), sum(self.steps), self.last_progress - self.started))
 
-    def enumerated(self) -> bool:
-        return self.whole
+    def runs_before(self, key: int) -> int:
+        return sum(runs_below(key, slot, self.slots, runs) for slot, runs in enumerate(self.runs))
+
+    def share_complete(self, slot: int, key: int) -> None:
+        self.complete[slot] = key
+        if self.whole and len(self.complete) == self.slots:
+            self.lower(max(self.complete.values()))
 
 
-def search(job: Job, control: Control, runner: Runner | None = None) -> SlotResult:
-    """Search one slot until its budget, the campaign's stop key, or (unless keep_going) a failure.
+@dataclass
+class _Slot:
+    """A slot being searched here: its share of the strategy, what it did so far."""
+
+    slot: int
+    chooser: strategies.Strategy
+    out: SlotResult
+    seen_places: set[tuple[Any, ...]] = field(default_factory=set)
+    run: int = 0  # runs so far (shared runs not counted)
+    shared: int = 0  # shared (uncounted) enumeration runs so far
+    steps: int = 0
+
+
+def _note_complete(here: _Slot, key: int, control: Control) -> None:
+    """Once a slot's share of the enumeration is complete, say so, with the key from which on it is.
+
+    Asked before the first run of every slot (``key`` 0), before each of a slot's runs (its
+    key) and after each (just past its key): so the key a slot says depends on its own runs
+    only, and it is said before the search passes it. Every slot that says a key below a
+    failing run's does so before the campaign ends, with any workers, and the campaign's end
+    (every share complete) is the same.
+    """
+    out = here.out
+    if out.enumerated_at is None and here.chooser.share_complete():
+        out.enumerated_at = key
+        control.share_complete(here.slot, key)
+
+
+def search(job: Job, control: Control, runner: Runner | None = None) -> list[SlotResult]:
+    """Search ``job``'s slots, in the order of their runs' keys, until the budget, the campaign's
+    stop key, or (unless keep_going) a failure; one result per slot, in ``job.own``'s order.
 
     ``runner``: run in this one (left open, for describing what was found); else in a new one.
     """
@@ -231,51 +303,58 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> SlotResu
     if program.fingerprint != job.fingerprint:
         raise BadInput(f"{program.display} differs here from the file the campaign started with; "
                        "every worker must see the same files")
-    chooser = strategies.make(job.strategy, seed=job.seed, depth=job.depth, max_preemptions=job.max_preemptions)
-    chooser.partition(job.slot, job.slots)
+    whole = strategies.make(job.strategy, seed=job.seed, depth=job.depth, max_preemptions=job.max_preemptions)
+    choosers = whole.shares(job.slots, job.own) if job.slots > 1 else [whole]
+    slots = [_Slot(slot, chooser, SlotResult(slot)) for slot, chooser in zip(job.own, choosers)]
     own_runner = runner is None
     if runner is None:
         runner = Runner(program, job.config)
     collector = LineCollector() if job.coverage else None
-    out = SlotResult(job.slot)
-    seen_places: set[tuple[Any, ...]] = set()
-    race_count = RaceCount()
     started = time.monotonic()
     runner.deadline = None if job.time_limit is None else started + job.time_limit
-    run = shared = 0  # runs of this slot so far; shared (uncounted) enumeration runs so far
-    total_steps = 0
+    active = sorted(slots, key=lambda s: s.slot)
+    current: _Slot | None = None
+    for one in slots:
+        _note_complete(one, 0, control)  # a share dealt nothing
     try:
-        while job.runs is None or run < job.runs:
-            key = run * job.slots + job.slot
+        while active:
+            current = here = min(active, key=lambda s: s.run)  # the smallest key (ties: the lowest slot)
+            chooser, out = here.chooser, here.out
+            key = key_of(here.slot, here.run, job.slots)
+            # Every other slot's next key is greater: what stops this run stops them all.
             if key >= control.limit():
                 break
+            if job.runs is not None and control.runs_before(key) >= job.runs:
+                break
             if job.time_limit is not None and time.monotonic() - started >= job.time_limit:
+                for other in active:
+                    other.out.timed_out_at = key_of(other.slot, other.run, job.slots)
                 break
             # A share of the portfolio's enumeration may be complete while the program's is not:
-            # the slot samples on until every share is (one process stops when the whole enumeration is).
-            if out.enumerated_at is None and chooser.share_complete():
-                out.enumerated_at = run
-            if out.enumerated_at is not None and control.enumerated():
-                out.exhausted = True
+            # the slot samples on until every share is (see _note_complete).
+            _note_complete(here, key, control)
+            if key >= control.limit():
                 break
             if not chooser.begin_run(key):
                 out.exhausted = True
-                break
+                active.remove(here)
+                continue
             is_shared = chooser.shared_run()
-            label = -(shared + 1) if is_shared else run + 1
-            control.running(label, chooser.member())
-            if label in job.skip:
+            label = -(here.shared + 1) if is_shared else here.run + 1
+            control.running(here.slot, label, chooser.member())
+            if (here.slot, label) in job.skip:
                 chooser.skip_run()
                 if is_shared:
-                    shared += 1
+                    here.shared += 1
                 else:
                     out.steps.append(SKIPPED)
                     out.schedules.append(0)
-                    run += 1
+                    here.run += 1
                 continue
-            counting = not is_shared and race_count.due(run, runner)
+            counting = not is_shared and out.races.due(here.run, runner)
             try:
-                result = runner.run(chooser, observer=collector, check_races=counting,
+                # A shared run is another slot's run, whose lines that slot's run covers.
+                result = runner.run(chooser, observer=None if is_shared else collector, check_races=counting,
                                     track_accesses=chooser.needs_accesses)
             except Nondeterminism as exc:
                 out.nondeterministic = f"the program did not repeat itself under the same choices ({exc})"
@@ -293,45 +372,49 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> SlotResu
                 break
             chooser.end_run(result)
             if counting:
-                race_count.add(run, result)
+                out.races.add(here.run, result)
             if is_shared:
-                shared += 1
-            else:
-                run += 1
-                total_steps += result.steps
-                out.steps.append(result.steps)
-                out.schedules.append(hash(schedule_id(result.deviations)))
-                control.progress(run, total_steps)
+                here.shared += 1
+                continue
+            here.run += 1
+            here.steps += result.steps
+            out.steps.append(result.steps)
+            out.schedules.append(hash(schedule_id(result.deviations)))
+            control.counted(here.slot, here.run, here.steps)
+            _note_complete(here, key + 1, control)
             if result.uncontrolled is not None:
                 out.uncontrolled = result.uncontrolled
                 out.stopped_at = key
                 control.lower(key)
                 break
-            if result.failure is not None and not is_shared:
+            if result.failure is not None:
                 where = (result.failure.kind, result.failure.place)
-                if where not in seen_places:
-                    seen_places.add(where)
+                if where not in here.seen_places:
+                    here.seen_places.add(where)
                     out.found.append(Found(key, result.failure, list(result.deviations),
                                            time.monotonic() - started))
                 if not job.keep_going:
                     control.lower(key)
                     break
     except KeyboardInterrupt:
-        out.interrupted = True
-        # The signal may land between a run's two records: the run is kept only if both were made.
-        kept = min(len(out.steps), len(out.schedules))
-        del out.steps[kept:], out.schedules[kept:]
+        for one in slots:
+            one.out.interrupted = True
+        if current is not None:
+            # The signal may land between a run's two records: the run is kept only if both were made.
+            out = current.out
+            kept = min(len(out.steps), len(out.schedules))
+            del out.steps[kept:], out.schedules[kept:]
     finally:
         runner.deadline = None  # describing keeps to its own time
         if own_runner:
             runner.close()
-    out.races = race_count
-    summary = chooser.summary()
-    out.enumeration, out.pct = summary.enumeration, summary.pct
-    out.census = runner.census
-    if collector is not None:
-        out.coverage = collector.as_json()
-    return out
+    for one in slots:
+        summary = one.chooser.summary()
+        one.out.enumeration, one.out.pct = summary.enumeration, summary.pct
+        one.out.census = runner.census
+    if collector is not None and slots:
+        slots[0].out.coverage = collector.as_json()  # the lines of every slot searched here
+    return [one.out for one in slots]
 
 
 @dataclass
@@ -344,6 +427,8 @@ class Campaign:
     elapsed_s: float
     interrupted: bool = False
     granularity: str = "access"
+    #: The worker processes whose slots were given up (their processes kept dying).
+    lost_workers: list[int] = field(default_factory=list)
 
 
 #: Describes the chosen failures (not shrinking them when the campaign was interrupted).
@@ -351,21 +436,22 @@ Describe = Callable[[list[Found], bool], list[FailureReport]]
 
 
 def as_found_failure(found: Found) -> FoundFailure:
-    """A slot's failing run as :mod:`interleave.describe` takes it (runs numbered from 1)."""
-    return FoundFailure(found.key + 1, found.failure, found.deviations, found.elapsed_s)
+    """A slot's failing run as :mod:`interleave.describe` takes it."""
+    return FoundFailure(found.run or found.key + 1, found.failure, found.deviations, found.elapsed_s)
 
 
 def run_here(job: Job, display: str, shrink_time: float, on_progress: Callable[[Progress], None] | None = None,
              on_found: Callable[[list[FailureReport]], None] | None = None,
              on_shrinking: Callable[[ShrinkProgress], None] | None = None) -> Report:
-    """The campaign of ``job``'s slot in this process: search, merge, describe in one runner."""
+    """The campaign of ``job``'s slots in this process: search, merge, describe in one runner."""
     program = job.program
     assert program is not None, "a campaign in this process has its program"
     runner = Runner(program, job.config)
     try:
         started = time.monotonic()
-        result = search(job, InProcess(on_progress, whole=job.slots == 1), runner)
-        campaign = Campaign([result], [], [], time.monotonic() - started, granularity=job.config.granularity)
+        control = InProcess(on_progress, whole=len(job.own) == job.slots, slots=job.slots)
+        results = search(job, control, runner)
+        campaign = Campaign(results, [], [], time.monotonic() - started, granularity=job.config.granularity)
 
         def describe(found: list[Found], interrupted: bool) -> list[FailureReport]:
             return describe_failures(runner, program, [as_found_failure(f) for f in found],
@@ -376,45 +462,76 @@ def run_here(job: Job, display: str, shrink_time: float, on_progress: Callable[[
         runner.close()
 
 
-def merge(display: str, job: Job, campaign: Campaign, describe: Describe, workers: int | None = None) -> Report:
-    """One report from the slots' results: counts trimmed at the failure, failures described by ``describe``.
+class _Made:
+    """The runs the slots made, by key: each slot's are its first ones, in the order of their keys."""
 
-    ``job``: any slot's (the split is ``job.slots`` ways); ``workers``: the processes that ran them.
+    def __init__(self, results: list[SlotResult], slots: int) -> None:
+        self.made = [(r.slot, len(r.steps)) for r in results]
+        self.slots = slots
+
+    def below(self, key: int) -> int:
+        """Runs made with keys below ``key``."""
+        return sum(runs_below(key, slot, self.slots, runs) for slot, runs in self.made)
+
+    def end_of_first(self, count: int) -> int:
+        """The key just past the first ``count`` runs (NO_LIMIT: fewer were made)."""
+        if self.below(NO_LIMIT) < count:
+            return NO_LIMIT
+        low, high = 0, max(key_of(slot, runs, self.slots) for slot, runs in self.made)
+        while low < high:  # the least key with ``count`` runs below it
+            middle = (low + high) // 2
+            if self.below(middle) >= count:
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+
+def merge(display: str, job: Job, campaign: Campaign, describe: Describe, workers: int | None = None) -> Report:
+    """One report from the slots' results: counts trimmed where one process would have stopped, failures
+    described by ``describe``.
+
+    ``job``: any worker's (the split is ``job.slots`` ways); ``workers``: the processes that ran them.
     """
     slots, keep_going = job.slots, job.keep_going
     report = Report(target=display, strategy=job.strategy, seed=job.seed,
-                    workers=slots if workers is None else workers, worker_deaths=list(campaign.deaths),
-                    lost_workers=sorted(campaign.lost_slots), granularity=campaign.granularity)
+                    workers=1 if workers is None else workers, worker_deaths=list(campaign.deaths),
+                    lost_workers=sorted(campaign.lost_workers), granularity=campaign.granularity)
     results = campaign.results
-    found = sorted((f for r in results for f in r.found), key=lambda f: f.key)
-    ends = [r.stopped_at for r in results if r.stopped_at is not None]
-    cut = min([*ends, *([found[0].key] if found and not keep_going else [])], default=NO_LIMIT)
+    made = _Made(results, slots)
+    # ``end``: keys from here on were not to be run by one process in the order of the keys.
+    end = NO_LIMIT
+    if len(results) == slots and not campaign.lost_slots and all(r.enumerated_at is not None for r in results):
+        # Every share of the portfolio's enumeration complete: the search stopped at the last key where one was.
+        end = max(r.enumerated_at or 0 for r in results)
+    if job.runs is not None:
+        end = min(end, made.end_of_first(job.runs))
+    found = sorted((f for r in results for f in r.found if f.key < end), key=lambda f: f.key)
+    first_end = min(((r.stopped_at, r) for r in results if r.stopped_at is not None and r.stopped_at < end),
+                    key=lambda e: e[0], default=None)
+    if first_end is not None:
+        # One process would have stopped there: what it would have found after does not count.
+        end_key, first = first_end
+        end = end_key + 1
+        found = [f for f in found if f.key < end_key]
+        if keep_going or not found:
+            report.uncontrolled, report.nondeterministic = first.uncontrolled, first.nondeterministic
+    if found and not keep_going:
+        end = min(end, found[0].key + 1)
     seen: set[int] = set()
-    # Every share of the portfolio's enumeration complete and no failure: what a slot ran
-    # after its share was complete (until it heard that every share was) does not count.
-    enumerated = (not found and not campaign.lost_slots and len(results) == slots
-                  and all(r.enumerated_at is not None for r in results))
     races: list[tuple[RaceCount, int]] = []
     for r in results:
-        keep = len(r.steps) if cut == NO_LIMIT else max(0, (cut - r.slot) // slots + 1)
-        if enumerated and r.enumerated_at is not None:
-            keep = min(keep, r.enumerated_at)
+        keep = runs_below(end, r.slot, slots, len(r.steps))
         races.append((r.races, keep))
-        ran = [i for i in range(min(keep, len(r.steps))) if r.steps[i] != SKIPPED]
+        ran = [i for i in range(keep) if r.steps[i] != SKIPPED]
         report.runs += len(ran)
         report.steps += sum(r.steps[i] for i in ran)
         seen.update(r.schedules[i] for i in ran)
     report.distinct_schedules = len(seen)
     report.elapsed_s = campaign.elapsed_s
     report.interrupted = campaign.interrupted or any(r.interrupted for r in results)
-    first_end = min(((r.stopped_at, r) for r in results if r.stopped_at is not None), key=lambda e: e[0],
-                    default=None)
-    if first_end is not None:
-        # One process would have stopped there: what it would have found after does not count.
-        end_key, first = first_end
-        found = [f for f in found if f.key < end_key]
-        if keep_going or not found:
-            report.uncontrolled, report.nondeterministic = first.uncontrolled, first.nondeterministic
+    # A time limit that kept a slot from a run below the end: what was run is what this machine had time for.
+    report.time_limited = any(r.timed_out_at is not None and r.timed_out_at < end for r in results)
     _merge_search(report, results, slots, campaign.lost_slots)
     report.races = race_summary(races)  # the runs counted only, as one process would have run them
     if job.coverage:
@@ -427,6 +544,8 @@ def merge(display: str, job: Job, campaign: Campaign, describe: Describe, worker
     for f in found:
         distinct.setdefault((f.failure.kind, f.failure.place), f)
     chosen = list(distinct.values()) if keep_going else found[:1]
+    for f in chosen:
+        f.run = made.below(f.key + 1)  # its number in the order of the keys, the same with any workers
     if chosen:
         report.failures = describe(chosen, report.interrupted)
         report.interrupted = report.interrupted or any(f.not_shrunk == INTERRUPTED for f in report.failures)

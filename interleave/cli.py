@@ -321,6 +321,7 @@ def _print_report(report: Report, full: bool = False) -> None:
             click.echo(f"interleave: no failure in {head}")
         else:
             return  # uncontrolled or not deterministic: said on stderr
+        _print_time_limited(report)
         _print_races(report)
         _print_confidence(report)
         return
@@ -359,6 +360,7 @@ def _print_failure(report: Report, failure: FailureReport, full: bool = False) -
         click.echo(f"  found in run {failure.run:,} after {failure.elapsed_s:.2f}s {_how(report)}; "
                    f"not shrunk ({failure.not_shrunk}): "
                    f"{_decisions(failure)}" + (f" / {failure.steps:,} steps" if failure.replay else ""))
+    _print_time_limited(report)
     if failure.trace:
         click.echo("")
         click.echo(_trace(failure, full))
@@ -377,6 +379,18 @@ def _print_failure(report: Report, failure: FailureReport, full: bool = False) -
 def _replay_line(target: str, token: str | None) -> str | None:
     """The command that replays ``token``, shell-quoted."""
     return f"interleave replay {shlex.quote(target)} {token}" if token else None
+
+
+def _print_time_limited(report: Report) -> None:
+    """Said when the time limit, not the budget of runs or a failure, decided what was run."""
+    if not report.time_limited:
+        return
+    if report.failure is None:
+        click.echo("  the time limit ended the search: how many runs fit in it depends on the machine and the "
+                   "workers (--runs N repeats on any machine)")
+    else:
+        click.echo("  the time limit stopped runs that come before this one: with another machine or number of "
+                   "workers another failure may come first (--runs N repeats on any machine)")
 
 
 def _print_races(report: Report) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import strategies
-from .campaign import Job, run_config, run_here
+from .campaign import SLOTS, Job, run_config, run_here
 from .decisions import Decision
 from .describe import NondeterministicProgram
 from .program import BadInput, Program, load
@@ -95,7 +95,8 @@ def explore(
         raise BadInput(str(exc)) from None
     job = Job(program=program, spec=f"{program.path}::{program.func_name}" if program.path else None,
               fingerprint=program.fingerprint, config=config, strategy=strategy, seed=seed, depth=depth,
-              max_preemptions=max_preemptions, slot=index, slots=count, runs=runs, time_limit=time_limit,
+              max_preemptions=max_preemptions, own=(index,) if count > 1 else tuple(range(SLOTS)),
+              slots=count if count > 1 else SLOTS, runs=runs, time_limit=time_limit,
               keep_going=keep_going, coverage=coverage)
     if workers == 1:
         return run_here(job, program.display, shrink_time, on_progress, on_found, on_shrinking)

@@ -122,6 +122,10 @@ class Report:
     #: Data races seen (one per pair of locations) in the runs checked for them (every run
     #: with races on, else every ``every``-th): ``{"seen", "runs_checked", "every", "places"}``.
     races: dict[str, Any] = field(default_factory=dict)
+    #: The time limit kept the search from runs before where it would have ended (with the
+    #: budget, or at the failure): what was run, and so what was found, is what this machine
+    #: and this number of workers had time for.
+    time_limited: bool = False
 
     @property
     def outcome(self) -> Outcome:

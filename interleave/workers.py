@@ -1,30 +1,29 @@
 """Exploring in parallel: one search split among worker processes, or the tasks of a Dask cluster.
 
-Each worker runs the campaign's one loop (:func:`interleave.campaign.search`) over its
-*slot* ``w`` of ``n``; this module starts the processes, gives them a :class:`Control`
-in shared memory, replaces the ones that die, and hands what they ran to
-:func:`interleave.campaign.merge`. How the search is split:
+The search is split into the campaign's fixed number of *slots* (see
+:mod:`interleave.campaign`); worker ``w`` of ``n`` runs the campaign's one loop
+(:func:`interleave.campaign.search`) over slots ``w, w+n, w+2n...``. This module starts
+the processes, gives them a :class:`Control` in shared memory (the stop key, each slot's
+count of runs), replaces the ones that die, and hands what they ran to
+:func:`interleave.campaign.merge`. How a strategy is split is its own (``Strategy.shares``):
+a sampled run draws its choices from (seed, run index); the enumeration deals subtrees,
+so the slots' schedules are disjoint and together exactly the schedules of one process
+(see BoundedDFS's docstring).
 
-* sampling (random walk, PCT, SURW, the portfolio's samplers): slot ``w`` runs the run
-  indices ``w, w+n, w+2n...``; a run draws its choices from (seed, run index), so no two
-  slots draw the same sample, and together they use the indices one process would;
-* enumeration: :meth:`Strategy.partition` deals subtrees, so the slots' schedules are
-  disjoint and together exactly the schedules of one process (see BoundedDFS's docstring).
-
-When a slot fails, the others are told to stop at its key (see :mod:`interleave.campaign`),
-so the same seed and the same ``n`` give the same failure and token. With ``keep_going``
-(``--all``) no slot stops early and every distinct failure (kind and place) is reported.
+When a slot fails, the others are told to stop at its key, so the same seed gives the same
+failure and token with any number of workers. With ``keep_going`` (``--all``) no slot stops
+early and every distinct failure (kind and place) is reported.
 
 Workers only search. The chosen failing run is sent back as its deviations and failure;
 one process (a child of the calling one) replays it, shrinks it and makes the token, so a
 token always replays in one process.
 
 A worker process that dies (a crash, an exit from C code, the kernel's out-of-memory killer) is
-reported with the run it was on, and a new process takes over its slot: it redoes the
-slot's runs from the start (the dead one's results died with it) and skips the fatal run.
+reported with the run it was on, and a new process takes over its slots: it redoes their
+runs from the start (the dead one's results died with it) and skips the fatal run.
 
 The Dask backend (``workers="tcp://scheduler:8786"`` or a ``distributed.Client``) runs the
-slots as Dask tasks; see docs/workers.md.
+workers as Dask tasks; see docs/workers.md.
 """
 
 from __future__ import annotations
@@ -43,7 +42,20 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from . import strategies
-from .campaign import NO_LIMIT, Campaign, Describe, Found, Job, SlotResult, as_found_failure, merge, run_here, search
+from .campaign import (
+    NO_LIMIT,
+    Campaign,
+    Describe,
+    Found,
+    Job,
+    SlotResult,
+    as_found_failure,
+    key_of,
+    merge,
+    run_here,
+    runs_below,
+    search,
+)
 from .describe import NondeterministicProgram, describe_failures, unreplayed
 from .program import BadInput, Program
 from .report import INTERRUPTED, PENDING, FailureReport, Progress, Report, ShrinkProgress
@@ -64,33 +76,46 @@ OVERDUE = 10.0
 
 
 class _Shared:
-    """Shared memory of a local campaign: the stop key, and per worker its run, member, runs, steps."""
+    """Shared memory of a local campaign: the stop key; per worker the run it is on; per slot its runs and steps."""
 
-    FIELDS = 5  # run, member, runs, steps, share of the enumeration complete
+    WORKER_FIELDS = 3  # slot, run, member of the run under way
+    SLOT_FIELDS = 3  # runs, steps, 1 + the key where its share of the enumeration was complete (0: not)
 
-    def __init__(self, ctx: Any, slots: int, whole: bool) -> None:
+    def __init__(self, ctx: Any, workers: int, slots: int, whole: bool) -> None:
         self.stop = ctx.RawArray("q", [NO_LIMIT])
         self.lock = ctx.Lock()
-        self.board = ctx.RawArray("q", slots * self.FIELDS)
+        self.workers = ctx.RawArray("q", workers * self.WORKER_FIELDS)
+        self.board = ctx.RawArray("q", slots * self.SLOT_FIELDS)
         self.slots = slots
         self.whole = whole  # every slot of the campaign is here (not so in a Dask task)
 
-    def for_slot(self, position: int) -> _SlotControl:
-        return _SlotControl(self, position)
+    def for_worker(self, position: int) -> _WorkerControl:
+        return _WorkerControl(self, position)
 
     def lower(self, key: int) -> None:
         with self.lock:
             if key < self.stop[0]:
                 self.stop[0] = key
 
-    def get(self, position: int, i: int) -> int:
-        return int(self.board[position * self.FIELDS + i])
+    def worker(self, position: int) -> tuple[int, int, int]:
+        """The slot, run and member worker ``position`` was on."""
+        base = position * self.WORKER_FIELDS
+        return int(self.workers[base]), int(self.workers[base + 1]), int(self.workers[base + 2])
+
+    def slot(self, slot: int, i: int) -> int:
+        return int(self.board[slot * self.SLOT_FIELDS + i])
+
+    def forget(self, slots: tuple[int, ...]) -> None:
+        """A worker died: what its slots made died with it (its successor makes it again)."""
+        for slot in slots:
+            for i in range(self.SLOT_FIELDS):
+                self.board[slot * self.SLOT_FIELDS + i] = 0
 
 
-class _SlotControl:
+class _WorkerControl:
     def __init__(self, shared: _Shared, position: int) -> None:
         self.shared = shared
-        self.base = position * _Shared.FIELDS
+        self.base = position * _Shared.WORKER_FIELDS
 
     def limit(self) -> int:
         return int(self.shared.stop[0])
@@ -98,20 +123,25 @@ class _SlotControl:
     def lower(self, key: int) -> None:
         self.shared.lower(key)
 
-    def running(self, run: int, member: int) -> None:
-        board = self.shared.board
-        board[self.base] = run
-        board[self.base + 1] = member
+    def running(self, slot: int, run: int, member: int) -> None:
+        workers = self.shared.workers
+        workers[self.base], workers[self.base + 1], workers[self.base + 2] = slot, run, member
 
-    def progress(self, runs: int, steps: int) -> None:
+    def counted(self, slot: int, runs: int, steps: int) -> None:
         board = self.shared.board
-        board[self.base + 2] = runs
-        board[self.base + 3] = steps
+        board[slot * _Shared.SLOT_FIELDS] = runs
+        board[slot * _Shared.SLOT_FIELDS + 1] = steps
 
-    def enumerated(self) -> bool:
+    def runs_before(self, key: int) -> int:
         shared = self.shared
-        shared.board[self.base + 4] = 1
-        return shared.whole and all(shared.get(position, 4) for position in range(shared.slots))
+        return sum(runs_below(key, slot, shared.slots, shared.slot(slot, 0)) for slot in range(shared.slots))
+
+    def share_complete(self, slot: int, key: int) -> None:
+        shared = self.shared
+        shared.board[slot * _Shared.SLOT_FIELDS + 2] = key + 1
+        ends = [shared.slot(s, 2) for s in range(shared.slots)]
+        if shared.whole and all(ends):
+            shared.lower(max(ends) - 1)
 
 
 def _as_child(parent: int) -> None:
@@ -140,10 +170,10 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _worker_main(job: Job, shared: _Shared, position: int, conn: Any, parent: int) -> None:
-    """Body of a worker process: search, send the result (or the one-line reason it could not)."""
+    """Body of a worker process: search, send the results (or the one-line reason it could not)."""
     _as_child(parent)  # it stops at the stop key the parent lowers
     try:
-        outcome: SlotResult | str = search(job, shared.for_slot(position))
+        outcome: list[SlotResult] | str = search(job, shared.for_worker(position))
     except BadInput as exc:
         outcome = str(exc)
     conn.send(outcome)
@@ -203,13 +233,14 @@ def _spawn_environment(method: str) -> Iterator[None]:
 
 def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], None] | None = None,
               poll: Callable[[], int] | None = None) -> Campaign:
-    """Run every slot in its own process (started by ``method``); replace the ones that die.
+    """Run each job (a worker's slots) in its own process (started by ``method``); replace the ones that die.
 
     ``poll``: called about every 0.25 s, returns a stop key from elsewhere (a Dask campaign).
     """
     ctx = multiprocessing.get_context(method)
+    slots = jobs[0].slots
     with _spawn_environment(method):  # making a lock may start multiprocessing's resource tracker
-        shared = _Shared(ctx, len(jobs), whole=len(jobs) == jobs[0].slots)
+        shared = _Shared(ctx, len(jobs), slots, whole=sum(len(job.own) for job in jobs) == slots)
     started = time.monotonic()
     live: dict[Any, tuple[int, Job, Any]] = {}
 
@@ -217,7 +248,7 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
         reader, writer = ctx.Pipe(duplex=False)
         process = ctx.Process(  # type: ignore[attr-defined]  # typeshed's BaseContext lacks what every context has
             target=_worker_main, args=(job, shared, position, writer, os.getpid()), daemon=True,
-                              name=f"interleave-worker-{job.slot}")
+                              name=f"interleave-worker-{position}")
         with _spawn_environment(method):
             process.start()
         writer.close()  # so the reader sees EOF when the worker dies
@@ -226,6 +257,7 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
     results: dict[int, SlotResult] = {}
     deaths: list[str] = []
     lost: list[int] = []
+    lost_workers: list[int] = []
     restarts = [0] * len(jobs)
     last_progress = started
     interrupted = False
@@ -237,7 +269,7 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
     overdue = False
 
     def collect(reader: Any) -> None:
-        """A worker's result, or its death: then report it and start its successor."""
+        """A worker's results, or its death: then report it and start its successor."""
         position, job, process = live.pop(reader)
         try:
             outcome = reader.recv()
@@ -249,25 +281,28 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
             shared.lower(0)
             raise BadInput(outcome)
         if outcome is not None:
-            results[job.slot] = outcome
+            results.update((r.slot, r) for r in outcome)
             return
-        run, member = shared.get(position, 0), shared.get(position, 1)
+        slot, run, member = shared.worker(position)
+        shared.forget(job.own)
         if overdue:
-            deaths.append(_describe_death(job, run, member, "stopped: it had not come back from its run by the time "
-                                                            "limit") + "; its results are lost")
-            lost.append(job.slot)
+            deaths.append(_describe_death(job, position, slot, run, member, "stopped: it had not come back from its "
+                                          "run by the time limit") + "; its results are lost")
+            lost.extend(job.own)
+            lost_workers.append(position)
             return
-        deaths.append(_describe_death(job, run, member, _death_cause(process.exitcode)))
+        deaths.append(_describe_death(job, position, slot, run, member, _death_cause(process.exitcode)))
         if interrupted:
             deaths[-1] += "; the campaign was stopping, so no worker took over"
             return
         restarts[position] += 1
         if restarts[position] > MAX_RESTARTS:
-            lost.append(job.slot)
-            deaths[-1] += f"; slot {job.slot} was given up after {MAX_RESTARTS} replacements"
+            lost.extend(job.own)
+            lost_workers.append(position)
+            deaths[-1] += f"; its slots were given up after {MAX_RESTARTS} replacements"
             return
-        deaths[-1] += "; a new worker took over its slot and skipped that run"
-        start(position, _replace(job, run, time.monotonic() - started))
+        deaths[-1] += "; a new worker took over its slots and skipped that run"
+        start(position, _replace(job, slot, run, time.monotonic() - started))
 
     try:
         for position, job in enumerate(jobs):
@@ -285,8 +320,8 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
                         process.kill()
                 if on_progress is not None and time.monotonic() - last_progress > 0.25:
                     last_progress = time.monotonic()
-                    runs = sum(shared.get(s, 2) for s in range(len(jobs)))
-                    steps = sum(shared.get(s, 3) for s in range(len(jobs)))
+                    runs = sum(shared.slot(s, 0) for s in range(slots))
+                    steps = sum(shared.slot(s, 1) for s in range(slots))
                     on_progress(Progress(runs, steps, last_progress - started))
             except KeyboardInterrupt:
                 if interrupted:  # a second one: stop waiting for the runs under way
@@ -299,31 +334,32 @@ def run_local(jobs: list[Job], method: str, on_progress: Callable[[Progress], No
     finally:
         shared.lower(0)
         deadline = time.monotonic() + 2.0
-        for _, job, process in live.values():
+        for position, _, process in live.values():
             process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
                 process.join()
-                deaths.append(f"worker {job.slot} was stopped before it sent its results: its runs are not counted")
-    return Campaign([results[s] for s in sorted(results)], deaths, lost, time.monotonic() - started, interrupted)
+                deaths.append(f"worker {position} was stopped before it sent its results: its runs are not counted")
+    return Campaign([results[s] for s in sorted(results)], deaths, lost, time.monotonic() - started, interrupted,
+                    lost_workers=lost_workers)
 
 
-def _replace(job: Job, run: int, elapsed: float) -> Job:
+def _replace(job: Job, slot: int, run: int, elapsed: float) -> Job:
     """The job of a dead worker's successor: skip the fatal run, keep to the campaign's time limit."""
     time_limit = None if job.time_limit is None else max(0.0, job.time_limit - elapsed)
-    return Job(**{**job.__dict__, "skip": job.skip | {run}, "time_limit": time_limit})
+    return replace(job, skip=job.skip | {(slot, run)}, time_limit=time_limit)
 
 
-def _describe_death(job: Job, run: int, member: int, cause: str) -> str:
+def _describe_death(job: Job, position: int, slot: int, run: int, member: int, cause: str) -> str:
     chooser = strategies.make(job.strategy, seed=job.seed, depth=job.depth, max_preemptions=job.max_preemptions)
     what = chooser.member_names()[member]
     if run < 0:
-        doing = f"replaying shared enumeration run {-run} ({what})"
+        doing = f"replaying shared enumeration run {-run} of slot {slot} ({what})"
     elif run == 0:
         doing = "starting"
     else:
-        doing = f"running its run {run} (run index {(run - 1) * job.slots + job.slot}, {what}, seed {job.seed})"
-    return f"worker {job.slot} died ({cause}) while {doing}"
+        doing = f"running run {run} of slot {slot} (key {key_of(slot, run - 1, job.slots)}, {what}, seed {job.seed})"
+    return f"worker {position} died ({cause}) while {doing}"
 
 
 # ------------------------------------------------------------------------- Dask
@@ -358,34 +394,34 @@ def run_dask(jobs: list[Job], client: Any) -> Campaign:
     stop = Variable(name, client=client)
     stop.set(NO_LIMIT)
     best = NO_LIMIT
-    futures = {client.submit(_dask_task, job, name, key=f"{name}-slot-{job.slot}", pure=False): job
-               for job in jobs}
+    futures = {client.submit(_dask_task, job, name, key=f"{name}-worker-{position}", pure=False): (position, job)
+               for position, job in enumerate(jobs)}
     results: list[SlotResult] = []
     deaths: list[str] = []
     lost: list[int] = []
+    lost_workers: list[int] = []
     interrupted = False
-    # Each task runs its slot in a process of its own; a Dask worker lost all the same loses its slot.
+    # Each task runs its slots in a process of its own; a Dask worker lost all the same loses them.
     try:
         for future in as_completed(list(futures)):
-            job = futures[future]
+            position, job = futures[future]
             try:
                 outcome = future.result()
             except Exception as exc:  # noqa: BLE001 - a lost task is reported, the campaign goes on
-                deaths.append(f"worker {job.slot} (a Dask task) was lost: {type(exc).__name__}: {exc}")
-                lost.append(job.slot)
+                deaths.append(f"worker {position} (a Dask task) was lost: {type(exc).__name__}: {exc}")
+                lost.extend(job.own)
+                lost_workers.append(position)
                 continue
             if isinstance(outcome, str):
                 stop.set(0)
                 raise BadInput(outcome)
-            deaths += outcome.deaths
+            deaths += [death.replace("worker 0 ", f"worker {position} ", 1) for death in outcome.deaths]
             lost += outcome.lost_slots
-            if not outcome.results:
-                continue
-            result = outcome.results[0]
-            results.append(result)
-            keys = [f.key for f in result.found if not job.keep_going]
-            if result.stopped_at is not None:
-                keys.append(result.stopped_at)
+            if outcome.lost_workers:
+                lost_workers.append(position)
+            results += outcome.results
+            keys = [f.key for r in outcome.results for f in r.found if not job.keep_going]
+            keys += [r.stopped_at for r in outcome.results if r.stopped_at is not None]
             if keys and min(keys) < best:
                 best = min(keys)
                 stop.set(best)
@@ -395,7 +431,7 @@ def run_dask(jobs: list[Job], client: Any) -> Campaign:
     finally:
         stop.delete()
     results.sort(key=lambda r: r.slot)
-    return Campaign(results, deaths, lost, time.monotonic() - started, interrupted)
+    return Campaign(results, deaths, lost, time.monotonic() - started, interrupted, lost_workers=lost_workers)
 
 
 def dask_client(address: str) -> Any:
@@ -412,7 +448,7 @@ def dask_client(address: str) -> Any:
 
 
 def dask_slots(client: Any) -> int:
-    """One slot per thread of the cluster's workers."""
+    """One worker per thread of the cluster's workers."""
     return max(1, int(sum(client.nthreads().values())))
 
 
@@ -436,30 +472,29 @@ def explore_parallel(job: Job, display: str, workers: int | str | Any, shrink_ti
     return _explore(job, display, client, slots, shrink_time, on_progress, on_found, on_shrinking)
 
 
-def _explore(whole: Job, display: str, client: Any, slots: int, shrink_time: float,
+def _explore(whole: Job, display: str, client: Any, workers: int, shrink_time: float,
              on_progress: Callable[[Progress], None] | None,
              on_found: Callable[[list[FailureReport]], None] | None,
              on_shrinking: Callable[[ShrinkProgress], None] | None = None) -> Report:
-    if slots < 1:
-        raise BadInput(f"--workers must be at least 1 (got {slots})")
-    runs = whole.runs
-    if runs is not None:
-        slots = min(slots, runs)  # a slot without a run would only cost a process
+    if workers < 1:
+        raise BadInput(f"--workers must be at least 1 (got {workers})")
+    # A worker without a slot, or without a run, would only cost a process.
+    workers = min(workers, len(whole.own), whole.runs or workers)
     program = whole.program
     assert program is not None
-    if slots == 1 and client is None:
+    if workers == 1 and client is None:
         return run_here(whole, display, shrink_time, on_progress, on_found, on_shrinking)
     # spawn for Dask: this process runs the Dask client's threads (and in tests a whole cluster)
     method = "spawn" if client is not None else _start_method(program)
     if program.code is None and (client is not None or method != "fork"):
         raise BadInput("a callable target runs in worker processes only where they can be forked; "
                        "give it as PATH::FUNC")
-    jobs = [replace(whole, program=program if method == "fork" else None, slot=slot, slots=slots,
-                    runs=None if runs is None else runs // slots + (1 if slot < runs % slots else 0))
-            for slot in range(slots)]
+    jobs = [replace(whole, program=program if method == "fork" else None, own=whole.own[position::workers])
+            for position in range(workers)]
     campaign = run_dask(jobs, client) if client is not None else run_local(jobs, method, on_progress)
     campaign.granularity = whole.config.granularity
-    return merge(display, jobs[0], campaign, _describer(jobs[0], shrink_time, method, on_found, on_shrinking))
+    return merge(display, jobs[0], campaign, _describer(jobs[0], shrink_time, method, on_found, on_shrinking),
+                 workers=workers)
 
 
 def describe_here(job: Job, found: list[Found], shrink_time: float | None,

@@ -138,7 +138,7 @@ def test_a_program_that_kills_every_worker_gets_no_verdict(tmp_path):
     result = run_cli("explore", "dies.py", "--workers", "2", cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "no failure" not in result.stdout
-    assert "worker 0 died (exit code 3)" in result.stdout and "slot 0 was given up" in result.stdout
+    assert "worker 0 died (exit code 3)" in result.stdout and "its slots were given up" in result.stdout
     assert "no verdict: the share of workers 0, 1 of the search was not run" in result.stderr
     report = explore(str(tmp_path / "dies.py"), runs=100, workers=2)
     assert report.runs == 0 and report.lost_workers == [0, 1] and report.failure is None
@@ -156,17 +156,18 @@ def test_a_lost_share_is_no_verdict_even_when_other_runs_passed(tmp_path, monkey
         """))
     real_main = workers._worker_main
 
-    def dying_in_slot_1(job, shared, position, conn, parent):  # the program dies in slot 1's processes only
-        if job.slot == 1:
+    def dying_in_worker_1(job, shared, position, conn, parent):  # the program dies in worker 1's processes only
+        if position == 1:
             os.environ["DIE_IN"] = str(os.getpid())
         real_main(job, shared, position, conn, parent)
 
-    monkeypatch.setattr(workers, "_worker_main", dying_in_slot_1)
+    monkeypatch.setattr(workers, "_worker_main", dying_in_worker_1)
     monkeypatch.setattr(workers, "_start_method", lambda program: "fork")  # a spawned worker would not see the patch
     report = explore(str(tmp_path / "half.py"), strategy="random", runs=40, workers=2)
-    assert report.lost_workers == [1] and report.runs == 20 and report.failure is None
+    # Worker 0's slots made the budget's runs (the lost ones' runs were never counted).
+    assert report.lost_workers == [1] and report.runs == 40 and report.failure is None
     assert report.unbacked() == ("the share of worker 1 of the search was not run (their processes kept dying); "
-                                 "20 runs completed")
+                                 "40 runs completed")
 
 
 # ------------------------------------------------------------------ FUNC that cannot run as a call

@@ -8,7 +8,9 @@ run ended. It never sees the scheduler: strategies depend on :mod:`interleave.de
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..decisions import DecisionPoint, FinishedRun, Option
@@ -91,11 +93,28 @@ class Strategy(ABC):
         """Facts for the report (confidence, bounds)."""
         return SearchSummary()
 
-    # How a search is split among workers (see interleave.workers): sampling strategies
-    # split by run index and need nothing of these; the enumeration deals out subtrees.
+    # How a search is split (see interleave.campaign): into a fixed number of shares, each a
+    # sequence of runs that depends on nothing but the seed and the share's own runs, so that
+    # which process searches a share (and beside which others) changes nothing. Sampling
+    # strategies draw run ``i`` from (seed, i) and need nothing of these; the enumeration
+    # deals out subtrees.
 
     def partition(self, index: int, count: int) -> None:  # noqa: B027 - only the enumeration deals out shares
         """Explore only share ``index`` of ``count`` (call before the first run)."""
+
+    def shares(self, count: int, indices: Sequence[int]) -> list[Strategy]:
+        """Shares ``indices`` of a ``count``-way split of this (unused) strategy, to be searched in one process.
+
+        Each share's runs must be those it would make alone; shares searched side by side may
+        share the work they all do alike (the enumeration's 0-preemption tree), so that one
+        process pays for it once.
+        """
+        out = []
+        for index in indices:
+            share = copy.deepcopy(self)
+            share.partition(index, count)
+            out.append(share)
+        return out
 
     def shared_run(self) -> bool:
         """The run about to start is another share's, replayed only to find this one's (not counted)."""

@@ -5,6 +5,12 @@ finishes, lets the report say that no schedule within the bound fails; PCT at de
 and 3 and the SURW-style weighted walk sample the rest. When the enumeration has covered
 every schedule of the program, the exploration stops.
 
+Split ``n`` ways (:meth:`Portfolio.partition`), every fourth share (0, 4, 8...) enumerates
+(the enumeration split among them; each enumerates at every turn until its part is done,
+then samples) and the others sample, share ``i`` starting with the ``i % 4``-th member:
+in the order of the runs' keys the members take turns as unsplit, and the enumeration is
+split in fewer, larger parts than ``n``, which end more evenly.
+
 Why these members (measured on examples/ and a bug that needs 20 consecutive steps of one
 thread between two of another, see benchmarks/RESULTS.md): the uniform random walk never
 found the 20-step bug in 20,000 runs while PCT, SURW and the enumeration found it within
@@ -15,9 +21,11 @@ fails".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..decisions import DecisionPoint, FinishedRun, Option
 from .base import SearchSummary, Strategy
-from .dfs import BoundedDFS
+from .dfs import BoundedDFS, share_common_tree
 from .pct import PCT
 from .surw import SURW
 
@@ -31,12 +39,18 @@ class Portfolio(Strategy):
         self.members: list[Strategy] = [self.dfs, PCT(seed, 2), PCT(seed, 3), SURW(seed)]
         self.current: Strategy = self.dfs
         self.turn = 0
+        #: Split: this share enumerates at every turn (until its part is done), or never.
+        self.split = False
 
     def begin_run(self, run_index: int) -> bool:
-        if self.dfs.complete() and self.dfs.share[1] == 1:  # a share's being complete is not the program's
+        if self.dfs.program_complete():  # a share's being complete is not the program's
             return False
-        for _ in range(len(self.members)):
-            member = self.members[self.turn % len(self.members)]
+        if self.split and self.dfs.begin_run(run_index):
+            self.current = self.dfs
+            return True
+        turns = self.members[1:] if self.split else self.members
+        for _ in range(len(turns)):
+            member = turns[self.turn % len(turns)]
             self.turn += 1
             if member.begin_run(run_index):
                 self.current = member
@@ -57,7 +71,23 @@ class Portfolio(Strategy):
                              pct=tuple(p for m in self.members for p in m.summary().pct))
 
     def partition(self, index: int, count: int) -> None:
-        self.dfs.partition(index, count)  # the samplers split by run index
+        if count == 1:
+            return
+        if not 0 <= index < count:
+            raise ValueError(f"share {index} of {count} does not exist")
+        self.split = True
+        every = len(self.members)
+        if index % every == 0:
+            self.dfs.partition(index // every, -(-count // every))  # the samplers split by run index
+        else:
+            self.dfs = BoundedDFS.dealt_nothing(self.dfs.max_bound)
+            self.members[0] = self.dfs
+            self.turn = index % every - 1
+
+    def shares(self, count: int, indices: Sequence[int]) -> list[Strategy]:
+        out = [p for p in super().shares(count, indices) if isinstance(p, Portfolio)]
+        share_common_tree([p.dfs for p in out if p.dfs.common is not None])
+        return list(out)
 
     def shared_run(self) -> bool:
         return self.current.shared_run()
@@ -67,7 +97,7 @@ class Portfolio(Strategy):
 
     def share_complete(self) -> bool:
         # The enumeration's share may be complete while the program's is not: sample on.
-        return self.dfs.share[1] > 1 and self.dfs.complete()
+        return self.split and self.dfs.complete()
 
     def member(self) -> int:
         return self.members.index(self.current)
