@@ -54,19 +54,11 @@ paid choices on the way: preemptions, pauses, faults, changed draws), then the d
 low-preemption schedules come first, as in the bounded enumeration. The threads whose
 subtrees at a decision were begun before an option's sleep in that option's subtree.
 
-Split among ``n`` workers (:meth:`DPOR.partition`), every worker runs the search alike
-until it has at least ``n`` subtrees to run (those runs are counted by worker 0 alone, the
-others replay them as *shared* runs); those subtrees are dealt by their order in the queue,
-modulo ``n``. From then on a worker runs the subtrees dealt to it, and every subtree its
-own runs call for, except one dealt to another worker: a race found in a worker's runs can
-only call for subtrees on the path of the run, which are in its own subtrees or on the
-part of the tree all workers ran alike (there, the subtrees dealt to others are known to
-be run). So every subtree that one process would run is run by some worker, and the
-dealt subtrees are disjoint. What the workers run together can still exceed what one
-process runs, never fall short of it: a subtree that two workers' runs both call for above
-their own is run by each, and without a bound a subtree dealt to another worker is not put
-to sleep in the ones begun after it (its first step is not known here), nor is it known
-to have started a reversal that a race calls for.
+Split among shares (:meth:`DPOR.partition`), the first share runs the whole search and the
+others nothing: the search is always split into the campaign's fixed number of slots, and
+every share that ran the common part of the tree alike until it could be dealt would run
+it once per slot in each process. So dpor runs in one worker, and its runs and schedules
+are the same with any worker count.
 """
 
 from __future__ import annotations
@@ -173,9 +165,6 @@ class DPOR(Strategy):
         self.done = False
         self.truncated = False
         self.schedules = 0
-        self.share = (0, 1)
-        #: The subtrees were dealt among the shares (see the module docstring); alone, from the start.
-        self._dealt = True
         #: Decisions of the current path that the run about to start replays (the deepest is
         #: where it deviates); those after are new.
         self._replayed = 0
@@ -188,14 +177,11 @@ class DPOR(Strategy):
         self._final_steps: tuple[int, ...] = ()
 
     def partition(self, index: int, count: int) -> None:
-        """Explore only share ``index`` of ``count`` (see the module docstring)."""
+        """Explore only share ``index`` of ``count``: all of it for the first, none for the others
+        (see the module docstring)."""
         if not 0 <= index < count:
             raise ValueError(f"share {index} of {count} does not exist")
-        self.share = (index, count)
-        self._dealt = count == 1
-
-    def shared_run(self) -> bool:
-        return self.share[0] != 0 and not self._dealt
+        self.done = index != 0
 
     def begin_run(self, run_index: int) -> bool:
         self.depth = 0
@@ -204,8 +190,7 @@ class DPOR(Strategy):
     def skip_run(self) -> None:
         """Give up the run about to start and the subtree below it (the search is no longer exhaustive)."""
         self.truncated = True
-        if not self.shared_run():
-            self.schedules -= 1
+        self.schedules -= 1
         self.end_run(None)
 
     def choose(self, point: DecisionPoint) -> Option:
@@ -239,8 +224,7 @@ class DPOR(Strategy):
         return default
 
     def end_run(self, result: FinishedRun | None) -> None:
-        if not self.shared_run():
-            self.schedules += 1
+        self.schedules += 1
         stack = self.stack
         new_from = self._replayed
         self._guide = []
@@ -266,8 +250,6 @@ class DPOR(Strategy):
                     node.queued.add(option)
                     self._pushed += 1
                     heapq.heappush(self.work, (node.cost + node.paid(option), -node.depth, self._pushed, node, option))
-        if not self._dealt:
-            self._deal()
         while self.work:
             _, _, _, node, option = heapq.heappop(self.work)
             if option in node.order or (isinstance(option, RunThread) and option.thread in node.sleep):
@@ -276,23 +258,6 @@ class DPOR(Strategy):
             return
         self.stack = []
         self.done = True
-
-    def _deal(self) -> None:
-        """With at least one subtree per share queued, keep this share's (the others' are theirs to run)."""
-        index, count = self.share
-        live = sorted((w for w in self.work if not (w[4] in w[3].order or (isinstance(w[4], RunThread)
-                                                                           and w[4].thread in w[3].sleep))),
-                      key=lambda w: w[:3])
-        if len(live) < count:
-            return
-        self._dealt = True
-        self.work = []
-        for i, entry in enumerate(live):
-            if i % count == index:
-                self.work.append(entry)
-            else:
-                entry[3].order.append(entry[4])  # run by another share: never here
-        heapq.heapify(self.work)
 
     def _begin(self, node: _Node, option: Option) -> None:
         """The next run replays the way to ``node`` and takes ``option`` there."""
