@@ -73,8 +73,9 @@ def run_config(program: Program, max_steps: int | None, max_pauses: int | None, 
                      include=tuple(include), races=races)
 
 
-#: With races off, run 0 and every this-many-th run after it are checked for races: a
-#: run that notes its accesses costs more than one that does not.
+#: With races off, one run in this many is checked for races (a run that notes its accesses
+#: costs more than one that does not): slot s checks its runs s, s + 16, ..., so that the runs
+#: checked are spread over the slots and the first few runs in key order are among them.
 RACE_CHECK_EVERY = 16
 
 
@@ -86,11 +87,11 @@ class RaceCount:
         self.checks: list[tuple[int, tuple[Any, ...]]] = []
         self.every = RACE_CHECK_EVERY
 
-    def due(self, run: int, runner: Runner) -> bool:
-        """Whether this run is checked: every run with races on (it is anyway), else every N-th."""
+    def due(self, slot: int, run: int, runner: Runner) -> bool:
+        """Whether the slot's run ``run`` is checked: every run with races on (it is anyway), else one in N."""
         if runner.config.races:
             self.every = 1
-        return runner.accesses and (runner.config.races or run % RACE_CHECK_EVERY == 0)
+        return runner.accesses and (runner.config.races or (run - slot) % RACE_CHECK_EVERY == 0)
 
     def add(self, run: int, result: RunResult) -> None:
         if "races" in result.extra:
@@ -351,7 +352,7 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> list[Slo
                     out.schedules.append(0)
                     here.run += 1
                 continue
-            counting = not is_shared and out.races.due(here.run, runner)
+            counting = not is_shared and out.races.due(here.slot, here.run, runner)
             try:
                 # A shared run is another slot's run, whose lines that slot's run covers.
                 result = runner.run(chooser, observer=None if is_shared else collector, check_races=counting,

@@ -289,14 +289,14 @@ def _kinds(report):
 
 
 # Each example's bug, and the targets': what the bounded enumeration finds (at bound 2, within
-# 1,500 runs) dpor finds too. max_steps is lowered so that hangs end quickly (the same for both
+# 500 runs) dpor finds too. max_steps is lowered so that hangs end quickly (the same for both
 # strategies). Of the targets, only nio_throttle's bug is found by dfs within such a budget
 # (measured: final_request_processor, session_lock, follower_sync and reconnect_storm show
 # nothing to dfs in 40 s each), so it is the one compared here.
 PROGRAMS = [f"{p.relative_to(ROOT)}::main" for p in EXAMPLES] + ["targets/nio_throttle.py::main"]
 
 
-@pytest.mark.parametrize("bound", [None, 1, 2])
+@pytest.mark.parametrize("bound", [None, 2])  # bounds 0-3 on small programs: the outcome test above
 @pytest.mark.parametrize("spec", PROGRAMS)
 def test_dpor_finds_every_failure_the_enumeration_finds(spec, bound, monkeypatch):
     """Unbounded, against dfs at bound 2; at bound k, against dfs at bound k (and where dfs ran every
@@ -304,10 +304,9 @@ def test_dpor_finds_every_failure_the_enumeration_finds(spec, bound, monkeypatch
     monkeypatch.chdir(ROOT)
     # Budgets in runs (the time limits are only a backstop for a loaded machine).
     settings = dict(shrink_time=0, keep_going=True, max_steps=5_000, seed=0)
-    dfs = explore(spec, strategy="dfs", max_preemptions=bound or 2, runs=1_500, time_limit=120, **settings)
-    found = explore(spec, strategy="dpor", max_preemptions=bound, runs=3_000, time_limit=120, **settings)
-    if bound != 1:  # at bound 1 some bugs are out of reach (they need two paid choices)
-        assert _kinds(dfs), f"the enumeration found nothing in {spec}"
+    dfs = explore(spec, strategy="dfs", max_preemptions=bound or 2, runs=500, time_limit=120, **settings)
+    found = explore(spec, strategy="dpor", max_preemptions=bound, runs=1_500, time_limit=120, **settings)
+    assert _kinds(dfs), f"the enumeration found nothing in {spec}"
     assert _kinds(dfs) <= _kinds(found), (spec, _kinds(dfs), _kinds(found))
     if bound is not None and dfs.exhausted:
         assert _kinds(found) <= _kinds(dfs), (spec, _kinds(dfs), _kinds(found))

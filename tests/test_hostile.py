@@ -62,9 +62,9 @@ RACE = """
     ("1", 1, "FAILURE (exception) SystemExit: 1 in MainThread at prog.py:4"),
     ("'bye'", 1, "FAILURE (exception) SystemExit: bye in MainThread at prog.py:4"),
     ("0.0", 1, "FAILURE (exception) SystemExit: 0.0 in MainThread at prog.py:4"),
-    ("False", 0, "interleave: no failure in 1 runs"),
-    ("0", 0, "interleave: no failure in 1 runs"),
-    ("None", 0, "interleave: no failure in 1 runs"),
+    ("False", 0, "runs, 1 distinct schedules"),  # no failure, in as many runs as the split makes
+    ("0", 0, "runs, 1 distinct schedules"),
+    ("None", 0, "runs, 1 distinct schedules"),
 ])
 def test_sys_exit_in_main_is_the_exit_status(tmp_path, code, status, line):
     result = explore(tmp_path, f"""
