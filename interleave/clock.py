@@ -47,6 +47,8 @@ class Clock:
         return self._heap[0][0] if self._heap else None
 
     def has_timers(self) -> bool:
+        if not self._heap:  # asked at nearly every step, and nearly always empty
+            return False
         self._drop_stale()
         return bool(self._heap)
 

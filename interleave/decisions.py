@@ -47,11 +47,20 @@ class Key(NamedTuple):
     sub: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class RunThread:
-    """Run thread ``thread`` (its creation index) next."""
+    """Run thread ``thread`` (its creation index) next.
+
+    One object per thread (:func:`run_thread`), unpickled as that same object, so equal
+    means identical: comparing options, made at every decision, costs no Python call."""
 
     thread: int
+
+    def __hash__(self) -> int:
+        return self.thread
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        return run_thread, (self.thread,)
 
     def code(self) -> int:
         return self.thread
@@ -63,6 +72,9 @@ class RunThread:
 @dataclass(frozen=True, slots=True)
 class Pause:
     """Let virtual time jump to the next deadline now, while threads are still runnable."""
+
+    def __reduce__(self) -> str:
+        return "PAUSE"  # unpickled as the one pause, so that ``is PAUSE`` holds in every process
 
     def code(self) -> int:
         return -1

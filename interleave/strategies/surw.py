@@ -10,7 +10,7 @@ every switch point is an event; pauses and faults keep the random walk's small r
 
 from __future__ import annotations
 
-from ..decisions import PAUSE, DecisionPoint, FinishedRun, Option, RunThread
+from ..decisions import PAUSE, DecisionPoint, FinishedRun, Option
 from .base import Strategy
 from .random_walk import JUMP_PROBABILITY, random_fault, run_rng
 
@@ -33,13 +33,18 @@ class SURW(Strategy):
         rng = self.rng
         if not point.is_scheduling():
             return random_fault(rng, point)
-        options = point.options
-        if options[-1] is PAUSE and rng.random() < JUMP_PROBABILITY:
-            return PAUSE
-        threads = [o for o in options if isinstance(o, RunThread)]
+        threads = point.options
+        if threads[-1] is PAUSE:
+            if rng.random() < JUMP_PROBABILITY:
+                return PAUSE
+            threads = threads[:-1]
         expected = self.expected_steps
         steps = point.thread_steps
-        weights = [max(expected.get(t.thread, 1) - steps[t.thread], 1) for t in threads]
+        # Written out (no max, no isinstance): this runs at nearly every step of a SURW run.
+        weights = []
+        for option in threads:
+            left = expected.get(option.thread, 1) - steps[option.thread]  # type: ignore[union-attr]
+            weights.append(left if left > 1 else 1)
         pick = rng.random() * sum(weights)
         for thread, weight in zip(threads, weights):
             pick -= weight
