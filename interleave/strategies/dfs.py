@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeAlias
 
-from ..decisions import DecisionPoint, FinishedRun, Option, RunThread, options_text
+from ..decisions import DecisionPoint, FinishedRun, Option, options_text
 from .base import Enumeration, SearchSummary, Strategy
 
 #: Set-aside subtree roots kept at most; past this a bound can no longer be exhausted.
@@ -179,14 +179,10 @@ class BoundedDFS(Strategy):
             return choice
         default = point.default
         alternatives = []
-        # point.paid written out (a call per option of every decision is this search's cost):
-        # a pause, fault or changed draw is paid, and so is a switch when it preempts.
-        preempts = point.preemptive
-        running = point.key[0]
         for option in options:
             if option == default:
                 continue
-            total = cost_before + (not isinstance(option, RunThread) or (preempts and option.thread != running))
+            total = cost_before + point.paid(option)
             if total <= self.bound:
                 alternatives.append((option, total))
             elif total <= self.max_bound:
