@@ -3,6 +3,7 @@ from, whatever the schedule, configuration and file digests; an altered token is
 
 from __future__ import annotations
 
+import pickle
 import string
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from schedule_strategies import as_decoded, tokens
 
+from interleave.decisions import PAUSE, Decision, Key, run_thread
 from interleave.schedule import UNKNOWN_PLACE, BadToken, Token
 
 #: What an alteration may put in a token: its own alphabet, the case it is not written in, a dot.
@@ -54,3 +56,13 @@ def test_an_altered_token_is_refused(altered):
     _, _, new = altered
     with pytest.raises(BadToken):
         Token.decode(new)
+
+
+@given(st.integers(min_value=0, max_value=64), st.booleans())
+def test_an_option_sent_to_another_process_is_the_same_option_there(thread, pause):
+    """Workers send schedules by pickle: a thread's option comes back as that thread's one
+    object (options compare by identity) and the pause as ``PAUSE`` (strategies test ``is PAUSE``)."""
+    option = PAUSE if pause else run_thread(thread)
+    back = pickle.loads(pickle.dumps(Decision(Key(0, thread, 0), option, True)))
+    assert back.option is option
+    assert back.option in (*(run_thread(i) for i in range(thread + 1)), PAUSE)
