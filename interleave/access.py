@@ -415,6 +415,12 @@ class _CellKey:
     name: str
 
 
+#: Objects of which each thread has its own attributes (``threading.local``, its subclasses
+#: and the run's stand-ins, added by :mod:`interleave.reallocks`): what a thread touches of
+#: them is its own, recorded per thread, and never races.
+per_thread_types: tuple[type, ...] = (_thread._local, __import__("_threading_local").local)
+
+
 def stable_name(obj: Any) -> Any:
     """A name for objects that exist apart from any one run (modules, cells), else None."""
     if isinstance(obj, (_ModuleKey, _CellKey)):

@@ -114,6 +114,9 @@ def blocking_call(frame: Any, waiting_on: Any) -> str:
     api = api_name(frame)
     if api is not None:
         return api
+    call = getattr(waiting_on, "call", None)
+    if call is not None:
+        return str(call)
     if hasattr(waiting_on, "holder"):
         return f"{type(waiting_on).__name__}.acquire"
     return "sleep" if type(waiting_on).__name__ == "_Sleep" else "wait"

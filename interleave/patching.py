@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, count
 from typing import Any
 
-from . import draws
+from . import draws, filelocks
 from . import primitives as P
 from .reallocks import REAL_LOCAL, REAL_LOCK_TYPES, Finder, Found, RunLocal, Slot, describe, module_roots
 from .scheduler import Scheduler, active
@@ -94,6 +94,7 @@ _REBOUND = [
     (threading.get_ident, P.get_ident),
     (threading.local, _threading_local.local),
     (queue.SimpleQueue, _PY_SIMPLE_QUEUE),
+    *filelocks.REBOUND,
 ]
 
 _BUILTIN_METHOD = type(_thread.allocate_lock().acquire)
@@ -152,7 +153,7 @@ def _cdll_getitem(self: Any, name: Any) -> Any:
     return _real_cdll_getitem(self, name)
 
 
-_STATIC += [(os, "read", _os_read), (ctypes.CDLL, "__getitem__", _cdll_getitem)]
+_STATIC += [(os, "read", _os_read), (ctypes.CDLL, "__getitem__", _cdll_getitem), *filelocks.STATIC]
 
 
 _UNCONTROLLED = {
@@ -199,46 +200,152 @@ def _tripwire_for(module_name: str, name: str, real: Any) -> Callable[..., Any]:
     return made[1]
 
 
-def _one_thread_local(klass: type) -> Callable[[Any, str], Any]:
-    """``__getattribute__`` for a subclass of the C ``threading.local`` defined before the run.
+class _PerRunThread:
+    """Attributes per thread of a run for the instances of a subclass of the C
+    ``threading.local`` defined before the run (a library's context class).
 
-    Its instances keep their attributes per OS thread, which all of a run's threads share, and
-    interleave cannot give each thread its own: the run stops, naming the class, as soon as a
-    second thread of the run reads an attribute of an instance another thread has used.
+    Its instances keep their attributes per OS thread, which all of a run's threads share.
+    During a run the class's attribute access goes to a namespace per instance and thread
+    instead, as threads of their own would have: the run's main thread starts with a copy of
+    what the OS thread held when runs began (what import set), every other thread afresh,
+    with the class's ``__init__`` run again with the arguments the instance was made with,
+    as ``threading.local`` does. Outside a run the class is as it was.
     """
-    inherited: Callable[[Any, str], Any] = next(k.__dict__["__getattribute__"] for k in klass.__mro__
-                                                if "__getattribute__" in k.__dict__)
-    users: dict[int, tuple[Any, Any, Any]] = {}  # id(instance) -> (instance, scheduler, first thread of it)
 
-    def __getattribute__(self: Any, name: str) -> Any:
+    def __init__(self, klass: type) -> None:
+        self.klass = klass
+        self._real_get: Callable[[Any, str], Any] = next(
+            k.__dict__["__getattribute__"] for k in klass.__mro__ if "__getattribute__" in k.__dict__)
+        self._real_set: Callable[[Any, str, Any], None] = next(
+            k.__dict__["__setattr__"] for k in klass.__mro__ if "__setattr__" in k.__dict__)
+        self._real_del: Callable[[Any, str], None] = next(
+            k.__dict__["__delattr__"] for k in klass.__mro__ if "__delattr__" in k.__dict__)
+        self._at_start: dict[int, tuple[Any, dict[str, Any]]] = {}  # id -> (instance, the OS thread's attributes)
+        self._run: Scheduler | None = None
+        self._namespaces: dict[tuple[int, int], tuple[Any, dict[str, Any]]] = {}  # (id, thread) -> (instance, ns)
+
+    def install(self) -> list[tuple[str, Any]]:
+        """Puts the per-thread access on the class; returns what it replaced."""
+        # Functions, not bound methods: the class binds them to its instance as methods.
+        def __getattribute__(instance: Any, name: str) -> Any:
+            return self._get(instance, name)
+
+        def __setattr__(instance: Any, name: str, value: Any) -> None:
+            self._set(instance, name, value)
+
+        def __delattr__(instance: Any, name: str) -> None:
+            self._del(instance, name)
+
+        replaced = []
+        for method in (__getattribute__, __setattr__, __delattr__):
+            replaced.append((method.__name__, self.klass.__dict__.get(method.__name__, _MISSING)))
+            type.__setattr__(self.klass, method.__name__, method)
+        return replaced
+
+    def _namespace(self, sched: Scheduler, instance: Any) -> dict[str, Any]:
+        if self._run is not sched:
+            self._run, self._namespaces = sched, {}
+        thread = sched.current
+        key = (id(instance), thread.index)
+        entry = self._namespaces.get(key)
+        if entry is not None and entry[0] is instance:
+            return entry[1]
+        namespace: dict[str, Any] = {}
+        self._namespaces[key] = (instance, namespace)
+        if _inside_own_init(instance):
+            pass  # made by this thread, now: its ``__init__`` fills it
+        elif thread.index == 0:
+            start = self._at_start.get(id(instance))
+            if start is None or start[0] is not instance:
+                start = self._at_start[id(instance)] = (instance, dict(self._real_get(instance, "__dict__")))
+            namespace.update(start[1])
+        else:
+            args, kwargs = _made_with(instance)
+            if type(instance).__init__ is not REAL_LOCAL.__init__:
+                type(instance).__init__(instance, *args, **kwargs)
+        return namespace
+
+    def _get(self, instance: Any, name: str) -> Any:
         sched = active()
-        # (interleave's own looks at the object, to describe it, are no thread's use of it)
-        if sched is not None and not name.startswith("__"):
-            entry = users.get(id(self))
-            if entry is None or entry[0] is not self or entry[1] is not sched:
-                users[id(self)] = (self, sched, sched.current)
-            elif entry[2] is not sched.current:
-                where = _class_location(klass)
-                sched.fail_uncontrolled(
-                    f"an instance of {klass.__module__}.{klass.__qualname__}{where}, a threading.local subclass "
-                    f"defined before the run, used by two threads (they are one OS thread to it: interleave cannot "
-                    f"give each its own attributes)")
-        return inherited(self, name)
+        if sched is None or name == "__class__":
+            return self._real_get(instance, name)
+        namespace = self._namespace(sched, instance)
+        if name == "__dict__":
+            return namespace
+        attribute = _class_attribute(type(instance), name)
+        getter = getattr(type(attribute), "__get__", None)
+        if getter is not None and hasattr(type(attribute), "__set__"):  # a data descriptor comes first
+            return getter(attribute, instance, type(instance))
+        try:
+            return namespace[name]
+        except KeyError:
+            pass
+        if attribute is not _MISSING:
+            return attribute if getter is None else getter(attribute, instance, type(instance))
+        raise AttributeError(f"{type(instance).__name__!r} object has no attribute {name!r}")
 
-    return __getattribute__
+    def _set(self, instance: Any, name: str, value: Any) -> None:
+        sched = active()
+        if sched is None:
+            self._real_set(instance, name, value)
+            return
+        if name == "__dict__":
+            raise AttributeError(f"{type(instance).__name__!r} object attribute '__dict__' is read-only")
+        attribute = _class_attribute(type(instance), name)
+        setter = getattr(type(attribute), "__set__", None)
+        if setter is not None:
+            setter(attribute, instance, value)
+            return
+        self._namespace(sched, instance)[name] = value
+
+    def _del(self, instance: Any, name: str) -> None:
+        sched = active()
+        if sched is None:
+            self._real_del(instance, name)
+            return
+        attribute = _class_attribute(type(instance), name)
+        deleter = getattr(type(attribute), "__delete__", None)
+        if deleter is not None:
+            deleter(attribute, instance)
+            return
+        try:
+            del self._namespace(sched, instance)[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
-def _class_location(klass: type) -> str:
-    try:
-        import inspect
+def _class_attribute(klass: type, name: str) -> Any:
+    for base in klass.__mro__:
+        if name in base.__dict__:
+            return base.__dict__[name]
+    return _MISSING
 
-        filename = inspect.getsourcefile(klass)
-        line = inspect.getsourcelines(klass)[1]
-    except (OSError, TypeError):
-        return ""
-    from .failures import _short
 
-    return f" (defined at {_short(filename)}:{line})" if filename else ""
+def _inside_own_init(instance: Any) -> bool:
+    """The instance is being made now, by this thread (its first ``__init__`` is the one running)."""
+    frame: Any = sys._getframe(3)
+    for _ in range(8):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "__init__" and frame.f_locals.get("self") is instance:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _made_with(instance: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments a C ``threading.local`` was made with: it keeps them to run ``__init__``
+    again in each new thread, and shows them only to the garbage collector (its type, the
+    arguments, the keyword arguments when there were any, then its per-thread bookkeeping;
+    an instance dict of the subclass may come first)."""
+    referents = gc.get_referents(instance)
+    at = next((i for i, referent in enumerate(referents) if referent is type(instance)), len(referents))
+    args, kwargs = (referents[at + 1:at + 3] + [(), {}])[:2]
+    if type(args) is not tuple:
+        args = ()
+    if type(kwargs) is not dict or not all(type(key) is str for key in kwargs):
+        kwargs = {}  # the bookkeeping: no keyword arguments
+    return args, kwargs
 
 
 class Patcher:
@@ -251,6 +358,7 @@ class Patcher:
         self._saved: list[tuple[Any, str, Any]] = []
         self._adopted: dict[int, tuple[Any, Any]] = {}  # id(real lock) -> (real, twin)
         self._locals: dict[int, tuple[Any, RunLocal]] = {}  # id(real threading.local) -> (real, stand-in)
+        self._per_thread: dict[type, _PerRunThread] = {}
         self._scanned_modules = -1
         self._roots = list(roots)
         self._replacements: dict[int, Any] = {}
@@ -382,8 +490,10 @@ class Patcher:
                 slot.set(new)
                 swaps.append((slot, value, new))
         for klass in self._found.local_classes:
-            saved.append((klass, "__getattribute__", klass.__dict__.get("__getattribute__", _MISSING)))
-            type.__setattr__(klass, "__getattribute__", _one_thread_local(klass))
+            per_thread = self._per_thread.get(klass)
+            if per_thread is None:
+                per_thread = self._per_thread[klass] = _PerRunThread(klass)
+            saved += [(klass, name, old) for name, old in per_thread.install()]
         self._random_state = draws.install()
         # The cycle collector runs finalizers and weakref callbacks at moments that depend on
         # everything allocated so far: off during a run, so runs repeat exactly.

@@ -112,7 +112,7 @@ class Lock:
             raise ValueError("can't specify a timeout for a non-blocking call")
         if timeout < 0 and timeout != -1:
             raise ValueError("timeout value must be a non-negative number")
-        _before_lock_operation(sched, sys._getframe(1))
+        before_lock_operation(sched, sys._getframe(1))
         cur = sched.current
         timed = False
         if self._locked:
@@ -155,7 +155,7 @@ class Lock:
             self._fresh(sched)
         if not self._locked:
             raise RuntimeError("release unlocked lock")
-        _before_lock_operation(sched, sys._getframe(1))
+        before_lock_operation(sched, sys._getframe(1))
         self._locked = False
         self.holder = None
         if sched.noting:
@@ -273,7 +273,7 @@ class RLock(Lock):
         return self._count if self._is_owned() else 0
 
 
-def _before_lock_operation(sched: Scheduler, frame: Any) -> None:
+def before_lock_operation(sched: Scheduler, frame: Any) -> None:
     """The switch point a lock operation gets, if any.
 
     With line steps, the program's own lines are switch points already and so are the

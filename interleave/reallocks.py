@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import access
 from . import primitives as P
 from .failures import _short
 from .files import is_library_file, is_user_file
@@ -501,6 +502,9 @@ class RunLocal:
             del RunLocal._namespace(self)[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+access.per_thread_types += (RunLocal,)
 
 
 # ----------------------------------------------------------------- where a lock was made

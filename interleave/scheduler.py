@@ -548,6 +548,8 @@ class Scheduler:
         """What the access just made touched (when this run keeps records)."""
         if self.tearing_down:
             return  # a stopped thread's finally block: not a step of the run
+        if isinstance(obj, access.per_thread_types):
+            field = (field, self.current.index)  # each thread's own attribute
         self.access_log.append((self.current.index, self.object_key(obj), field, write, site))
         if self.recorder is not None and not self.tearing_down:
             self.recorder.event(self, events.Accessed(site, obj, field, write, value))
@@ -563,11 +565,13 @@ class Scheduler:
                 self._keepalive.append(obj)
         return key
 
-    def note_sync(self, kind: str, obj: Any) -> None:
+    def note_sync(self, kind: str, obj: Any, thread: int | None = None) -> None:
         """A lock was acquired or released (``kind``), when this run keeps records: the
-        synchronization every stdlib primitive is built of, in order with the accesses."""
+        synchronization every stdlib primitive is built of, in order with the accesses.
+        ``thread``: by another thread than the current one (a file closed unseen)."""
         if not self.tearing_down:
-            self.sync_log.append((len(self.access_log), self.current.index, kind, id(obj)))
+            self.sync_log.append((len(self.access_log), self.current.index if thread is None else thread, kind,
+                                  id(obj)))
             self._sync_keepalive.append(obj)  # its id names it for the whole run
 
     def polled(self) -> None:
