@@ -157,7 +157,9 @@ POLLERS = [sleep0_poll, short_sleep_poll, nonblocking_acquire_loop, event_is_set
 def test_a_polling_program_is_never_a_hang(program, strategy):
     """Whatever the strategy chooses, with paid pauses or none (time passes anyway) and
     with a no-progress bound far below the length of the poll."""
-    for seed in SEEDS:
+    # dfs and dpor take no seed (strategies.make gives it to the sampling strategies only): a second
+    # seed ran the very same runs again (measured: the same runs and steps for every program here).
+    for seed in SEEDS if strategy not in ("dfs", "dpor") else SEEDS[:1]:
         for config in ({}, {"max_pauses": 0, "max_steps": 5000}):
             report = explore(program, strategy=strategy, seed=seed, runs=15, shrink_time=1, **config)
             assert report.failure is None, (seed, config, report.failure.message)

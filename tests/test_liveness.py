@@ -77,7 +77,9 @@ POLLS = {
 @pytest.mark.parametrize("strategy", NAMES)
 @pytest.mark.parametrize("poll", sorted(POLLS))
 def test_a_polling_program_is_never_a_hang(poll, strategy):
-    for seed in range(2):
+    # dfs and dpor take no seed (strategies.make gives it to the sampling strategies only): a second
+    # seed would run the very same runs again.
+    for seed in range(2) if strategy not in ("dfs", "dpor") else range(1):
         polls: list[int] = []
         report = explore(POLLS[poll](True, polls), strategy=strategy, runs=12, seed=seed, max_steps=MAX_STEPS)
         assert report.failure is None, (seed, report.failure.kind, report.failure.message)
