@@ -298,7 +298,7 @@ def test_a_library_that_sets_itself_up_on_first_use_gives_runs_that_repeat(tmp_p
         """))
     env_path = f"{site}{os.pathsep}{ROOT}"
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "interleave", "explore", f"target.py::{func}", "--time-limit", "5",
+    done = subprocess.run([sys.executable, "-m", "interleave", "explore", f"target.py::{func}", "--runs", "300",
                            "--workers", workers], capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": env_path, "PYTHONHASHSEED": "0"})
     assert done.returncode == code, done.stdout + done.stderr
