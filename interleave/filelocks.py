@@ -74,13 +74,18 @@ class FileLock:
     def blockers(self, sched: Scheduler, fd: int, exclusive: bool) -> list[_Hold]:
         """The live holds that keep descriptor ``fd`` from taking it; holds whose file was closed go."""
         for hold in [h for h in self.holds.values() if not _open(h, self.identity)]:
-            self.drop(sched, hold)
+            self.release(sched, hold, seen=False)
         return [h for h in self.holds.values() if h.fd != fd and (exclusive or h.exclusive)]
 
-    def drop(self, sched: Scheduler, hold: _Hold) -> None:
+    def release(self, sched: Scheduler, hold: _Hold, seen: bool) -> None:
+        """The hold goes, and its waiters look again. ``seen``: by the current thread now
+        (``LOCK_UN``, ``os.close``, a conversion); else its holder's file was found closed, and
+        the release is the holder's, ordered where the run noticed it."""
         del self.holds[hold.fd]
-        if sched.noting:  # released by its holder's close, which the run saw no sooner than now
-            sched.note_sync("release", self, hold.thread.index)
+        if sched.noting:
+            sched.note_sync("release", self, None if seen else hold.thread.index)
+        for waiter in self.waiters:
+            sched.wake(waiter)
 
 
 def _open(hold: _Hold, identity: tuple[int, int]) -> bool:
@@ -139,12 +144,12 @@ def _label(file: Any, fd: int) -> str:
     return f"the file lock on {_short(name)}" if name else f"the file lock on descriptor {fd}"
 
 
-def _check_operation(operation: Any) -> int:
+def _check_operation(operation: Any) -> None:
+    """Refuses an operation as the real call does."""
     if not isinstance(operation, int):
         raise TypeError(f"'{type(operation).__name__}' object cannot be interpreted as an integer")
     if operation & ~fcntl.LOCK_NB not in _LOCK_OPERATIONS:
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-    return operation
 
 
 def flock(file: Any, operation: int) -> None:
@@ -162,18 +167,17 @@ def flock(file: Any, operation: int) -> None:
     if lock is None:
         lock = table.locks[identity] = FileLock(identity, _label(file, fd))
     cur = sched.current
+    own = lock.holds.get(fd)
     if operation & ~fcntl.LOCK_NB == fcntl.LOCK_UN:
-        if lock.holds.pop(fd, None) is not None:
-            _released(sched, lock)
+        if own is not None:
+            lock.release(sched, own, seen=True)
         return
     exclusive = operation & ~fcntl.LOCK_NB == fcntl.LOCK_EX
-    own = lock.holds.get(fd)
     if own is not None and (own.thread is not cur or own.exclusive != exclusive):
         # Another thread's descriptor of that number was closed and the number reused (a
         # descriptor shared by threads is ordered as if so), or a conversion, which Linux makes
         # as a release and a new lock: the old hold goes first.
-        lock.drop(sched, own)
-        _released(sched, lock, noted=True)
+        lock.release(sched, own, seen=own.thread is cur)
     while lock.blockers(sched, fd, exclusive):
         if sched.noting:
             sched.note_sync("try" if operation & fcntl.LOCK_NB else "block", lock)
@@ -211,13 +215,6 @@ def _may_be_released_unseen(table: _RunTable, cur: VThread) -> bool:
 _NO_DESCRIPTOR = -1
 
 
-def _released(sched: Scheduler, lock: FileLock, noted: bool = False) -> None:
-    if sched.noting and not noted:
-        sched.note_sync("release", lock)
-    for waiter in lock.waiters:
-        sched.wake(waiter)
-
-
 def lockf(fd: Any, cmd: int, len: int = 0, start: int = 0, whence: int = 0) -> Any:
     sched = active()
     if sched is None:
@@ -232,8 +229,9 @@ def close(fd: int) -> None:
     sched = active()
     if sched is not None and _table is not None and _table.sched is sched:
         for lock in _table.locks.values():
-            if lock.holds.pop(fd, None) is not None:
-                _released(sched, lock)
+            hold = lock.holds.get(fd)
+            if hold is not None:
+                lock.release(sched, hold, seen=True)
     _real_close(fd)
 
 

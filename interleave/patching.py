@@ -214,12 +214,9 @@ class _PerRunThread:
 
     def __init__(self, klass: type) -> None:
         self.klass = klass
-        self._real_get: Callable[[Any, str], Any] = next(
-            k.__dict__["__getattribute__"] for k in klass.__mro__ if "__getattribute__" in k.__dict__)
-        self._real_set: Callable[[Any, str, Any], None] = next(
-            k.__dict__["__setattr__"] for k in klass.__mro__ if "__setattr__" in k.__dict__)
-        self._real_del: Callable[[Any, str], None] = next(
-            k.__dict__["__delattr__"] for k in klass.__mro__ if "__delattr__" in k.__dict__)
+        self._real_get: Callable[[Any, str], Any] = _class_attribute(klass, "__getattribute__")
+        self._real_set: Callable[[Any, str, Any], None] = _class_attribute(klass, "__setattr__")
+        self._real_del: Callable[[Any, str], None] = _class_attribute(klass, "__delattr__")
         self._at_start: dict[int, tuple[Any, dict[str, Any]]] = {}  # id -> (instance, the OS thread's attributes)
         self._run: Scheduler | None = None
         self._namespaces: dict[tuple[int, int], tuple[Any, dict[str, Any]]] = {}  # (id, thread) -> (instance, ns)
@@ -315,6 +312,7 @@ class _PerRunThread:
 
 
 def _class_attribute(klass: type, name: str) -> Any:
+    """What ``name`` is on the class (its own or inherited), as attribute lookup finds it."""
     for base in klass.__mro__:
         if name in base.__dict__:
             return base.__dict__[name]

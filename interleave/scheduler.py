@@ -548,9 +548,9 @@ class Scheduler:
         """What the access just made touched (when this run keeps records)."""
         if self.tearing_down:
             return  # a stopped thread's finally block: not a step of the run
-        if isinstance(obj, access.per_thread_types):
-            field = (field, self.current.index)  # each thread's own attribute
-        self.access_log.append((self.current.index, self.object_key(obj), field, write, site))
+        # Each thread's own attribute of a thread-local: a field of its own in the record.
+        logged = (field, self.current.index) if isinstance(obj, access.per_thread_types) else field
+        self.access_log.append((self.current.index, self.object_key(obj), logged, write, site))
         if self.recorder is not None and not self.tearing_down:
             self.recorder.event(self, events.Accessed(site, obj, field, write, value))
 

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Two threads bump a counter under an ``flock`` of one file (each opens it itself): correct.
+#: ``bump`` adds one to a counter under an ``flock`` of one file (each thread opens it itself): correct.
 #: ``{take}`` takes the lock, ``{give}`` gives it back.
 BUMPS = """
     import fcntl, os, threading, time
@@ -32,6 +32,17 @@ BUMPS = """
             v = total
             total = v + 1
             {give}
+    """
+
+
+def explore(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
+    return subprocess.run([sys.executable, "-m", "interleave", "explore", "target.py", *args], capture_output=True,
+                          text=True, timeout=120, cwd=directory, env=env, stdin=subprocess.DEVNULL)
+
+
+#: The ``main`` of the programs that define ``bump``: two threads bump, the total must be 2.
+TWO_BUMPS = """
 
     def main():
         global total
@@ -45,14 +56,8 @@ BUMPS = """
     """
 
 
-def explore(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
-    return subprocess.run([sys.executable, "-m", "interleave", "explore", "target.py", *args], capture_output=True,
-                          text=True, timeout=120, cwd=directory, env=env, stdin=subprocess.DEVNULL)
-
-
-def write(directory: Path, source: str) -> None:
-    (directory / "target.py").write_text(textwrap.dedent(source))
+def write(directory: Path, source: str, main: str = TWO_BUMPS) -> None:
+    (directory / "target.py").write_text(textwrap.dedent(source) + textwrap.dedent(main))
 
 
 def summary(done: subprocess.CompletedProcess[str]) -> str:
@@ -121,16 +126,6 @@ def test_a_non_blocking_flock_polled_with_a_timeout_passes(tmp_path: Path) -> No
             time.sleep(0.01)
             total = v + 1
             os.close(fd)  # releases it
-
-        def main():
-            global total
-            total = 0
-            ts = [threading.Thread(target=bump) for _ in range(2)]
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
-            assert total == 2, total
         """)
     done = explore(tmp_path, "--strategy", "dfs", "--workers", "1", "--time-limit", "60")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -155,7 +150,7 @@ def test_two_flocks_taken_in_opposite_orders_deadlock_and_the_report_names_the_f
                 t.start()
             for t in ts:
                 t.join()
-        """)
+        """, main="")
     done = explore(tmp_path, "--strategy", "dfs", "--workers", "1", "--time-limit", "60")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAILURE (deadlock)" in done.stdout, done.stdout
@@ -178,16 +173,6 @@ def test_the_filelock_package_gets_the_real_verdict_with_one_worker_or_two(tmp_p
             with {guard}:
                 v = total
                 total = v + 1
-
-        def main():
-            global total
-            total = 0
-            ts = [threading.Thread(target=bump) for _ in range(2)]
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
-            assert total == 2, total
         """
     write(tmp_path, source.format(guard="LOCK"))
     verdicts = []
