@@ -23,11 +23,13 @@ class Clock:
     waiter's generation, and stale heap entries are skipped when they surface.
     """
 
-    __slots__ = ("now", "_heap", "_seq")
+    __slots__ = ("now", "deadlines", "_seq")
 
     def __init__(self) -> None:
         self.now = MONOTONIC_START
-        self._heap: list[tuple[float, int, Any, int]] = []
+        #: ``(deadline, sequence, waiter, generation)``, a heap; some entries may be stale, so
+        #: an empty list says there is no timer, and :meth:`has_timers` whether there is one.
+        self.deadlines: list[tuple[float, int, Any, int]] = []
         self._seq = 0
 
     def wall(self) -> float:
@@ -35,26 +37,26 @@ class Clock:
 
     def add(self, deadline: float, waiter: Any, generation: int) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (deadline, self._seq, waiter, generation))
+        heapq.heappush(self.deadlines, (deadline, self._seq, waiter, generation))
 
     def _drop_stale(self) -> None:
-        heap = self._heap
+        heap = self.deadlines
         while heap and heap[0][2].timer_generation != heap[0][3]:
             heapq.heappop(heap)
 
     def next_deadline(self) -> float | None:
         self._drop_stale()
-        return self._heap[0][0] if self._heap else None
+        return self.deadlines[0][0] if self.deadlines else None
 
     def has_timers(self) -> bool:
-        if not self._heap:  # asked at nearly every step, and nearly always empty
+        if not self.deadlines:  # asked at nearly every step, and nearly always empty
             return False
         self._drop_stale()
-        return bool(self._heap)
+        return bool(self.deadlines)
 
     def pending(self) -> list[tuple[float, Any]]:
         """Every live deadline and its waiter, earliest first."""
-        return [(deadline, waiter) for deadline, _, waiter, generation in sorted(self._heap)
+        return [(deadline, waiter) for deadline, _, waiter, generation in sorted(self.deadlines)
                 if waiter.timer_generation == generation]
 
     def advance_to_next(self) -> list[Any]:
@@ -65,7 +67,7 @@ class Clock:
         if deadline > self.now:
             self.now = deadline
         due = []
-        heap = self._heap
+        heap = self.deadlines
         while heap and heap[0][0] <= self.now:
             _, _, waiter, generation = heapq.heappop(heap)
             if waiter.timer_generation == generation:

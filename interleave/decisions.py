@@ -201,6 +201,9 @@ class DecisionPoint(NamedTuple):
     #: as ``(code object, line)``, None when it has none. Asked, not kept, since finding it
     #: walks the thread's frames.
     where: Callable[[int], Where | None]
+    #: The scheduling decisions the run made before this one (those not asked included, see
+    #: :attr:`interleave.strategies.base.Strategy.steady`).
+    decisions_before: int
 
     @property
     def thread(self) -> int:

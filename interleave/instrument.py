@@ -274,6 +274,17 @@ def _analyse(tree: ast.Module) -> _Analysis:
 # --------------------------------------------------------------------- rewriting
 
 
+def _may_continue(node: ast.AST) -> bool:
+    """Whether ``node`` holds a ``continue`` of the loop around it (not of a loop inside it)."""
+    if isinstance(node, ast.Continue):
+        return True
+    if isinstance(node, (*_FUNCTIONS, ast.ClassDef)):
+        return False
+    # In a loop inside, a continue of its body is its own; of its else clause, the loop around's.
+    children = node.orelse if isinstance(node, _LOOPS) else ast.iter_child_nodes(node)
+    return any(_may_continue(child) for child in children)
+
+
 def _mangle(name: str, class_name: str | None) -> str:
     if class_name is None or not name.startswith("__") or name.endswith("__"):
         return name
@@ -422,11 +433,28 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
     def _loop_body(self, node: Any) -> Any:
+        tick = self.scope is not None and not self._stores_every_turn(node.body)
         self.generic_visit(node)
-        if self.scope is not None:
-            tick = ast.copy_location(ast.Expr(self._call("tick", [], node)), node)
-            node.body.insert(0, tick)
+        if tick:
+            node.body.insert(0, ast.copy_location(ast.Expr(self._call("tick", [], node)), node))
         return node
+
+    def _stores_every_turn(self, body: list[ast.stmt]) -> bool:
+        """Whether every turn of a loop with this body stores to shared memory (always a switch
+        point, which also tells the scheduler the thread runs): such a loop needs no tick. The
+        store must be a statement of the body itself with no ``continue`` before it."""
+        for stmt in body:
+            if isinstance(stmt, ast.Assign):
+                targets = stmt.targets
+            elif isinstance(stmt, (ast.AugAssign, ast.AnnAssign)) and stmt.value is not None:
+                targets = [stmt.target]
+            else:
+                targets = []
+            if any(self._needs_rewrite(t) for t in targets):
+                return True
+            if _may_continue(stmt):
+                return False
+        return False
 
     def visit_While(self, node: ast.While) -> Any:
         text = self._text(node.test)

@@ -241,10 +241,24 @@ class Scheduler:
         self._deferred: dict[int, set[int]] = {}
         self._options_made: dict[tuple[int, ...], tuple[Option, ...]] = {}
         self._options_with_pause: dict[tuple[int, ...], tuple[Option, ...]] = {}
+        #: The options of running each runnable thread, made when the set last changed (None:
+        #: changed since); kept apart from the dicts above since it is asked at every step.
+        self._runnable_options: tuple[Option, ...] | None = None
         # What every decision point shows besides its options, made once: points are many. The
         # place asker is the scheduler's own until the run ends (then it would keep it in a cycle).
         self._thread_steps = _ThreadSteps(self.threads)
         self._ask_where: Callable[[int], Where | None] = self._where
+        #: Scheduling decisions made so far, asked or not (a point's ``decisions_before``).
+        self._scheduling_decisions = 0
+        # A strategy's promise (see Strategy.steady): the next plain decisions (the running thread
+        # can go on, the same options) of the same thread take the default without being asked.
+        # Read from whoever answers (a portfolio's member); not kept when the run notes its
+        # accesses, since what a strategy learns of them is marked at every decision asked.
+        answerer = getattr(chooser.choose, "__self__", chooser)
+        self._steady_source: Any = answerer if hasattr(answerer, "steady") and not self.noting else None
+        self._steady_left = 0
+        self._steady_options: tuple[Option, ...] | None = None
+        self._steady_thread: VThread | None = None
         # Polls per thread since anything woke, started or ended (see _spun_out).
         self._spins: dict[int, int] = {}
         # Progress: see _sample. While stalled, the fair default schedule runs, time passes.
@@ -287,7 +301,7 @@ class Scheduler:
             vt.group = self.current.group
         vt.greenlet = greenlet.greenlet(lambda: self._thread_body(vt, fn, args, kwargs or {}), parent=self.hub)
         self.threads.append(vt)
-        bisect.insort(self.runnable, index)
+        self._add_runnable(index)
         self._progress()
         self._spins.clear()
         if self.noting and self.current is not None:
@@ -318,9 +332,7 @@ class Scheduler:
         vt.state = FINISHED
         self._progress()
         self._spins.clear()
-        i = bisect.bisect_left(self.runnable, vt.index)
-        if i < len(self.runnable) and self.runnable[i] == vt.index:
-            del self.runnable[i]
+        self._drop_runnable(vt.index)
         if vt.sentinel is not None and vt.sentinel.locked():
             vt.sentinel.release()
         if self.recorder is not None:
@@ -472,7 +484,7 @@ class Scheduler:
         if self.steps >= self._next_sample or self._loop_lines is not None:
             self._look(cur, sys._getframe(2))
         if switch and (len(self.runnable) > 1 or ((self.pauses_left > 0 or self.stalled) and self.clock.has_timers())):
-            self._switch_point(in_trace=False, yielding=False)
+            self._switch_point(False, False)  # not in a tracer, not yielding (positional: a cheaper call)
         cur.ops = 1
         if self.recorder is not None and not self.tearing_down:
             self.recorder.step(self, cur, sys._getframe(2))
@@ -522,7 +534,7 @@ class Scheduler:
         if self.steps >= self._next_sample or self._loop_lines is not None:
             self._look(cur, frame or sys._getframe(3))
         if switch and (len(self.runnable) > 1 or ((self.pauses_left > 0 or self.stalled) and self.clock.has_timers())):
-            self._switch_point(in_trace=False, yielding=False)
+            self._switch_point(False, False)  # not in a tracer, not yielding (positional: a cheaper call)
         cur.ops = 1
 
     def _look(self, cur: VThread, frame: Any) -> None:
@@ -592,7 +604,7 @@ class Scheduler:
         if len(self.runnable) > 1:
             self._switch_point(in_trace=False, yielding=False)
 
-    def _switch_point(self, *, in_trace: bool, yielding: bool) -> None:
+    def _switch_point(self, in_trace: bool, yielding: bool) -> None:
         cur = self.current
         cur.streak += 1
         runnable = self.runnable
@@ -601,10 +613,29 @@ class Scheduler:
         # for that case, written out, since it is the cost of every step.
         if (not yielding and cur.streak < TIME_SLICE and len(runnable) > 1 and cur.state == RUNNABLE
                 and not cur.frozen and not self.stalled and not self._spins and not self._deferred
-                and not (self.pauses_left > 0 and self.clock.has_timers())):
-            options = self._options_made.get(tuple(runnable)) or self._options(runnable, False)
-            choice = self._decide(options, RUN_THREADS[cur.index], True, False, in_trace)
-            if isinstance(choice, RunThread) and choice.thread != cur.index:
+                and not (self.pauses_left > 0 and self.clock.deadlines and self.clock.has_timers())):
+            options = self._runnable_options
+            if options is None:
+                options = self._runnable_options = self._options_made.get(tuple(runnable)) or self._options(
+                    runnable, False)
+            if self._steady_left and options is self._steady_options and cur is self._steady_thread:
+                # The strategy said it would answer this decision with the default: not asked.
+                self._steady_left -= 1
+                if cur.decided_at == cur.steps:
+                    cur.decisions_here += 1
+                else:
+                    cur.decided_at = cur.steps
+                    cur.decisions_here = 0
+                self.decisions += 1
+                self._scheduling_decisions += 1
+                return
+            default = RUN_THREADS[cur.index]
+            choice = self._decide(options, default, True, False, in_trace)
+            if choice is default:
+                if self._steady_source is not None:
+                    self._steady_left = self._steady_source.steady
+                    self._steady_options, self._steady_thread = options, cur
+            elif isinstance(choice, RunThread):
                 self._switch(self.threads[choice.thread], in_trace)
             return
         nxt = self._pick_next(in_trace=in_trace, yielding=yielding)
@@ -660,6 +691,22 @@ class Scheduler:
                 self._advance_clock()
                 continue
             return self.threads[choice.thread]
+
+    def _add_runnable(self, index: int) -> None:
+        """Thread ``index`` can run (again)."""
+        runnable = self.runnable
+        i = bisect.bisect_left(runnable, index)
+        if i == len(runnable) or runnable[i] != index:
+            runnable.insert(i, index)
+            self._runnable_options = None
+
+    def _drop_runnable(self, index: int) -> None:
+        """Thread ``index`` cannot run (blocked, ended, frozen)."""
+        runnable = self.runnable
+        i = bisect.bisect_left(runnable, index)
+        if i < len(runnable) and runnable[i] == index:
+            del runnable[i]
+            self._runnable_options = None
 
     def _options(self, runnable: list[int], jump_ok: bool) -> tuple[Option, ...]:
         """The options of a scheduling decision: the threads, then the pause if it may be taken."""
@@ -767,22 +814,25 @@ class Scheduler:
         self._progress()
         return True
 
-    def _next_sub(self, cur: VThread) -> int:
-        if cur.decided_at == cur.steps:
-            cur.decisions_here += 1
-        else:
-            cur.decided_at = cur.steps
-            cur.decisions_here = 0
-        return cur.decisions_here
-
     def _decide(self, options: tuple[Option, ...], default: RunThread, preemptive: bool, yielding: bool,
                 in_trace: bool = False) -> Option:
         cur = self.current
-        sub = self._next_sub(cur)
+        # The how-many-th decision at this step (the key's sub), written out: this is every step's path.
+        steps = cur.steps
+        if cur.decided_at == steps:
+            cur.decisions_here += 1
+        else:
+            cur.decided_at = steps
+            cur.decisions_here = 0
         self.decisions += 1
-        point = _new_tuple(DecisionPoint, ((cur.index, cur.steps, sub), options, default, preemptive, yielding,
-                                           self._thread_steps, self._ask_where))
+        index = self._scheduling_decisions
+        self._scheduling_decisions = index + 1
+        self._steady_left = 0  # a promise covers only the plain decisions right after its answer
+        point = _new_tuple(DecisionPoint, ((cur.index, steps, cur.decisions_here), options, default, preemptive,
+                                           yielding, self._thread_steps, self._ask_where, index))
         choice = self._ask(point, in_trace)
+        if choice is default:  # nearly every answer
+            return choice
         # Costs as DecisionPoint.paid gives them, without its calls.
         if isinstance(choice, RunThread):
             if choice.thread == default.thread:
@@ -801,7 +851,8 @@ class Scheduler:
 
     def _point(self, key: tuple[int, int, int], options: tuple[Option, ...]) -> DecisionPoint:
         """A fault's or a draw's decision point (the first option is the default)."""
-        return DecisionPoint(key, options, options[0], False, False, self._thread_steps, self._ask_where)
+        return DecisionPoint(key, options, options[0], False, False, self._thread_steps, self._ask_where,
+                             self._scheduling_decisions)
 
     def _ask(self, point: DecisionPoint, in_trace: bool) -> Option:
         """The chooser's answer; an error of the chooser ends the run and is re-raised by :meth:`run`."""
@@ -867,9 +918,7 @@ class Scheduler:
         cur.state = BLOCKED
         cur.waiting_on = waiting_on
         cur.timed_out = False
-        i = bisect.bisect_left(self.runnable, cur.index)
-        if i < len(self.runnable) and self.runnable[i] == cur.index:
-            del self.runnable[i]
+        self._drop_runnable(cur.index)
         if deadline is not None:
             cur.timer_generation += 1
             cur.timed_wait_at = self.steps
@@ -900,7 +949,7 @@ class Scheduler:
         if self.recorder is not None:
             self.recorder.event(self, events.Woken(vt.index, vt.name, vt.timed_out))
         if not vt.frozen:
-            bisect.insort(self.runnable, vt.index)
+            self._add_runnable(vt.index)
 
     def sleep(self, seconds: float) -> None:
         if seconds <= 0:
@@ -963,12 +1012,10 @@ class Scheduler:
             if vt.state == FINISHED:
                 continue
             vt.frozen = frozen
-            i = bisect.bisect_left(self.runnable, vt.index)
-            present = i < len(self.runnable) and self.runnable[i] == vt.index
-            if frozen and present:
-                del self.runnable[i]
-            elif not frozen and not present and vt.state == RUNNABLE:
-                bisect.insort(self.runnable, vt.index)
+            if frozen:
+                self._drop_runnable(vt.index)
+            elif vt.state == RUNNABLE:
+                self._add_runnable(vt.index)
         if frozen and self.current in threads:
             nxt = self._pick_next(in_trace=False)
             if nxt is None:
@@ -986,9 +1033,7 @@ class Scheduler:
                 self.sync_log.append((len(self.access_log), self.current.index, "outlive", vt.index))
             vt.state = FINISHED
             vt.timer_generation += 1
-            i = bisect.bisect_left(self.runnable, vt.index)
-            if i < len(self.runnable) and self.runnable[i] == vt.index:
-                del self.runnable[i]
+            self._drop_runnable(vt.index)
             if vt.sentinel is not None and vt.sentinel.locked():
                 vt.sentinel.release()
         if self.current in threads:

@@ -3,15 +3,18 @@ step says what it touched in the program's terms (see interleave/instrument.py).
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
 from interleave import explore
+from interleave.instrument import rewrite
 from interleave.program import load
 from interleave.runner import RunConfig, Runner
 from interleave.strategies import RandomWalk, Replay
@@ -73,6 +76,52 @@ def test_a_frames_own_locals_are_not_steps():
     by_line = Runner(program, RunConfig(granularity="line")).run(Replay([]))
     assert by_line.steps > 8000  # two threads of 2,000 turns of a two-line loop
     assert by_access.steps < by_line.steps / 10  # only loop ticks and the threads' own start and end
+
+
+#: Loop bodies, and whether the loop keeps its tick: a loop that stores to shared memory on
+#: every turn makes a step on every turn, one that might not needs the tick to be seen running.
+LOOP_BODIES = {
+    "a store first": ("box.n = 1", False),
+    "a store after locals": ("k = 1\nbox[k] = k", False),
+    "an augmented store": ("box.n += 1", False),
+    "only locals": ("k = 1", True),
+    "only reads (of a tuple, say: no step)": ("k = box[0]", True),
+    "a store under an if": ("if k:\n    box.n = 1", True),
+    "a continue before the store": ("if k:\n    continue\nbox.n = 1", True),
+    "a continue in an inner loop's else clause": ("for j in k:\n    pass\nelse:\n    continue\nbox.n = 1", True),
+    "a continue of an inner loop only": ("for j in k:\n    continue\nbox.n = 1", False),
+}
+
+
+@pytest.mark.parametrize("body", sorted(LOOP_BODIES))
+def test_a_loop_that_stores_to_shared_memory_every_turn_needs_no_tick(body):
+    source, ticks = LOOP_BODIES[body]
+    for loop in ("for _ in range(3):", "while box:"):
+        text = f"def f(box, k):\n    {loop}\n" + textwrap.indent(source, " " * 8) + "\n"
+        function = rewrite(ast.parse(text), "/x/loops.py").body[0]
+        first = function.body[0].body[0]
+        is_tick = isinstance(first, ast.Expr) and ast.unparse(first).endswith(".tick()")
+        assert is_tick is ticks, (loop, ast.unparse(function))
+
+
+def test_a_spin_that_only_stores_is_still_seen_as_a_hang():
+    def spin():
+        class Box:
+            n = 0
+
+        box = Box()
+
+        def worker():
+            while True:
+                box.n = 1
+
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+
+    failure = explore(spin, runs=1, max_steps=2000, shrink_time=0).failure
+    assert failure is not None and failure.kind == "hang", failure
+    assert "no thread made progress in 2000 steps" in failure.message and "(worker) loops at" in failure.message
 
 
 def test_object_identities_are_the_same_in_every_run_of_the_same_schedule():

@@ -21,7 +21,12 @@ from __future__ import annotations
 import threading
 from math import comb
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from interleave import explore
+from interleave.decisions import PAUSE, DecisionPoint, run_thread
+from interleave.strategies.pct import PCT
 
 SEEDS = range(4)
 RUNS_PER_SEED = 500
@@ -85,3 +90,22 @@ def test_the_bug_needs_a_change_point():
     """At depth 1 (priorities only, no change point) the reader never lands between the writes."""
     hits, _, _ = measure(depth=1, seeds=range(2), runs=200)  # 3 threads: 6 orders of priority
     assert hits == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 4),
+       st.lists(st.tuples(st.sets(st.integers(0, 3), min_size=1), st.integers(0, 3), st.booleans()), max_size=60))
+def test_pct_always_runs_the_highest_priority_option_offered(seed, depth, decisions):
+    # The scheduler offers one tuple object per set of options again and again, and PCT keeps its
+    # last answer for it: whatever the order of the offers, the answer is the highest priority there.
+    pct = PCT(seed, depth)
+    pct.begin_run(0)
+    made: dict[tuple[int, ...], tuple] = {}
+    for n, (threads, running, pause) in enumerate(decisions):
+        ordered = tuple(sorted(threads)) + ((-1,) if pause else ())
+        options = made.setdefault(ordered, tuple(PAUSE if i < 0 else run_thread(i) for i in ordered))
+        running = min(threads) if running not in threads else running
+        point = DecisionPoint((running, n, 0), options, run_thread(running), True, False, (0,) * 4, lambda t: None, n)
+        choice = pct.choose(point)
+        assert choice in options
+        assert all(pct.priorities[choice] >= pct.priorities[o] for o in options), (choice, pct.priorities)

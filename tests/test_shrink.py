@@ -75,8 +75,9 @@ class FakeProgram:
             raise KeyboardInterrupt
         chooser.begin_run(len(self.replayed))
         deviations = []
-        for point in POINTS:
-            asked = DecisionPoint(point.key, point.options, point.default, point.preemptive, False, (), lambda t: None)
+        for index, point in enumerate(POINTS):
+            asked = DecisionPoint(point.key, point.options, point.default, point.preemptive, False, (), lambda t: None,
+                                  index)
             choice = chooser.choose(asked)
             if choice != point.default:
                 deviations.append(Decision(Key(*point.key), choice, point.costs(choice)))

@@ -31,6 +31,7 @@ from interleave.decisions import (
 from interleave.program import load
 from interleave.runner import RunConfig, Runner
 from interleave.schedule import Token
+from interleave.strategies.pct import PCT
 from interleave.strategies.replay import Replay, ScheduleMismatch
 
 STRATEGIES = Path(__file__).resolve().parent.parent / "interleave" / "strategies"
@@ -241,7 +242,7 @@ def test_a_plan_follows_a_schedule_by_key_and_only_where_its_option_is_offered()
     plan = Plan([Decision(key, run_thread(2), True)])
 
     def point(at: Key, options: list[Any]) -> DecisionPoint:
-        return DecisionPoint(at, options, options[0], True, False, (0, 4, 0), lambda thread: None)
+        return DecisionPoint(at, options, options[0], True, False, (0, 4, 0), lambda thread: None, 0)
 
     assert plan.follow(point(key, [run_thread(1), run_thread(2)])) == run_thread(2)
     assert plan.follow(point(key, [run_thread(1), run_thread(3)])) is None  # not possible there
@@ -252,3 +253,54 @@ def test_a_plan_follows_a_schedule_by_key_and_only_where_its_option_is_offered()
         strict.choose(point(key, [run_thread(1), run_thread(3)]))
     lenient = Replay([Decision(key, run_thread(2), True)], strict=False)
     assert lenient.choose(point(key, [run_thread(1), run_thread(3)])) == run_thread(1)
+
+
+# Choosers compiled from a string, as above: one that forwards every decision to a strategy (so the
+# strategy's promises are not seen: it is asked at every decision), and a PCT that counts its asks.
+_ASKING = compile('''
+from interleave.strategies.pct import PCT
+
+
+class EveryDecision:
+    def __init__(self, inner):
+        self.inner = inner
+        self.asked = 0
+
+    def choose(self, point):
+        self.asked += 1
+        return self.inner.choose(point)
+
+
+class CountedPCT(PCT):
+    asked = 0
+
+    def choose(self, point):
+        self.asked += 1
+        return super().choose(point)
+''', "<asking choosers>", "exec")
+
+
+@pytest.mark.parametrize("target", ["benchmarks/programs/long_run.py::fixed", "examples/producer_consumer.py::main",
+                                    "examples/timeout_race.py::fixed"])
+def test_a_strategys_promise_spares_the_asking_and_changes_no_run(target):
+    namespace: dict[str, Any] = {}
+    exec(_ASKING, namespace)  # noqa: S102 - choosers of this test's own, see above
+    runner = Runner(load(str(Path(__file__).parents[1] / target)), RunConfig())
+    try:
+        spared = 0
+        for seed, depth in itertools.product(range(4), (2, 3)):
+            promising = namespace["CountedPCT"](seed, depth)
+            every = namespace["EveryDecision"](PCT(seed, depth))
+            promising.begin_run(0)
+            every.inner.begin_run(0)
+            with_promises, asked_each_time = runner.run(promising), runner.run(every)
+            assert with_promises.deviations == asked_each_time.deviations, (seed, depth)
+            assert (with_promises.decisions, with_promises.steps, str(with_promises.failure)) == (
+                asked_each_time.decisions, asked_each_time.steps, str(asked_each_time.failure))
+            assert every.asked == asked_each_time.decisions  # no faults or draws here: every decision asked
+            spared += every.asked - promising.asked
+        assert spared > 0
+        if "long_run" in target:  # long stretches of one thread: nearly no decision is asked
+            assert promising.asked < with_promises.decisions / 10, (promising.asked, with_promises.decisions)
+    finally:
+        runner.close()

@@ -74,6 +74,11 @@ class Strategy(ABC):
     label = "strategy"
     #: Whether its runs must note what each step touched (see :class:`FinishedRun`).
     needs_accesses = False
+    #: A promise, set by :meth:`choose` when it answers with the default where the running
+    #: thread could go on: that many of the plain decisions that follow right after (the same
+    #: thread could go on, with the same options) would be answered with the default too, so
+    #: the scheduler does not ask them (a point is made at nearly every step). 0: ask each.
+    steady = 0
 
     def begin_run(self, run_index: int) -> bool:
         """Prepare run ``run_index``; False when there is nothing left to explore."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeAlias
 
-from ..decisions import DecisionPoint, FinishedRun, Option, options_text
+from ..decisions import DecisionPoint, FinishedRun, Option, RunThread, options_text
 from .base import Enumeration, SearchSummary, Strategy
 
 #: Set-aside subtree roots kept at most; past this a bound can no longer be exhausted.
@@ -179,10 +179,12 @@ class BoundedDFS(Strategy):
             return choice
         default = point.default
         alternatives = []
+        # point.paid(option) written out: this runs at every decision past the prefix.
+        preemptive, thread = point.preemptive, point.key[0]
         for option in options:
             if option == default:
                 continue
-            total = cost_before + point.paid(option)
+            total = cost_before + (preemptive and option.thread != thread if type(option) is RunThread else True)
             if total <= self.bound:
                 alternatives.append((option, total))
             elif total <= self.max_bound:

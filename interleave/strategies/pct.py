@@ -9,9 +9,12 @@ decisions ``k``, each drop the running thread's priority below all others. A bug
 
 from __future__ import annotations
 
-from ..decisions import PAUSE, DecisionPoint, FinishedRun, Option, run_thread
+from ..decisions import FAULT_SUB, PAUSE, DecisionPoint, FinishedRun, Option, run_thread
 from .base import PctFigures, SearchSummary, Strategy
 from .random_walk import random_fault, run_rng
+
+#: A promise that lasts as long as the run (no change point is left).
+STEADY_TO_THE_END = 1 << 62
 
 
 class PCT(Strategy):
@@ -30,12 +33,17 @@ class PCT(Strategy):
         self.change_points: list[int] = []
         self.decisions = 0
         self.lowered = 0
+        #: The last scheduling decision's options and answer: the scheduler offers the same
+        #: options tuple again and again, and the answer stays until a priority changes.
+        self._last_options: tuple[Option, ...] | None = None
+        self._last_choice: Option = PAUSE
 
     def begin_run(self, run_index: int) -> bool:
         self.rng = run_rng(self.seed, run_index, f"pct{self.depth}")
         self.priorities = {}
         self.decisions = 0
         self.lowered = 0
+        self._last_options = None
         count = self.depth - 1
         self.change_points = sorted(self.rng.randint(1, max(self.k, count)) for _ in range(count))
         return True
@@ -49,14 +57,23 @@ class PCT(Strategy):
         return p
 
     def choose(self, point: DecisionPoint) -> Option:
-        if not point.is_scheduling():
+        if point.key[2] >= FAULT_SUB:  # not point.is_scheduling(), written out: this runs at every step
             return random_fault(self.rng, point)
-        self.decisions += 1
-        while self.change_points and self.change_points[0] <= self.decisions:
-            self.change_points.pop(0)
+        self.decisions = point.decisions_before + 1
+        change_points = self.change_points
+        while change_points and change_points[0] <= self.decisions:
+            change_points.pop(0)
             self.lowered += 1
             self.priorities[run_thread(point.thread)] = self.depth - self.lowered - self.rng.random() * 0.001
-        return max(point.options, key=self._priority)
+            self._last_options = None
+        # Priorities change at change points only: until the next, the same options get the same answer.
+        self.steady = change_points[0] - self.decisions - 1 if change_points else STEADY_TO_THE_END
+        options = point.options
+        if options is self._last_options:
+            return self._last_choice
+        choice = max(options, key=self._priority)
+        self._last_options, self._last_choice = options, choice
+        return choice
 
     def end_run(self, result: FinishedRun) -> None:
         self.k = max(self.k, result.decisions)

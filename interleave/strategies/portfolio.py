@@ -46,16 +46,20 @@ class Portfolio(Strategy):
         if self.dfs.program_complete():  # a share's being complete is not the program's
             return False
         if self.split and self.dfs.begin_run(run_index):
-            self.current = self.dfs
-            return True
+            return self._take(self.dfs)
         turns = self.members[1:] if self.split else self.members
         for _ in range(len(turns)):
             member = turns[self.turn % len(turns)]
             self.turn += 1
             if member.begin_run(run_index):
-                self.current = member
-                return True
+                return self._take(member)
         return False
+
+    def _take(self, member: Strategy) -> bool:
+        self.current = member
+        # The scheduler asks at every decision: the member's own method answers, one call less each time.
+        self.choose = member.choose  # type: ignore[method-assign]
+        return True
 
     def choose(self, point: DecisionPoint) -> Option:
         return self.current.choose(point)

@@ -40,12 +40,19 @@ class SURW(Strategy):
             threads = threads[:-1]
         expected = self.expected_steps
         steps = point.thread_steps
-        # Written out (no max, no isinstance): this runs at nearly every step of a SURW run.
+        running, running_steps = point.key[0], point.key[1]
+        # Written out (no max, no isinstance, the running thread's steps from the key): this
+        # runs at nearly every step of a SURW run.
         weights = []
+        total = 0
         for option in threads:
-            left = expected.get(option.thread, 1) - steps[option.thread]  # type: ignore[union-attr]
-            weights.append(left if left > 1 else 1)
-        pick = rng.random() * sum(weights)
+            thread = option.thread  # type: ignore[union-attr]
+            left = expected.get(thread, 1) - (running_steps if thread == running else steps[thread])
+            if left < 1:
+                left = 1
+            weights.append(left)
+            total += left
+        pick = rng.random() * total
         for thread, weight in zip(threads, weights):
             pick -= weight
             if pick < 0:
