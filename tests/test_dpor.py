@@ -300,7 +300,11 @@ HANG_STEPS = 1_000
 # dpor's budget in runs. nio_throttle's one kind of failure (exception) is first found by dpor in
 # run 27 unbounded and 153 at bound 2 (measured); dpor never exhausts it, so keep_going took all
 # 1,500 runs (about 20 s a case) to find the same kind again. 300 keeps twice the runs it needs.
-DPOR_RUNS = {"targets/nio_throttle.py::main": 300}
+# producer_consumer's deadlock is found in run 1 at both bounds and dpor never exhausts it (it
+# took all 1,500 runs); busy_wait's hang in run 3 unbounded and 5 at bound 2, where dpor took 335
+# hanging runs to exhaust it unbounded (measured): 50 runs keep ten times what either needs.
+DPOR_RUNS = {"targets/nio_throttle.py::main": 300, "examples/producer_consumer.py::main": 50,
+             "examples/busy_wait.py::main": 50}
 
 
 @pytest.mark.parametrize("bound", [None, 2])  # bounds 0-3 on small programs: the outcome test above
