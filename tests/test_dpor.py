@@ -238,8 +238,11 @@ def two_increments(outcomes: set[tuple[int, ...]]):
     return program
 
 
-@pytest.mark.parametrize("bound", [0, 1, 2, 3])
-@pytest.mark.parametrize("make", [store_buffering, three_counters, two_increments])
+# Every program at bounds 0-3 but three_counters at 3: there dfs runs 14,003 schedules (half of
+# this test's time) for the 7 outcomes it already sees at bound 2 in 970 (measured), so the
+# bound-3 comparison is made on store_buffering and two_increments.
+@pytest.mark.parametrize("make, bound", [(make, bound) for make in (store_buffering, three_counters, two_increments)
+                                         for bound in (0, 1, 2, 3) if (make, bound) != (three_counters, 3)])
 def test_within_a_bound_dpor_reaches_every_outcome_the_enumeration_does(make, bound):
     """Every schedule with at most ``bound`` preemptions is equivalent to one dpor runs at that
     bound: it sees every outcome dfs sees at that bound, in fewer runs."""
