@@ -53,23 +53,23 @@ def describe_failures(runner: Runner, program: Program, found: list[FoundFailure
     :class:`NondeterministicProgram` when a replay does not fail the same way.
     """
     reports: list[FailureReport] = []
-    runs: list[RunResult] = []
+    replays: list[_Recorded] = []
     for f in found:
         try:
-            report, run = _as_found(runner, program, f)
+            report, recorded = _as_found(runner, program, f)
         except KeyboardInterrupt:
             reports += [unreplayed(g, INTERRUPTED) for g in found[len(reports):]]
             return reports
         reports.append(report)
-        runs.append(run)
+        replays.append(recorded)
     interrupted, shrunk = shrink_time is None, 0
     try:
         if on_found is not None:
             on_found(list(reports))
         if shrink_time is not None:
             for i, f in enumerate(found):
-                watch = _ShrinkWatch(on_shrinking, i + 1, len(found), cost(runs[i].deviations))
-                reports[i] = _shrunk(runner, program, f, runs[i], shrink_time, watch)
+                watch = _ShrinkWatch(on_shrinking, i + 1, len(found), cost(replays[i].run.deviations))
+                reports[i] = _shrunk(runner, program, f, replays[i], shrink_time, watch)
                 shrunk = i + 1
                 if on_shrunk is not None:
                     on_shrunk(list(reports))
@@ -103,12 +103,12 @@ def _replay_recorded(runner: Runner, found: FoundFailure, deviations: list[Decis
     return _Recorded(run, recorder, locating.spots)
 
 
-def _as_found(runner: Runner, program: Program, found: FoundFailure) -> tuple[FailureReport, RunResult]:
+def _as_found(runner: Runner, program: Program, found: FoundFailure) -> tuple[FailureReport, _Recorded]:
     recorded = _replay_recorded(runner, found, found.deviations)
-    run = recorded.run
-    report = _failure_report(program, runner, found, found.deviations, recorded, run, attempts=0, minimal=False)
+    report = _failure_report(program, runner, found, found.deviations, recorded, recorded.run, attempts=0,
+                             minimal=False)
     report.not_shrunk = PENDING
-    return report, run
+    return report, recorded
 
 
 #: Seconds between two reports of how a shrinking goes.
@@ -143,12 +143,15 @@ class _ShrinkWatch:
                                      time.monotonic() - self.started, done=True, minimal=shrunk.minimal))
 
 
-def _shrunk(runner: Runner, program: Program, found: FoundFailure, run: RunResult, shrink_time: float,
+def _shrunk(runner: Runner, program: Program, found: FoundFailure, as_found: _Recorded, shrink_time: float,
             watch: _ShrinkWatch | None = None) -> FailureReport:
+    run = as_found.run
     shrunk = shrink(runner, found.failure, run.deviations, run, shrink_time, on_replay=watch)
     if watch is not None:
         watch.done(shrunk)
-    recorded = _replay_recorded(runner, found, shrunk.deviations)
+    # Nothing removed (no time to shrink, or nothing could go): the replay as found is the shrunk one's.
+    same = list(shrunk.deviations) == list(run.deviations)
+    recorded = as_found if same else _replay_recorded(runner, found, shrunk.deviations)
     return _failure_report(program, runner, found, shrunk.deviations, recorded, run, shrunk.attempts,
                            shrunk.minimal)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from interleave import explore
+from interleave import describe, explore, replay
 from interleave.failures import Failure
 from interleave.decisions import FAULT_SUB, Decision, DecisionPoint, Key, option_from_code
 from interleave.scheduler import RunResult
@@ -189,3 +189,22 @@ def test_v3_4_10_shrinks_to_its_stall_and_one_preemption():
     failure = report.failure
     assert failure is not None and "CancelledKeyException" in failure.message
     assert (failure.faults, failure.switches, failure.pauses) == (1, 1, 0), failure.trace
+
+
+def test_a_failure_not_shrunk_is_replayed_once(monkeypatch):
+    # With no time to shrink, the schedule shown is the one found: its recorded replay serves both
+    # the report as found and the final one (each replay of a long failing run costs the whole run).
+    replays = []
+    real = describe._replay_recorded
+
+    def counted(runner, found, deviations):
+        replays.append(list(deviations))
+        return real(runner, found, deviations)
+
+    monkeypatch.setattr(describe, "_replay_recorded", counted)
+    races = str(Path(__file__).with_name("one_line_races.py"))
+    failure = explore(f"{races}::attribute", runs=2000, seed=0, shrink_time=0).failure
+    assert failure is not None and failure.kind == "exception"
+    assert len(replays) == 1
+    assert "reads Stats.hits -> 0" in failure.trace
+    assert replay(f"{races}::attribute", failure.replay).failure.message == failure.message
