@@ -13,7 +13,8 @@ Three columns per program, each measured in a process of its own (``access_probe
 Programs: the per_step workload and ``programs/long_run.py`` (long runs: the cost of one
 switch point), every example's correct twin (``examples/*.py::fixed``: runs per second),
 and ``programs/locals_only.py`` (threads that touch only locals). Each measurement runs
-the program again and again for ``--seconds`` under ``--strategy`` (default: the
+the program again and again for ``--seconds`` of the probe's CPU time (time spent waiting
+for a core is not counted) under ``--strategy`` (default: the
 portfolio, the default exploration). Rounds interleave every measurement, so a busy
 moment of a shared machine hits the columns alike; the table gives medians over rounds,
 and each ratio is the median of the ratios within a round.
@@ -204,7 +205,7 @@ def load_average() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement (program, column, round)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="CPU time per measurement (program, column, round)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the table gives medians over them")
     parser.add_argument("--strategy", default="portfolio", help="the exploration strategy (default: portfolio)")
     parser.add_argument("--before", default=BEFORE, help="the commit of the old line column (default: %(default)s)")
@@ -239,7 +240,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"environment": environment, "rows": table, "verdicts": verdicts(table)}))
         return
-    print(f"Python {environment['python']}, strategy {args.strategy}, {args.rounds} rounds x {args.seconds} s per "
+    print(f"Python {environment['python']}, strategy {args.strategy}, {args.rounds} rounds x {args.seconds} s of CPU per "
           f"measurement, {environment['cores']} cores, load average (1/5/15 min) {load_start} at start, "
           f"{environment['load_average']['end']} at end, took {environment['took_s']} s")
     print()

@@ -69,7 +69,7 @@ def describe_failures(runner: Runner, program: Program, found: list[FoundFailure
         if shrink_time is not None:
             for i, f in enumerate(found):
                 watch = _ShrinkWatch(on_shrinking, i + 1, len(found), cost(replays[i].run.deviations))
-                reports[i] = _shrunk(runner, program, f, replays[i], shrink_time, watch)
+                reports[i] = _shrunk(runner, program, f, reports[i], replays[i], shrink_time, watch)
                 shrunk = i + 1
                 if on_shrunk is not None:
                     on_shrunk(list(reports))
@@ -143,14 +143,17 @@ class _ShrinkWatch:
                                      time.monotonic() - self.started, done=True, minimal=shrunk.minimal))
 
 
-def _shrunk(runner: Runner, program: Program, found: FoundFailure, as_found: _Recorded, shrink_time: float,
-            watch: _ShrinkWatch | None = None) -> FailureReport:
+def _shrunk(runner: Runner, program: Program, found: FoundFailure, report: FailureReport, as_found: _Recorded,
+            shrink_time: float, watch: _ShrinkWatch | None = None) -> FailureReport:
     run = as_found.run
     shrunk = shrink(runner, found.failure, run.deviations, run, shrink_time, on_replay=watch)
     if watch is not None:
         watch.done(shrunk)
-    # Nothing removed (no time to shrink, or nothing could go): the replay as found is the shrunk one's.
+    # Nothing removed (no time to shrink, or nothing could go): the replay as found is the
+    # shrunk one's, and so is the report made of it (a long run's trace is dear to make twice).
     same = list(shrunk.deviations) == list(run.deviations)
+    if same and list(run.deviations) == list(found.deviations):
+        return replace(report, shrink_attempts=shrunk.attempts, minimal=shrunk.minimal, not_shrunk=None)
     recorded = as_found if same else _replay_recorded(runner, found, shrunk.deviations)
     return _failure_report(program, runner, found, shrunk.deviations, recorded, run, shrunk.attempts,
                            shrunk.minimal)

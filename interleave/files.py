@@ -11,7 +11,7 @@ import sysconfig
 from collections.abc import Callable
 from functools import cache
 from types import CodeType
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 _Fact = TypeVar("_Fact")
 
@@ -69,26 +69,31 @@ def is_threading_internal(filename: str) -> bool:
 _INTERNAL_BASENAMES = {"threading.py", "queue.py", "thread.py", "_base.py", "_threading_local.py"}
 
 
-def by_code(fact: Callable[[CodeType], _Fact]) -> Callable[[CodeType], _Fact]:
+class CodeFacts(Generic[_Fact]):
     """``fact`` of a code object, worked out once per code object and looked up by its id.
 
     Hashing a code object hashes its bytecode and constants (a microsecond on 3.13), and
     these facts are asked at every step; each code object looked up is kept, so its id
-    is never another's.
+    is never another's. A loop over a stack's frames reads :attr:`known` itself (a dict
+    lookup, no call) and calls :meth:`learn` for a code object not met before.
     """
-    facts: dict[int, _Fact] = {}
-    kept: list[CodeType] = []
 
-    def lookup(code: CodeType) -> _Fact:
+    def __init__(self, fact: Callable[[CodeType], _Fact]) -> None:
+        self._fact = fact
+        self.known: dict[int, _Fact] = {}
+        self._kept: list[CodeType] = []
+
+    def __call__(self, code: CodeType) -> _Fact:
         try:
-            return facts[id(code)]  # one dict lookup when known: this is asked at every step
+            return self.known[id(code)]
         except KeyError:
-            answer = facts[id(code)] = fact(code)
-            kept.append(code)
-            return answer
+            return self.learn(code)
 
-    return lookup
+    def learn(self, code: CodeType) -> _Fact:
+        answer = self.known[id(code)] = self._fact(code)
+        self._kept.append(code)
+        return answer
 
 
 #: Whether a code object is the user's (its file is), by code object.
-is_user_code = by_code(lambda code: is_user_file(code.co_filename))
+is_user_code = CodeFacts(lambda code: is_user_file(code.co_filename))

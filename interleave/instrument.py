@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import access
-from .files import by_code, is_user_file
+from .files import CodeFacts, is_user_file
 
 #: The name under which a module's :class:`interleave.access.ModuleAccess` is injected.
 HELPER = access.HELPER
@@ -900,7 +900,7 @@ class Instrumentation:
 
 
 #: Each function's instrumented code in a compiled module, by its key (once per compiled module).
-_twins = by_code(lambda module_code: {_code_key(c): c for c in _code_objects(module_code)})
+_twins = CodeFacts(lambda module_code: {_code_key(c): c for c in _code_objects(module_code)})
 
 
 #: Instrumented code by (file, size, modification time): a campaign per test compiles once.

@@ -186,17 +186,16 @@ def _acquire_in_serial_order(self: Any, futures: Any) -> None:
     self.futures = sorted(futures, key=hash)
 
 
-#: ``"module.name" -> (real, tripwire)``, made the first time a run replaces it.
-_TRIPWIRES: dict[str, tuple[Any, Callable[..., Any]]] = {}
+#: ``(module name, name) -> (real, tripwire)``, made the first time a run replaces it.
+_TRIPWIRES: dict[tuple[str, str], tuple[Any, Callable[..., Any]]] = {}
 
 
 def _tripwire_for(module_name: str, name: str, real: Any) -> Callable[..., Any]:
-    key = f"{module_name}.{name}"
-    made = _TRIPWIRES.get(key)
+    made = _TRIPWIRES.get((module_name, name))
     if made is None or made[0] is not real:
-        what = f"{name}()" if module_name == "builtins" else key
-        made = _TRIPWIRES[key] = (real, _tripwire(what, *_WHY.get(module_name, ("real I/O or a real process",)),
-                                                  real=real))
+        what = f"{name}()" if module_name == "builtins" else f"{module_name}.{name}"
+        why = _WHY.get(module_name, ("real I/O or a real process",))
+        made = _TRIPWIRES[module_name, name] = (real, _tripwire(what, *why, real=real))
     return made[1]
 
 
@@ -474,10 +473,13 @@ class Patcher:
             if module is None or (keep_input and module_name == "builtins"):
                 continue
             for name in names:
-                if hasattr(module, name):
-                    real = getattr(module, name)
-                    saved.append((module, name, real))
-                    setattr(module, name, _tripwire_for(module_name, name, real))
+                real = getattr(module, name, _MISSING)
+                if real is _MISSING:
+                    continue
+                made = _TRIPWIRES.get((module_name, name))  # written out: 31 names at every run
+                saved.append((module, name, real))
+                setattr(module, name, made[1] if made is not None and made[0] is real
+                        else _tripwire_for(module_name, name, real))
         self._scan()
         self.held_outside = []
         memo: dict[int, Any] = {}

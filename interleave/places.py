@@ -24,7 +24,7 @@ from types import CodeType
 from typing import NamedTuple
 
 from .decisions import DecisionPoint, Where
-from .files import by_code
+from .files import CodeFacts
 
 #: Bits of a line's digest a token keeps. Two texts that share a digest are counted as one
 #: place: their decision points are still told apart by their order.
@@ -61,7 +61,7 @@ def _digest_table(code: CodeType) -> dict[int, int]:
 
 
 #: Per code object, its lines' digests (each worked out once, when first asked).
-_digests = by_code(_digest_table)
+_digests = CodeFacts(_digest_table)
 
 
 def line_digest(code: CodeType, line: int) -> int:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from . import access, events
 from .failures import user_location
-from .files import by_code, is_threading_internal, is_user_file
+from .files import CodeFacts, is_threading_internal, is_user_file
 from .scheduler import Scheduler, VThread, active
 
 _real_allocate_lock = _thread.allocate_lock
@@ -290,12 +290,37 @@ def before_lock_operation(sched: Scheduler, frame: Any) -> None:
         if _called_from_library(frame):
             sched.op_point()
         return
-    if not _stdlib_internal(frame.f_code):
+    known, learn = _stdlib_internal.known, _stdlib_internal.learn  # the walk below is on every lock operation
+    code = frame.f_code
+    internal = known.get(id(code))
+    if not (learn(code) if internal is None else internal):
         sched.sync_point(None, frame)
         return
+    # The outermost frame of the stdlib call this operation is part of, and its caller. A
+    # pool worker's whole stack is the stdlib's, so the walk would go to its bottom every
+    # time: a frame two calls out from the last walk's start is kept with that walk's answer,
+    # and a walk that meets it stops there (the frame is on the stack, and so are its
+    # callers: the answer from there out is the same).
+    cur = sched.current
+    last = cur.sync_known
+    mark = None if last is None else last[0]
     entry, outer = frame, frame.f_back
-    while outer is not None and _stdlib_internal(outer.f_code):
+    walked = 0
+    while outer is not None:
+        if outer is mark:
+            assert last is not None
+            entry, outer = last[1], last[2]
+            break
+        code = outer.f_code
+        internal = known.get(id(code))
+        if not (learn(code) if internal is None else internal):
+            break
         entry, outer = outer, outer.f_back
+        walked += 1
+        if walked == 2:
+            mark = entry
+    if mark is not None and (last is None or mark is not last[0]):
+        cur.sync_known = (mark, entry, outer)
     # With no caller outside the stdlib (a thread's own start-up, a pool worker between
     # tasks) the operation is a step all the same: ``Thread.start`` waits for it.
     sched.sync_point(entry, outer)
@@ -304,7 +329,7 @@ def before_lock_operation(sched: Scheduler, frame: Any) -> None:
 _SCHEDULER_FILE = sys.modules[Scheduler.__module__].__file__
 
 
-@by_code
+@CodeFacts
 def _stdlib_internal(code: Any) -> bool:
     """True for the code of threading's internals or of interleave itself (asked of a few
     frames at every step that takes a lock)."""
@@ -319,7 +344,7 @@ def _called_from_library(frame: Any) -> bool:
     return _library_code(frame.f_code)
 
 
-@by_code
+@CodeFacts
 def _library_code(code: Any) -> bool:
     filename = code.co_filename
     return not (is_user_file(filename) or is_threading_internal(filename) or filename.startswith(_PACKAGE)

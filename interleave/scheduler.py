@@ -79,6 +79,12 @@ TICK_SLICE = 16
 #: looks in a row with nothing started or ended in between make the run *stalled*.
 STALL_SAMPLE = 500
 
+#: While every look finds the state changed, the looks grow twice as far apart, up to this
+#: many times :data:`STALL_SAMPLE` (and never past an eighth of ``max_steps``): a look walks
+#: the program's state, dear on a long run of a large one, while a stall is still seen at
+#: the second look after it begins. The first look that finds no change brings them back.
+STALL_SAMPLE_GROWTH = 16
+
 #: Polls (a ``sleep(0)``, a failed try-acquire, a long streak) by every runnable thread
 #: since anything woke, started or ended, after which real time would have passed: the
 #: clock jumps to the next deadline, even if the pollers change state as they look.
@@ -126,7 +132,7 @@ class VThread:
         "index", "ident", "name", "daemon", "greenlet", "state", "steps", "streak",
         "waiting_on", "timer_generation", "timed_out", "sentinel", "thread_obj", "frozen",
         "group", "decided_at", "decisions_here", "faulted_at", "faults_here", "ops", "quiet", "sync_entry",
-        "sync_pending", "drew_at", "draws_here", "user_steps", "timed_wait_at",
+        "sync_pending", "sync_known", "drew_at", "draws_here", "user_steps", "timed_wait_at",
     )
 
     def __init__(self, index: int, ident: int, name: str, daemon: bool) -> None:
@@ -157,6 +163,9 @@ class VThread:
         self.quiet = 0  # loop turns without a visible operation
         self.sync_entry: Any = None  # the stdlib call (its frame) whose lock operations are one step
         self.sync_pending = False  # a call of a synchronization object's method was announced
+        #: A frame of this thread's stack met by the last walk for a lock operation, with that
+        #: walk's answer (see primitives.before_lock_operation), or None.
+        self.sync_known: tuple[Any, Any, Any] | None = None
         self.user_steps = 0  # steps taken in the program's own code (not the stdlib's on its behalf)
         self.drew_at = -1
         self.draws_here = 0
@@ -264,7 +273,8 @@ class Scheduler:
         # Progress: see _sample. While stalled, the fair default schedule runs, time passes.
         self.progress_at = 0
         self.stalled = False
-        self._sample_every = max(1, min(STALL_SAMPLE, max_steps // 4))
+        self._sample_every = self._sample_base = max(1, min(STALL_SAMPLE, max_steps // 4))
+        self._sample_most = max(self._sample_base, min(STALL_SAMPLE * STALL_SAMPLE_GROWTH, max_steps // 8))
         self._next_sample = self._sample_every
         self._snapshot: Snapshot | None = None
         self._loop_lines: dict[tuple[int, str, int], int] | None = None
@@ -789,7 +799,9 @@ class Scheduler:
         if not now.same_as(self._snapshot):
             self._progress()
             self._snapshot = now
+            self._sample_every = min(self._sample_every * 2, self._sample_most)
             return
+        self._sample_every = self._sample_base
         if not self.stalled:
             self.stalled = True
             self._loop_lines = {}

@@ -110,7 +110,7 @@ def _install_monitoring(sched: Scheduler, tool: int, opcodes: bool) -> Callable[
     def on_jump(code: CodeType, source: int, destination: int) -> Any:
         if destination > source:
             return disable
-        key = (id(code), source, destination)  # a code object's own hash is dear (see files.by_code)
+        key = (id(code), source, destination)  # a code object's own hash is dear (see files.CodeFacts)
         same = same_line.get(key)
         if same is None:
             same = same_line[key] = _line_at(code, source) == _line_at(code, destination)

@@ -202,9 +202,19 @@ def test_a_failure_not_shrunk_is_replayed_once(monkeypatch):
         return real(runner, found, deviations)
 
     monkeypatch.setattr(describe, "_replay_recorded", counted)
+    # Nor is its report made twice: the trace of a long run is dear to render.
+    reports = []
+    real_report = describe._failure_report
+
+    def made(*args, **kwargs):
+        reports.append(args[3])
+        return real_report(*args, **kwargs)
+
+    monkeypatch.setattr(describe, "_failure_report", made)
     races = str(Path(__file__).with_name("one_line_races.py"))
     failure = explore(f"{races}::attribute", runs=2000, seed=0, shrink_time=0).failure
     assert failure is not None and failure.kind == "exception"
-    assert len(replays) == 1
+    assert len(replays) == 1 and len(reports) == 1
+    assert failure.not_shrunk is None and failure.shrink_attempts == 0
     assert "reads Stats.hits -> 0" in failure.trace
     assert replay(f"{races}::attribute", failure.replay).failure.message == failure.message
