@@ -303,11 +303,12 @@ def before_lock_operation(sched: Scheduler, frame: Any) -> None:
     # callers: the answer from there out is the same).
     cur = sched.current
     last = cur.sync_known
-    mark = None if last is None else last[0]
+    stop = None if last is None else last[0]
     entry, outer = frame, frame.f_back
+    mark = None
     walked = 0
     while outer is not None:
-        if outer is mark:
+        if outer is stop:
             assert last is not None
             entry, outer = last[1], last[2]
             break
@@ -319,7 +320,7 @@ def before_lock_operation(sched: Scheduler, frame: Any) -> None:
         walked += 1
         if walked == 2:
             mark = entry
-    if mark is not None and (last is None or mark is not last[0]):
+    if mark is not None:
         cur.sync_known = (mark, entry, outer)
     # With no caller outside the stdlib (a thread's own start-up, a pool worker between
     # tasks) the operation is a step all the same: ``Thread.start`` waits for it.
