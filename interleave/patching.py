@@ -476,10 +476,8 @@ class Patcher:
                 real = getattr(module, name, _MISSING)
                 if real is _MISSING:
                     continue
-                made = _TRIPWIRES.get((module_name, name))  # written out: 31 names at every run
                 saved.append((module, name, real))
-                setattr(module, name, made[1] if made is not None and made[0] is real
-                        else _tripwire_for(module_name, name, real))
+                setattr(module, name, _tripwire_for(module_name, name, real))
         self._scan()
         self.held_outside = []
         memo: dict[int, Any] = {}

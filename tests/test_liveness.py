@@ -21,17 +21,21 @@ from interleave.strategies import NAMES
 MAX_STEPS = 300
 
 
-def flag_poll(pause: float, sets: bool, polls: list[int]):
-    """The poller sleeps ``pause`` between looks at a flag that the setter sets after 0.5 s."""
+def flag_poll(pause: float, sets: bool, polls: list[int], counts_first: int = 0):
+    """The poller sleeps ``pause`` between looks at a flag that the setter sets after 0.5 s
+    (after ``counts_first`` turns of a count: a state that changes at every step)."""
     def program():
         flag = {"set": False}
         looks = [0]
+        total = [0]
 
         def setter():
             time.sleep(0.5)
             flag["set"] = True
 
         def poller():
+            for _ in range(counts_first):
+                total[0] += 1
             while not flag["set"]:
                 looks[0] = min(looks[0] + 1, 2)  # counted up to 2: no change of state after
                 time.sleep(pause)
@@ -120,42 +124,17 @@ def test_a_sleep_0_poll_that_counts_every_look_is_no_hang():
     assert report.failure is None, report.failure.message
 
 
-def counts_then_polls(sets: bool):
-    """A worker whose state changes at every step for a long while (it counts), then polls a
-    flag that the setter sets after 0.5 s, or that nobody sets."""
-    def program():
-        flag = {"set": False}
-        total = [0]
-
-        def setter():
-            time.sleep(0.5)
-            flag["set"] = True
-
-        def worker():
-            for _ in range(12_000):
-                total[0] += 1
-            while not flag["set"]:
-                time.sleep(0)
-
-        threads = [threading.Thread(target=worker)] + ([threading.Thread(target=setter)] if sets else [])
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    return program
-
-
 def test_looks_at_a_changing_state_grow_apart_and_a_stall_after_them_is_still_a_hang(monkeypatch):
     # A Mock counts the looks: a counter written here would be the program's code, instrumented.
     looks = mock.Mock(wraps=scheduler.snapshot)
     monkeypatch.setattr(scheduler, "snapshot", looks)
-    report = explore(counts_then_polls(sets=True), strategy="dfs", runs=1, shrink_time=0)
+    report = explore(flag_poll(0, True, [], counts_first=12_000), strategy="dfs", runs=1, shrink_time=0)
     assert report.failure is None, report.failure.message
     # The count alone is 24,000 steps (a read and a write each turn): 48 looks at the first pace.
     # While the state changes they grow apart, to 16 times that pace.
     assert looks.call_count <= 12, looks.call_count
     looks.reset_mock()
-    hang = explore(counts_then_polls(sets=False), strategy="dfs", runs=1, shrink_time=0)
+    hang = explore(flag_poll(0, False, [], counts_first=12_000), strategy="dfs", runs=1, shrink_time=0)
     assert hang.failure is not None and hang.failure.kind == "hang", hang.failure
     # Once a look finds nothing changed, they come at the first pace again: the hang is 100,000
     # steps without progress (the default max_steps), 200 looks at that pace.
