@@ -377,7 +377,7 @@ def start_new_thread(function: Callable[..., Any], args: tuple[Any, ...], kwargs
     thread_obj = getattr(function, "__self__", None)
     name = getattr(thread_obj, "name", None)
     daemon = getattr(thread_obj, "daemon", True)
-    vt = sched.spawn(function, args, kwargs, name=name, daemon=bool(daemon), thread_obj=thread_obj)
+    vt = sched.spawn(function, args, kwargs, name=name, daemon=bool(daemon))
     return vt.ident
 
 
@@ -433,8 +433,7 @@ def start_joinable_thread(function: Callable[..., Any], handle: Any = None, daem
         handle = thread_obj._handle = ThreadHandle()
     if handle is None:
         handle = ThreadHandle()
-    vt = sched.spawn(function, (), None, name=getattr(thread_obj, "name", None), daemon=bool(daemon),
-                     thread_obj=thread_obj)
+    vt = sched.spawn(function, (), None, name=getattr(thread_obj, "name", None), daemon=bool(daemon))
     vt.sentinel = handle._done
     handle.ident = vt.ident
     return handle

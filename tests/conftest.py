@@ -1,4 +1,4 @@
-"""What every test gets: the runners it made are closed after it.
+"""What every test gets: the runners it made are closed after it, and Ctrl-C as at a terminal.
 
 A runner left open keeps its watchdog's thread and its instrumentation into the next test,
 whose run then starts from another state: a failure that comes and goes with the order of tests.
@@ -6,12 +6,20 @@ whose run then starts from another state: a failure that comes and goes with the
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from interleave.runner import Runner
+
+# A suite started in the background by a shell without job control inherits SIGINT ignored,
+# and so would every command it starts: the tests that press Ctrl-C on one would wait for
+# nothing. They play a user at a terminal, where Ctrl-C reaches the command (a handler, not
+# SIG_IGN, is what an exec resets to the default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
