@@ -142,11 +142,7 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
     coverage = coverage_text or bool(coverage_html)
     if values["workers"] is None:
         values["workers"] = settings.default_workers()
-    try:
-        arguments = settings.explore_arguments(settings.Exploration(**values), explore)
-    except settings.NotAvailable as exc:
-        _bad_input(f"{exc.option.flag} is not available yet")
-        return
+    arguments = settings.explore_arguments(settings.Exploration(**values))
     try:
         with _termination_as_interrupt():
             report = explore(target, on_progress=progress, coverage=coverage, keep_going=keep_going,

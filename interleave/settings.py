@@ -10,7 +10,6 @@ checked here, once, for all of them. A setting the engine does not take yet (its
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from collections.abc import Callable
@@ -176,31 +175,9 @@ class Exploration:
         return cls(**chosen)
 
 
-class NotAvailable(Exception):
-    """A setting the engine does not take yet; ``option`` says which."""
-
-    def __init__(self, option: Option) -> None:
-        super().__init__(f"{option.name} is not available yet")
-        self.option = option
-
-
-def explore_arguments(settings: Exploration, explore: Callable[..., Any]) -> dict[str, Any]:
-    """The keyword arguments for ``explore``; raises :class:`NotAvailable` for a set option it lacks.
-
-    Options left at their defaults that ``explore`` does not take are left out, so a
-    newer engine's parameter starts working here as soon as ``explore`` has it.
-    """
-    accepted = inspect.signature(explore).parameters
-    arguments = {}
-    for option in OPTIONS:
-        value = getattr(settings, option.name)
-        if value is None:
-            continue  # explore's own default
-        if option.name in accepted:
-            arguments[option.name] = value
-        elif value != option.default:
-            raise NotAvailable(option)
-    return arguments
+def explore_arguments(settings: Exploration) -> dict[str, Any]:
+    """The keyword arguments for ``explore``: every option set (None leaves explore's own default)."""
+    return {option.name: value for option in OPTIONS if (value := getattr(settings, option.name)) is not None}
 
 
 def default_workers() -> int:

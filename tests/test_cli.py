@@ -3,7 +3,6 @@ the same answer from separate processes, and a clean Ctrl-C."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import os
@@ -333,18 +332,6 @@ def test_every_help_example_runs():
             token = shlex.split((result.stdout + result.stderr).split("Replay it:\n", 1)[1].splitlines()[0])[-1]
         if words[1] == "replay":
             assert "reproduced" in result.stdout
-
-
-def test_an_option_the_engine_lacks_is_refused_in_one_line(race):
-    import interleave
-
-    for option in ("races", "include"):
-        if option in inspect.signature(interleave.explore).parameters:
-            continue  # the engine has it now: nothing to refuse
-        args = ["--races"] if option == "races" else ["--include", "json"]
-        result = run_cli("explore", "race.py", *args, cwd=race)
-        assert result.returncode == 2
-        assert result.stderr.strip() == f"interleave: error: --{option} is not available yet"
 
 
 @pytest.mark.parametrize("args", [["--time-limit", "nan"], ["--time-limit", "inf"], ["--time-limit", "0"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 import shlex
 import subprocess
@@ -728,20 +727,6 @@ def test_a_bad_ini_value_is_one_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: ini option interleave_max_steps: expected a whole number >= 1, got 0"])
-
-
-def test_a_setting_the_engine_lacks_is_refused_not_ignored(pytester: pytest.Pytester) -> None:
-    import interleave
-
-    if "races" in inspect.signature(interleave.explore).parameters:
-        pytest.skip("the engine takes races= now")
-    pytester.makepyfile(test_race=ONE_LINE_RACE.format(arguments="(races=True)"))
-    result = pytester.runpytest()
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*@pytest.mark.interleave races=: races is not available yet"])
-    refused = pytester.runpytest("--interleave-races")
-    assert refused.ret == pytest.ExitCode.USAGE_ERROR
-    refused.stderr.fnmatch_lines(["ERROR: --interleave-races: races is not available yet"])
 
 
 def test_stats_show_what_passing_tests_explored(pytester: pytest.Pytester) -> None:

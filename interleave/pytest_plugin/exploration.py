@@ -108,7 +108,7 @@ class TestExploration:
         self.check_report(self.explore(program))
 
     def explore(self, program: TestBody, shrink: bool = True) -> Report:
-        arguments = explore_arguments(self.budget.settings, explore)
+        arguments = explore_arguments(self.budget.settings)
         if not shrink:
             arguments["shrink_time"] = 0.0
         try:

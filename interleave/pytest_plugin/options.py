@@ -15,9 +15,8 @@ from typing import Any, Literal
 
 import pytest
 
-from ..explore import explore
 from ..schedule import BadToken, Token
-from ..settings import OPTIONS, Exploration, NotAvailable, Option, explore_arguments
+from ..settings import OPTIONS, Exploration, Option
 
 MARKER = "interleave"
 DEFAULT_RUNS = 1000
@@ -77,16 +76,11 @@ def marker_line() -> str:
 
 
 def check_configuration(config: pytest.Config) -> None:
-    """At startup: every setting given on the command line or in the ini file is valid and
-    taken by the engine, and a ``--interleave-replay`` token decodes (else one usage error)."""
+    """At startup: every setting given on the command line or in the ini file is valid, and a
+    ``--interleave-replay`` token decodes (else one usage error)."""
     for option in OPTIONS:
-        given = ((option.pytest_flag, _from_command_line(config, option)),
-                 (f"ini option {option.ini}", _ini(config, option)))
-        for where, value in given:
-            if value is not None and value != option.default:
-                refused = _refused(replace(Exploration(), **{option.name: value}))
-                if refused is not None:
-                    raise pytest.UsageError(f"{where}: {refused}")
+        _from_command_line(config, option)
+        _ini(config, option)
     token = config.getoption("interleave_replay")
     if token:
         try:
@@ -118,9 +112,6 @@ def budget_for(item: pytest.Item, per_input: bool) -> Budget:
     settings = _pick(item.config, mark)
     if settings.runs is None and settings.time_limit is None:
         settings = replace(settings, runs=DEFAULT_RUNS_PER_INPUT if per_input else DEFAULT_RUNS)
-    refused = _refused(settings)
-    if refused is not None:
-        raise BadMarker(f"@pytest.mark.interleave {refused.option.name}=: {refused}")
     return Budget(settings=settings, replay=_first(item.config.getoption("interleave_replay"), replay))
 
 
@@ -130,15 +121,6 @@ def _pick(config: pytest.Config, mark: Mapping[str, Any]) -> Exploration:
         return PYTEST_DEFAULTS.get(option.name) if value is None else value
 
     return Exploration.pick(value_of)
-
-
-def _refused(settings: Exploration) -> NotAvailable | None:
-    """The setting the engine does not take yet, if one is set."""
-    try:
-        explore_arguments(settings, explore)
-    except NotAvailable as exc:
-        return exc
-    return None
 
 
 def _from_command_line(config: pytest.Config, option: Option) -> Any:
