@@ -33,12 +33,15 @@ The edits, repeated until a whole round keeps none:
 
 Removing and moving deviations cannot always turn a schedule into a different one that
 needs fewer preemptions, so afterwards a bounded enumeration looks for the same failure
-with fewer preemptions; whatever it finds is shrunk in turn.
+with fewer preemptions; whatever it finds is shrunk in turn. The enumeration is bounded by
+the steps it runs (:func:`search_steps`), not by time, so that every machine runs the same
+schedules and reports the same shrunk one.
 
-Shrinking stops at the time budget, or after :data:`STALL_LIMIT` replays in a row that
-kept nothing. A Ctrl-C stops it with :class:`ShrinkInterrupted` (a ``KeyboardInterrupt``,
-even for one a replayed run caught) carrying the best schedule so far; a caller that treats
-it as any ``KeyboardInterrupt`` reports the failure as it was found.
+Shrinking stops at the time budget (the result is then not minimal, and says so), or after
+:data:`STALL_LIMIT` replays in a row that kept nothing. A Ctrl-C stops it with
+:class:`ShrinkInterrupted` (a ``KeyboardInterrupt``, even for one a replayed run caught)
+carrying the best schedule so far; a caller that treats it as any ``KeyboardInterrupt``
+reports the failure as it was found.
 """
 
 from __future__ import annotations
@@ -56,8 +59,11 @@ from .strategies.base import Strategy
 from .strategies.dfs import BoundedDFS
 from .strategies.replay import Replay
 
-#: Share of the shrink budget one search for fewer preemptions may take.
+#: Share of the shrink budget one search for fewer preemptions may take (at least a second),
+#: counted in steps at :data:`SEARCH_STEPS_PER_SECOND`: a measure every machine counts alike.
 SEARCH_SHARE = 0.1
+#: Steps a second of the search's share buys (about what a shrinking replay runs a second, at ~10 µs a step).
+SEARCH_STEPS_PER_SECOND = 100_000
 
 #: Replays in a row that kept nothing, after which shrinking stops (besides the time budget).
 STALL_LIMIT = 500
@@ -456,9 +462,15 @@ class _KeepingFaultsAndPauses(Strategy):
         self.dfs.end_run(result)
 
 
-def _search_fewer_preemptions(runner: Runner, shrinker: Shrinker, until: float) -> bool:
+def search_steps(time_budget: float) -> int:
+    """The steps one search for fewer preemptions may run, for a shrink budget of ``time_budget`` s."""
+    return int(SEARCH_STEPS_PER_SECOND * max(1.0, SEARCH_SHARE * time_budget))
+
+
+def _search_fewer_preemptions(runner: Runner, shrinker: Shrinker, steps: int) -> bool:
     """Enumerate thread choices by increasing preemptions, fewer than the best schedule has,
-    keeping its pauses and faults, for the same failure; True when one was kept."""
+    keeping its pauses and faults, for the same failure, for ``steps`` steps at most (or
+    until the shrink's deadline); True when one was kept."""
     best = shrinker.best
     switches = _thread_switches(best)
     injected = [d for d in best if is_injected(d)]
@@ -468,10 +480,11 @@ def _search_fewer_preemptions(runner: Runner, shrinker: Shrinker, until: float) 
     for free_choices in (False, True):
         kept = injected if free_choices else injected + free
         search = _Recording(_KeepingFaultsAndPauses(kept, switches - 1, free_choices))
-        while time.monotonic() < until and search.begin_run(tried):
+        while steps > 0 and time.monotonic() < shrinker.deadline and search.begin_run(tried):
             run = runner.run_or_raise(search)
             search.end_run(run)
             tried += 1
+            steps -= run.steps
             better = shrinker.offer(run, search.points)
             shrinker.replayed()
             if better:
@@ -499,12 +512,11 @@ def shrink(runner: Runner, target: Failure, deviations: list[Decision], result: 
     try:
         _cut_after_last_progress(shrinker)
         while shrinker.shrink_passes():
-            # A bounded share of the budget: where schedules are many, the search cannot finish anyway.
             remaining = shrinker.deadline - time.monotonic()
             if _thread_switches(shrinker.best) == 0 or remaining <= 0:
                 return shrinker.result(minimal=remaining > 0)
-            search_until = time.monotonic() + min(remaining / 2, max(1.0, SEARCH_SHARE * time_budget))
-            if not _search_fewer_preemptions(runner, shrinker, search_until):
+            # A bounded share of the budget: where schedules are many, the search cannot finish anyway.
+            if not _search_fewer_preemptions(runner, shrinker, search_steps(time_budget)):
                 return shrinker.result(minimal=time.monotonic() < shrinker.deadline)
         return shrinker.result(minimal=False)
     except KeyboardInterrupt:

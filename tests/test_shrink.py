@@ -17,7 +17,9 @@ from interleave import describe, explore, replay
 from interleave.failures import Failure
 from interleave.decisions import FAULT_SUB, Decision, DecisionPoint, Key, option_from_code
 from interleave.scheduler import RunResult
+from interleave import shrink as shrink_module
 from interleave.shrink import (
+    SEARCH_SHARE,
     MetPoint,
     Shrinker,
     ShrinkInterrupted,
@@ -83,16 +85,47 @@ class FakeProgram:
                 deviations.append(Decision(Key(*point.key), choice, point.costs(choice)))
         if isinstance(getattr(chooser, "inner", chooser), Replay):  # not the enumeration's runs
             self.replayed.append(_identity(deviations))
-        chosen = _chosen(deviations)
-        failure = None
-        if MINIMUM <= chosen or any(VIA_PREEMPTIONS - {((0, 4, 0), 2)} | {((0, s, 0), 2)} <= chosen for s in range(3, 7)):
-            failure = BOOM
-        elif ((1, 2, 0), JUMP) in chosen:
-            failure = OTHER  # fails, but not the same way
-        run = RunResult(failure, deviations, steps=100 + 3 * len(deviations), decisions=len(POINTS), threads=3,
-                        preemptions=sum(bool(d.paid) for d in deviations))
+        run = RunResult(self.failure_of(_chosen(deviations)), deviations, steps=100 + 3 * len(deviations),
+                        decisions=len(POINTS), threads=3, preemptions=sum(bool(d.paid) for d in deviations))
         chooser.end_run(run)
         return run
+
+    def failure_of(self, chosen: set[tuple[tuple[int, int, int], int]]) -> Failure | None:
+        if MINIMUM <= chosen or any(VIA_PREEMPTIONS - {((0, 4, 0), 2)} | {((0, s, 0), 2)} <= chosen for s in range(3, 7)):
+            return BOOM
+        if ((1, 2, 0), JUMP) in chosen:
+            return OTHER  # fails, but not the same way
+        return None
+
+
+#: Two preemptions that no other schedule can do without.
+BOTH_PREEMPTIONS = {((0, 4, 0), 2), ((1, 7, 0), 0)}
+
+
+class FakeClock:
+    """Stands for the ``time`` module in :mod:`interleave.shrink`: a clock only the program moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class NeedsBothPreemptions(FakeProgram):
+    """Fails only with both of :data:`BOTH_PREEMPTIONS`; each run takes ``seconds`` on ``clock``."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds, self.runs = clock, seconds, 0
+
+    def run_or_raise(self, chooser) -> RunResult:
+        self.clock.now += self.seconds
+        self.runs += 1
+        return super().run_or_raise(chooser)
+
+    def failure_of(self, chosen: set[tuple[tuple[int, int, int], int]]) -> Failure | None:
+        return BOOM if BOTH_PREEMPTIONS <= chosen else None
 
 
 def _chosen(deviations: list[Decision]) -> set[tuple[tuple[int, int, int], int]]:
@@ -179,6 +212,24 @@ def test_a_ctrl_c_while_shrinking_carries_the_best_schedule_so_far():
     best = caught.value.best
     assert best.result.failure is BOOM and len(best.deviations) < len(found.deviations)
     assert len(program.replayed) == 12
+
+
+def test_a_slow_machine_runs_the_same_search_for_fewer_preemptions(monkeypatch):
+    """The search is bounded by the steps it runs, not by seconds: where every run takes 0.1 s
+    it runs the schedules it runs where runs take no time, and reports the same schedule."""
+    outcomes = []
+    for seconds in (0.0, 0.1):
+        clock = FakeClock()
+        monkeypatch.setattr(shrink_module, "time", clock)
+        program = NeedsBothPreemptions(clock, seconds)
+        found = _found(program, BOTH_PREEMPTIONS | set(NOISE))
+        result = shrink(program, BOOM, found.deviations, found, time_budget=60.0)
+        searched = program.runs - len(program.replayed)
+        outcomes.append((searched, _chosen(result.deviations), result.minimal))
+    assert outcomes[0] == outcomes[1]
+    searched, chosen, minimal = outcomes[0]
+    assert chosen == BOTH_PREEMPTIONS and minimal
+    assert searched * 0.1 > 60.0 * SEARCH_SHARE  # the slow search took more than its share of the budget in seconds
 
 
 def test_v3_4_10_shrinks_to_its_stall_and_one_preemption():
