@@ -17,6 +17,7 @@ import _thread
 import builtins
 import collections
 import queue
+import sys
 import threading
 import types
 from collections.abc import Callable, Iterator
@@ -364,7 +365,9 @@ class ModuleAccess:
         if sched is not None:
             sched.access_point()
             if sched.noting:
-                sched.note(site, _CellKey(SITES[site].filename, name), name, READ, NOTHING)
+                # The value the caller's load will find, for the record (NOTHING: the cell is empty).
+                value = sys._getframe(1).f_locals.get(name, NOTHING)
+                sched.note(site, _CellKey(SITES[site].filename, name), name, READ, value)
 
     def write_cell(self, value: Any, name: str, site: int) -> Any:
         sched = _sched()

@@ -27,7 +27,7 @@ SHAPES = {
     "attribute": ("reads Stats.hits -> 0", "writes Stats.hits = 1"),
     "subscript": ("reads counts['a'] (get) -> 0", "writes counts['a'] = 1"),
     "global_pool": ("reads the global served -> 0", "writes the global served = 1"),
-    "cell": ("reads the cell total", "writes the cell total = 1"),
+    "cell": ("reads the cell total -> 0", "writes the cell total = 1"),
     "check_then_act": ("reads c['x'] -> False", "writes c['x'] (setdefault)"),
 }
 
