@@ -4,8 +4,8 @@ marker's arguments, pytest's command-line and ini options, and ``interleave.expl
 Each :class:`Option` names a setting (its Python name is the marker argument and the
 ``explore`` parameter; ``--max-steps`` on the CLI, ``--interleave-max-steps`` and
 ``interleave_max_steps`` for pytest), its type, its default and its help. Values are
-checked here, once, for all of them. A setting the engine does not take yet (its
-``explore`` has no such parameter) is refused with one line rather than ignored.
+checked here, once, for all of them. ``explore`` takes every setting as a parameter of the
+same name and default (a test holds the two lists equal).
 """
 
 from __future__ import annotations
