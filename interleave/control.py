@@ -37,7 +37,8 @@ def _vthreads(threads: Iterable[threading.Thread]) -> list[VThread]:
 
 
 def crash(threads: Iterable[threading.Thread]) -> None:
-    """Stop these threads for good, wherever they are (a crashed process)."""
+    """Stop these threads for good, wherever they are (a crashed process). What they did, also
+    those that had already ended, happens before what the caller does next."""
     sched = active()
     if sched is not None:
         vts = _vthreads(threads)

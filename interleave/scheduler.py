@@ -1044,11 +1044,12 @@ class Scheduler:
     def kill(self, threads: list[VThread]) -> None:
         """Crash threads: they never run again (their greenlets are stopped at teardown)."""
         for vt in threads:
+            if self.noting and self.current is not None and vt is not self.current:
+                # What a crashed thread did happens before what its killer does next (as a
+                # join would, also for one that had already ended).
+                self.sync_log.append((len(self.access_log), self.current.index, "outlive", vt.index))
             if vt.state == FINISHED:
                 continue
-            if self.noting and self.current is not None and vt is not self.current:
-                # What a crashed thread did happens before what its killer does next.
-                self.sync_log.append((len(self.access_log), self.current.index, "outlive", vt.index))
             vt.state = FINISHED
             vt.timer_generation += 1
             self._drop_runnable(vt.index)

@@ -154,7 +154,7 @@ class ClientConnection:
     def __init__(self, endpoint):
         self.endpoint = endpoint
         self.key = SelectionKey()
-        self.outgoing = []  # fixed design only: responses waiting for the selector
+        self.outgoing = queue.SimpleQueue()  # fixed design only: outgoingBuffers, for the selector
 
 
 class Follower:
@@ -163,9 +163,11 @@ class Follower:
         self.leader = leader_endpoint
         self.selector_owns_keys = selector_owns_keys
         self.check_valid = check_valid
-        self.clients = []
+        self.clients = []  # the factory's cnxns: a set read and changed under synchronized (cnxns)
+        self.clients_lock = threading.Lock()
+        self.serves_clients = serves_clients
         self.selector = Selector()
-        self.closing = False
+        self.closing = False  # volatile
         self.syncing = queue.SimpleQueue()
         self.committing = queue.SimpleQueue()
         self.proposals = {}  # zxid -> request, until committed
@@ -176,8 +178,13 @@ class Follower:
             node.thread(self.nio_factory, name="NIOServerCnxnFactory")
 
     def accept(self, endpoint):
-        self.clients.append(ClientConnection(endpoint))
+        with self.clients_lock:
+            self.clients.append(ClientConnection(endpoint))
         self.selector.wakeup()
+
+    def connections(self):
+        with self.clients_lock:  # a copy, as closeAll() clones cnxns
+            return list(self.clients)
 
     def quorum_peer(self):
         """Follower.followLeader: PROPOSAL to the SyncThread, COMMIT to the CommitProcessor."""
@@ -191,7 +198,7 @@ class Follower:
                 zxid, request = payload
                 self.proposals[zxid] = request
                 self.syncing.put(zxid)
-            elif self.clients:
+            elif self.serves_clients:
                 self.committing.put(payload)
 
     def shutdown(self):
@@ -203,10 +210,10 @@ class Follower:
 
     def close_all(self):
         if self.selector_owns_keys:
-            self.closing = True  # the selector cancels the keys itself
+            self.closing = True  # interleave: racy (a volatile write: the selector cancels the keys itself)
             self.selector.wakeup()
             return
-        for cnxn in self.clients:
+        for cnxn in self.connections():
             cnxn.key.cancel()
             cnxn.endpoint.close()
 
@@ -231,13 +238,13 @@ class Follower:
                 return
             time.sleep(APPLY_SECONDS)  # applying the txn and serializing the response take CPU
             origin, xid = self.proposals.pop(zxid)
-            for cnxn in self.clients:
+            for cnxn in self.connections():
                 if cnxn.endpoint.name == origin:
                     self.send_buffer(cnxn, ("OK", xid))
 
     def send_buffer(self, cnxn, response):
         if self.selector_owns_keys:
-            cnxn.outgoing.append(response)  # 3.5: queue it; the selector writes it
+            cnxn.outgoing.put(response)  # 3.5: queue it; the selector writes it
             self.selector.wakeup()
         elif not self.check_valid or cnxn.key.is_valid():  # 3.4.10 adds the isValid() check
             if cnxn.key.interest_ops() & WRITE == 0:  # nothing queued: write directly
@@ -249,8 +256,9 @@ class Follower:
     def nio_factory(self):
         """The selector thread: reads client requests and forwards them to the leader."""
         while True:
-            readable = self.selector.select([c.endpoint for c in self.clients if c.key.is_valid()])
-            for cnxn in self.clients:
+            clients = self.connections()
+            readable = self.selector.select([c.endpoint for c in clients if c.key.is_valid()])
+            for cnxn in clients:
                 if cnxn.key.is_valid() and cnxn.endpoint in readable:
                     try:
                         xid = cnxn.endpoint.recv()
@@ -258,9 +266,9 @@ class Follower:
                         continue  # doIO: closed meanwhile (close_all)
                     self.leader.send(("REQUEST", (cnxn.endpoint.name, xid)))
                 if self.selector_owns_keys and cnxn.key.is_valid():
-                    while cnxn.outgoing:
-                        cnxn.endpoint.send(cnxn.outgoing.pop(0))
-                    if self.closing:
+                    while not cnxn.outgoing.empty():
+                        cnxn.endpoint.send(cnxn.outgoing.get())
+                    if self.closing:  # interleave: racy (a volatile read)
                         cnxn.key.cancel()
                         cnxn.endpoint.close()
 

@@ -116,7 +116,7 @@ class Channel:
         self.closed = False
 
     def send(self, packet: Packet) -> None:
-        if self.closed:
+        if self.closed:  # interleave: racy (a socket's state: the kernel orders send and close)
             raise Closed
         self.packets.put(packet)
 
@@ -131,8 +131,8 @@ class Channel:
         return packet
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
+        if not self.closed:  # interleave: racy (a socket's state)
+            self.closed = True  # interleave: racy
             self.packets.put(_EOF)
 
 
@@ -240,6 +240,8 @@ class Server:
         self.sid = sid
         self.disk = cluster.disks[sid]
         self.alive = True
+        self.liveness = threading.Lock()
+        self.log_lock = threading.Lock()  # ZKDatabase's logLock: the leader's log is read while it grows
         self.threads: list[threading.Thread] = []
         self.connections: list[Connection] = []
         self.applied: list[int] = []
@@ -250,19 +252,33 @@ class Server:
 
     def spawn(self, role: str, target: Callable[..., Any], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=f"S{self.sid}.{role}", daemon=True)
-        self.threads.append(thread)
-        thread.start()
+        with self.liveness:  # a crash stops every thread started before it, and none starts after
+            if not self.alive:
+                return
+            self.threads.append(thread)
+            thread.start()
 
     def crash(self) -> None:
-        """The process dies: unsynced appends are lost, its connections close, its threads stop."""
-        if not self.alive:
-            return
-        self.alive = False
-        self.serving = False
-        self.disk.lose_unsynced()
-        for conn in self.connections:
-            conn.close()
-        interleave.crash(self.threads)
+        """The process dies: its threads stop at once, unsynced appends are lost, its connections close.
+
+        All of it under ``liveness``, so that whoever sees the process dead (the environment
+        restarting servers, the next incarnation) sees what its death did.
+        """
+        me = threading.current_thread()
+        with self.liveness:
+            if not self.alive:
+                return
+            self.alive = False
+            interleave.crash([t for t in self.threads if t is not me])  # what they did happens before what follows
+            self.serving = False
+            self.disk.lose_unsynced()
+            for conn in self.connections:
+                conn.close()
+        interleave.crash(self.threads)  # the calling thread too, if it is one of them
+
+    def is_alive(self) -> bool:
+        with self.liveness:
+            return self.alive
 
     def fsync(self) -> None:
         """Make every appended txn durable; with crash faults on, the server may die first."""
@@ -444,7 +460,7 @@ class Leader:
     def shutdown(self, reason: str) -> None:
         cluster = self.server.cluster
         epoch = self.new_epoch
-        acked = {sid for sid in cluster.ack_ld_sent.get(epoch, set()) if cluster.servers[sid].alive}
+        acked = {sid for sid in cluster.ack_ld_sent.get(epoch, set()) if cluster.servers[sid].is_alive()}
         if epoch and self.quorum(acked | {self.server.sid}):
             raise LeaderShutdown(
                 f"S{self.server.sid} shut down epoch {epoch} ({reason}) although "
@@ -485,7 +501,8 @@ class Leader:
 
     def send_sync(self, conn: Connection, learner_last: int) -> None:
         """A DIFF (after a TRUNC if the learner has txns this leader does not)."""
-        log = self.server.disk.log
+        with self.server.log_lock:
+            log = list(self.server.disk.log)
         zxids = [t.zxid for t in log]
         if learner_last and learner_last not in zxids:
             common = max((z for z in zxids if z < learner_last), default=0)
@@ -501,7 +518,8 @@ class Leader:
         """A client write: log it here, then send the proposal to every synced learner."""
         self.counter += 1
         txn = Txn(zxid(self.new_epoch, self.counter), op)
-        self.server.disk.append(txn)
+        with self.server.log_lock:
+            self.server.disk.append(txn)
         self.server.fsync()
         with self.cond:
             self.outstanding[txn.zxid] = {self.server.sid}

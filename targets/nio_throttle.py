@@ -17,6 +17,11 @@ outstanding, so no response will ever re-enable it: its next request is never re
 Variants: ``main`` = 3.5.3 order (submit, then incr); ``fixed`` = 3.6.0 order (incr,
 then submit).
 
+ZooKeeper's counters and flags are atomics (``AtomicInteger``, ``AtomicBoolean``): here a
+counter's update and a flag's compare-and-set hold a lock, and a plain read or write of a
+flag (a volatile access, atomic in Python too) is marked ``# interleave: racy``, so the
+fixed variant has no data race.
+
 Invariants, checked once the clients are done and every server thread is idle:
   * a throttled connection has an outstanding request (throttled => outstanding >= 1);
   * liveness: every connection has READ interest again (its next request will be read),
@@ -52,36 +57,46 @@ class Connection:
         self.outstanding = 0
         self.throttled = False
         self.selectable = True
-        self.outgoing = []
+        self.outgoing = queue.SimpleQueue()  # outgoingBuffers, a LinkedBlockingQueue
         self.interest = READ  # the selection key's interest set: only the selector changes it
+        self.atomics = threading.Lock()  # what the AtomicBoolean and AtomicInteger fields make atomic
 
     def interest_ops(self):
-        return READ if self.selectable and not self.throttled else 0
+        return READ if self.selectable and not self.throttled else 0  # interleave: racy (volatile reads)
 
     def request_interest_update(self):
-        if self.selectable:
+        if self.selectable:  # interleave: racy (a volatile read)
             self.server.add_interest_update(self)
 
+    def compare_and_set_throttled(self, expect, update):
+        with self.atomics:
+            if self.throttled != expect:
+                return False
+            self.throttled = update
+            return True
+
     def disable_recv(self):
-        if not self.throttled:  # compareAndSet(false, true)
-            self.throttled = True
+        if self.compare_and_set_throttled(False, True):
             self.request_interest_update()
 
     def enable_recv(self):
-        if self.throttled:  # compareAndSet(true, false)
-            self.throttled = False
+        if self.compare_and_set_throttled(True, False):
             self.request_interest_update()
 
+    def add_outstanding(self, delta):
+        with self.atomics:
+            self.outstanding += delta
+            return self.outstanding
+
     def incr_outstanding_requests(self, packet):
-        self.outstanding += 1
-        if self.server.in_process > LIMIT:
+        self.add_outstanding(1)
+        if self.server.in_process > LIMIT:  # interleave: racy (AtomicInteger.get)
             self.disable_recv()
 
     def send_response(self, packet):
-        self.outgoing.append(packet.xid)  # sendBuffer: the selector writes it out
+        self.outgoing.put(packet.xid)  # sendBuffer: the selector writes it out
         self.request_interest_update()
-        self.outstanding -= 1
-        if self.outstanding < 1 or self.server.in_process < LIMIT:
+        if self.add_outstanding(-1) < 1 or self.server.in_process < LIMIT:  # interleave: racy (AtomicInteger.get)
             self.enable_recv()
 
 
@@ -96,6 +111,11 @@ class Server:
         self.updates = queue.SimpleQueue()
         self.work = queue.SimpleQueue()
         self.submitted = queue.SimpleQueue()
+        self.in_process_lock = threading.Lock()  # requestsInProcess is an AtomicInteger
+
+    def add_in_process(self, delta):
+        with self.in_process_lock:
+            self.in_process += delta
 
     def add_interest_update(self, cnxn):
         self.updates.put(cnxn)
@@ -111,8 +131,8 @@ class Server:
                 self.work.put(cnxn)
             while not self.updates.empty():  # processInterestOpsUpdateRequests: poll() until empty
                 cnxn = self.updates.get()
-                while cnxn.outgoing:  # writable: flush the responses
-                    cnxn.endpoint.send(cnxn.outgoing.pop(0))
+                while not cnxn.outgoing.empty():  # writable: flush the responses
+                    cnxn.endpoint.send(cnxn.outgoing.get())
                 cnxn.interest = cnxn.interest_ops()
 
     def io_worker(self):
@@ -120,7 +140,7 @@ class Server:
         while True:
             cnxn = self.work.get()
             self.process_packet(cnxn, cnxn.endpoint.recv())
-            cnxn.selectable = True
+            cnxn.selectable = True  # interleave: racy (a volatile write)
             self.add_interest_update(cnxn)
 
     def process_packet(self, cnxn, packet):
@@ -133,7 +153,7 @@ class Server:
 
     def submit_request(self, cnxn, packet):
         self.submitted.put((cnxn, packet))
-        self.in_process += 1  # counted after the hand-off, as in 3.5.3
+        self.add_in_process(1)  # counted after the hand-off, as in 3.5.3
 
     def pipeline(self):
         """Prep/Sync/Commit: reads are answered at once, a write once its fsync is done."""
@@ -151,7 +171,7 @@ class Server:
 
     def finish(self, cnxn, packet):
         """FinalRequestProcessor."""
-        self.in_process -= 1
+        self.add_in_process(-1)
         cnxn.send_response(packet)
 
 
@@ -181,12 +201,14 @@ def run(incr_first):
     await_response(c1, read, unanswered)
     await_response(c2, write, unanswered)
     time.sleep(READ_TIMEOUT)  # the clock moves only when every server thread is idle: quiescence
+    # The checks read the server's state with no lock, as a test would once it is idle.
     for cnxn in server.connections.values():
-        assert not (cnxn.throttled and cnxn.outstanding < 1), (
+        assert not (cnxn.throttled and cnxn.outstanding < 1), (  # interleave: racy
             f"{cnxn.name} is throttled with {cnxn.outstanding} outstanding requests: "
             f"no response will ever un-throttle it"
         )
-        assert cnxn.interest & READ, f"{cnxn.name} is idle without READ interest: its next request is never read"
+        assert cnxn.interest & READ, (  # interleave: racy
+            f"{cnxn.name} is idle without READ interest: its next request is never read")
     assert not unanswered, f"requests never answered: {unanswered}"
 
 

@@ -90,10 +90,15 @@ class Server:
         self.connected = 0
         self.wasted = 0  # handshakes done for clients that had already given up
         self.paused = False
+        # What the clients and the server learn of each other (a handshake done, a client
+        # given up, a session dropped) crosses the network: one message at a time.
+        self.sessions = threading.Lock()
         self.thread = threading.Thread(target=self.serve, name="server", daemon=True)
 
     def fds_full(self) -> bool:
-        return len(self.queue) + self.connected >= FD_LIMIT
+        """(With ``sessions`` held.)"""
+        with self.work:
+            return len(self.queue) + self.connected >= FD_LIMIT
 
     def enqueue(self, client: int, attempt: int, deadline: float) -> None:
         with self.work:
@@ -108,12 +113,13 @@ class Server:
                     self.work.wait()
                 client, number, deadline = queue.popleft()
             time.sleep(HANDSHAKE_COST)
-            if state[client] == CONNECTING and attempt[client] == number and time.monotonic() <= deadline:
-                state[client] = CONNECTED
-                self.connected += 1
-                self.failures[client] = 0
-            else:
-                self.wasted += 1
+            with self.sessions:
+                if state[client] == CONNECTING and attempt[client] == number and time.monotonic() <= deadline:
+                    state[client] = CONNECTED
+                    self.connected += 1
+                    self.failures[client] = 0
+                else:
+                    self.wasted += 1
 
 
 class Driver:
@@ -143,11 +149,12 @@ class Driver:
                 while not events or events[0][0] - time.monotonic() > EPSILON:
                     self.wake.wait(events[0][0] - time.monotonic() if events else None)
                 when, _, handler, client, number = heapq.heappop(events)
-                handler(client, number, when)
+                with self.server.sessions:
+                    handler(client, number, when)
 
     def server_paused(self, since: float) -> None:
         """Arm each connected client's read timer from its last answered ping (called at the pause)."""
-        with self.wake:
+        with self.wake, self.server.sessions:
             state = self.storm.state
             for c in self.clients:
                 if state[c] == CONNECTED:
@@ -208,7 +215,8 @@ class Storm:
         self.samples: list[tuple[float, int]] = []  # (seconds since the start, sessions held)
 
     def sample(self) -> None:
-        self.samples.append((time.monotonic() - self.start, self.server.connected))
+        with self.server.sessions:
+            self.samples.append((time.monotonic() - self.start, self.server.connected))
 
 
 def simulate(backoff: bool, pause_at: float | None = None, until: float | None = None) -> Storm:
@@ -231,23 +239,27 @@ def simulate(backoff: bool, pause_at: float | None = None, until: float | None =
         if resume_at is None and (second == pause_at or (
                 pause_at is None and PAUSE_WINDOW[0] <= second < PAUSE_WINDOW[1]
                 and interleave.choose("pause the server (a long GC)"))):
-            server.paused = True
+            with server.sessions:
+                server.paused = True
             interleave.freeze([server.thread])
             for driver in storm.drivers:
                 driver.server_paused(time.monotonic())
             resume_at = second + PAUSE
         elif second == resume_at:
-            server.paused = False
+            with server.sessions:
+                server.paused = False
             interleave.unfreeze([server.thread])
         if until is not None:
             if second >= until:
                 return storm
         elif resume_at is not None and second >= resume_at + RECOVERY_BOUND:
-            if server.connected < CLIENTS:
+            with server.sessions, server.work:
+                recovered, queued, wasted = server.connected, len(server.queue), server.wasted
+            if recovered < CLIENTS:
                 raise NoRecovery(
-                    f"{CLIENTS - server.connected} of {CLIENTS} clients still have no session "
-                    f"{RECOVERY_BOUND:g}s after a {PAUSE:g}s server pause ended; {len(server.queue)} "
-                    f"handshakes queued, {server.wasted} done for clients that had given up"
+                    f"{CLIENTS - recovered} of {CLIENTS} clients still have no session "
+                    f"{RECOVERY_BOUND:g}s after a {PAUSE:g}s server pause ended; {queued} "
+                    f"handshakes queued, {wasted} done for clients that had given up"
                 )
             return storm
         elif resume_at is None and second >= PAUSE_WINDOW[1]:

@@ -61,16 +61,18 @@ class Resource:
         self.fenced = fenced
         self.highest = -1
         self.log = []
+        self.serial = threading.Lock()  # the storage service handles one write at a time
 
     def write(self, token, who):
-        if self.fenced and token < self.highest:
-            return False
-        if token < self.highest:
-            raise StaleWrite(f"{who} wrote with lock token {token} after token {self.highest} was used: "
-                             f"two clients believed they held the lock ({self.log})")
-        self.highest = token
-        self.log.append((who, token))
-        return True
+        with self.serial:
+            if self.fenced and token < self.highest:
+                return False
+            if token < self.highest:
+                raise StaleWrite(f"{who} wrote with lock token {token} after token {self.highest} was used: "
+                                 f"two clients believed they held the lock ({self.log})")
+            self.highest = token
+            self.log.append((who, token))
+            return True
 
 
 # ------------------------------------------------------------------------- server
