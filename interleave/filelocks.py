@@ -1,4 +1,4 @@
-"""File locks during a run: ``fcntl.flock`` and ``fcntl.lockf``, each run's own.
+"""File locks during a run: ``fcntl.flock``, ``fcntl.lockf`` and the locks of ``fcntl.fcntl``, each run's own.
 
 A run's threads are greenlets of one OS thread. Taken for real, an ``flock`` one thread holds
 blocks the whole process when another thread of the run asks for it, and between worker
@@ -10,8 +10,13 @@ the run, with the semantics the kernel gives the threads of one process:
 * ``flock`` belongs to the open file (here: its descriptor). Two descriptors of one file
   exclude each other, shared locks share, a descriptor that locks again converts its lock,
   and the lock goes with ``LOCK_UN`` or when the descriptor is closed.
-* ``lockf`` (POSIX record locks) belongs to the process: the threads of one process never
-  exclude each other with it, so during a run it only checks its descriptor.
+* ``lockf`` and ``fcntl``'s ``F_SETLK``/``F_SETLKW`` (POSIX record locks) belong to the
+  process: the threads of one process never exclude each other with them, so during a run
+  they only check their descriptor, and ``F_GETLK`` finds no conflicting lock.
+* ``fcntl``'s ``F_OFD_SETLK``/``F_OFD_SETLKW`` (open file description locks) belong to the open
+  file, as ``flock`` does, in a table of their own (Linux keeps them apart from ``flock``'s).
+  A lock of the whole file is kept as ``flock``'s are; one of a byte range stops the run as
+  something interleave cannot schedule, rather than be taken for real.
 
 ``os.close`` releases at once. A file object closed by its own ``close`` (the end of a
 ``with open(...)`` block) is not seen closing: a waiting thread looks again whenever the run
@@ -24,6 +29,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import struct
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +40,7 @@ from .scheduler import Scheduler, VThread, active
 
 _real_flock = fcntl.flock
 _real_lockf = fcntl.lockf
+_real_fcntl = fcntl.fcntl
 _real_close = os.close
 
 #: How long (virtual seconds) a thread waiting for a file lock waits before it looks again
@@ -54,14 +61,12 @@ class _Hold:
 class FileLock:
     """One file's ``flock`` during a run: who holds it and who waits for it."""
 
-    #: How a thread blocked on it is said to wait (reports, timeline).
-    call = "fcntl.flock"
+    __slots__ = ("identity", "label", "call", "holds", "waiters")
 
-    __slots__ = ("identity", "label", "holds", "waiters")
-
-    def __init__(self, identity: tuple[int, int], label: str) -> None:
+    def __init__(self, identity: tuple[int, int], label: str, call: str = "fcntl.flock") -> None:
         self.identity = identity
         self.label = label
+        self.call = call  # how a thread blocked on it is said to wait (reports, timeline)
         self.holds: dict[int, _Hold] = {}  # by descriptor
         self.waiters: list[VThread] = []
 
@@ -100,11 +105,12 @@ def _open(hold: _Hold, identity: tuple[int, int]) -> bool:
 
 
 class _RunTable:
-    """The file locks of one run, by file (device and inode)."""
+    """The file locks of one run, by kind (``flock``'s or open file description locks) and file
+    (device and inode)."""
 
     def __init__(self, sched: Scheduler) -> None:
         self.sched = sched
-        self.locks: dict[tuple[int, int], FileLock] = {}
+        self.locks: dict[tuple[str, int, int], FileLock] = {}
         #: Thread index -> the lock it waits for, and whether for an exclusive hold.
         self.waiting: dict[int, tuple[FileLock, bool]] = {}
 
@@ -158,14 +164,23 @@ def flock(file: Any, operation: int) -> None:
         _real_flock(file, operation)
         return
     fd = _descriptor(file)
-    stat = os.fstat(fd)  # a closed descriptor fails as the real call does
+    os.fstat(fd)  # a closed descriptor fails as the real call does
     _check_operation(operation)
     P.before_lock_operation(sched, sys._getframe(1))
+    _take(sched, file, fd, operation, "flock")
+
+
+def _take(sched: Scheduler, file: Any, fd: int, operation: int, kind: str) -> None:
+    """``flock(file, operation)`` in the run's table of ``kind``'s locks."""
     table = _table_of(sched)
+    stat = os.fstat(fd)
     identity = (stat.st_dev, stat.st_ino)
-    lock = table.locks.get(identity)
+    lock = table.locks.get((kind, *identity))
     if lock is None:
-        lock = table.locks[identity] = FileLock(identity, _label(file, fd))
+        label = _label(file, fd)
+        lock = table.locks[(kind, *identity)] = (
+            FileLock(identity, label) if kind == "flock"
+            else FileLock(identity, label.replace("the file lock", "the record lock"), "fcntl.fcntl"))
     cur = sched.current
     own = lock.holds.get(fd)
     if operation & ~fcntl.LOCK_NB == fcntl.LOCK_UN:
@@ -224,6 +239,52 @@ def lockf(fd: Any, cmd: int, len: int = 0, start: int = 0, whence: int = 0) -> A
     return None  # a POSIX record lock never excludes threads of the same process
 
 
+#: ``struct flock``'s first field, ``l_type`` (a C short); the rest as Linux lays it out on
+#: 64-bit machines: ``l_whence``, padding, ``l_start``, ``l_len``, ``l_pid``.
+_FLOCK_TYPE = struct.Struct("h")
+_FLOCK = struct.Struct("hh4xqqi4x")
+_POSIX_SET = (fcntl.F_SETLK, fcntl.F_SETLKW)
+_OFD_SET = tuple(getattr(fcntl, name) for name in ("F_OFD_SETLK", "F_OFD_SETLKW") if hasattr(fcntl, name))
+_OFD_GET = getattr(fcntl, "F_OFD_GETLK", None)
+_LOCK_COMMANDS = frozenset({*_POSIX_SET, fcntl.F_GETLK, *_OFD_SET, *([_OFD_GET] if _OFD_GET is not None else [])})
+_TO_FLOCK = {fcntl.F_RDLCK: fcntl.LOCK_SH, fcntl.F_WRLCK: fcntl.LOCK_EX, fcntl.F_UNLCK: fcntl.LOCK_UN}
+
+
+def fcntl_(fd: Any, cmd: int, arg: Any = 0) -> Any:
+    """``fcntl.fcntl`` during a run: its record locks are the run's (see the module docstring)."""
+    sched = active()
+    if sched is None or cmd not in _LOCK_COMMANDS or not isinstance(arg, (bytes, bytearray)) or len(arg) < 2:
+        return _real_fcntl(fd, cmd, arg)  # not a lock, or refused by the real call as it is
+    descriptor = _descriptor(fd)
+    os.fstat(descriptor)  # a closed descriptor fails as the real call does
+    # The real call copies the argument into a zeroed buffer the size of the struct or more.
+    raw = bytes(arg).ljust(_FLOCK.size, b"\0")
+    l_type, whence, start, length, _ = _FLOCK.unpack_from(raw)
+    if l_type not in _TO_FLOCK:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    if cmd in _POSIX_SET:
+        return bytes(arg)  # a POSIX record lock never excludes threads of the same process
+    if cmd == fcntl.F_GETLK:
+        return _FLOCK_TYPE.pack(fcntl.F_UNLCK) + bytes(arg[_FLOCK_TYPE.size:])
+    if (whence, start, length) != (os.SEEK_SET, 0, 0):
+        sched.fail_uncontrolled(f"fcntl.fcntl({descriptor}, F_OFD_SETLK...) on a byte range ({start}, {length}): "
+                                "only whole-file locks are modelled, and a real one would block the process")
+    P.before_lock_operation(sched, sys._getframe(1))
+    if cmd == _OFD_GET:
+        table = _table_of(sched)
+        stat = os.fstat(descriptor)
+        lock = table.locks.get(("ofd", stat.st_dev, stat.st_ino))
+        blockers = [] if lock is None or l_type == fcntl.F_UNLCK else lock.blockers(
+            sched, descriptor, l_type == fcntl.F_WRLCK)
+        if not blockers:
+            return _FLOCK_TYPE.pack(fcntl.F_UNLCK) + bytes(arg[_FLOCK_TYPE.size:])
+        found = fcntl.F_WRLCK if any(hold.exclusive for hold in blockers) else fcntl.F_RDLCK
+        return _FLOCK.pack(found, os.SEEK_SET, 0, 0, -1)[:len(arg)] + bytes(arg[_FLOCK.size:])
+    wait = 0 if cmd == getattr(fcntl, "F_OFD_SETLKW", None) else fcntl.LOCK_NB
+    _take(sched, fd, descriptor, _TO_FLOCK[l_type] | wait, "ofd")
+    return bytes(arg)
+
+
 def close(fd: int) -> None:
     """``os.close`` during a run: the descriptor's ``flock`` goes with it."""
     sched = active()
@@ -236,6 +297,7 @@ def close(fd: int) -> None:
 
 
 #: ``(module, attribute, controlled value)`` for :mod:`interleave.patching`.
-STATIC: list[tuple[Any, str, Any]] = [(fcntl, "flock", flock), (fcntl, "lockf", lockf), (os, "close", close)]
+STATIC: list[tuple[Any, str, Any]] = [(fcntl, "flock", flock), (fcntl, "lockf", lockf), (fcntl, "fcntl", fcntl_),
+                                      (os, "close", close)]
 #: Names a module may have bound before the run (``from fcntl import flock``).
-REBOUND: list[tuple[Any, Any]] = [(_real_flock, flock), (_real_lockf, lockf)]
+REBOUND: list[tuple[Any, Any]] = [(_real_flock, flock), (_real_lockf, lockf), (_real_fcntl, fcntl_)]

@@ -1,5 +1,5 @@
-"""File locks (``fcntl.flock``, ``fcntl.lockf``, the ``filelock`` package) get the verdict real
-Python gives, with one worker or several.
+"""File locks (``fcntl.flock``, ``fcntl.lockf``, ``fcntl.fcntl``'s record locks, the ``filelock``
+package) get the verdict real Python gives, with one worker or several.
 
 Taken for real, a thread's ``flock`` blocked the whole process when another thread of the run
 asked for it (the run was refused at the time limit), and between workers exploring at once
@@ -97,6 +97,78 @@ def test_lockf_does_not_exclude_threads_of_one_process_as_in_real_python(tmp_pat
     done = explore(tmp_path, "--strategy", "dfs", "--workers", "1")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "AssertionError" in done.stdout, done.stdout
+
+
+#: A whole-file ``struct flock`` for ``fcntl.fcntl`` (as Linux lays it out on 64-bit machines).
+WHOLE = 'struct.pack("hh4xqqi4x", fcntl.{kind}, os.SEEK_SET, 0, 0, 0)'
+RECORD_BUMPS = BUMPS.replace("import fcntl, os, threading, time", "import fcntl, os, struct, threading, time")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_threads_serialised_by_open_file_description_locks_pass(tmp_path: Path, workers: str) -> None:
+    """``F_OFD_SETLKW`` locks belong to the open file, as ``flock``'s do: taken for real, the
+    second thread's blocked the whole process."""
+    source = RECORD_BUMPS.format(
+        shared=True, take=f"fcntl.fcntl(f, fcntl.F_OFD_SETLKW, {WHOLE.format(kind='F_WRLCK')})",
+        give=f"fcntl.fcntl(f, fcntl.F_OFD_SETLK, {WHOLE.format(kind='F_UNLCK')})")
+    write(tmp_path, source)
+    done = explore(tmp_path, "--strategy", "dfs", "--workers", workers, "--time-limit", "30")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no failure" in done.stdout and "exhausted" in done.stdout, done.stdout
+
+
+def test_a_held_open_file_description_lock_refuses_a_non_blocking_try_and_get_lk_reports_it(tmp_path: Path) -> None:
+    write(tmp_path, """
+        import errno, fcntl, os, struct, threading
+        PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ofd.lock")
+        seen = []
+
+        def whole(kind):
+            return struct.pack("hh4xqqi4x", kind, os.SEEK_SET, 0, 0, 0)
+
+        def main():
+            held, ready, done = open(PATH, "w"), threading.Event(), threading.Event()
+            fcntl.fcntl(held, fcntl.F_OFD_SETLKW, whole(fcntl.F_WRLCK))
+
+            def other():
+                with open(PATH, "w") as f:
+                    seen.append(struct.unpack_from("h", fcntl.fcntl(f, fcntl.F_OFD_GETLK, whole(fcntl.F_RDLCK)))[0])
+                    try:
+                        fcntl.fcntl(f, fcntl.F_OFD_SETLK, whole(fcntl.F_RDLCK))
+                    except OSError as exc:
+                        seen.append(exc.errno)
+
+            t = threading.Thread(target=other)
+            t.start()
+            t.join()
+            held.close()
+            assert seen == [fcntl.F_WRLCK, errno.EAGAIN], seen
+        """, main="")
+    done = explore(tmp_path, "--strategy", "dfs", "--workers", "1", "--time-limit", "30")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("take, give", [
+    (f"fcntl.fcntl(f, fcntl.F_SETLKW, {WHOLE.format(kind='F_WRLCK')})",
+     f"fcntl.fcntl(f, fcntl.F_SETLK, {WHOLE.format(kind='F_UNLCK')})"),
+    (f"assert struct.unpack_from('h', fcntl.fcntl(f, fcntl.F_GETLK, {WHOLE.format(kind='F_WRLCK')}))[0] == fcntl.F_UNLCK",
+     "pass"),
+], ids=["setlkw", "getlk"])
+def test_posix_record_locks_of_fcntl_do_not_exclude_threads_as_in_real_python(tmp_path: Path, take: str,
+                                                                              give: str) -> None:
+    write(tmp_path, RECORD_BUMPS.format(shared=True, take=take, give=give))
+    done = explore(tmp_path, "--strategy", "dfs", "--workers", "2")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "AssertionError: 1" in done.stdout, done.stdout
+
+
+def test_a_byte_range_open_file_description_lock_is_refused_by_name(tmp_path: Path) -> None:
+    write(tmp_path, RECORD_BUMPS.format(
+        shared=True, take='fcntl.fcntl(f, fcntl.F_OFD_SETLKW, struct.pack("hh4xqqi4x", fcntl.F_WRLCK, 0, 0, 10, 0))',
+        give="pass"))
+    done = explore(tmp_path, "--workers", "1", "--time-limit", "30")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "F_OFD_SETLK" in done.stdout + done.stderr and "byte range" in done.stdout + done.stderr
 
 
 def test_a_non_blocking_flock_polled_with_a_timeout_passes(tmp_path: Path) -> None:
