@@ -389,6 +389,7 @@ def test_the_split_deals_the_search_among_the_slots(bound, monkeypatch):
     assert all(r.exhausted for r in results)
     assert sum(n > 0 for n in ran) >= SLOTS // 2, ran  # not all in slot 0
     assert max(ran) <= sum(ran) // 2, ran
+    assert max(ran) - min(ran) > 1, ran  # subtrees were dealt (the common search's runs alone go round the slots)
     assert sum(ran) >= _unsplit(MANY_CLASSES, bound, None)[2]  # no class is lost (some are run twice)
 
 
