@@ -8,7 +8,8 @@ count of runs), replaces the ones that die, and hands what they ran to
 :func:`interleave.campaign.merge`. How a strategy is split is its own (``Strategy.shares``):
 a sampled run draws its choices from (seed, run index); the enumeration deals subtrees,
 so the slots' schedules are disjoint and together exactly the schedules of one process
-(see BoundedDFS's docstring).
+(see BoundedDFS's docstring); dpor deals subtrees too, and its slots together cover every
+class one process covers, a few more than once (see DPOR's).
 
 When a slot fails, the others are told to stop at its key, so the same seed gives the same
 failure and token with any number of workers. With ``keep_going`` (``--all``) no slot stops

@@ -102,17 +102,17 @@ class Strategy(ABC):
     # sequence of runs that depends on nothing but the seed and the share's own runs, so that
     # which process searches a share (and beside which others) changes nothing. Sampling
     # strategies draw run ``i`` from (seed, i) and need nothing of these; the enumeration
-    # deals out subtrees.
+    # and dpor deal out subtrees.
 
-    def partition(self, index: int, count: int) -> None:  # noqa: B027 - only the enumeration deals out shares
+    def partition(self, index: int, count: int) -> None:  # noqa: B027 - only the enumerations deal out shares
         """Explore only share ``index`` of ``count`` (call before the first run)."""
 
     def shares(self, count: int, indices: Sequence[int]) -> list[Strategy]:
         """Shares ``indices`` of a ``count``-way split of this (unused) strategy, to be searched in one process.
 
         Each share's runs must be those it would make alone; shares searched side by side may
-        share the work they all do alike (the enumeration's 0-preemption tree), so that one
-        process pays for it once.
+        share the work they all do alike (the enumeration's 0-preemption tree, dpor's search
+        until it is dealt), so that one process pays for it once.
         """
         out = []
         for index in indices:
