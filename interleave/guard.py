@@ -2,8 +2,9 @@
 
 A program under test may close or replace ``sys.stdout`` and ``sys.stderr``, close their
 file descriptors, change directory, set a tracer or a profiler, install signal handlers or
-register exit handlers. None of it may reach the tool (its report must still come) or the
-next run (which must start as the first did). A guard also tells a real Ctrl-C apart
+register exit handlers, and change files. None of it may reach the tool (its report must
+still come) or the next run (which must start as the first did; for files, see
+:mod:`interleave.filejournal`). A guard also tells a real Ctrl-C apart
 from a ``KeyboardInterrupt`` the program raises itself: only the first stops exploring.
 """
 
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, ParamSpec, TextIO, TypeVar
 
-from . import failures
+from . import failures, filejournal
 from .scheduler import Scheduler, active
 
 _real_signal = signal.signal
@@ -124,7 +125,10 @@ def _restore_environ(saved: dict[Any, Any]) -> None:
 class ProcessGuard:
     """Saves the process state a program could change, for one run, and puts it back."""
 
-    def __init__(self) -> None:
+    def __init__(self, program_key: str | None) -> None:
+        #: What names the program to the processes exploring it at once (its file's path); None:
+        #: the run's changes to files stay.
+        self._program_key = program_key
         self._streams: tuple[Any, Any, Any] = (None, None, None)
         self._files: list[tuple[int, int] | None] = []
         self._cwd: str | None = None
@@ -157,8 +161,11 @@ class ProcessGuard:
             self._catch_ctrl_c(sched)
         self._saved = (signal.signal, atexit.register, atexit.unregister)
         signal.signal, atexit.register, atexit.unregister = self._signal, _register_in_the_run, _unregister_in_the_run
+        if self._program_key is not None:
+            filejournal.begin(self._program_key)
 
     def exit(self) -> None:
+        filejournal.end()
         signal.signal, atexit.register, atexit.unregister = self._saved
         for signum, handler in self._handlers.items():
             _set_handler(signum, handler)

@@ -88,7 +88,10 @@ class Runner:
         #: Runs may read stdin (a replay, where ``breakpoint()`` and ``input()`` have someone to answer).
         self.interactive = interactive
         self.patcher = Patcher(program.roots())
-        self.guard = ProcessGuard()
+        # A replay's changes to files are the user's to see; an exploration's runs each start
+        # from the files the first found (interleave.filejournal).
+        self.guard = ProcessGuard(None if interactive else
+                                  os.path.abspath(program.path) if program.path else program.display)
         self.accesses = config.granularity == tracing.ACCESS
         self._install = None if self.accesses else tracing.installer(config.granularity)
         self.instrumentation: Instrumentation | None = None

@@ -368,9 +368,15 @@ ENDLESS = """
 import os, threading
 
 def main():
-    marker = os.path.join({directory!r}, f"started-{{os.getpid()}}")
-    if not os.path.exists(marker):
-        open(marker, "w").close()  # tells the test which processes run the program
+    # Tells the test which processes run the program: made through a directory descriptor,
+    # which is not put back when the run ends, as the files a run changes by path are.
+    here = os.open({directory!r}, os.O_RDONLY)
+    try:
+        os.mkdir(f"started-{{os.getpid()}}", dir_fd=here)
+    except FileExistsError:
+        pass
+    finally:
+        os.close(here)
     box = [0]
     lock = threading.Lock()
     def add():
