@@ -5,31 +5,36 @@ processes. A program that keeps state in files (a lock's marker file, a cache, a
 have each run see what earlier runs left, or what another worker's run is doing: its runs
 would not repeat themselves, and its verdict would depend on the number of workers. So:
 
-* before a run first changes a path (opens it for writing, removes, renames, truncates or
-  links it, makes a directory there, connects sqlite to it), the run's :class:`Journal` keeps
-  what was there (a file's bytes and mode, a directory, a link, or nothing), and when the run
-  ends every kept path is put back, the last changed first;
+* before a run first changes a path (``open`` or ``os.open`` for writing, ``os.remove``,
+  ``rename``, ``replace``, ``truncate``, ``link``, ``symlink``, ``mkdir``, ``rmdir``,
+  ``shutil.rmtree``, and what is built on them: ``pathlib``, ``shutil``, ``tempfile``), the
+  run's :class:`Journal` keeps what was there (a file's bytes and mode, a directory, a link,
+  or nothing), and when the run ends every kept path is put back, the last changed first.
+  The functions are replaced during runs (:data:`STATIC`), as the patcher replaces others: an
+  audit hook would see every event (``sys._getframe`` among them) and cost a run 70% more;
 * a run that changes files holds a lock shared by every process exploring the same program
   (a real ``flock`` of a file in the temporary directory) from its first change to its end,
   and once a process has seen its program change files, from the start of each run: no run
   sees another's files half-changed.
 
 Not put back: what is changed through a directory descriptor (``dir_fd``; a tree that
-``shutil.rmtree`` removes is kept whole before it goes; ``os.open``'s audit event does not
-say its ``dir_fd``, so a relative path it opens is taken as relative to the working
-directory), through a descriptor opened before the run, and metadata (times, owners). A file too large to keep (:data:`MAX_KEPT_BYTES`) stops the run, named.
+``shutil.rmtree`` removes is kept whole before it goes), through a descriptor opened before
+the run, by C code (``sqlite3``, a C extension's own writes), and metadata (times, owners).
+A file too large to keep (:data:`MAX_KEPT_BYTES`) stops the run, named.
 """
 
 from __future__ import annotations
 
 import _thread
+import builtins
 import fcntl
 import hashlib
+import io
 import os
 import shutil
 import stat
-import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +43,7 @@ from .scheduler import active
 # Taken before any run patches them (interleave.filelocks; a run's threads have idents of their own).
 _real_flock = fcntl.flock
 _os_thread = _thread.get_ident
+_real_open = builtins.open
 
 #: A file larger than this is not kept: its run stops rather than leave it changed.
 MAX_KEPT_BYTES = 64 * 1024 * 1024
@@ -67,39 +73,6 @@ def _absolute(path: Any) -> str | None:
     return None if os.path.basename(os.path.dirname(absolute)) == "__pycache__" else absolute
 
 
-def _plain(*dir_fds: Any) -> bool:
-    """No directory descriptor given (the audit events say -1 for none)."""
-    return all(fd is None or fd == -1 for fd in dir_fds)
-
-
-def _paths(event: str, args: tuple[Any, ...]) -> list[Any]:
-    """The paths an audited operation is about to change (none: it changes nothing it can put back)."""
-    if event == "open":
-        path, _, flags = args
-        return [path] if isinstance(flags, int) and flags & _WRITING else []
-    if event in ("os.remove", "os.rmdir"):
-        return [args[0]] if _plain(args[1]) else []
-    if event == "os.mkdir":
-        return [args[0]] if _plain(args[2]) else []
-    if event == "os.rename":
-        return [args[0], args[1]] if _plain(args[2], args[3]) else []
-    if event == "os.link":
-        return [args[1]] if _plain(args[2], args[3]) else []
-    if event == "os.symlink":
-        return [args[1]] if _plain(args[2]) else []
-    if event == "os.truncate":
-        return [args[0]]
-    if event == "shutil.rmtree":
-        return _tree(args[0]) if _plain(args[1]) else []
-    if event == "sqlite3.connect":
-        database = args[0]
-        if not isinstance(database, (str, bytes, os.PathLike)) or os.fsdecode(database) in ("", ":memory:"):
-            return []
-        name = os.fsdecode(database)
-        return [name, *(name + suffix for suffix in ("-journal", "-wal", "-shm"))]
-    return []
-
-
 def _tree(top: Any) -> list[str]:
     """A tree about to be removed (through directory descriptors): every directory and file in it."""
     try:
@@ -123,19 +96,15 @@ class Journal:
         self.key = key
         self.thread = _os_thread()  # the run's OS thread: other threads' files are not the run's
         self.kept: dict[str, _Before] = {}
-        self.noting = False  # reading a file to keep it is no change of the run's
 
-    def note(self, event: str, args: tuple[Any, ...]) -> None:
-        for raw in _paths(event, args):
+    def keep(self, *paths: Any) -> None:
+        """Keeps what each path holds now, before the run first changes it."""
+        for raw in paths:
             path = _absolute(raw)
             if path is None or path in self.kept or _special(path):
                 continue
             _take_turn(self.key)  # first: another process's run may be changing it now
-            self.noting = True
-            try:
-                before = _before(path)
-            finally:
-                self.noting = False
+            before = _before(path)
             if before is not None:  # None: it went before it could be read
                 self.kept[path] = before
 
@@ -175,7 +144,7 @@ def _before(path: str) -> _Before | None:
             sched.fail_uncontrolled(f"a change of {path} ({st.st_size:,} bytes, more than interleave keeps to "
                                     "put it back after the run)")
         return None
-    with open(path, "rb") as f:
+    with _real_open(path, "rb") as f:
         return _Before("file", f.read(), stat.S_IMODE(st.st_mode))
 
 
@@ -232,21 +201,17 @@ def _give_turn() -> None:
 # --------------------------------------------------------------- the run's journal
 
 _current: Journal | None = None
-_hooked = False
 
 
-def _audit(event: str, args: tuple[Any, ...]) -> None:
+def _journal() -> Journal | None:
+    """The journal of the run this thread is running, if any (another OS thread's files are not the run's)."""
     journal = _current
-    if journal is not None and not journal.noting and _os_thread() == journal.thread:
-        journal.note(event, args)
+    return journal if journal is not None and _os_thread() == journal.thread else None
 
 
 def begin(key: str) -> None:
     """A run of the program ``key`` (its path) starts in this thread."""
-    global _current, _hooked
-    if not _hooked:
-        sys.addaudithook(_audit)  # an audit hook cannot be removed: outside runs it does nothing
-        _hooked = True
+    global _current
     _open_turn(key)
     if key in _changes_files:
         _take_turn(key)
@@ -262,3 +227,63 @@ def end() -> None:
             journal.undo()
     finally:
         _give_turn()
+
+
+# --------------------------------------------------------------- the functions that change files
+
+_WRITE_MODES = frozenset("wax+")
+
+
+def _open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+    journal = _journal()
+    if journal is not None and isinstance(mode, str) and not _WRITE_MODES.isdisjoint(mode):
+        journal.keep(file)
+    return _real_open(file, mode, *args, **kwargs)
+
+
+def _keeping(real: Callable[..., Any], *positions: int, dir_fds: tuple[str, ...] = ("dir_fd",),
+             flags: bool = False) -> Callable[..., Any]:
+    """``real``, keeping the paths at ``positions`` first (none through a directory descriptor;
+    ``flags``: ``os.open``, which changes its path only when opened for writing)."""
+
+    def keeping(*args: Any, **kwargs: Any) -> Any:
+        journal = _journal()
+        opened = args[1] if len(args) > 1 else kwargs.get("flags")
+        if journal is not None and all(kwargs.get(name) is None for name in dir_fds) and (
+                not flags or (isinstance(opened, int) and opened & _WRITING)):
+            journal.keep(*(args[i] for i in positions if i < len(args)))
+        return real(*args, **kwargs)
+
+    keeping.__name__ = keeping.__qualname__ = real.__name__
+    keeping.__doc__ = real.__doc__
+    return keeping
+
+
+def _rmtree(path: Any, *args: Any, **kwargs: Any) -> Any:
+    journal = _journal()
+    if journal is not None and kwargs.get("dir_fd") is None:
+        journal.keep(*_tree(path))
+    return _real_rmtree(path, *args, **kwargs)
+
+
+_real_rmtree = shutil.rmtree
+_TWO = ("src_dir_fd", "dst_dir_fd")
+#: ``(module, attribute, replacement)`` for :mod:`interleave.patching`.
+STATIC: list[tuple[Any, str, Any]] = [
+    (builtins, "open", _open),
+    (io, "open", _open),
+    (os, "open", _keeping(os.open, 0, flags=True)),
+    (os, "remove", _keeping(os.remove, 0)),
+    (os, "unlink", _keeping(os.unlink, 0)),
+    (os, "rmdir", _keeping(os.rmdir, 0)),
+    (os, "mkdir", _keeping(os.mkdir, 0)),
+    (os, "rename", _keeping(os.rename, 0, 1, dir_fds=_TWO)),
+    (os, "replace", _keeping(os.replace, 0, 1, dir_fds=_TWO)),
+    (os, "link", _keeping(os.link, 1, dir_fds=_TWO)),
+    (os, "symlink", _keeping(os.symlink, 1)),
+    (os, "truncate", _keeping(os.truncate, 0)),
+    (shutil, "rmtree", _rmtree),
+]
+#: Names a module may have bound before the run (``from os import remove``).
+REBOUND: list[tuple[Any, Any]] = [(getattr(module, name), value) for module, name, value in STATIC
+                                  if module is not builtins and module is not io]

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, count
 from typing import Any
 
-from . import draws, filelocks
+from . import draws, filejournal, filelocks
 from . import primitives as P
 from .reallocks import REAL_LOCAL, REAL_LOCK_TYPES, Finder, Found, RunLocal, Slot, describe, module_roots
 from .scheduler import Scheduler, active
@@ -95,6 +95,7 @@ _REBOUND = [
     (threading.local, _threading_local.local),
     (queue.SimpleQueue, _PY_SIMPLE_QUEUE),
     *filelocks.REBOUND,
+    *filejournal.REBOUND,
 ]
 
 _BUILTIN_METHOD = type(_thread.allocate_lock().acquire)
@@ -153,7 +154,8 @@ def _cdll_getitem(self: Any, name: Any) -> Any:
     return _real_cdll_getitem(self, name)
 
 
-_STATIC += [(os, "read", _os_read), (ctypes.CDLL, "__getitem__", _cdll_getitem), *filelocks.STATIC]
+_STATIC += [(os, "read", _os_read), (ctypes.CDLL, "__getitem__", _cdll_getitem), *filelocks.STATIC,
+            *filejournal.STATIC]
 
 
 _UNCONTROLLED = {
