@@ -21,6 +21,7 @@ a start is ordered before the child's steps, a join after them):
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from math import comb, factorial
@@ -33,6 +34,7 @@ from interleave import explore
 from interleave.campaign import SLOTS, InProcess, Job, run_config, search
 from interleave.cli import cli
 from interleave.program import load
+from interleave.strategies import dpor as dpor_module
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py"))
@@ -461,3 +463,27 @@ def test_the_pytest_statistics_say_every_order_was_run():
     line = stats_line("t.py::test", [dpor(locked_counter(2))])
     assert line.endswith("; every order of conflicting steps was run"), line
     assert "2 runs" in line
+
+
+@pytest.mark.parametrize("spec", ["examples/producer_consumer.py::fixed", "examples/semaphore_leak.py::fixed",
+                                  "examples/needs_pause.py::fixed", "examples/barrier_misuse.py::fixed"])
+@pytest.mark.parametrize("bound", [None, 2])
+def test_a_run_read_from_its_replayed_prefix_reads_as_one_read_whole(spec, bound, monkeypatch):
+    """Each run's records are read from where a run with the same choices left off at the
+    decision it deviates at; that reading must equal the one made from the first record."""
+    monkeypatch.chdir(ROOT)
+    read = dpor_module._events
+    resumed = []
+
+    def both(result, stack, replayed=0):
+        whole = [copy.copy(node) for node in stack]
+        for node in whole:
+            node.resume = None
+        resumed.append(replayed < len(stack) and stack[replayed].resume is not None)
+        got = read(result, stack, replayed)
+        assert got == read(result, whole, 0), (len(resumed), replayed)
+        return got
+
+    monkeypatch.setattr(dpor_module, "_events", both)
+    explore(spec, strategy="dpor", max_preemptions=bound, runs=400, shrink_time=0, seed=0, workers=1)
+    assert sum(resumed) > len(resumed) // 2, (sum(resumed), len(resumed))  # most runs were resumed

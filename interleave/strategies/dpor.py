@@ -130,6 +130,8 @@ class _Node:
     lengths: dict[Option, int] = field(default_factory=dict)
     sleep: dict[int, Footprint] = field(default_factory=dict)  # threads asleep on arriving here
     known: tuple[int, int] = (0, 0)  # objects and locks the run had named when it got here
+    #: The reading of the records as it stood here, kept while subtrees here are still to run.
+    resume: _Resume | None = None
     steps: tuple[int, ...] = ()  # each thread's steps when the run got here
     #: Per option added for a race: the order to follow after it, as (thread, run it until
     #: it has taken this many steps), so that the reversal is what runs next.
@@ -334,6 +336,8 @@ class DPOR(Strategy):
                     node.queued.add(option)
                     self._pushed += 1
                     heapq.heappush(self.work, (node.cost + node.paid(option), -node.depth, self._pushed, node, option))
+            if node.resume is not None and not any(_live(node, option) for option in node.queued):
+                node.resume = None  # no run will start here again (one passing through may keep another)
         if self.deal_at is not None and sum(_live(n, o) for _, _, _, n, o in self.work) >= self.deal_at:
             self.dealt = True  # the shares take it from here (see _settle)
             return
@@ -375,7 +379,7 @@ class DPOR(Strategy):
     def _learn(self, result: FinishedRun, new_from: int) -> None:
         """Sleep sets along the path, footprints of the new decisions' steps, races found."""
         stack = self.stack
-        events, starts, known = _events(result, stack)
+        events, starts, known = _events(result, stack, new_from)
         for node, k in zip(stack, known):
             node.known = k
         # Footprints of each decision's chosen first step, relative to what was named there.
@@ -591,11 +595,39 @@ def _copy_path(node: _Node, copies: dict[int, _Node]) -> _Node:
     return copies[id(node)]
 
 
-def _events(result: FinishedRun, stack: list[_Node]) -> tuple[list[_Event], list[int], list[tuple[int, int]]]:
+@dataclass(slots=True)
+class _Resume:
+    """The reading of a run's records (:func:`_events`) as it stood when the run reached a
+    decision: every later run that takes the same choices before that decision has the same
+    records up to it, so its reading starts from here. Nothing in it is changed after it is
+    taken (the reader replaces the clocks and sets it would change)."""
+
+    events: list[_Event]  # a list the reader no longer appends to beyond ``count`` in this run
+    count: int
+    starts: list[int]
+    known: list[tuple[int, int]]
+    mark: tuple[int, int]  # the records before the decision: (accesses, syncs)
+    objects: int
+    seqs: dict[int, int]
+    thread_clock: dict[int, Clock]
+    written: dict[Any, Clock]
+    read: dict[Any, Clock]
+    fields: dict[Any, frozenset[Any]]
+    lock_clock: dict[int, Clock]
+    call_clock: dict[int, Clock]
+    chosen: int | None
+    node: int | None
+
+
+def _events(result: FinishedRun, stack: list[_Node],
+            replayed: int = 0) -> tuple[list[_Event], list[int], list[tuple[int, int]]]:
     """The run's records as events in the order they happened, with happens-before (vector
     clocks over program order and dependence) and the decision each chosen first step
     belongs to; the index of the first event after each decision; and per decision, the
-    objects and locks the run had named by then."""
+    objects and locks the run had named by then.
+
+    The run replays the choices of ``stack[:replayed]``: its reading starts from the resume
+    that ``stack[replayed]`` keeps, if any; and each decision without one gets one."""
     accesses, syncs, marks = result.accesses, result.syncs, result.marks
     events: list[_Event] = []
     starts: list[int] = []
@@ -606,15 +638,30 @@ def _events(result: FinishedRun, stack: list[_Node]) -> tuple[list[_Event], list
     thread_clock: dict[int, Clock] = {}
     written: dict[Any, Clock] = {}  # per (object, field): the last write's past
     read: dict[Any, Clock] = {}  # per (object, field): the reads' pasts since
-    fields: dict[Any, set[Any]] = {}  # per object: the fields touched
+    fields: dict[Any, frozenset[Any]] = {}  # per object: the fields touched
     lock_clock: dict[int, Clock] = {}
     call_clock: dict[int, Clock] = {}  # per synchronization object: its methods' last call
     # Which decision the records being read belong to: (thread chosen, decision, phase).
     chosen: int | None = None
     node: int | None = None
     a = s = m = 0
+    resume = stack[replayed].resume if replayed < len(stack) else None
+    if resume is not None and replayed < len(marks) and marks[replayed] == resume.mark:
+        events, starts, known = resume.events[:resume.count], resume.starts[:replayed], resume.known[:replayed]
+        (a, s), m, objects = resume.mark, replayed, resume.objects
+        seqs, thread_clock, written = dict(resume.seqs), dict(resume.thread_clock), dict(resume.written)
+        read, fields = dict(resume.read), dict(resume.fields)
+        lock_clock, call_clock = dict(resume.lock_clock), dict(resume.call_clock)
+        chosen, node = resume.chosen, resume.node
+        for _, _, name, ident in syncs[:s]:  # locks are named by id, which differs between runs
+            if name in _LOCK_KINDS or name == "call":
+                locks.setdefault(ident, len(locks))
     while True:
         while m < len(marks) and marks[m][0] <= a and marks[m][1] <= s:
+            if m < len(stack) and stack[m].resume is None:
+                stack[m].resume = _Resume(
+                    events, len(events), starts, known, marks[m], objects, dict(seqs), dict(thread_clock),
+                    dict(written), dict(read), dict(fields), dict(lock_clock), dict(call_clock), chosen, node)
             starts.append(len(events))
             known.append((objects, len(locks)))
             decision = stack[m]
@@ -669,22 +716,25 @@ def _events(result: FinishedRun, stack: list[_Node]) -> tuple[list[_Event], list
             if kind == WRITE:
                 _place_write(past, written, read, fields, obj, fld)
             else:
-                for f in ([*fields.get(obj, ())] if fld is None else [fld, None]):
+                touched = fields.get(obj, frozenset())
+                for f in (touched if fld is None else (fld, None)):
                     _join(past, written.get((obj, f)))
-                read.setdefault((obj, fld), {})
-                fields.setdefault(obj, set()).add(fld)
+                if fld not in touched:
+                    fields[obj] = touched | {fld}
         elif kind == CALL:
             _join(past, call_clock.get(obj))
         else:
             _join(past, lock_clock.get(obj))
         past[thread] = seq
         if kind == READ:
-            _join(read[(obj, fld)], past)
+            readers = read.get((obj, fld))
+            read[(obj, fld)] = _joined(readers, past) if readers else past
         elif kind == WRITE:
             written[(obj, fld)] = past
         elif kind == SPAWN:
             written[(_THREADS, None)] = past
-            _join(thread_clock.setdefault(obj, {}), past)
+            spawned = thread_clock.get(obj)
+            thread_clock[obj] = _joined(spawned, past) if spawned else past
         elif kind == CALL:
             call_clock[obj] = past
         elif kind != OUTLIVE:
@@ -700,17 +750,25 @@ def _events(result: FinishedRun, stack: list[_Node]) -> tuple[list[_Event], list
     return events, starts, known
 
 
-def _place_write(past: Clock, written: dict[Any, Clock], read: dict[Any, Clock], fields: dict[Any, set[Any]],
-                 obj: Any, fld: Any) -> None:
+def _place_write(past: Clock, written: dict[Any, Clock], read: dict[Any, Clock],
+                 fields: dict[Any, frozenset[Any]], obj: Any, fld: Any) -> None:
     """A write is ordered after every earlier access of what it writes."""
-    touched = fields.setdefault(obj, set())
-    for f in ([*touched] if fld is None else [fld, None]):
+    touched = fields.get(obj, frozenset())
+    for f in (touched if fld is None else (fld, None)):
         _join(past, written.get((obj, f)))
         _join(past, read.get((obj, f)))
         if fld is None:
             read.pop((obj, f), None)
-    read[(obj, fld)] = {}
-    touched.add(fld)
+    read.pop((obj, fld), None)
+    if fld not in touched:
+        fields[obj] = touched | {fld}
+
+
+def _joined(clock: Clock, other: Clock) -> Clock:
+    """A new clock: the join of two (neither is changed)."""
+    out = dict(clock)
+    _join(out, other)
+    return out
 
 
 def _join(into: Clock, other: Clock | None) -> None:
