@@ -55,8 +55,8 @@ low-preemption schedules come first, as in the bounded enumeration. The threads 
 subtrees at a decision were begun before an option's sleep in that option's subtree.
 
 Split ``n`` ways (:meth:`DPOR.partition`; the campaign always splits into its 16 slots),
-every share runs the search alike, the *common* search, until at least ``n`` subtrees still
-to run are queued (or it is done); share ``i`` counts its runs ``i, i+n, i+2n...`` of it, and
+every share runs the search alike, the *common* search, until it has made ``4n`` runs and at
+least ``n`` subtrees still to run are queued (or it is done); share ``i`` counts its runs ``i, i+n, i+2n...`` of it, and
 the others' runs of it are *shared* runs, counted nowhere. Shares searched in one process
 (:meth:`DPOR.shares`) run the common search once between them. Then the queued subtrees
 are dealt in the order they would be run, modulo ``n``; each share goes on with its own copy
@@ -83,6 +83,12 @@ from typing import Any, TypeAlias
 from ..decisions import PAUSE, DecisionPoint, FinishedRun, Option, RunThread, options_text, run_thread
 from .base import Enumeration, SearchSummary, Strategy
 from .dfs import Nondeterminism
+
+#: Runs the common search makes per share before it is dealt. Its first runs find the
+#: reversals at the decisions nearest the root, which every share's runs would find again
+#: if dealt before them: dealt after 2 runs, producer_consumer's twin at bound 2 ran 24,679
+#: schedules for 11,663; after 64, 14,134 (docs/strategies.md).
+DEAL_RUNS_PER_SHARE = 2
 
 #: Kinds of records (see :func:`_events`).
 READ, WRITE, ACQUIRE, RELEASE, BLOCK, TRY, TIMED, SPAWN, OUTLIVE, CALL = range(10)
@@ -113,6 +119,7 @@ class _Event:
     segment: int  # the decision last made before it (-1: none)
     past: Clock = field(default_factory=dict)  # what happens before it, itself included
     before: Clock = field(default_factory=dict)  # what happened before it in its thread's past
+    place: Any = None  # where it is filed for finding what it conflicts with (see _place)
 
 
 @dataclass(slots=True)
@@ -199,7 +206,8 @@ class DPOR(Strategy):
         self.in_common = False  # the run under way is one of the common search's
         self.shared = False  # ... and another share's (see Strategy.shared_run)
         self.own_common = 0  # this share's runs of the common search so far
-        #: The common search: stop and deal once this many subtrees are queued (None: never).
+        #: The common search: stop and deal once this many subtrees are queued (None: never)
+        #: and it has ended ``DEAL_RUNS_PER_SHARE`` runs per share.
         self.deal_at: int | None = None
         self.dealt = False  # the common search stopped to be dealt; its queue is the deal
 
@@ -338,7 +346,8 @@ class DPOR(Strategy):
                     heapq.heappush(self.work, (node.cost + node.paid(option), -node.depth, self._pushed, node, option))
             if node.resume is not None and not any(_live(node, option) for option in node.queued):
                 node.resume = None  # no run will start here again (one passing through may keep another)
-        if self.deal_at is not None and sum(_live(n, o) for _, _, _, n, o in self.work) >= self.deal_at:
+        if self.deal_at is not None and self.ended >= DEAL_RUNS_PER_SHARE * self.deal_at \
+                and sum(_live(n, o) for _, _, _, n, o in self.work) >= self.deal_at:
             self.dealt = True  # the shares take it from here (see _settle)
             return
         self._next()
@@ -385,7 +394,10 @@ class DPOR(Strategy):
         # Footprints of each decision's chosen first step, relative to what was named there.
         prints: dict[int, set[Item]] = {}
         lengths: dict[int, int] = {}
-        for e in events:
+        # The replayed decisions' steps were read by the run that first took them.
+        unread = next((i for i, node in enumerate(stack)
+                       if node.footprint is None and isinstance(node.chosen, RunThread)), len(stack))
+        for e in events[starts[unread] if unread < len(starts) else len(events):]:
             if e.node is not None:
                 prints.setdefault(e.node, set()).add(_item(e, stack[e.node].known))
                 lengths[e.node] = lengths.get(e.node, 0) + 1
@@ -414,6 +426,8 @@ class DPOR(Strategy):
                 break
             if node.chosen is PAUSE:
                 sleeping.clear()  # the clock jumped: conservatively, every sleeper wakes
+            if not sleeping:
+                continue  # nothing to wake, and no step can be a sleeper's
             stop = starts[i + 1] if i + 1 < len(stack) else len(events)
             blocked = False
             for j in range(starts[i], stop):
@@ -436,9 +450,9 @@ class DPOR(Strategy):
                            key=node.paid)
             if awake and not any(o in awake for o in node.backtrack):
                 node.backtrack.append(awake[0])
-        self._races(events, end, starts[min(new_from, len(starts) - 1)] if starts else 0)
+        self._races(events, starts, end, starts[min(new_from, len(starts) - 1)] if starts else 0)
 
-    def _races(self, events: list[_Event], end: int, new: int) -> None:
+    def _races(self, events: list[_Event], starts: list[int], end: int, new: int) -> None:
         """For each race among the first ``end`` events whose second is at ``new`` or after, a
         thread that starts its reversal (the races within the replayed prefix were found by the
         run that first took it)."""
@@ -448,12 +462,9 @@ class DPOR(Strategy):
         by_place: dict[Any, dict[tuple[int, int], int]] = {}
         fields: dict[Any, set[Any]] = {}  # per object, the fields of its places
         step_start: dict[int, int] = {}  # per decision, the first event of the step chosen there
-        for k, e in enumerate(events):
-            if e.node is not None:
-                step_start.setdefault(e.node, k)
         for j in range(end):
             e2 = events[j]
-            place = _place(e2)
+            place = e2.place
             if place is None:
                 continue
             if j < new:
@@ -475,7 +486,10 @@ class DPOR(Strategy):
                     continue  # a step no decision chose: only its own thread could run there
                 if any(events[k].past.get(e1.thread, 0) >= e1.seq for k in candidates if k != i):
                     continue  # not an immediate race: a step between them is in one with each
-                first = step_start[e1.node]
+                first = step_start.get(e1.node, -1)
+                if first < 0:  # its step's events come after the decision, not always at once
+                    first = step_start[e1.node] = next(k for k in range(starts[e1.node], i + 1)
+                                                       if events[k].node == e1.node)
                 if e2.before.get(e1.thread, 0) >= events[first].seq:
                     continue  # it depends on an earlier part of e1's step (a start): steps are not split
                 if self.bound is not None:
@@ -742,7 +756,9 @@ def _events(result: FinishedRun, stack: list[_Node],
         thread_clock[thread] = past
         if kind == SPAWN:
             obj = _THREADS
-        events.append(_Event(thread, seq, kind, obj, fld, at, m - 1, past, before))
+        event = _Event(thread, seq, kind, obj, fld, at, m - 1, past, before)
+        event.place = _place(event)
+        events.append(event)
     while m < len(marks):  # decisions after the last record
         starts.append(len(events))
         known.append((objects, len(locks)))
