@@ -334,7 +334,7 @@ def test_dpor_finds_every_failure_the_enumeration_finds(spec, bound, monkeypatch
 
 # producer_consumer's twin has more orders of its queue operations than a test can run.
 TWINS = [pytest.param(spec, marks=pytest.mark.xfail(strict=True, reason=(
-             "unbounded, dpor runs 639 orders of the semaphore's operations (740 runs split into the slots); dfs at "
+             "unbounded, dpor runs 639 orders of the semaphore's operations (735 runs split into the slots); dfs at "
              "bound 2 runs 178 (at bound 3, 1,089)"))) if "semaphore_leak" in spec else spec
          for spec in (f"{p.relative_to(ROOT)}::fixed" for p in EXAMPLES if "producer_consumer" not in p.name)]
 

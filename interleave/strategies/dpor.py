@@ -87,7 +87,7 @@ from .dfs import Nondeterminism
 #: Runs the common search makes per share before it is dealt. Its first runs find the
 #: reversals at the decisions nearest the root, which every share's runs would find again
 #: if dealt before them: dealt after 2 runs, producer_consumer's twin at bound 2 ran 24,679
-#: schedules for 11,663; after 64, 14,134 (docs/strategies.md).
+#: schedules for 11,663; after 32, 14,134 (docs/strategies.md).
 DEAL_RUNS_PER_SHARE = 2
 
 #: Kinds of records (see :func:`_events`).
