@@ -55,9 +55,10 @@ low-preemption schedules come first, as in the bounded enumeration. The threads 
 subtrees at a decision were begun before an option's sleep in that option's subtree.
 
 Split ``n`` ways (:meth:`DPOR.partition`; the campaign always splits into its 16 slots),
-every share runs the search alike, the *common* search, until it has made ``4n`` runs and at
-least ``n`` subtrees still to run are queued (or it is done); share ``i`` counts its runs ``i, i+n, i+2n...`` of it, and
-the others' runs of it are *shared* runs, counted nowhere. Shares searched in one process
+every share runs the search alike, the *common* search, until it has made
+``DEAL_RUNS_PER_SHARE * n`` runs and at least ``n`` subtrees still to run are queued (or it
+is done); share ``i`` counts its runs ``i, i+n, i+2n...`` of it, and the others' runs of it
+are *shared* runs, counted nowhere. Shares searched in one process
 (:meth:`DPOR.shares`) run the common search once between them. Then the queued subtrees
 are dealt in the order they would be run, modulo ``n``; each share goes on with its own copy
 of the tree as the common search left it (its sleep sets, its queued and begun options),
