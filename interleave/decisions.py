@@ -148,29 +148,16 @@ def option_from_code(sub: int, code: int) -> Option:
 
 
 class Decision(NamedTuple):
-    """One option taken that differs from the default, where it was taken, and its cost.
-
-    ``paid`` is None only for a switch to another thread read from a replay token: the
-    token does not carry costs, and whether that switch preempted a thread that could go
-    on is known again when the schedule is replayed.
-    """
+    """One option taken that differs from the default, where it was taken, and its cost:
+    paid (a preemption, a pause, a fault, a changed draw) or free."""
 
     key: Key
     option: Option
-    paid: bool | None
+    paid: bool
 
     def code(self) -> tuple[int, int, int, int]:
         """The decision as the token's four integers: thread, steps, sub, option."""
         return (*self.key, self.option.code())
-
-
-def cost_without_run(key: Key, option: Option) -> bool | None:
-    """A decision's cost when all that is known is its key and option (a token's decision):
-    pauses, faults and changed draws are always paid, keeping the running thread is free,
-    and a switch to another thread is not known (None)."""
-    if isinstance(option, RunThread):
-        return False if option.thread == key.thread else None
-    return True
 
 
 def schedule_id(deviations: Iterable[Decision]) -> tuple[tuple[int, int, int, int], ...]:

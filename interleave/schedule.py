@@ -1,6 +1,6 @@
 """The replay token that carries a run's schedule (its typed decisions, see :mod:`interleave.decisions`).
 
-A token is ``2.<python>.<fingerprint>.<files>.<config>.<deviations>.<checksum>``:
+A token is ``4.<python>.<fingerprint>.<files>.<config>.<deviations>.<checksum>``:
 
 * ``python``: the minor version it was made on (``311``), since line events differ
   between versions;
@@ -14,15 +14,18 @@ A token is ``2.<python>.<fingerprint>.<files>.<config>.<deviations>.<checksum>``
 * ``config``: ``d`` for the default run configuration, else its compact code;
 * ``deviations``: base32 of zigzag varints, eight per decision, in the order the run met
   them: its key (thread, step, sub), its option as :meth:`~interleave.decisions.Decision.code`
-  gives it, and its place (:class:`~interleave.places.Place`: the digest of the line's text,
-  the points seen there before, the line, the file). Costs are not in the token: decoded, a
-  decision is paid or free where its kind says so, and a switch to another thread is of
-  unknown cost (``paid`` None) until replayed;
+  gives it with its cost in the lowest bit (1: paid), and its place
+  (:class:`~interleave.places.Place`: the digest of the line's text, the points seen there
+  before, the line, the file), so a token reads back as the very schedule it was made from;
 * ``checksum``: base32 of 8 bytes: a CRC of the run's steps (thread and line per step),
   so a replay of the same program that takes another path is detected instead of shown
   (a program edited since is replayed by place, where the path may differ); then a CRC of
   everything before it in the token (that first CRC included), so a token with any field
   altered is refused as corrupt before it runs.
+
+Format 3, the one before, had no costs: it is still read (a kept failure stays replayable),
+each decision paid where its kind says so and a switch to another thread taken as paid (a
+preemption: format 3 cannot tell), and only format 4 is written.
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ import sys
 import zlib
 from dataclasses import dataclass
 
-from .decisions import Decision, Key, cost_without_run, option_from_code
+from .decisions import Decision, Key, RunThread, option_from_code
 from .places import Place
 from .program import BadInput
 from .runner import RunConfig
 
-VERSION = "3"
+VERSION = "4"
+#: The format before, still read: the same fields, without the costs.
+COSTLESS_VERSION = "3"
 PYTHON = f"{sys.version_info[0]}{sys.version_info[1]}"
 #: The place of a decision made where no place was noted (a token made by hand).
 UNKNOWN_PLACE = Place(0, 0, 0, -1)
@@ -85,7 +90,8 @@ class Token:
         places = self.places or (UNKNOWN_PLACE,) * len(self.deviations)
         for d, place in zip(self.deviations, places):
             thread, steps, sub, option = d.code()
-            numbers += [thread, steps, sub, _zigzag(option), place.text, place.seen, place.line, place.file + 1]
+            numbers += [thread, steps, sub, _zigzag(option) << 1 | d.paid, place.text, place.seen, place.line,
+                        place.file + 1]
         payload = _b32(_varints(numbers)) or "0"
         files = _b32(b"".join(sorted(self.files))) or "0"
         return [VERSION, self.python, self.fingerprint, files, config, payload]
@@ -93,13 +99,14 @@ class Token:
     @classmethod
     def decode(cls, text: str) -> Token:
         parts = text.strip().split(".")
-        if parts and parts[0].isdigit() and int(parts[0]) != int(VERSION):
+        if parts and parts[0].isdigit() and int(parts[0]) not in (int(VERSION), int(COSTLESS_VERSION)):
             age = "an older" if int(parts[0]) < int(VERSION) else "a newer"
             raise BadToken(f"this replay token is of {age} format ({parts[0]}) than this interleave reads "
-                           f"({VERSION}); explore again for a new one")
-        if len(parts) != 7 or parts[0] != VERSION:
+                           f"({COSTLESS_VERSION} and {VERSION}); explore again for a new one")
+        if len(parts) != 7 or parts[0] not in (VERSION, COSTLESS_VERSION):
             raise BadToken(f"corrupt replay token: expected 7 dot-separated fields starting with '{VERSION}.'")
-        _, python, fingerprint, files_field, config_code, payload, checksum = parts
+        version, python, fingerprint, files_field, config_code, payload, checksum = parts
+        decision = _decision if version == VERSION else _costless_decision
         try:
             sums = _unb32(checksum)
             if len(sums) != 8:
@@ -113,22 +120,32 @@ class Token:
             if (len(numbers) % 8 or not python.isdigit() or len(fingerprint) != 8
                     or len(packed) % FILE_DIGEST_BYTES):
                 raise ValueError("fields of the wrong length")
-            deviations = tuple(_decision(*numbers[i:i + 4]) for i in range(0, len(numbers), 8))
+            deviations = tuple(decision(*numbers[i:i + 4]) for i in range(0, len(numbers), 8))
             places = tuple(Place(text, seen, line, file - 1)
                            for text, seen, line, file in (numbers[i + 4:i + 8] for i in range(0, len(numbers), 8)))
         except (ValueError, IndexError, binascii.Error):
             raise BadToken("corrupt replay token: its fields do not decode") from None
         files = frozenset(packed[i:i + FILE_DIGEST_BYTES] for i in range(0, len(packed), FILE_DIGEST_BYTES))
         token = cls(python, fingerprint, config, deviations, int.from_bytes(sums[:4], "big"), files, places)
-        if token.encode() != text.strip():  # another spelling of the same bytes (case, spare bits)
+        # Another spelling of the same bytes (case, spare bits) is refused; a format-3 token's
+        # base32 fields are checked alone, as it is written no more.
+        respelled = token.encode() == text.strip() if version == VERSION else all(
+            field == "0" or _b32(_unb32(field)) == field for field in (files_field, payload, checksum))
+        if not respelled:
             raise BadToken("corrupt replay token: it is not spelled as interleave writes it (altered?)")
         return token
 
 
 def _decision(thread: int, steps: int, sub: int, code: int) -> Decision:
     key = Key(thread, steps, sub)
+    return Decision(key, option_from_code(sub, _unzigzag(code >> 1)), bool(code & 1))
+
+
+def _costless_decision(thread: int, steps: int, sub: int, code: int) -> Decision:
+    """A format-3 decision: paid unless it keeps the running thread (a switch may have been free)."""
+    key = Key(thread, steps, sub)
     option = option_from_code(sub, _unzigzag(code))
-    return Decision(key, option, cost_without_run(key, option))
+    return Decision(key, option, not (isinstance(option, RunThread) and option.thread == key.thread))
 
 
 def file_digest(path: str) -> bytes | None:

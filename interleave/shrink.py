@@ -85,7 +85,7 @@ PAIR_REACH = 4
 
 def is_paid(d: Decision) -> bool:
     """A preemption: a switch away from a thread that could have gone on."""
-    return isinstance(d.option, RunThread) and bool(d.paid)
+    return isinstance(d.option, RunThread) and d.paid
 
 
 def is_free_switch(d: Decision) -> bool:

@@ -1,15 +1,14 @@
 """Hypothesis strategies for schedules and replay tokens, in one place for every test.
 
 When the shape of a decision changes (interleave.decisions.Decision), this module is the
-one to adapt: :data:`deviations` makes arbitrary ones, :func:`as_decoded` says what a
-token keeps of one.
+one to adapt: :data:`deviations` makes arbitrary ones.
 """
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from interleave.decisions import DRAW_SUB, FAULT_SUB, PAUSE, Decision, Draw, Fault, Key, cost_without_run, run_thread
+from interleave.decisions import DRAW_SUB, FAULT_SUB, PAUSE, Decision, Draw, Fault, Key, run_thread
 from interleave.runner import RunConfig
 from interleave.places import TEXT_BITS, Place
 from interleave.schedule import FILE_DIGEST_BYTES, Token
@@ -29,11 +28,6 @@ def deviations(draw: st.DrawFn) -> Decision:
     else:
         key, option = Key(thread, steps, DRAW_SUB + sub), Draw(draw(st.integers(1, 40)))
     return Decision(key, option, draw(st.booleans()))
-
-
-def as_decoded(decision: Decision) -> Decision:
-    """What a token gives back of a decision: its key and option, and the cost its kind tells."""
-    return decision._replace(paid=cost_without_run(decision.key, decision.option))
 
 
 #: Installed modules, packages or paths (``--include``): never empty, never holding a NUL.

@@ -122,7 +122,7 @@ def test_two_processes_with_the_same_seed_agree(race):
 
 
 #: A token made for another program: its one decision is at a place race.py does not have.
-ELSEWHERE = Token(PYTHON, "00000000", RunConfig(), (Decision(Key(0, 5, 0), run_thread(1), None),), 0,
+ELSEWHERE = Token(PYTHON, "00000000", RunConfig(), (Decision(Key(0, 5, 0), run_thread(1), True),), 0,
                   places=(Place(12345, 0, 3, 0),)).encode()
 
 

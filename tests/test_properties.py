@@ -9,7 +9,7 @@ import string
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from schedule_strategies import as_decoded, tokens
+from schedule_strategies import tokens
 
 from interleave.decisions import PAUSE, Decision, Key, run_thread
 from interleave.schedule import UNKNOWN_PLACE, BadToken, Token
@@ -19,8 +19,9 @@ ALPHABET = string.ascii_lowercase + string.digits + string.ascii_uppercase + "."
 
 
 def expected(token: Token) -> Token:
-    """What a token reads back as: a token made with no places has the place of none for each decision."""
-    return Token(token.python, token.fingerprint, token.config, tuple(map(as_decoded, token.deviations)),
+    """What a token reads back as: itself, costs included; a token made with no places has the place
+    of none for each decision."""
+    return Token(token.python, token.fingerprint, token.config, token.deviations,
                  token.checksum, token.files, token.places or (UNKNOWN_PLACE,) * len(token.deviations))
 
 

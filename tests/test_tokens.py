@@ -7,11 +7,13 @@ import itertools
 import re
 import sys
 import textwrap
+import zlib
 
 import pytest
 
 from interleave import BadInput, Diverged, explore, replay
-from interleave.decisions import Draw
+from interleave import schedule
+from interleave.decisions import Draw, run_thread
 from interleave.schedule import Token
 
 RACE = """
@@ -89,6 +91,30 @@ def test_a_token_with_any_field_altered_is_refused_as_corrupt(race, field, alter
     assert tampered != token
     with pytest.raises(BadInput, match="corrupt replay token"):
         replay(target, tampered)
+
+
+def as_format_3(token: str) -> str:
+    """The token as format 3 wrote it: each option without its cost bit, and its own checksum."""
+    version, *fields, sums = token.split(".")
+    numbers = schedule._read_varints(schedule._unb32(fields[4])) if fields[4] != "0" else []
+    numbers[3::8] = [n >> 1 for n in numbers[3::8]]
+    head = ".".join(["3", *fields[:4], schedule._b32(schedule._varints(numbers)) or "0"]) + "."
+    path_crc = schedule._unb32(sums)[:4]
+    return head + schedule._b32(path_crc + zlib.crc32(head.encode() + path_crc).to_bytes(4, "big"))
+
+
+def test_a_token_carries_each_decisions_cost_and_a_format_3_token_is_still_replayed(race):
+    _, target, token = race
+    decoded = Token.decode(token)
+    assert any(d.paid for d in decoded.deviations)  # the lost update needs a preemption
+    old = Token.decode(as_format_3(token))
+    assert [(d.key, d.option) for d in old.deviations] == [(d.key, d.option) for d in decoded.deviations]
+    assert old.places == decoded.places
+    # Format 3 cannot tell a free switch to another thread from a preemption: taken as paid.
+    assert all(d.paid for d in old.deviations if d.option != run_thread(d.key.thread))
+    again, before = replay(target, as_format_3(token)), replay(target, token)
+    assert again.failure is not None and before.failure is not None
+    assert (again.failure.message, again.steps) == (before.failure.message, before.steps)
 
 
 def test_replay_names_a_helper_module_that_changed_since_the_token(race):

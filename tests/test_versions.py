@@ -595,7 +595,7 @@ def test_a_token_from_another_version_replays_exactly_or_says_it_cannot(tmp_path
         replay(target, altered)
     # A schedule whose decisions are not reached on this version: the same message.
     far = Token(other, decoded.fingerprint, decoded.config,
-                decoded.deviations + (Decision(Key(1, 10_000, 0), run_thread(2), None),), decoded.checksum,
+                decoded.deviations + (Decision(Key(1, 10_000, 0), run_thread(2), True),), decoded.checksum,
                 decoded.files).encode()
     with pytest.raises(BadInput, match="made on Python 3.99"):
         replay(target, far)
