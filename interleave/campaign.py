@@ -113,6 +113,28 @@ def race_summary(counts: list[tuple[RaceCount, int]]) -> dict[str, Any]:
             "places": [race_place_text(p) for p in places]}
 
 
+class ThreadCount:
+    """The most threads a slot's runs started besides the main one, and the most steps of the
+    program's own code those threads took in one run: kept as they rose, so that merging can
+    take them over the runs it counts only."""
+
+    def __init__(self) -> None:
+        #: ``(run, threads, steps)`` at each run (its position among the slot's runs) that raised a figure.
+        self.rises: list[tuple[int, int, int]] = []
+
+    def add(self, run: int, result: RunResult) -> None:
+        threads, steps = self.rises[-1][1:] if self.rises else (0, 0)
+        started = result.threads - 1  # the first is the program's main thread
+        user_steps = sum(result.extra["user_steps"][1:])
+        if started > threads or user_steps > steps:
+            self.rises.append((run, max(started, threads), max(user_steps, steps)))
+
+    def before(self, limit: int) -> tuple[int, int]:
+        """``(threads, steps)`` over the slot's runs before its run ``limit``."""
+        below = [(threads, steps) for run, threads, steps in self.rises if run < limit]
+        return below[-1] if below else (0, 0)
+
+
 @dataclass
 class Job:
     """Everything a slot's search needs: the campaign's settings and which share is its own.
@@ -182,6 +204,7 @@ class SlotResult:
     pct: tuple[PctFigures, ...] = ()
     census: Census | None = None  # see interleave.census
     races: RaceCount = field(default_factory=RaceCount)  # the runs checked for races (see RaceCount)
+    threads: ThreadCount = field(default_factory=ThreadCount)  # what the runs' threads did (see ThreadCount)
     coverage: dict[str, list[int]] | None = None  # with Job.coverage: {filename: [line, ...]}
 
 
@@ -377,6 +400,7 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> list[Slo
             if is_shared:
                 here.shared += 1
                 continue
+            out.threads.add(here.run, result)
             here.run += 1
             here.steps += result.steps
             out.steps.append(result.steps)
@@ -528,6 +552,9 @@ def merge(display: str, job: Job, campaign: Campaign, describe: Describe, worker
         report.runs += len(ran)
         report.steps += sum(r.steps[i] for i in ran)
         seen.update(r.schedules[i] for i in ran)
+        threads, user_steps = r.threads.before(keep)
+        report.threads_started = max(report.threads_started, threads)
+        report.thread_user_steps = max(report.thread_user_steps, user_steps)
     report.distinct_schedules = len(seen)
     report.elapsed_s = campaign.elapsed_s
     report.interrupted = campaign.interrupted or any(r.interrupted for r in results)

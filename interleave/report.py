@@ -126,6 +126,11 @@ class Report:
     #: budget, or at the failure): what was run, and so what was found, is what this machine
     #: and this number of workers had time for.
     time_limited: bool = False
+    #: The most threads a run started besides the program's main thread, and the most steps in
+    #: the user's code (with ``granularity`` access, its shared accesses and synchronizations;
+    #: else every step) those threads took in one run.
+    threads_started: int = 0
+    thread_user_steps: int = 0
 
     @property
     def outcome(self) -> Outcome:

@@ -377,6 +377,9 @@ class Scheduler:
         finally:
             if uninstall is not None:
                 uninstall()
+            # Per thread, its steps in the program's own code (with lines as the steps, every step is
+            # one); counted before teardown, whose finally blocks are no steps of the run.
+            self.extra["user_steps"] = [vt.user_steps if self.accesses else vt.steps for vt in self.threads]
             self._teardown()
             self._let_go()
             self._ask_where = _nowhere

@@ -173,6 +173,9 @@ def test_enumeration_in_worker_processes_is_still_exhaustive(program):
     assert one.exhausted and two.exhausted
     assert (two.runs, two.distinct_schedules, two.bound, two.steps) == (one.runs, one.runs, one.bound, one.steps)
     assert two.workers == 2 and two.failure is None
+    # What the threads did comes back from the workers too (the pytest plugin's health warnings read it).
+    assert one.threads_started == 2 and one.thread_user_steps > 0
+    assert (two.threads_started, two.thread_user_steps) == (one.threads_started, one.thread_user_steps)
 
 
 def test_sampling_split_runs_the_same_run_indices_as_one_process(program):
