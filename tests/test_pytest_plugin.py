@@ -756,41 +756,60 @@ def test_stats_show_what_passing_tests_explored(pytester: pytest.Pytester) -> No
     assert "interleave statistics" not in pytester.runpytest("--interleave-runs=20").stdout.str()
 
 
+# Two tests with nothing to interleave: no thread; threads that run only the standard library.
+NOTHING_TO_INTERLEAVE = """
+    import threading
+    import pytest
+
+    @pytest.mark.interleave(runs=20)
+    def test_no_thread():
+        assert sum([1, 2]) == 3
+
+    @pytest.mark.interleave(runs=20)
+    def test_library_threads_only():
+        seen = []
+        threads = [threading.Thread(target=seen.append, args=(n,)) for n in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(seen) == [0, 1]
+"""
+HEALTH_WARNINGS = [
+    "*InterleaveHealthWarning: test_health.py::test_no_thread started no thread in its runs*",
+    "*InterleaveHealthWarning: test_health.py::test_library_threads_only: the threads it started ran no "
+    "line of your code*",
+]
+
+
 def test_health_warnings_for_tests_with_nothing_to_interleave(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_health="""
-        import threading
-        import pytest
-
-        @pytest.mark.interleave(runs=20)
-        def test_no_thread():
-            assert sum([1, 2]) == 3
-
-        @pytest.mark.interleave(runs=20)
-        def test_library_threads_only():
-            seen = []
-            threads = [threading.Thread(target=seen.append, args=(n,)) for n in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert sorted(seen) == [0, 1]
-
+    pytester.makepyfile(test_health=textwrap.dedent(NOTHING_TO_INTERLEAVE) + textwrap.dedent("""
         @pytest.mark.interleave(runs=5)
         def test_skipped():
             pytest.skip("not a pass: no health check")
-    """, test_counter=FIXED)
+    """), test_counter=FIXED)
     result = pytester.runpytest("--interleave-runs=50")
     result.assert_outcomes(passed=3, skipped=1)
     out = result.stdout.str()
-    result.stdout.fnmatch_lines([
-        "*InterleaveHealthWarning: test_health.py::test_no_thread started no thread in its runs*",
-        "*InterleaveHealthWarning: test_health.py::test_library_threads_only: the threads it started ran no "
-        "line of your code*",
-    ], consecutive=False)
+    result.stdout.fnmatch_lines(HEALTH_WARNINGS, consecutive=False)
     assert "test_counter" not in out.split("warnings summary", 1)[1]
     assert "test_skipped" not in out.split("warnings summary", 1)[1]
     quiet = pytester.runpytest("-W", "error::interleave.pytest_plugin.InterleaveHealthWarning", "test_health.py")
     quiet.assert_outcomes(failed=2, skipped=1)  # a health warning can be made an error, like any pytest warning
+
+
+def test_health_warnings_when_the_runs_are_in_worker_processes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_health=NOTHING_TO_INTERLEAVE)
+    result = pytester.runpytest("--interleave-workers=2")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(HEALTH_WARNINGS, consecutive=False)
+
+
+def test_no_health_warning_with_workers_when_the_threads_run_your_code(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_counter=FIXED)
+    result = pytester.runpytest("--interleave-workers=2", "--interleave-runs=50")
+    result.assert_outcomes(passed=1)
+    assert "InterleaveHealthWarning" not in result.stdout.str()
 
 
 def test_turning_the_plugin_off_as_the_docs_say(pytester: pytest.Pytester) -> None:

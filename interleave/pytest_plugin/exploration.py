@@ -24,7 +24,7 @@ from . import reporting
 from .body import TestBody, fingerprint, is_hypothesis_test
 from .coverage_bridge import CoverageBridge
 from .fixtures import FreshFixtures
-from .health import Health, InterleaveHealthWarning
+from .health import InterleaveHealthWarning, health_warnings
 from .options import Budget
 from .store import KeptFailures
 
@@ -42,8 +42,8 @@ class TestExploration:
         self.kept = KeptFailures(Path(str(item.config.rootpath)), self.note)
         self.coverage = CoverageBridge.if_measuring()
         self.outcome: BaseException | None = None  # a skip or xfail raised by the body
-        self.health = Health()
-        self.passed: list[Report] = []  # explorations without a failure, for --interleave-stats
+        #: Explorations without a failure, for the health warnings and --interleave-stats.
+        self.passed: list[Report] = []
         self._fingerprint = fingerprint(item)
 
     # -- the program the engine runs
@@ -68,8 +68,6 @@ class TestExploration:
         except (pytest.skip.Exception, pytest.xfail.Exception) as exc:
             # Not a failure of the schedule: pytest reports it once exploring is done.
             self.outcome = exc
-        finally:
-            self.health.observe()
 
     # -- plain tests
 
@@ -92,7 +90,7 @@ class TestExploration:
         """No schedule failed: a skip or xfail of the body is the outcome; else the test passed."""
         if self.outcome is not None:
             raise self.outcome
-        for warning in self.health.warnings(self.item.nodeid):
+        for warning in health_warnings(self.item.nodeid, self.passed):
             self.item.warn(InterleaveHealthWarning(warning))
         if self.passed and self.item.config.getoption("interleave_stats"):
             self.item.user_properties.append((reporting.STATS, reporting.stats_line(self.item.nodeid, self.passed)))
