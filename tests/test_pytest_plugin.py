@@ -378,15 +378,23 @@ def test_bad_options_are_one_line_usage_errors(pytester: pytest.Pytester) -> Non
         assert "Traceback" not in result.stderr.str()
 
 
-def test_skip_inside_the_body_is_a_skip(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_skip_or_xfail_inside_the_body_is_a_skip_or_xfail_with_any_workers(pytester: pytest.Pytester,
+                                                                          workers: str) -> None:
     pytester.makepyfile(test_skip="""
         import pytest
 
         @pytest.mark.interleave(runs=3)
-        def test_it():
+        def test_skipped():
             pytest.skip("not today")
+
+        @pytest.mark.interleave(runs=3)
+        def test_xfailed():
+            pytest.xfail("known")
     """)
-    pytester.runpytest().assert_outcomes(skipped=1)
+    result = pytester.runpytest(f"--interleave-workers={workers}", "-rsx")
+    result.assert_outcomes(skipped=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*not today*", "*known*"], consecutive=False)
 
 
 def test_hypothesis_shows_minimal_input_and_minimal_schedule(pytester: pytest.Pytester) -> None:
