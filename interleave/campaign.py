@@ -378,7 +378,7 @@ def search(job: Job, control: Control, runner: Runner | None = None) -> list[Slo
             counting = not is_shared and out.races.due(here.slot, here.run, runner)
             try:
                 # A shared run is another slot's run, whose lines that slot's run covers.
-                result = runner.run(chooser, observer=None if is_shared else collector, check_races=counting,
+                result = runner.run(chooser, line_observer=None if is_shared else collector, check_races=counting,
                                     track_accesses=chooser.needs_accesses)
             except Nondeterminism as exc:
                 out.nondeterministic = f"the program did not repeat itself under the same choices ({exc})"

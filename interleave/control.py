@@ -65,8 +65,8 @@ def unfreeze(threads: Iterable[threading.Thread]) -> None:
 
 def _record(sched: Scheduler, kind: type[events.ThreadsCrashed | events.ThreadsFrozen | events.ThreadsThawed],
             vts: list[VThread]) -> None:
-    if sched.recorder is not None:
-        sched.recorder.event(sched, kind(tuple(vt.index for vt in vts), tuple(vt.name for vt in vts)))
+    if sched.observer is not None:
+        sched.observer.event(sched, kind(tuple(vt.index for vt in vts), tuple(vt.name for vt in vts)))
 
 
 def set_group(name: str) -> None:
@@ -78,8 +78,8 @@ def set_group(name: str) -> None:
     sched = active()
     if sched is not None:
         sched.current.group = name
-        if sched.recorder is not None:
-            sched.recorder.event(sched, events.Grouped(name))
+        if sched.observer is not None:
+            sched.observer.event(sched, events.Grouped(name))
 
 
 def annotate(kind: str, **fields: Any) -> None:
@@ -92,5 +92,5 @@ def annotate(kind: str, **fields: Any) -> None:
     Field values should be str, int, float, bool or None (others are shown with ``str``).
     """
     sched = active()
-    if sched is not None and sched.recorder is not None:
-        sched.recorder.event(sched, events.Noted(kind, fields))
+    if sched is not None and sched.observer is not None:
+        sched.observer.event(sched, events.Noted(kind, fields))

@@ -95,7 +95,7 @@ def _replay_recorded(runner: Runner, found: FoundFailure, deviations: list[Decis
     recorder = TraceRecorder()
     locating = Locating(Replay(deviations, strict=True), (d.key for d in deviations))
     try:
-        run: RunResult | None = runner.run_or_raise(locating, recorder)
+        run: RunResult | None = runner.run_or_raise(locating, (recorder,))
     except ScheduleMismatch:
         run = None
     if run is None or not found.failure.same_as(run.failure):

@@ -78,8 +78,8 @@ def _decide(what: str, seeded: _T, alternatives: tuple[_T, ...]) -> _T:
     if picked == 0:
         return seeded
     value = alternatives[picked - 1]
-    if sched.recorder is not None:
-        sched.recorder.event(sched, Drew(what, value, seeded))
+    if sched.observer is not None:
+        sched.observer.event(sched, Drew(what, value, seeded))
     return value
 
 

@@ -1,4 +1,4 @@
-"""What a run tells its observer, as data: the scheduler and the primitives emit these.
+"""What a run tells its observers, as data: the scheduler and the primitives emit these.
 
 Each event is a small frozen dataclass of facts (thread indices, names, labels, numbers);
 the words a person reads are made by the renderers (:mod:`interleave.trace`,
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from .failures import Failure
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,19 @@ class TearingDown:
 
 
 @dataclass(frozen=True)
+class RunEnded:
+    """The run is over, and this is how: its ``failure`` (its kind, message, thread and place;
+    a data race's too, found after the scheduler's part), or None when it passed; what stopped
+    it that interleave cannot control, if anything; whether a Ctrl-C cut it short. The last
+    event of a run, after the teardown's."""
+
+    kind: ClassVar[str] = "end"
+    failure: Failure | None
+    uncontrolled: str | None
+    interrupted: bool
+
+
+@dataclass(frozen=True)
 class ThreadsCrashed:
     kind: ClassVar[str] = "crash"
     threads: tuple[int, ...]
@@ -192,5 +207,5 @@ class Noted:
 
 
 RunEvent = (Entered | ThreadStarted | ThreadEnded | Preempted | Paused | ClockAdvanced | Blocked | Woken | Acquired
-            | Released | Accessed | Faulted | Drew | Deadlocked | TearingDown | ThreadsCrashed | ThreadsFrozen
-            | ThreadsThawed | Grouped | Noted)
+            | Released | Accessed | Faulted | Drew | Deadlocked | TearingDown | RunEnded | ThreadsCrashed
+            | ThreadsFrozen | ThreadsThawed | Grouped | Noted)

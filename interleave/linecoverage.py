@@ -12,7 +12,7 @@ from typing import IO, Any
 
 
 class LineCollector:
-    """A recorder that keeps only which lines of the user's files ran."""
+    """An observer that keeps only which lines of the user's files ran."""
 
     def __init__(self) -> None:
         self.lines: dict[str, set[int]] = {}

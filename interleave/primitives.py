@@ -142,8 +142,8 @@ class Lock:
             if timed:
                 sched.note_sync("timed", self)  # the release it waited for might have come after its timeout
             sched.note_sync("acquire", self)
-        if sched.recorder is not None:
-            sched.recorder.event(sched, events.Acquired(self.label))
+        if sched.observer is not None:
+            sched.observer.event(sched, events.Acquired(self.label))
         return True
 
     def release(self) -> None:
@@ -160,8 +160,8 @@ class Lock:
         self.holder = None
         if sched.noting:
             sched.note_sync("release", self)
-        if sched.recorder is not None:
-            sched.recorder.event(sched, events.Released(self.label))
+        if sched.observer is not None:
+            sched.observer.event(sched, events.Released(self.label))
         for waiter in self._waiters:
             sched.wake(waiter)
 

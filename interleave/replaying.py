@@ -94,7 +94,7 @@ def _by_key(program: Program, decoded: Token) -> ReplayOutcome | _Misfit:
     runner = Runner(program, decoded.config, interactive=True)
     chooser = Replay(list(decoded.deviations), strict=True)
     try:
-        result = runner.run(chooser, recorder)
+        result = runner.run(chooser, (recorder,))
     except ScheduleMismatch as exc:
         return misfit(str(exc))
     finally:
@@ -116,7 +116,7 @@ def _by_place(program: Program, decoded: Token, go_on: bool) -> ReplayOutcome:
     runner = Runner(program, decoded.config, interactive=True)
     chooser = ReplayByPlace(decoded.deviations, decoded.places)
     try:
-        result = runner.run(chooser, recorder)
+        result = runner.run(chooser, (recorder,))
     finally:
         runner.close()
     if result.uncontrolled is not None:

@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from .instrument import Instrumentation, Scope
 from .patching import Patcher
 from .program import Program
 from .reallocks import library_module
-from .scheduler import Recorder, RunResult, Scheduler, active
+from .scheduler import Observer, RunResult, Scheduler, active
 from .story import TraceRecorder
 
 DEFAULT_MAX_STEPS = 100_000
@@ -115,10 +116,11 @@ class Runner:
         self.watchdog.close()
 
 
-    def run(self, chooser: Chooser, recorder: Recorder | None = None, *, track_accesses: bool = False,
-            observer: Recorder | None = None, tracer: Any = None, check_races: bool = False) -> RunResult:
-        """One run. ``observer`` sees every executed line without making it a switch point
-        (line coverage when accesses are the steps); ``tracer`` installs a tracer of its own.
+    def run(self, chooser: Chooser, observers: Sequence[Observer] = (), *, track_accesses: bool = False,
+            line_observer: Observer | None = None, tracer: Any = None, check_races: bool = False) -> RunResult:
+        """One run, told to each of ``observers``. ``line_observer`` sees every executed line
+        without making it a switch point (line coverage when accesses are the steps); ``tracer``
+        installs a tracer of its own.
 
         With races on (the config's), a data race is the run's failure when nothing else
         failed; ``check_races`` only counts them (``result.extra["races"]``, their places)."""
@@ -137,10 +139,10 @@ class Runner:
         check_races = check_races or self.config.races
         track_accesses = track_accesses or check_races
         install = self._install
-        if observer is not None and self.accesses:
-            install = tracing.line_observer(observer)
-        elif observer is not None:
-            recorder = recorder or observer
+        if line_observer is not None and self.accesses:
+            install = tracing.line_observer(line_observer)
+        elif line_observer is not None:  # the lines are the steps: it observes them as the others do
+            observers = (*observers, line_observer)
         if tracer is not None and self.accesses:
             install = tracer
         elif install is None and self.census is None and self.instrumentation is not None:
@@ -154,7 +156,7 @@ class Runner:
             max_pauses=self.config.max_pauses,
             max_faults=self.config.max_faults,
             max_draws=self.config.max_draws,
-            recorder=recorder,
+            observers=observers,
             install_tracer=install,
             accesses=self.accesses,
             track_accesses=track_accesses,
@@ -178,29 +180,31 @@ class Runner:
             result.uncontrolled = ("a real OS thread that threading does not know of (started by a C extension?), "
                                    "which interleave cannot schedule")
         if check_races and self.accesses and result.uncontrolled is None:
-            self._check_races(sched, result, recorder)
+            self._check_races(sched, result, observers)
+        if sched.observer is not None:  # told here, not by the scheduler: the checks above can still fail the run
+            sched.observer.event(sched, events.RunEnded(result.failure, result.uncontrolled,
+                                                        bool(result.extra.get("interrupted"))))
         return result
 
-    def run_or_raise(self, chooser: Chooser, recorder: Recorder | None = None) -> RunResult:
+    def run_or_raise(self, chooser: Chooser, observers: Sequence[Observer] = ()) -> RunResult:
         """:meth:`run`, raising the ``KeyboardInterrupt`` a run catches (the run stops, the caller too)."""
-        result = self.run(chooser, recorder)
+        result = self.run(chooser, observers)
         if result.extra.get("interrupted"):
             raise KeyboardInterrupt
         return result
 
-    def _check_races(self, sched: Scheduler, result: RunResult, recorder: Recorder | None) -> None:
+    def _check_races(self, sched: Scheduler, result: RunResult, observers: Sequence[Observer]) -> None:
         found = races.check(sched)
         result.extra["races"] = [race.place() for race in found]
         if found and self.config.races and result.failure is None:
-            result.failure = races.first_failure(sched, found, getattr(recorder, "stacks", {}))
-            if isinstance(recorder, TraceRecorder):
-                recorder.mark_race(result.failure)
+            stacks = next((o.stacks for o in observers if isinstance(o, TraceRecorder)), {})
+            result.failure = races.first_failure(sched, found, stacks)
 
     def _main(self) -> Any:
         function = self.program.entry(instrumented=self.accesses)
         sched = active()
-        if sched is not None and sched.recorder is not None:
-            sched.recorder.event(sched, events.Entered(self.program.func_name))
+        if sched is not None and sched.observer is not None:
+            sched.observer.event(sched, events.Entered(self.program.func_name))
         function()
         _stop_pool_workers_like_the_interpreter(sched)
 

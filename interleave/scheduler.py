@@ -175,12 +175,29 @@ class VThread:
         return f"<VThread {self.index} {self.name} {self.state}>"
 
 
-class Recorder(Protocol):
+class Observer(Protocol):
     """Who watches a run: each step (the thread, the program's frame) and each typed event
     (:mod:`interleave.events`). The scheduler only reports; what is made of it is the observer's."""
 
     def step(self, sched: Scheduler, thread: VThread, frame: Any) -> None: ...
     def event(self, sched: Scheduler, event: events.RunEvent) -> None: ...
+
+
+class _Observers:
+    """Several observers as one: each is told every step and event, in the order given."""
+
+    __slots__ = ("_each",)
+
+    def __init__(self, each: tuple[Observer, ...]) -> None:
+        self._each = each
+
+    def step(self, sched: Scheduler, thread: VThread, frame: Any) -> None:
+        for observer in self._each:
+            observer.step(sched, thread, frame)
+
+    def event(self, sched: Scheduler, event: events.RunEvent) -> None:
+        for observer in self._each:
+            observer.event(sched, event)
 
 
 _active: Scheduler | None = None
@@ -206,7 +223,7 @@ class Scheduler:
         max_pauses: int = 2,
         max_faults: int = 2,
         max_draws: int = 2,
-        recorder: Recorder | None = None,
+        observers: Sequence[Observer] = (),
         install_tracer: Callable[[Scheduler], Callable[[], None]] | None = None,
         accesses: bool = False,
         track_accesses: bool = False,
@@ -216,7 +233,10 @@ class Scheduler:
         self.pauses_left = max_pauses
         self.faults_left = max_faults
         self.draws_left = max_draws
-        self.recorder = recorder
+        #: Who observes the run, as one: None without observers (every step looks, so that
+        #: exploration pays one test for them), the observer itself, or all of them together.
+        self.observer: Observer | None = (None if not observers else observers[0] if len(observers) == 1
+                                          else _Observers(tuple(observers)))
         self._install_tracer = install_tracer
         self.clock = Clock()
         self.threads: list[VThread] = []
@@ -239,8 +259,8 @@ class Scheduler:
         self.internal_error: Exception | None = None
         #: Shared accesses are the steps (the program's code is instrumented), not lines.
         self.accesses = accesses
-        #: Whether instrumented accesses note what they touched (a recorder, or a strategy asked).
-        self.noting = accesses and (recorder is not None or track_accesses)
+        #: Whether instrumented accesses note what they touched (an observer, or a strategy asked).
+        self.noting = accesses and (self.observer is not None or track_accesses)
         #: ``(thread, object key, field, write, site)`` per noted access, in order.
         self.access_log: list[tuple[int, Any, Any, bool, int]] = []
         self._object_keys: dict[int, Any] = {}
@@ -313,8 +333,8 @@ class Scheduler:
         self._spins.clear()
         if self.noting and self.current is not None:
             self.sync_log.append((len(self.access_log), self.current.index, "spawn", index))
-        if self.recorder is not None and self.current is not None:
-            self.recorder.event(self, events.ThreadStarted(vt.index, vt.name, vt.group))
+        if self.observer is not None and self.current is not None:
+            self.observer.event(self, events.ThreadStarted(vt.index, vt.name, vt.group))
         return vt
 
     def _thread_body(self, vt: VThread, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -342,8 +362,8 @@ class Scheduler:
         self._drop_runnable(vt.index)
         if vt.sentinel is not None and vt.sentinel.locked():
             vt.sentinel.release()
-        if self.recorder is not None:
-            self.recorder.event(self, events.ThreadEnded())
+        if self.observer is not None:
+            self.observer.event(self, events.ThreadEnded())
 
     # ---------------------------------------------------------------- the run
 
@@ -417,8 +437,8 @@ class Scheduler:
     def _teardown(self) -> None:
         """Stop every thread still alive, running its ``finally`` blocks without switching."""
         self.tearing_down = True
-        if self.recorder is not None:
-            self.recorder.event(self, events.TearingDown())  # any step after this is a finally block, not the run
+        if self.observer is not None:
+            self.observer.event(self, events.TearingDown())  # any step after this is a finally block, not the run
         alive = []
         for vt in self.threads:
             if vt.greenlet:  # started and not dead
@@ -461,8 +481,8 @@ class Scheduler:
         cur = self.current
         cur.steps += 1
         self.steps += 1
-        if self.recorder is not None:
-            self.recorder.step(self, cur, frame)
+        if self.observer is not None:
+            self.observer.step(self, cur, frame)
         if self.steps >= self._next_sample:
             self._sample(frame, in_trace=True)
         if self._loop_lines is not None:
@@ -505,8 +525,8 @@ class Scheduler:
         if switch and (len(self.runnable) > 1 or ((self.pauses_left > 0 or self.stalled) and self.clock.has_timers())):
             self._switch_point(False, False)  # not in a tracer, not yielding (positional: a cheaper call)
         cur.ops = 1
-        if self.recorder is not None and not self.tearing_down:
-            self.recorder.step(self, cur, sys._getframe(2))
+        if self.observer is not None and not self.tearing_down:
+            self.observer.step(self, cur, sys._getframe(2))
 
     def sync_call(self) -> None:
         """A method of a synchronization object is about to be called from instrumented code:
@@ -517,8 +537,8 @@ class Scheduler:
         self._visible_step(cur, cur.ops > 0 or cur.sync_pending)
         cur.sync_pending = True
         cur.sync_entry = None
-        if self.recorder is not None and not self.tearing_down:
-            self.recorder.step(self, cur, sys._getframe(2))
+        if self.observer is not None and not self.tearing_down:
+            self.observer.step(self, cur, sys._getframe(2))
 
     def sync_point(self, entry: Any, frame: Any) -> None:
         """Switch point before a lock operation, when shared accesses are the steps.
@@ -539,10 +559,10 @@ class Scheduler:
         if user:
             cur.user_steps += 1
         self._visible_step(cur, cur.ops > 0, frame)
-        if self.recorder is not None and not self.tearing_down:
+        if self.observer is not None and not self.tearing_down:
             user = innermost_user_frame(frame)
             if user is not None:
-                self.recorder.step(self, cur, user)
+                self.observer.step(self, cur, user)
 
     def _visible_step(self, cur: VThread, switch: bool, frame: Any = None) -> None:
         """One step; ``frame`` is the program's (by default three calls up: the helper's caller)."""
@@ -572,8 +592,8 @@ class Scheduler:
         if cur.quiet >= TICK_SLICE:
             cur.quiet = 0
             self._visible_step(cur, True)  # a step of its own, even with nothing visible since the last
-            if self.recorder is not None and not self.tearing_down:
-                self.recorder.step(self, cur, sys._getframe(2))
+            if self.observer is not None and not self.tearing_down:
+                self.observer.step(self, cur, sys._getframe(2))
 
     def note(self, site: int, obj: Any, field: Any, write: bool, value: Any) -> None:
         """What the access just made touched (when this run keeps records)."""
@@ -582,8 +602,8 @@ class Scheduler:
         # Each thread's own attribute of a thread-local: a field of its own in the record.
         logged = (field, self.current.index) if isinstance(obj, access.per_thread_types) else field
         self.access_log.append((self.current.index, self.object_key(obj), logged, write, site))
-        if self.recorder is not None and not self.tearing_down:
-            self.recorder.event(self, events.Accessed(site, obj, field, write, value))
+        if self.observer is not None and not self.tearing_down:
+            self.observer.event(self, events.Accessed(site, obj, field, write, value))
 
     def object_key(self, obj: Any) -> Any:
         """The run's name for an object: numbered in the order the run first touches them,
@@ -863,11 +883,11 @@ class Scheduler:
             paid = True  # a pause
         self.preemptions += paid
         self.deviations.append(_new_tuple(Decision, (_new_tuple(Key, point[0]), choice, paid)))
-        if self.recorder is not None:
+        if self.observer is not None:
             if choice is PAUSE:
-                self.recorder.event(self, events.Paused(default.thread, self.threads[default.thread].name))
+                self.observer.event(self, events.Paused(default.thread, self.threads[default.thread].name))
             elif paid and isinstance(choice, RunThread):
-                self.recorder.event(self, events.Preempted(choice.thread, self.threads[choice.thread].name))
+                self.observer.event(self, events.Preempted(choice.thread, self.threads[choice.thread].name))
         return choice
 
     def _point(self, key: tuple[int, int, int], options: tuple[Option, ...]) -> DecisionPoint:
@@ -909,8 +929,8 @@ class Scheduler:
         for vt in due:
             vt.timed_out = True
             self.wake(vt)
-        if self.recorder is not None:
-            self.recorder.event(self, events.ClockAdvanced(self.clock.now - before))
+        if self.observer is not None:
+            self.observer.event(self, events.ClockAdvanced(self.clock.now - before))
         return due
 
     def _switch(self, target: VThread, in_trace: bool) -> None:
@@ -944,9 +964,9 @@ class Scheduler:
             cur.timer_generation += 1
             cur.timed_wait_at = self.steps
             self.clock.add(deadline, cur, cur.timer_generation)
-        if self.recorder is not None:
+        if self.observer is not None:
             holder = getattr(waiting_on, "holder", None)
-            self.recorder.event(self, events.Blocked(
+            self.observer.event(self, events.Blocked(
                 blocking_call(sys._getframe(1), waiting_on), getattr(waiting_on, "label", None),
                 holder.index if holder else None, holder.name if holder else None,
                 waiting_on.seconds if isinstance(waiting_on, _Sleep) else None))
@@ -967,8 +987,8 @@ class Scheduler:
         vt.state = RUNNABLE
         vt.timer_generation += 1
         self._spins.clear()
-        if self.recorder is not None:
-            self.recorder.event(self, events.Woken(vt.index, vt.name, vt.timed_out))
+        if self.observer is not None:
+            self.observer.event(self, events.Woken(vt.index, vt.name, vt.timed_out))
         if not vt.frozen:
             self._add_runnable(vt.index)
 
@@ -1000,8 +1020,8 @@ class Scheduler:
             self.faults_left -= 1
             self.preemptions += 1
             self.deviations.append(Decision(Key(*point.key), choice, True))
-            if self.recorder is not None:
-                self.recorder.event(self, events.Faulted(label, picked))
+            if self.observer is not None:
+                self.observer.event(self, events.Faulted(label, picked))
         return picked
 
     def draw_choice(self, options: int) -> int:
@@ -1112,8 +1132,8 @@ class Scheduler:
         blocked = [vt for vt in self.threads if vt.state == BLOCKED or vt.frozen]
         if self.failure is None:
             self.failure = blocked_thread_report(self, blocked)
-            if self.recorder is not None:
-                self.recorder.event(self, events.Deadlocked(tuple(
+            if self.observer is not None:
+                self.observer.event(self, events.Deadlocked(tuple(
                     events.Wait(vt.index, self._holder_index(vt), getattr(vt.waiting_on, "label", None), vt.frozen)
                     for vt in blocked)))
 

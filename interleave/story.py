@@ -6,7 +6,8 @@ typed event (:mod:`interleave.events`) with the step it came before. :class:`Sto
 model built from that once: the run's own part (not the program's loading, not teardown),
 the threads and their groups, each preemption and pause with where its thread stopped,
 the lock operations of the program's own locks, the arrows between threads (hand-offs,
-wake-ups, thread starts, messages) and a deadlock's wait-for graph. The text trace
+wake-ups, thread starts, messages), a deadlock's wait-for graph and the run's failure
+(from the event that ends the run). The text trace
 (:mod:`interleave.trace`) and the HTML timeline (:mod:`interleave.html`) render it.
 """
 
@@ -32,15 +33,17 @@ from .events import (
     Paused,
     Preempted,
     Released,
+    RunEnded,
     RunEvent,
     TearingDown,
     ThreadStarted,
     Wait,
     Woken,
 )
-from .failures import innermost_user_frame, source_line
+from .failures import Failure, innermost_user_frame, source_line
 from .files import is_user_file
 from .primitives import Lock
+from .races import RaceFailure
 
 
 @dataclass
@@ -147,6 +150,8 @@ class TraceRecorder:
         if isinstance(what, Accessed):
             self._access(sched, what, sys._getframe(1))
             return
+        if isinstance(what, RunEnded) and isinstance(what.failure, RaceFailure):
+            self._mark_race(what.failure)
         cur = sched.current
         # The library call the program made (Lock.acquire, Condition.notify...): the timeline
         # draws hand-offs of the program's own locks, not of the locks inside Condition or Thread.
@@ -158,8 +163,8 @@ class TraceRecorder:
             self.acquired_as[what.lock] = _acquired_as(sys._getframe(1))
         self.events.append(Event(len(self.steps), cur.index, cur.name, sched.clock.now, what, api))
 
-    def mark_race(self, failure: Any) -> None:
-        """Note the two accesses of the run's race (a :class:`~interleave.races.RaceFailure`) on their steps."""
+    def _mark_race(self, failure: RaceFailure) -> None:
+        """Note the two accesses of the run's race on their steps."""
         self.marks = failure.marks(self.access_steps,
                                    lambda at, thread, key, fld: _touched_after(self, at, thread, key, fld))
 
@@ -249,6 +254,9 @@ class Story:
         self.end = rec.events[cut].at_step if cut < len(rec.events) else len(rec.steps)
         #: Steps loading the program (its module-level code) before the entry function.
         self.setup = next((e.at_step for e in self.events if isinstance(e.what, Entered)), 0)
+        #: How the run failed (None: it passed, or its end was not recorded), as its last event says.
+        self.failure: Failure | None = next((e.what.failure for e in reversed(rec.events)
+                                             if isinstance(e.what, RunEnded)), None)
         #: Step index -> the note a data race puts there.
         self.marks = rec.marks
         self.names: dict[int, str] = {}

@@ -130,7 +130,7 @@ def test_object_identities_are_the_same_in_every_run_of_the_same_schedule():
     walk = RandomWalk(3)
     walk.begin_run(0)
     first = runner.run(walk, track_accesses=True)
-    logs = [runner.run(Replay(first.deviations), TraceRecorder()) for _ in range(2)]
+    logs = [runner.run(Replay(first.deviations), (TraceRecorder(),)) for _ in range(2)]
     assert logs[0].accesses and len({tuple(a[:4] for a in log.accesses) for log in logs}) == 1
     # Numbered in the order the run touches them, not by memory address.
     assert {entry[1] for entry in logs[0].accesses} <= set(range(len(logs[0].accesses)))

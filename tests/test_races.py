@@ -361,7 +361,7 @@ def test_a_write_between_the_other_threads_read_and_write_is_told_so(programs):
         for run in range(200):
             chooser.begin_run(run)
             recorder = TraceRecorder()
-            result = runner.run(chooser, recorder)
+            result = runner.run(chooser, (recorder,))
             assert result.failure is not None and result.failure.kind == "race"
             texts.append(render(recorder, result.failure))
     finally:

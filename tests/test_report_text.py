@@ -250,7 +250,7 @@ def test_every_preemption_of_every_schedule_has_its_resumption(tmp_path: Path, s
     try:
         while dfs.begin_run(runs) and runs < 300:
             recorder = TraceRecorder()
-            result = runner.run_or_raise(dfs, recorder)
+            result = runner.run_or_raise(dfs, (recorder,))
             dfs.end_run(result)
             runs += 1
             text = render(recorder, result.failure, full=True)
@@ -293,7 +293,7 @@ def test_a_pause_is_credited_to_the_thread_it_held(tmp_path: Path) -> None:
     chooser = PauseWhenBlocked()
     recorder = TraceRecorder()
     try:
-        runner.run_or_raise(chooser, recorder)
+        runner.run_or_raise(chooser, (recorder,))
     finally:
         runner.close()
     assert chooser.taken is not None

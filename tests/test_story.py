@@ -75,7 +75,7 @@ def recorded(tmp_path: Path, name: str, source: str) -> tuple[TraceRecorder, obj
     path = tmp_path / f"{name}.py"
     path.write_text(textwrap.dedent(source))
     recorder = TraceRecorder()
-    result = Runner(load(f"{path}::main"), RunConfig()).run(Replay([]), recorder)
+    result = Runner(load(f"{path}::main"), RunConfig()).run(Replay([]), (recorder,))
     return recorder, result.failure
 
 
@@ -130,7 +130,7 @@ def test_an_observer_sees_each_shared_access_as_data(tmp_path: Path) -> None:
             t.join()
     """))
     watcher = Watcher()
-    Runner(load(f"{path}::main"), RunConfig()).run(Replay([]), watcher)
+    Runner(load(f"{path}::main"), RunConfig()).run(Replay([]), (watcher,))
     touched = [(e.field, e.write, e.value) for e in watcher.seen if isinstance(e, events.Accessed) and e.field == "n"]
     assert touched == [("n", False, 0), ("n", True, 1), ("n", False, 1), ("n", True, 2)]
     assert all(isinstance(e, EVENT_TYPES) for e in watcher.seen)

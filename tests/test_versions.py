@@ -61,7 +61,7 @@ def run_once(program: Callable[[], Any], chooser: Any = None, granularity: str =
     recorder = TraceRecorder()
     runner = Runner(load(program), RunConfig(granularity=granularity))
     try:
-        result = runner.run(chooser or Replay([]), recorder)
+        result = runner.run(chooser or Replay([]), (recorder,))
     finally:
         runner.close()  # its watchdog's thread would outlive the test, into the next one's registries
     return result, recorder
