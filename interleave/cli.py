@@ -175,8 +175,7 @@ def explore_command(target: str, keep_going: bool, json_path: str | None, html_p
         _write(json_path, json.dumps(report.to_json(), indent=2))
     if html_path:
         if report.failure is not None and report.failure.recorder is not None:
-            _write(html_path, render_html(report.failure.recorder, report.failure, title=report.target,
-                                          token=report.failure.replay,
+            _write(html_path, render_html(report.failure.recorder, title=report.target, token=report.failure.replay,
                                           command=_replay_line(report.target, report.failure.replay)))
         else:
             click.echo(f"interleave: no failure, so no timeline was written to {html_path}", err=True)
@@ -340,7 +339,7 @@ def _trace(failure: FailureReport, full: bool) -> str:
     recorder = failure.recorder
     if recorder is None or not (full or _color()):
         return failure.trace
-    return render(recorder, failure, skip_setup=setup_steps(recorder), full=full, color=_color())
+    return render(recorder, skip_setup=setup_steps(recorder), full=full, color=_color())
 
 
 def _print_failure(report: Report, failure: FailureReport, full: bool = False) -> None:
@@ -477,11 +476,10 @@ def replay_command(target: str, token: str, html_path: str | None, full: bool) -
     against = f" (with {changed} changed since the token was made)" if changed else ""
     if changed:
         click.echo(f"interleave: changed since the token was made: {changed}; replaying the program as it is now")
-    click.echo(render(outcome.recorder, outcome.failure, skip_setup=setup_steps(outcome.recorder), full=full,
-                      color=_color()) if full or _color() else outcome.trace)
+    click.echo(render(outcome.recorder, skip_setup=setup_steps(outcome.recorder), full=full, color=_color())
+               if full or _color() else outcome.trace)
     if html_path:
-        _write(html_path, render_html(outcome.recorder, outcome.failure, title=target, token=token,
-                                      command=_replay_line(target, token)))
+        _write(html_path, render_html(outcome.recorder, title=target, token=token, command=_replay_line(target, token)))
     if outcome.failure is None:
         click.echo(f"interleave: the schedule ran without failing ({outcome.steps:,} steps){against}")
         sys.exit(EXIT_OK)

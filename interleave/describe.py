@@ -179,7 +179,7 @@ def _failure_report(program: Program, runner: Runner, found: FoundFailure, devia
         shrink_attempts=attempts,
         minimal=minimal,
         **asdict(cost(final.deviations)),
-        trace=render(recorder, shown, skip_setup=setup_steps(recorder)),
+        trace=render(recorder, skip_setup=setup_steps(recorder)),
         thread=shown.thread,
         recorder=recorder,
         accesses=access_records(recorder),

@@ -1,6 +1,6 @@
 """The HTML timeline of a recorded run: one self-contained file, readable offline.
 
-:func:`build_model` turns the run's :class:`~interleave.story.Story` (and its failure)
+:func:`build_model` turns the run's :class:`~interleave.story.Story` (its failure too)
 into plain data: lanes (one per thread, grouped by node), an ordered list of items (runs
 of steps of one thread, markers such as preemptions and clock jumps, the failure), and
 edges between lanes (lock hand-offs, wake-ups, thread starts, messages, the wait-for
@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import replace
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 from .clock import MONOTONIC_START
 from .events import (
@@ -47,15 +47,6 @@ _ACTS = {"block", "exit", "acquire", "release", "start", "note", "wake", "crash"
 _NODE_NAME = re.compile(r"([^.\s()]+)\.[^.\s]")
 
 
-class FailureLike(Protocol):
-    """What the timeline needs of a failure (a :class:`~interleave.failures.Failure` or a FailureReport)."""
-
-    kind: str
-    message: str
-    details: str
-    thread: str | None
-
-
 def _timeout(e: Event) -> bool:
     """A wake-up by the clock (a timed wait's deadline passed)."""
     return isinstance(e.what, Woken) and e.what.timeout
@@ -68,9 +59,9 @@ def _jsonable(value: Any) -> Any:
 
 
 class _Builder:
-    def __init__(self, story: Story, failure: FailureLike | None) -> None:
+    def __init__(self, story: Story) -> None:
         self.story = story
-        self.failure = failure
+        self.failure = story.failure
         self.events = story.events
         self.end = story.end
         self.setup = story.setup
@@ -432,12 +423,13 @@ def _signature(item: dict[str, Any]) -> Any:
     return None
 
 
-def build_model(recorder: TraceRecorder, failure: FailureLike | None = None, *, title: str = "",
-                token: str | None = None, command: str | None = None) -> dict[str, Any]:
+def build_model(recorder: TraceRecorder, *, title: str = "", token: str | None = None,
+                command: str | None = None) -> dict[str, Any]:
     """The timeline as plain data (what the page's script draws); see docs/timeline.md.
     ``command`` is the shell command that replays the run (shown ready to copy)."""
     story = recorder.story()
-    b = _Builder(story, failure)
+    failure = story.failure
+    b = _Builder(story)
     b.build_items()
     lanes, groups = b.lanes()
     steps = story.steps[: b.end]
@@ -463,12 +455,14 @@ def build_model(recorder: TraceRecorder, failure: FailureLike | None = None, *, 
     }
 
 
-def render_html(recorder: TraceRecorder, failure: FailureLike | None = None, *, title: str = "",
-                token: str | None = None, command: str | None = None) -> str:
-    """One offline HTML page: the timeline, the failure's details and the text trace."""
-    model = build_model(recorder, failure, title=title, token=token, command=command)
-    text = render(recorder, failure, skip_setup=recorder.story().setup, limit=_TRACE_LINES,
+def render_html(recorder: TraceRecorder, *, title: str = "", token: str | None = None,
+                command: str | None = None) -> str:
+    """One offline HTML page: the timeline, the run's failure with its details and the text trace."""
+    model = build_model(recorder, title=title, token=token, command=command)
+    story = recorder.story()
+    text = render(recorder, skip_setup=story.setup, limit=_TRACE_LINES,
                   more="interleave replay --full prints the whole trace")
+    failure = story.failure
     # Nothing in the program's strings may end the script element or open a comment in it.
     data = json.dumps(model, separators=(",", ":")).translate(_SCRIPT_SAFE)
     head = html.escape(title or "interleave timeline")
@@ -500,7 +494,7 @@ def _asset(name: str) -> str:
 _SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
-def write_html(path: str | os.PathLike[str], recorder: TraceRecorder, failure: FailureLike | None = None, *,
-               title: str = "", token: str | None = None, command: str | None = None) -> None:
-    write_atomically(path, render_html(recorder, failure, title=title, token=token, command=command))
+def write_html(path: str | os.PathLike[str], recorder: TraceRecorder, *, title: str = "", token: str | None = None,
+               command: str | None = None) -> None:
+    write_atomically(path, render_html(recorder, title=title, token=token, command=command))
 

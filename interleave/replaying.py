@@ -106,7 +106,7 @@ def _by_key(program: Program, decoded: Token) -> ReplayOutcome | _Misfit:
     if steps_checksum(recorder.path()) != decoded.checksum:
         return misfit("the replay took a different path (the program changed or is not deterministic)")
     failure = result.failure
-    return ReplayOutcome(failure, render(recorder, failure, skip_setup=setup_steps(recorder)),
+    return ReplayOutcome(failure, render(recorder, skip_setup=setup_steps(recorder)),
                          result.steps, result.preemptions, recorder, changed_files(program, recorder, decoded))
 
 
@@ -131,7 +131,7 @@ def _by_place(program: Program, decoded: Token, go_on: bool) -> ReplayOutcome:
         raise Diverged(f"the program changed since the token was made ({', '.join(changed)}) and its schedule "
                        f"no longer fits: {diverged}")
     failure = result.failure
-    return ReplayOutcome(failure, render(recorder, failure, skip_setup=setup_steps(recorder)), result.steps,
+    return ReplayOutcome(failure, render(recorder, skip_setup=setup_steps(recorder)), result.steps,
                          result.preemptions, recorder, changed, by_place=True, diverged=diverged)
 
 

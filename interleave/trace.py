@@ -2,7 +2,7 @@
 
 It renders the run's :class:`~interleave.story.Story`: one line per step (thread,
 file:line and source); preemptions, pauses, clock jumps, blocks and thread starts are
-marked; runs of steps in one thread are folded; the failure comes last. The words for the
+marked; runs of steps in one thread are folded; the run's failure comes last. The words for the
 scheduler's events (:mod:`interleave.events`) are made here, and the timeline uses them too.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import click
 
@@ -89,16 +89,6 @@ _TONES: dict[str, dict[str, Any]] = {
 }
 
 
-class Told(Protocol):
-    """What the trace says of a failure (a :class:`~interleave.failures.Failure` or a FailureReport)."""
-
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def message(self) -> str: ...
-
-
 @dataclass
 class Row:
     """One line of the text trace, with what folding, cutting and colouring need to know of it."""
@@ -115,9 +105,9 @@ class Row:
     keep: bool = False
 
 
-def render(trace: TraceRecorder, failure: Told | None, *, skip_setup: int = 0, full: bool = False,
-           limit: int | None = TRACE_LIMIT, more: str = MORE, color: bool = False) -> str:
-    """The trace as text: one line per step, folded, with markers and the failure last.
+def render(trace: TraceRecorder, *, skip_setup: int = 0, full: bool = False, limit: int | None = TRACE_LIMIT,
+           more: str = MORE, color: bool = False) -> str:
+    """The trace as text: one line per step, folded, with markers and the run's failure last.
 
     Stretches of one thread next to a preemption, pause, fault or clock jump, and the
     last one, are shown step by step (long ones folded in the middle); the other stretches
@@ -126,7 +116,7 @@ def render(trace: TraceRecorder, failure: Told | None, *, skip_setup: int = 0, f
     pauses, faults and their resumptions, with a line saying ``more``. ``full``: every step,
     nothing folded or left out. ``color``: thread names and the failure in colour (ANSI).
     """
-    rows = _Renderer(trace, failure, skip_setup, full, color).rows()
+    rows = _Renderer(trace, skip_setup, full, color).rows()
     if not full:
         rows = fold(rows, color)
         if limit is not None:
@@ -203,10 +193,8 @@ def _tone(text: str, tone: str, color: bool) -> str:
 class _Renderer:
     """The rows of one recorded run's trace, before folding and cutting."""
 
-    def __init__(self, trace: TraceRecorder, failure: Told | None, skip_setup: int, full: bool,
-                 color: bool) -> None:
+    def __init__(self, trace: TraceRecorder, skip_setup: int, full: bool, color: bool) -> None:
         self.story = story = trace.story()
-        self.failure = failure
         self.skip_setup = skip_setup
         self.full = full
         self.color = color
@@ -325,7 +313,7 @@ class _Renderer:
                 then = self.absorb(self.events_at.get(seg_end, ()), first.thread)
                 out.append(self.summary_row(seg_start, seg_end, then))
         self.emit_events(len(steps))
-        failure = self.failure
+        failure = self.story.failure
         if failure is None:
             return out
         for thread in list(self.held):  # held to the end: say so, so that no preemption is left hanging

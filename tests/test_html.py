@@ -232,7 +232,7 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def model_of(target: str) -> dict[str, Any]:
     failure = found(target)
-    return build_model(failure.recorder, failure, title=target, token=failure.replay)
+    return build_model(failure.recorder, title=target, token=failure.replay)
 
 
 def example(name: str) -> str:
@@ -397,14 +397,14 @@ def test_replay_gives_the_same_timeline(programs: Path) -> None:
     target = f"{programs / 'handoff.py'}::main"
     failure = found(target)
     outcome = replay(target, failure.replay)
-    assert build_model(outcome.recorder, outcome.failure) == build_model(failure.recorder, failure)
+    assert build_model(outcome.recorder) == build_model(failure.recorder)
 
 
 def test_large_runs_stay_small(programs: Path) -> None:
     model = model_of(f"{programs / 'big.py'}::main")
     assert model["steps"] > 10_000
     started = time.monotonic()
-    page = render_html(found(f"{programs / 'big.py'}::main").recorder, None)
+    page = render_html(found(f"{programs / 'big.py'}::main").recorder)
     assert time.monotonic() - started < 60  # (a loaded CI machine: this guards against a quadratic render)
     assert len(page) < 200 * model["steps"]
 
@@ -442,7 +442,7 @@ def test_a_lock_made_before_the_run_is_named_by_its_variable(tmp_path: Path, mon
 
     report = explore(prelocked.main, runs=5, seed=1)
     assert report.failure is not None
-    model = build_model(report.failure.recorder, report.failure)
+    model = build_model(report.failure.recorder)
     assert [e["label"] for e in model["edges"] if e["kind"] == "handoff"] == ["Account.lock"]
 
 
@@ -492,7 +492,7 @@ def test_a_data_race_marks_its_two_accesses(tmp_path: Path) -> None:
     report = explore(f"{program}::main", races=True, runs=300, seed=0)
     failure = report.failure
     assert failure is not None and failure.kind == "race"
-    model = build_model(failure.recorder, failure)
+    model = build_model(failure.recorder)
     rows = conflict_rows(model)
     assert len(rows) == 2 and rows[0][0] != rows[1][0]
     assert model["conflict"]["race"] and model["conflict"]["summary"] == rows[1][2]
@@ -510,9 +510,9 @@ def page_model(page: str) -> dict[str, Any]:
 
 def test_page_stands_alone(programs: Path) -> None:
     failure = found(f"{programs / 'handoff.py'}::main")
-    page = render_html(failure.recorder, failure, title="handoff", token=failure.replay)
+    page = render_html(failure.recorder, title="handoff", token=failure.replay)
     # The source line with "</script>" in it neither ends the data early nor breaks the JSON.
-    assert page_model(page) == json.loads(json.dumps(build_model(failure.recorder, failure, title="handoff",
+    assert page_model(page) == json.loads(json.dumps(build_model(failure.recorder, title="handoff",
                                                                  token=failure.replay)))
     assert "default-src 'none'" in page
     without_svg_namespace = page.replace('"http://www.w3.org/2000/svg"', "")
@@ -624,7 +624,7 @@ WHERE = ("function where(name) { const row = document.querySelector('.current');
 def timeline_of(target: str, tmp_path: Path) -> Path:
     failure = found(target)
     page = tmp_path / "page.html"
-    write_html(page, failure.recorder, failure, title=target, token=failure.replay,
+    write_html(page, failure.recorder, title=target, token=failure.replay,
                command=f"interleave replay {target} {failure.replay}")
     return page
 
@@ -686,7 +686,7 @@ LANE_COLOURS = [(0x2F, 0x6F, 0xDB), (0xD9, 0x48, 0x2B), (0x1F, 0x9D, 0x55)]
 def test_browser_draws_one_lane_per_thread(tmp_path: Path) -> None:
     failure = found(example("lost_update"))
     page = tmp_path / "lost_update.html"
-    write_html(page, failure.recorder, failure, title="lost_update", token=failure.replay)
+    write_html(page, failure.recorder, title="lost_update", token=failure.replay)
     text = dom(page, tmp_path)
     assert text.count('class="lane-head"') == 3
     assert text.count('class="b hot"') == 1 and "paused" in text
@@ -713,7 +713,7 @@ def test_browser_draws_one_lane_per_thread(tmp_path: Path) -> None:
 def test_browser_draws_the_deadlock_cycle(tmp_path: Path) -> None:
     failure = found(example("lock_order_deadlock"))
     page = tmp_path / "deadlock.html"
-    write_html(page, failure.recorder, failure, title="deadlock")
+    write_html(page, failure.recorder, title="deadlock")
     text = dom(page, tmp_path)
     assert len(re.findall(r'class="edge edge-waitfor cycle"', text)) == 2
     assert len(re.findall(r'class="edge edge-waitfor"', text)) == 1
@@ -724,7 +724,7 @@ def test_browser_draws_the_deadlock_cycle(tmp_path: Path) -> None:
 def test_browser_groups_lanes_by_node_and_draws_messages(programs: Path, tmp_path: Path) -> None:
     failure = found(f"{programs / 'nodes.py'}::main")
     page = tmp_path / "nodes.html"
-    write_html(page, failure.recorder, failure, title="nodes")
+    write_html(page, failure.recorder, title="nodes")
     text = dom(page, tmp_path)
     assert re.findall(r'<div class="group-head"[^>]*>([^<]*)</div>', text) == ["(no node)", "server", "client"]
     assert text.count('class="edge edge-msg"') == 2
@@ -735,7 +735,7 @@ def test_browser_groups_lanes_by_node_and_draws_messages(programs: Path, tmp_pat
 def test_browser_virtual_time_axis(programs: Path, tmp_path: Path) -> None:
     failure = found(f"{programs / 'nodes.py'}::main")
     page = tmp_path / "nodes.html"
-    write_html(page, failure.recorder, failure, title="nodes")
+    write_html(page, failure.recorder, title="nodes")
     steps_view = dom(page, tmp_path)
     time_view = dom(page.as_uri() + "#time", tmp_path)
     ruler = re.findall(r'<div class="g"[^>]*>([^<]*)</div>', time_view)
@@ -750,7 +750,7 @@ def test_browser_virtual_time_axis(programs: Path, tmp_path: Path) -> None:
 def test_browser_handles_ten_thousand_steps(programs: Path, tmp_path: Path) -> None:
     failure = found(f"{programs / 'big.py'}::main")
     page = tmp_path / "big.html"
-    write_html(page, failure.recorder, failure, title="big")
+    write_html(page, failure.recorder, title="big")
     started = time.monotonic()
     text = dom(page, tmp_path)
     assert time.monotonic() - started < 60

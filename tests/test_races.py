@@ -363,7 +363,7 @@ def test_a_write_between_the_other_threads_read_and_write_is_told_so(programs):
             recorder = TraceRecorder()
             result = runner.run(chooser, (recorder,))
             assert result.failure is not None and result.failure.kind == "race"
-            texts.append(render(recorder, result.failure))
+            texts.append(render(recorder))
     finally:
         runner.close()
     told = [t for t in texts if "between Thread-" in t]

@@ -134,7 +134,7 @@ def test_a_hangs_trace_folds_its_repeats_into_one_line(tmp_path: Path) -> None:
     report = explore(f"{write(tmp_path, 'poll', POLL_HANG)}::main", runs=5, seed=0, max_steps=300, shrink_time=0)
     failure = report.failure
     assert failure is not None and failure.kind == "hang" and failure.recorder is not None
-    whole = render(failure.recorder, failure, full=True).splitlines()
+    whole = render(failure.recorder, full=True).splitlines()
     assert len(whole) > 2 * TRACE_LIMIT  # each poll: a step and a clock jump
     lines = failure.trace.splitlines()
     assert len(lines) < 40
@@ -159,7 +159,7 @@ def test_a_long_trace_is_cut_with_a_pointer_to_full_and_html(tmp_path: Path) -> 
     cuts = [line for line in lines if "lines left out here" in line]
     assert len(cuts) == 1 and "--full" in cuts[0] and "--html" in cuts[0]
     left_out = int(re.search(r"\.\.\. ([\d,]+) lines left out", cuts[0]).group(1).replace(",", ""))
-    whole = render(failure.recorder, failure, limit=None).splitlines()  # folded, not cut
+    whole = render(failure.recorder, limit=None).splitlines()  # folded, not cut
     assert len(whole) > 2 * TRACE_LIMIT
     assert len(lines) - 1 + left_out == len(whole)
     assert lines[-1] == whole[-1] and "XX AssertionError: the ticker ran to its end" in lines[-1]
@@ -253,7 +253,7 @@ def test_every_preemption_of_every_schedule_has_its_resumption(tmp_path: Path, s
             result = runner.run_or_raise(dfs, (recorder,))
             dfs.end_run(result)
             runs += 1
-            text = render(recorder, result.failure, full=True)
+            text = render(recorder, full=True)
             paused, resumed = _preempted_and_resumed(text)
             preempting += bool(paused)
             for name in paused:
@@ -300,7 +300,7 @@ def test_a_pause_is_credited_to_the_thread_it_held(tmp_path: Path) -> None:
     running, held = chooser.taken
     assert running != held
     names = recorder.story().names
-    text = render(recorder, None, full=True)
+    text = render(recorder, full=True)
     pauses = [line for line in text.splitlines() if "~~ pause:" in line]
     assert len(pauses) == 1
     assert f"pause: {names[held]} is held" in pauses[0] and names[running] not in pauses[0]

@@ -146,7 +146,7 @@ def test_the_story_holds_the_wait_for_graph_of_a_deadlock(tmp_path: Path) -> Non
     assert story.wait_for == {main: worker, worker: main}
     assert story.in_cycle == {main, worker}
     # The timeline draws that graph: one wait box per blocked thread, both on the cycle.
-    model = build_model(recorder, failure)
+    model = build_model(recorder)
     deadlock = next(it for it in model["items"] if it["k"] == "deadlock")
     assert sorted(b["lane"] for b in deadlock["boxes"] if b["cycle"]) == sorted([main, worker])
     assert sum(1 for e in model["edges"] if e["kind"] == "waitfor" and e["cycle"]) == 2
@@ -162,12 +162,12 @@ def test_a_hand_off_is_one_link_of_the_story_and_one_edge_of_the_timeline(tmp_pa
     released, acquired = story.events[link.start], story.events[link.end]
     assert isinstance(released.what, events.Released) and isinstance(acquired.what, events.Acquired)
     assert released.name == "MainThread" and acquired.name != "MainThread"
-    edges = [e for e in build_model(recorder, failure)["edges"] if e["kind"] == "handoff"]
+    edges = [e for e in build_model(recorder)["edges"] if e["kind"] == "handoff"]
     label, made = link.what.split(" (made at ")
     assert len(edges) == 1 and edges[0]["title"] == (f"MainThread releases lock ({label}, made at {made}, "
                                                      f"{acquired.name} acquires it")
     # The lock is the program's: the text trace shows its operations on their steps.
-    text = render(recorder, None, full=True)
+    text = render(recorder, full=True)
     lock = link.what.split(" (made at")[0]
     assert f"[release {lock}]" in text and f"[acquire {lock}]" in text
 
@@ -179,7 +179,7 @@ def test_the_text_trace_and_the_timeline_tell_the_same_preemptions() -> None:
     story = failure.recorder.story()
     preempted = [s for s in story.suspensions.values() if isinstance(story.events[s.event].what, events.Preempted)]
     assert preempted and all(s.step is not None for s in preempted)
-    model = build_model(failure.recorder, failure)
+    model = build_model(failure.recorder)
     resumes = [it["label"] for it in model["items"] if it["k"] == "mark" and it["type"] == "resume"]
     for s in preempted:
         step = story.steps[s.step]
@@ -198,7 +198,7 @@ def test_the_page_script_and_style_are_package_data_the_wheel_ships(tmp_path: Pa
     for name in files:  # a file the globs miss would be left out of a non-editable install
         assert any(fnmatch.fnmatch(f"timeline/{name}", g) for g in globs), name
     recorder, failure = recorded(tmp_path, "handoff", HANDOFF)
-    page = render_html(recorder, failure, title="handoff")
+    page = render_html(recorder, title="handoff")
     assert (folder / "timeline.js").read_text() in page and (folder / "timeline.css").read_text() in page
     model = page.split('<script type="application/json" id="model">')[1].split("</script>")[0]
     assert json.loads(model)["lanes"]

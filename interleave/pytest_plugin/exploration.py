@@ -19,7 +19,7 @@ from ..program import BadInput
 from ..schedule import Token
 from ..settings import explore_arguments
 from ..story import TraceRecorder
-from ..trace import Told, render
+from ..trace import render
 from . import reporting
 from .body import TestBody, fingerprint, is_hypothesis_test
 from .coverage_bridge import CoverageBridge
@@ -143,7 +143,7 @@ class TestExploration:
         failure = outcome.failure
         head = f"replayed {what}: {outcome.preemptions} preemption(s), {outcome.steps:,} steps{changed}"
         self.kept.keep(self.item.nodeid, token)
-        self.fail(failure.kind, failure.message, head, self.trace(outcome.recorder, failure), failure.details, token)
+        self.fail(failure.kind, failure.message, head, self.trace(outcome.recorder), failure.details, token)
 
     def check_report(self, report: Report) -> None:
         """Fail the test with what the exploration found; keep the report if nothing was."""
@@ -168,13 +168,13 @@ class TestExploration:
         workers = f"{report.workers} worker{'s' if report.workers != 1 else ''}"
         head = (f"found in run {failure.run:,} after {failure.elapsed_s:.2f}s [{report.strategy}, seed {report.seed}, "
                 f"{workers}]; shrunk to {failure.preemptions} preemption(s), {failure.steps:,} steps")
-        trace = self.trace(failure.recorder, failure) if failure.recorder is not None else failure.trace
+        trace = self.trace(failure.recorder) if failure.recorder is not None else failure.trace
         self.fail(failure.kind, failure.message, head, trace, failure.details, failure.replay)
 
-    def trace(self, recorder: TraceRecorder, failure: Told) -> str:
+    def trace(self, recorder: TraceRecorder) -> str:
         """The failing run's trace: cut past :data:`~interleave.trace.TRACE_LIMIT` lines, saying how to
         see it whole, or whole with ``--interleave-full``."""
-        return render(recorder, failure, skip_setup=recorder.story().setup,
+        return render(recorder, skip_setup=recorder.story().setup,
                       full=bool(self.item.config.getoption("interleave_full")),
                       more="--interleave-full prints the whole trace")
 
