@@ -96,9 +96,10 @@ class Watcher:
 
     def __init__(self):
         self.seen = []
+        self.steps = []
 
     def step(self, sched, thread, frame):
-        pass
+        self.steps.append((thread.index, frame.f_lineno))
 
     def event(self, sched, what):
         self.seen.append(what)
@@ -134,6 +135,60 @@ def test_an_observer_sees_each_shared_access_as_data(tmp_path: Path) -> None:
     touched = [(e.field, e.write, e.value) for e in watcher.seen if isinstance(e, events.Accessed) and e.field == "n"]
     assert touched == [("n", False, 0), ("n", True, 1), ("n", False, 1), ("n", True, 2)]
     assert all(isinstance(e, EVENT_TYPES) for e in watcher.seen)
+
+
+# A worker thread raises: the run fails in that thread.
+RAISES = """
+import threading
+
+
+def worker():
+    raise ValueError("boom")
+
+
+def main():
+    t = threading.Thread(target=worker, name="raiser")
+    t.start()
+    t.join()
+"""
+
+
+def watched(tmp_path: Path, name: str, source: str, *observers: Any) -> Any:
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    return Runner(load(f"{path}::main"), RunConfig()).run(Replay([]), observers)
+
+
+def test_every_observer_of_a_run_sees_the_same_steps_and_events_in_the_same_order(tmp_path: Path) -> None:
+    first, second, recorder = Watcher(), Watcher(), TraceRecorder()
+    watched(tmp_path, "crossed", CROSSED, first, second, recorder)
+    assert first.seen and first.steps
+    assert second.seen == first.seen and second.steps == first.steps
+    assert [e.what for e in recorder.events] == first.seen
+    assert [(s.thread, s.lineno) for s in recorder.steps] == first.steps
+
+
+def test_the_run_ends_with_an_event_that_says_how(tmp_path: Path) -> None:
+    failing, passing = Watcher(), Watcher()
+    result = watched(tmp_path, "raises", RAISES, failing)
+    ended = failing.seen[-1]
+    assert isinstance(ended, events.RunEnded)
+    assert ended.failure is result.failure
+    assert ended.failure is not None and ended.failure.kind == "exception" and ended.failure.thread == "raiser"
+    assert not ended.interrupted and ended.uncontrolled is None
+    assert watched(tmp_path, "handoff", HANDOFF, passing).failure is None
+    assert passing.seen[-1] == events.RunEnded(None, None, False)
+    assert sum(isinstance(e, events.RunEnded) for e in failing.seen + passing.seen) == 2  # once a run, last
+
+
+def test_the_story_takes_the_failure_from_the_end_of_the_run(tmp_path: Path) -> None:
+    recorder, failure = recorded(tmp_path, "raises", RAISES)
+    story = recorder.story()
+    assert story.failure is failure and failure is not None
+    assert f"XX {failure.message}" in render(recorder, full=True)
+    assert build_model(recorder)["failure"]["thread"] == "raiser"
+    recorder, failure = recorded(tmp_path, "handoff", HANDOFF)
+    assert failure is None and recorder.story().failure is None and build_model(recorder)["failure"] is None
 
 
 def test_the_story_holds_the_wait_for_graph_of_a_deadlock(tmp_path: Path) -> None:
