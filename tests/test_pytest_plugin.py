@@ -81,8 +81,8 @@ def test_racy_test_fails_with_kind_trace_and_replay_lines(pytester: pytest.Pytes
         "*>> preemption: Thread-1 (increment) is paused after it reads Counter.value -> 0 (test_counter.py:10); MainThread runs",
         "*XX AssertionError*",
         "Replay it:",
-        "  *pytest test_counter.py::test_counter --interleave-replay=3.*",
-        '  @pytest.mark.interleave(replay="3.*")',
+        "  *pytest test_counter.py::test_counter --interleave-replay=4.*",
+        '  @pytest.mark.interleave(replay="4.*")',
     ])
     assert "pytest_plugin/" not in result.stdout.str()  # no traceback through interleave itself
     assert len(kept_tokens(pytester)) == 1
@@ -437,7 +437,7 @@ def test_hypothesis_shows_minimal_input_and_minimal_schedule(pytester: pytest.Py
         "*n=1,",  # 0 cannot fail: 1 is the minimal input
         ")",
         "*shrunk to 1 preemption(s)*",
-        "*--interleave-replay=3.*",
+        "*--interleave-replay=4.*",
     ])
 
 
@@ -473,7 +473,7 @@ def test_xdist_workers_explore_their_own_tests(pytester: pytest.Pytester) -> Non
     pytester.makepyfile(test_racy=RACY, test_fixed=FIXED)
     result = pytester.runpytest_subprocess("-n", "2", "--interleave-runs=100", timeout=60)
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["*interleave: FAILURE (exception)*", "*--interleave-replay=3.*"])
+    result.stdout.fnmatch_lines(["*interleave: FAILURE (exception)*", "*--interleave-replay=4.*"])
     assert len(kept_tokens(pytester)) == 1
 
 
@@ -845,7 +845,7 @@ def test_the_replay_line_repeats_the_invocation_and_replays(pytester: pytest.Pyt
     found.assert_outcomes(failed=1)
     words = _replay_line(found)
     assert words[1:4] == ["-m", "pytest", "my tests/test_counter.py::test_counter"]
-    assert words[4].startswith("--interleave-replay=3.")
+    assert words[4].startswith("--interleave-replay=4.")
     for path in kept_tokens(pytester):
         path.unlink()  # only the printed line may reproduce it
     replayed = subprocess.run(words, cwd=pytester.path, capture_output=True, text=True, timeout=300)
